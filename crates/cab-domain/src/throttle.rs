@@ -1,0 +1,190 @@
+//! Login throttling: when an account or a client address must wait before it
+//! may try a password again.
+//!
+//! Only failed password checks count. Attempts refused while a lock is in force
+//! never reach the password check, so they are not failures; the lock that
+//! follows the next real failure is twice as long as the one before.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// Failures within this window start a lock.
+pub const WINDOW: Duration = Duration::minutes(15);
+/// How many failures within [`WINDOW`] lock an account.
+pub const ACCOUNT_FAILURES: usize = 5;
+pub const FIRST_LOCK: Duration = Duration::minutes(1);
+pub const LONGEST_LOCK: Duration = Duration::hours(1);
+/// Failures from one client address, any accounts, within [`WINDOW`].
+pub const ADDRESS_FAILURES: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginGate {
+    Open,
+    /// Try again after this long.
+    Locked { retry_after: Duration },
+}
+
+impl LoginGate {
+    /// Whole seconds for a `Retry-After` header, never zero.
+    pub fn retry_after_secs(&self) -> Option<i64> {
+        match self {
+            LoginGate::Open => None,
+            LoginGate::Locked { retry_after } => {
+                let ms = retry_after.num_milliseconds().max(1);
+                Some((ms + 999) / 1000)
+            }
+        }
+    }
+}
+
+/// Whether an account may attempt a password now, given its failed attempts
+/// since its last successful login (any order).
+///
+/// A streak of failures locks the account once five of them fall within
+/// fifteen minutes; each later failure in the streak doubles the lock, up to an
+/// hour. The streak ends when no failure happens for fifteen minutes after the
+/// lock in force has expired.
+pub fn account_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate {
+    let mut sorted = failures.to_vec();
+    sorted.sort();
+    let mut streak: Vec<DateTime<Utc>> = Vec::new();
+    let mut lock: Option<Duration> = None;
+    for t in sorted {
+        if let Some(&last) = streak.last() {
+            if t - last > WINDOW + lock.unwrap_or_else(Duration::zero) {
+                streak.clear();
+                lock = None;
+            }
+        }
+        streak.push(t);
+        let n = streak.len();
+        if n >= ACCOUNT_FAILURES
+            && (lock.is_some() || t - streak[n - ACCOUNT_FAILURES] <= WINDOW)
+        {
+            let doublings = u32::try_from(n - ACCOUNT_FAILURES).unwrap_or(u32::MAX).min(16);
+            let length = FIRST_LOCK * 2i32.pow(doublings);
+            lock = Some(length.min(LONGEST_LOCK));
+        }
+    }
+    match (streak.last(), lock) {
+        (Some(&last), Some(length)) if now < last + length => LoginGate::Locked {
+            retry_after: last + length - now,
+        },
+        _ => LoginGate::Open,
+    }
+}
+
+/// Whether a client address may attempt a password now, given its failures
+/// (against any account) in the last [`WINDOW`].
+pub fn address_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate {
+    let mut recent: Vec<DateTime<Utc>> = failures
+        .iter()
+        .copied()
+        .filter(|t| now - *t < WINDOW)
+        .collect();
+    if recent.len() < ADDRESS_FAILURES {
+        return LoginGate::Open;
+    }
+    recent.sort();
+    // The lock lifts when enough of the failures have left the window.
+    let release = recent[recent.len() - ADDRESS_FAILURES] + WINDOW;
+    LoginGate::Locked {
+        retry_after: release - now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap()
+    }
+
+    fn mins(m: i64) -> DateTime<Utc> {
+        t0() + Duration::minutes(m)
+    }
+
+    #[test]
+    fn four_failures_do_not_lock() {
+        let f = [mins(0), mins(1), mins(2), mins(3)];
+        assert_eq!(account_gate(&f, mins(3)), LoginGate::Open);
+    }
+
+    #[test]
+    fn five_failures_in_window_lock_for_a_minute() {
+        let f = [mins(0), mins(1), mins(2), mins(3), mins(4)];
+        assert_eq!(
+            account_gate(&f, mins(4)),
+            LoginGate::Locked {
+                retry_after: Duration::minutes(1)
+            }
+        );
+        assert_eq!(account_gate(&f, mins(4) + Duration::seconds(61)), LoginGate::Open);
+    }
+
+    #[test]
+    fn five_failures_spread_over_more_than_the_window_do_not_lock() {
+        let f = [mins(0), mins(5), mins(10), mins(15), mins(20)];
+        assert_eq!(account_gate(&f, mins(20)), LoginGate::Open);
+    }
+
+    #[test]
+    fn lock_doubles_with_each_failure_after_it() {
+        // Locked at 4 for 1 min; fails at 6 (2 min lock); fails at 9 (4 min lock).
+        let f = [mins(0), mins(1), mins(2), mins(3), mins(4), mins(6), mins(9)];
+        assert_eq!(
+            account_gate(&f, mins(9)),
+            LoginGate::Locked {
+                retry_after: Duration::minutes(4)
+            }
+        );
+    }
+
+    #[test]
+    fn lock_is_capped_at_an_hour_and_streak_survives_long_locks() {
+        let mut f: Vec<_> = (0..5).map(mins).collect();
+        let mut last = mins(4);
+        // Each failure right after the previous lock lifts.
+        for k in 0..10 {
+            let lock = (FIRST_LOCK * 2i32.pow(k)).min(LONGEST_LOCK);
+            last = last + lock + Duration::seconds(1);
+            f.push(last);
+        }
+        assert_eq!(
+            account_gate(&f, last),
+            LoginGate::Locked {
+                retry_after: LONGEST_LOCK
+            }
+        );
+    }
+
+    #[test]
+    fn a_quiet_period_ends_the_streak() {
+        let mut f: Vec<_> = (0..5).map(mins).collect();
+        f.push(mins(4 + 1 + 16)); // after lock (1) + window (15) + 1
+        assert_eq!(account_gate(&f, mins(21)), LoginGate::Open);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let gate = LoginGate::Locked {
+            retry_after: Duration::milliseconds(1500),
+        };
+        assert_eq!(gate.retry_after_secs(), Some(2));
+        assert_eq!(LoginGate::Open.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn address_limit() {
+        let f: Vec<_> = (0..49).map(|s| t0() + Duration::seconds(s)).collect();
+        assert_eq!(address_gate(&f, t0() + Duration::minutes(1)), LoginGate::Open);
+        let f: Vec<_> = (0..50).map(|s| t0() + Duration::seconds(s)).collect();
+        assert_eq!(
+            address_gate(&f, t0() + Duration::minutes(1)),
+            LoginGate::Locked {
+                retry_after: Duration::minutes(14)
+            }
+        );
+    }
+}
