@@ -220,6 +220,11 @@ impl ChainVerifier {
         Ok(())
     }
 
+    /// The sequence number of the last event checked (0 before any).
+    pub fn last_seq(&self) -> i64 {
+        self.next_seq - 1
+    }
+
     /// Ends the check. Against a recorded head, a chain that stops early has a
     /// truncated tail, and one whose event at the head differs was rewritten.
     pub fn finish(self, head: Option<&ChainHead>) -> Result<u64, ChainBreak> {

@@ -1,0 +1,69 @@
+//! The JSON API under `/api/v1`, documented by the OpenAPI document served at
+//! `/api/openapi.json`. Routes and their documentation are registered together
+//! (utoipa-axum), so neither can exist without the other.
+
+mod auth;
+mod extract;
+mod me;
+mod users;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::Problem;
+use crate::state::AppState;
+
+pub use extract::{ApiPath, AppJson};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CAB API",
+        description = "Change advisory board: change requests, assessments, approvals and the audit trail. \
+                       Errors are application/problem+json documents with a stable `code`.",
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "auth", description = "Access tokens and the caller"),
+        (name = "users", description = "Accounts, roles and service-account tokens (administrators)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An access token from POST /api/v1/auth/token, or a service account's API token (cab_...).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes and its OpenAPI document.
+pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::create_token))
+        .routes(routes!(auth::logout))
+        .routes(routes!(me::me))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::get_user))
+        .routes(routes!(users::set_roles))
+        .routes(routes!(users::disable_user))
+        .routes(routes!(users::list_tokens, users::create_token))
+        .routes(routes!(users::revoke_token))
+        .split_for_parts()
+}

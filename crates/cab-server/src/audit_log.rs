@@ -1,0 +1,86 @@
+//! Writing to the audit trail from handlers: the event for a change goes
+//! through the change's own transaction; a refusal gets a transaction of its own.
+
+use cab_db::audit::{AuditActor, NewAuditEvent};
+use cab_domain::Denial;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::AppError;
+use crate::request::Origin;
+
+/// The action recorded for every refused attempt; `payload.attempted` names
+/// what was tried.
+pub const ACCESS_DENIED: &str = "access.denied";
+
+pub struct Entity<'a> {
+    pub kind: &'a str,
+    pub id: Option<String>,
+}
+
+impl<'a> Entity<'a> {
+    pub fn new(kind: &'a str, id: impl ToString) -> Self {
+        Entity {
+            kind,
+            id: Some(id.to_string()),
+        }
+    }
+
+    pub fn kind(kind: &'a str) -> Self {
+        Entity { kind, id: None }
+    }
+}
+
+pub async fn record(
+    conn: &mut PgConnection,
+    actor: Option<AuditActor>,
+    origin: &Origin,
+    action: &str,
+    entity: Entity<'_>,
+    payload: Value,
+) -> Result<i64, AppError> {
+    Ok(cab_db::audit::append(
+        conn,
+        NewAuditEvent {
+            actor,
+            action: action.to_owned(),
+            entity_type: entity.kind.to_owned(),
+            entity_id: entity.id,
+            payload,
+            origin: origin.audit(),
+        },
+    )
+    .await?)
+}
+
+/// Records a refused attempt and returns the error to answer with: 409 for a
+/// request that conflicts with the current state, 403 otherwise.
+pub async fn deny(
+    pool: &PgPool,
+    actor: Option<AuditActor>,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    denial: Denial,
+) -> AppError {
+    let payload = json!({
+        "attempted": attempted,
+        "reason": denial.code,
+        "message": denial.message,
+    });
+    let written = async {
+        let mut tx = pool.begin().await?;
+        record(&mut tx, actor, origin, ACCESS_DENIED, entity, payload).await?;
+        tx.commit().await?;
+        Ok::<_, AppError>(())
+    }
+    .await;
+    if let Err(e) = written {
+        // The refusal stands even if it could not be recorded.
+        tracing::error!(error = %e, attempted, "could not record a denied attempt");
+    }
+    match denial.code {
+        "already_disabled" => AppError::Conflict(denial),
+        _ => AppError::Forbidden(denial),
+    }
+}

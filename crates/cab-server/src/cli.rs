@@ -1,0 +1,342 @@
+//! The `cab` command line. `main` parses it and calls [`run`].
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use cab_db::audit::Verification;
+use cab_domain::audit::ChainHead;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::accounts::{self, NewAccount, Operator};
+use crate::config::{DatabaseArgs, LogFormat, ServerArgs, Settings, check_secret_key};
+use crate::crypto::{Passwords, generate_password, random_token};
+use crate::error::AppError;
+use crate::request::Origin;
+use crate::state::AppState;
+
+#[derive(Debug, Parser)]
+#[command(name = "cab", version, about = "CAB: change advisory board service")]
+pub struct Cli {
+    /// Log format for the server's logs on stderr.
+    #[arg(long, env = "CAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: create the database if needed, apply migrations, listen.
+    Serve {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Create the database if needed, apply migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Manage accounts.
+    User {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Check the audit trail.
+    Audit {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Prepare the `cab_demo` database, seed one user per role (printing their
+    /// passwords) and start the server.
+    Demo {
+        /// Database server to use; the demo always uses the database `cab_demo` on it.
+        #[arg(long, env = "DATABASE_URL", default_value = crate::config::DEFAULT_DATABASE_URL, hide_env_values = true)]
+        database_url: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a person (or, with --service, a service account). Prints a generated
+    /// password unless one is read from standard input.
+    Add {
+        username: String,
+        /// A role to grant; repeat for several.
+        #[arg(long = "role", required = true, value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// A service account for pipelines: no password, API tokens only.
+        #[arg(long)]
+        service: bool,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// List accounts with their roles.
+    List,
+    /// Replace a user's roles (no roles at all: pass none).
+    SetRoles {
+        username: String,
+        roles: Vec<String>,
+    },
+    /// Disable an account and end its sessions.
+    Disable { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain from the database. Exits 0 when intact,
+    /// 1 naming the first broken event otherwise.
+    Verify {
+        /// A head recorded earlier with `cab audit head`, as SEQ:HASH; catches
+        /// a tail that was cut off or rewritten together with the head row.
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+    },
+    /// Print the chain's current head as SEQ:HASH, to keep somewhere safe.
+    Head,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve { db, server } => {
+            let secret = check_secret_key(server.secret_key.as_deref())?;
+            let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            serve(pool, &server, &secret).await?;
+        }
+        Command::Migrate { db } => {
+            crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            println!("migrations applied");
+        }
+        Command::User { db, command } => {
+            let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            user_command(&pool, command).await?;
+        }
+        Command::Audit { db, command } => {
+            let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            return audit_command(&pool, command).await;
+        }
+        Command::Demo { database_url, server } => demo(&database_url, server).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow::Result<()> {
+    let state = AppState::new(pool, Settings::from_args(server)?, secret)?;
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, env = %state.settings.env_label, "CAB listening");
+    println!("CAB listening on http://{addr}");
+    crate::serve(listener, state, crate::shutdown_signal()).await?;
+    Ok(())
+}
+
+fn cli_error(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::Internal(inner) => inner,
+        other => anyhow::anyhow!(other.detail()),
+    }
+}
+
+async fn find_user(pool: &sqlx::PgPool, username: &str) -> anyhow::Result<cab_db::users::UserRow> {
+    let mut conn = pool.acquire().await?;
+    cab_db::users::find_by_username(&mut conn, username)
+        .await?
+        .with_context(|| format!("no user named '{username}'"))
+}
+
+async fn user_command(pool: &sqlx::PgPool, command: UserCommand) -> anyhow::Result<()> {
+    let passwords = Passwords::new(1)?;
+    let origin = Origin::cli();
+    match command {
+        UserCommand::Add {
+            username,
+            roles,
+            password_stdin,
+            service,
+            display_name,
+        } => {
+            if service && password_stdin {
+                bail!("service accounts have no password; issue them an API token from the admin pages or API");
+            }
+            let password = if password_stdin {
+                let mut input = String::new();
+                std::io::stdin().read_to_string(&mut input)?;
+                Some(input.lines().next().unwrap_or_default().to_owned())
+            } else {
+                None
+            };
+            let created = accounts::create(
+                pool,
+                &passwords,
+                &Operator::Cli,
+                &origin,
+                NewAccount {
+                    username,
+                    display_name,
+                    roles,
+                    password,
+                    service,
+                },
+            )
+            .await
+            .map_err(cli_error)?;
+            println!("created {} ({})", created.user.username, created.user.roles.join(", "));
+            if let Some(pw) = created.generated_password {
+                println!("password: {pw}");
+            }
+        }
+        UserCommand::List => {
+            let mut conn = pool.acquire().await?;
+            println!("{:<24} {:<8} {:<9} ROLES", "USERNAME", "KIND", "STATUS");
+            for u in cab_db::users::list(&mut conn).await? {
+                println!(
+                    "{:<24} {:<8} {:<9} {}",
+                    u.username,
+                    if u.is_service { "service" } else { "person" },
+                    if u.is_active() { "active" } else { "disabled" },
+                    u.roles.join(",")
+                );
+            }
+        }
+        UserCommand::SetRoles { username, roles } => {
+            let user = find_user(pool, &username).await?;
+            let updated = accounts::set_roles(pool, &Operator::Cli, &origin, user.id, &roles)
+                .await
+                .map_err(cli_error)?;
+            println!("{}: {}", updated.username, updated.roles.join(", "));
+        }
+        UserCommand::Disable { username } => {
+            let user = find_user(pool, &username).await?;
+            accounts::disable(pool, &Operator::Cli, &origin, user.id)
+                .await
+                .map_err(cli_error)?;
+            println!("{username}: disabled, sessions ended");
+        }
+    }
+    Ok(())
+}
+
+fn parse_head(s: &str) -> anyhow::Result<ChainHead> {
+    let (seq, hash) = s.split_once(':').context("expected SEQ:HASH, as printed by `cab audit head`")?;
+    Ok(ChainHead {
+        seq: seq.trim().parse().context("SEQ must be a number")?,
+        hash: hex::decode(hash.trim()).context("HASH must be hexadecimal")?,
+    })
+}
+
+async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let mut conn = pool.acquire().await?;
+    match command {
+        AuditCommand::Verify { head } => {
+            let external = head.as_deref().map(parse_head).transpose()?;
+            match cab_db::audit::verify(&mut conn, external.as_ref()).await? {
+                Verification::Intact { checked, head } => {
+                    println!(
+                        "audit chain intact: {checked} events checked, head {}:{}",
+                        head.seq,
+                        hex::encode(&head.hash)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Verification::Broken(b) => {
+                    eprintln!("{b}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Head => {
+            let head = cab_db::audit::head(&mut conn).await?;
+            println!("{}:{}", head.seq, hex::encode(&head.hash));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The demo's people: one per role.
+pub const DEMO_USERS: [(&str, &str, &str); 6] = [
+    ("erin", "Erin Engineer", "engineer"),
+    ("sam", "Sam Security", "security_reviewer"),
+    ("carol", "Carol CAB", "cab_member"),
+    ("rita", "Rita Release", "release_manager"),
+    ("audrey", "Audrey Auditor", "auditor"),
+    ("adam", "Adam Admin", "admin"),
+];
+
+/// Creates the demo users that are missing and gives every one of them a
+/// fresh password. Returns (username, role, password).
+pub async fn seed_demo(pool: &sqlx::PgPool, passwords: &Passwords) -> anyhow::Result<Vec<(String, String, String)>> {
+    let origin = Origin::cli();
+    let mut out = Vec::new();
+    for (username, name, role) in DEMO_USERS {
+        let password = generate_password();
+        let mut conn = pool.acquire().await?;
+        let existing = cab_db::users::find_by_username(&mut conn, username).await?;
+        drop(conn);
+        match existing {
+            Some(user) => accounts::set_password(pool, passwords, &Operator::Cli, &origin, user.id, password.clone())
+                .await
+                .map_err(cli_error)?,
+            None => {
+                accounts::create(
+                    pool,
+                    passwords,
+                    &Operator::Cli,
+                    &origin,
+                    NewAccount {
+                        username: username.into(),
+                        display_name: name.into(),
+                        roles: vec![role.into()],
+                        password: Some(password.clone()),
+                        service: false,
+                    },
+                )
+                .await
+                .map_err(cli_error)?;
+            }
+        }
+        out.push((username.to_owned(), role.to_owned(), password));
+    }
+    Ok(out)
+}
+
+async fn demo(database_url: &str, mut server: ServerArgs) -> anyhow::Result<()> {
+    let opts = crate::db::options(database_url)?.database("cab_demo");
+    crate::db::ensure_database(&opts).await?;
+    let pool = crate::db::pool(opts, 10);
+    cab_db::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    let passwords = Passwords::new(2)?;
+    let users = seed_demo(&pool, &passwords).await?;
+    if server.env_label == "LOCAL" {
+        server.env_label = "DEMO".into();
+    }
+    let secret = match server.secret_key.as_deref() {
+        Some(k) => check_secret_key(Some(k))?,
+        // Demo only: a key for this run; sessions end when it stops.
+        None => random_token(48).into_bytes(),
+    };
+    println!("CAB demo: database cab_demo, one user per role (passwords are new on every run):");
+    println!();
+    println!("  {:<8} {:<18} PASSWORD", "USERNAME", "ROLE");
+    for (u, r, p) in &users {
+        println!("  {u:<8} {r:<18} {p}");
+    }
+    println!();
+    println!("Open http://{} and sign in.", server.listen);
+    serve(pool, &server, &secret).await
+}

@@ -1,0 +1,127 @@
+//! Server settings, read from `CAB_*` environment variables (and
+//! `DATABASE_URL`) through the command line parser.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::Duration;
+use clap::{Args, ValueEnum};
+
+/// The smallest secret key accepted, in bytes.
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cab";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL. The database is created if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "CAB_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "CAB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Key that signs session and access tokens: at least 32 bytes, e.g. the
+    /// output of `openssl rand -base64 48`. Required outside demo mode.
+    #[arg(long, env = "CAB_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Label shown on every page so nobody mistakes one instance for another,
+    /// e.g. PRODUCTION (red), STAGING (amber).
+    #[arg(long, env = "CAB_ENV_LABEL", default_value = "LOCAL")]
+    pub env_label: String,
+
+    /// The address people use to reach CAB. An https:// address turns on
+    /// Secure cookies and HSTS.
+    #[arg(long, env = "CAB_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
+    /// Directory of static assets (CSS, scripts).
+    #[arg(long, env = "CAB_STATIC_DIR", default_value = default_static_dir())]
+    pub static_dir: PathBuf,
+
+    /// Minutes of inactivity after which a browser session ends.
+    #[arg(long, env = "CAB_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    pub session_idle_minutes: i64,
+
+    /// Hours after sign-in at which a browser session ends, active or not.
+    #[arg(long, env = "CAB_SESSION_MAX_HOURS", default_value_t = 12)]
+    pub session_max_hours: i64,
+
+    /// Minutes an API access token from /api/v1/auth/token stays valid.
+    #[arg(long, env = "CAB_ACCESS_TOKEN_MINUTES", default_value_t = 15)]
+    pub access_token_minutes: i64,
+}
+
+fn default_static_dir() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../static")
+}
+
+/// Settings the running server needs, checked once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env_label: String,
+    pub secure_cookies: bool,
+    pub static_dir: PathBuf,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    pub access_token_ttl: Duration,
+}
+
+impl Settings {
+    pub fn from_args(args: &ServerArgs) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            args.session_idle_minutes > 0 && args.session_max_hours > 0 && args.access_token_minutes > 0,
+            "session and token lifetimes must be positive"
+        );
+        Ok(Self {
+            env_label: args.env_label.trim().to_owned(),
+            secure_cookies: args.public_url.starts_with("https://"),
+            static_dir: args.static_dir.clone(),
+            session_idle: Duration::minutes(args.session_idle_minutes),
+            session_max: Duration::hours(args.session_max_hours),
+            access_token_ttl: Duration::minutes(args.access_token_minutes),
+        })
+    }
+
+    /// Settings for tests and tools that build a server in-process.
+    pub fn for_tests() -> Self {
+        Self {
+            env_label: "TEST".into(),
+            secure_cookies: false,
+            static_dir: PathBuf::from(default_static_dir()),
+            session_idle: Duration::minutes(30),
+            session_max: Duration::hours(12),
+            access_token_ttl: Duration::minutes(15),
+        }
+    }
+}
+
+/// Checks the signing key; the message says how to make a good one. The key
+/// itself never appears in a message or a log.
+pub fn check_secret_key(key: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let hint = "generate one with `openssl rand -base64 48` and set CAB_SECRET_KEY";
+    let Some(key) = key.map(str::trim).filter(|k| !k.is_empty()) else {
+        anyhow::bail!("CAB_SECRET_KEY is not set: {hint}");
+    };
+    anyhow::ensure!(
+        key.len() >= MIN_SECRET_KEY_BYTES,
+        "CAB_SECRET_KEY is too short ({} bytes, at least {MIN_SECRET_KEY_BYTES} needed): {hint}",
+        key.len()
+    );
+    Ok(key.as_bytes().to_vec())
+}

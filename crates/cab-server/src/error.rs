@@ -1,0 +1,215 @@
+//! One error type for every handler, with two faces: `application/problem+json`
+//! (RFC 9457) for the API and an HTML page in the site's layout for people.
+//! Internal details are logged, never sent; a 500 carries the request id.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cab_domain::Denial;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request::current_request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Missing or invalid credentials.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A policy refused; the denial has been recorded by the caller.
+    #[error("{0}")]
+    Forbidden(Denial),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Input that cannot be accepted, naming the field.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The request conflicts with the current state (a name taken, an action done).
+    #[error("{0}")]
+    Conflict(Denial),
+    #[error("too many attempts; retry after {retry_after} s")]
+    Throttled { retry_after: i64 },
+    #[error("the form or request is missing a valid CSRF token")]
+    Csrf,
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code behind `type` in problem documents.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated(_) => "unauthenticated",
+            AppError::Forbidden(d) | AppError::Conflict(d) => d.code,
+            AppError::NotFound(_) => "not_found",
+            AppError::Invalid { .. } => "validation",
+            AppError::Throttled { .. } => "too_many_attempts",
+            AppError::Csrf => "csrf",
+            AppError::Unavailable => "unavailable",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn title(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated(_) => "Not signed in",
+            AppError::Forbidden(_) | AppError::Csrf => "Not allowed",
+            AppError::NotFound(_) => "Not found",
+            AppError::Invalid { .. } => "Invalid input",
+            AppError::Conflict(_) => "Conflict",
+            AppError::Throttled { .. } => "Too many attempts",
+            AppError::Unavailable => "Service unavailable",
+            AppError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// A sentence for people; never internal text.
+    pub fn detail(&self) -> String {
+        match self {
+            AppError::Unauthenticated(why) => (*why).to_owned(),
+            AppError::Forbidden(d) | AppError::Conflict(d) => d.message.clone(),
+            AppError::NotFound(what) => format!("No such {what}."),
+            AppError::Invalid { field, message } => format!("{field}: {message}"),
+            AppError::Throttled { retry_after } => {
+                format!("Too many failed attempts. Try again in {retry_after} seconds.")
+            }
+            AppError::Csrf => {
+                "The form was missing its security token or it had expired. Go back, reload the page and try again.".into()
+            }
+            AppError::Unavailable => {
+                "The database is unavailable at the moment. Try again shortly.".into()
+            }
+            AppError::Internal(_) => match current_request_id() {
+                Some(id) => format!("Something went wrong on our side. Quote request id {id} when reporting it."),
+                None => "Something went wrong on our side.".into(),
+            },
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            AppError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            AppError::Unavailable => tracing::warn!("database unavailable"),
+            _ => {}
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::warn!(error = %e, "database unreachable");
+                AppError::Unavailable
+            }
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
+            {
+                AppError::Unavailable
+            }
+            other => AppError::Internal(anyhow::Error::new(other).context("database error")),
+        }
+    }
+}
+
+impl From<crate::crypto::HashError> for AppError {
+    fn from(e: crate::crypto::HashError) -> Self {
+        match e {
+            crate::crypto::HashError::Busy => AppError::Unavailable,
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A stable URI naming the kind of problem: `urn:cab:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The stable reason code, the last part of `type`.
+    pub code: String,
+    /// For validation problems, the field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// The API face of [`AppError`].
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        e.log();
+        let status = e.status();
+        let problem = Problem {
+            kind: format!("urn:cab:problem:{}", e.code()),
+            title: e.title().to_owned(),
+            status: status.as_u16(),
+            detail: e.detail(),
+            code: e.code().to_owned(),
+            field: match &e {
+                AppError::Invalid { field, .. } => Some(field.clone()),
+                _ => None,
+            },
+            request_id: current_request_id(),
+        };
+        let mut resp = (status, axum::Json(problem)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let AppError::Throttled { retry_after } = e {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let AppError::Unauthenticated(_) = e {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

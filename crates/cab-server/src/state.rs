@@ -1,0 +1,32 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::assets::Assets;
+use crate::config::Settings;
+use crate::crypto::{Keys, Passwords};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub keys: Keys,
+    pub passwords: Passwords,
+    pub assets: Arc<Assets>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, settings: Settings, secret_key: &[u8]) -> anyhow::Result<Self> {
+        let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let assets = Assets::load(&settings.static_dir)?;
+        Ok(Self {
+            pool,
+            keys: Keys::new(secret_key),
+            passwords: Passwords::new(hashing_slots)?,
+            assets: Arc::new(assets),
+            settings: Arc::new(settings),
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! The login page and signing out.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::{Layout, Viewer, error_page, expire_cookie, render};
+use crate::auth::{self, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::crypto::random_token;
+use crate::error::AppError;
+use crate::request::Origin;
+use crate::signin::{self, SessionKind};
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    username: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only paths on this site: never another host, so the login page cannot
+/// be used to send people elsewhere.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+pub fn login_binding(cookie: &str) -> String {
+    format!("login:{cookie}")
+}
+
+fn cookie_attrs(state: &AppState) -> &'static str {
+    if state.settings.secure_cookies {
+        "Path=/; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Strict"
+    }
+}
+
+fn login_page(state: &AppState, login_cookie: &str, username: String, next: String, error: Option<String>) -> Response {
+    let csrf = state.keys.csrf_token(&login_binding(login_cookie));
+    render(&LoginPage {
+        layout: Layout::new(state, None, "/login", csrf).titled("Sign in"),
+        username,
+        next,
+        error,
+    })
+}
+
+pub async fn form(State(state): State<AppState>, Query(q): Query<NextQuery>, parts: Parts) -> Response {
+    let next = safe_next(q.next.as_deref());
+    match auth::authenticate(&parts, &state).await {
+        Ok(Some(_)) => return Redirect::to(&next).into_response(),
+        Ok(None) | Err(AppError::Unauthenticated(_)) => {}
+        Err(e) => return error_page(&state, None, e),
+    }
+    // The login form's CSRF token is bound to this cookie (no session yet).
+    let (cookie, fresh) = match auth::cookie(&parts, LOGIN_COOKIE) {
+        Some(c) if c.len() >= 22 => (c.to_owned(), false),
+        _ => (random_token(24), true),
+    };
+    let mut resp = login_page(&state, &cookie, String::new(), next, None);
+    let headers = resp.headers_mut();
+    if fresh {
+        if let Ok(v) = format!("{LOGIN_COOKIE}={cookie}; {}", cookie_attrs(&state)).parse() {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    if auth::cookie(&parts, SESSION_COOKIE).is_some() {
+        if let Ok(v) = expire_cookie(SESSION_COOKIE).parse() {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn submit(State(state): State<AppState>, origin: Origin, parts: Parts, Form(f): Form<LoginForm>) -> Response {
+    let next = safe_next(f.next.as_deref());
+    let cookie = auth::cookie(&parts, LOGIN_COOKIE).unwrap_or_default().to_owned();
+    match signin::sign_in(&state, &f.username, f.password, &origin, SessionKind::Web).await {
+        Ok(signed) => {
+            let max_age = (signed.expires_at - chrono::Utc::now()).num_seconds().max(0);
+            let set = format!(
+                "{SESSION_COOKIE}={}; Max-Age={max_age}; {}",
+                signed.token,
+                cookie_attrs(&state)
+            );
+            ([(header::SET_COOKIE, set)], Redirect::to(&next)).into_response()
+        }
+        Err(err @ (AppError::Unauthenticated(_) | AppError::Throttled { .. })) => {
+            let status = err.status();
+            let retry = match &err {
+                AppError::Throttled { retry_after } => Some(*retry_after),
+                _ => None,
+            };
+            let mut resp = login_page(&state, &cookie, f.username, next, Some(err.detail()));
+            *resp.status_mut() = status;
+            if let Some(secs) = retry {
+                if let Ok(v) = secs.to_string().parse() {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            resp
+        }
+        Err(e) => error_page(&state, None, e),
+    }
+}
+
+pub async fn logout(viewer: Viewer, origin: Origin) -> Response {
+    if let Err(e) = signin::sign_out(&viewer.state, &viewer.user, &origin).await {
+        return viewer.error(e);
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, expire_cookie(SESSION_COOKIE)),
+            (header::LOCATION, "/login".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/admin/users?x=1")), "/admin/users?x=1");
+        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "evil"] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}

@@ -1,0 +1,295 @@
+//! HTML pages. They work without JavaScript; every state-changing form is a
+//! POST carrying a CSRF token (checked centrally in `middleware::csrf_guard`).
+
+mod admin;
+mod audit;
+mod home;
+mod login;
+
+pub use login::login_binding;
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use cab_domain::{Role, RoleSet};
+
+use crate::auth::{self, CurrentUser, SESSION_COOKIE};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home::dashboard))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/admin/users", get(admin::list).post(admin::create))
+        .route("/admin/users/{id}", get(admin::show))
+        .route("/admin/users/{id}/roles", post(admin::set_roles))
+        .route("/admin/users/{id}/disable", post(admin::disable))
+        .route("/admin/users/{id}/tokens", post(admin::issue_token))
+        .route("/admin/users/{id}/tokens/{token_id}/revoke", post(admin::revoke_token))
+        .route("/audit", get(audit::trail))
+}
+
+pub struct NavLink {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub active: bool,
+}
+
+/// What a role may reach from the navigation; the handlers check again.
+pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
+    let items: [(&str, &str, &[Role]); 3] = [
+        ("/", "Dashboard", &[]),
+        ("/admin/users", "Users", &[Role::Admin]),
+        ("/audit", "Audit trail", &[Role::Auditor, Role::Admin]),
+    ];
+    items
+        .into_iter()
+        .filter(|(_, _, needs)| needs.is_empty() || needs.iter().any(|r| roles.contains(*r)))
+        .map(|(href, label, _)| NavLink {
+            href,
+            label,
+            active: if href == "/" {
+                current_path == "/"
+            } else {
+                current_path.starts_with(href)
+            },
+        })
+        .collect()
+}
+
+/// What `base.html` shows around every page.
+pub struct Layout {
+    pub title: String,
+    pub env_label: String,
+    pub env_class: &'static str,
+    pub user: Option<LayoutUser>,
+    pub nav: Vec<NavLink>,
+    pub csrf: String,
+    pub css: String,
+}
+
+pub struct LayoutUser {
+    pub username: String,
+    pub display_name: String,
+    pub roles: String,
+}
+
+fn env_class(label: &str) -> &'static str {
+    let l = label.to_ascii_uppercase();
+    if l.starts_with("PROD") || l == "LIVE" {
+        "env-prod"
+    } else if l.starts_with("STAG") || l.starts_with("PRE") {
+        "env-staging"
+    } else {
+        "env-other"
+    }
+}
+
+impl Layout {
+    pub fn new(state: &AppState, user: Option<&CurrentUser>, path: &str, csrf: String) -> Self {
+        Layout {
+            title: String::new(),
+            env_label: state.settings.env_label.clone(),
+            env_class: env_class(&state.settings.env_label),
+            user: user.map(|u| LayoutUser {
+                username: u.username.clone(),
+                display_name: if u.display_name.is_empty() {
+                    u.username.clone()
+                } else {
+                    u.display_name.clone()
+                },
+                roles: u.roles.iter().map(|r| r.label()).collect::<Vec<_>>().join(", "),
+            }),
+            nav: user.map(|u| navigation(&u.roles, path)).unwrap_or_default(),
+            csrf,
+            css: state.assets.url("app.css"),
+        }
+    }
+
+    pub fn titled(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    heading: String,
+    detail: String,
+}
+
+pub fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
+        }
+    }
+}
+
+/// An error as a page in the site's layout.
+pub fn error_page(state: &AppState, user: Option<&CurrentUser>, err: AppError) -> Response {
+    let status = err.status();
+    if let AppError::Internal(e) = &err {
+        tracing::error!(error = ?e, "internal error");
+    }
+    let csrf = user
+        .and_then(|u| u.session)
+        .map(|sid| state.keys.csrf_token(&session_binding(sid)))
+        .unwrap_or_default();
+    let page = ErrorPage {
+        layout: Layout::new(state, user, "", csrf).titled(err.title()),
+        status: status.as_u16(),
+        heading: err.title().to_owned(),
+        detail: err.detail(),
+    };
+    let mut resp = render(&page);
+    *resp.status_mut() = status;
+    if let AppError::Throttled { retry_after } = err {
+        if let Ok(v) = retry_after.to_string().parse() {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// What a session's CSRF token is bound to.
+pub fn session_binding(sid: uuid::Uuid) -> String {
+    format!("session:{sid}")
+}
+
+/// A signed-in person looking at a page, with the layout for it. Without a
+/// valid session the request is sent to the login page instead.
+pub struct Viewer {
+    pub user: CurrentUser,
+    pub state: AppState,
+    pub path: String,
+}
+
+impl Viewer {
+    pub fn layout(&self, title: impl Into<String>) -> Layout {
+        Layout::new(&self.state, Some(&self.user), &self.path, self.csrf()).titled(title)
+    }
+
+    pub fn csrf(&self) -> String {
+        self.user
+            .session
+            .map(|sid| self.state.keys.csrf_token(&session_binding(sid)))
+            .unwrap_or_default()
+    }
+
+    pub fn error(&self, err: AppError) -> Response {
+        error_page(&self.state, Some(&self.user), err)
+    }
+}
+
+pub fn expire_cookie(name: &str) -> String {
+    format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let path = parts.uri.path().to_owned();
+        let to_login = || {
+            let next = parts
+                .uri
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("/");
+            let target = format!("/login?next={}", urlencode(next));
+            Redirect::to(&target)
+        };
+        match auth::authenticate(parts, state).await {
+            Ok(Some(user)) => Ok(Viewer {
+                user,
+                state: state.clone(),
+                path,
+            }),
+            Ok(None) => Err(to_login().into_response()),
+            Err(AppError::Unauthenticated(_)) => {
+                Err(([(header::SET_COOKIE, expire_cookie(SESSION_COOKIE))], to_login()).into_response())
+            }
+            Err(e) => Err(error_page(state, None, e)),
+        }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|enc| enc.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
+/// Messages shown beside form fields, keyed by field name.
+#[derive(Default, Debug)]
+pub struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn get(&self, field: &str) -> Option<&String> {
+        self.0.get(field)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn insert(&mut self, field: &str, message: impl Into<String>) {
+        self.0.insert(field.to_owned(), message.into());
+    }
+
+    /// A validation or conflict error becomes a message beside its field;
+    /// anything else is not a form error and is handed back.
+    pub fn absorb(err: AppError, conflict_field: &str) -> Result<Self, AppError> {
+        let mut errors = FieldErrors::default();
+        match err {
+            AppError::Invalid { field, message } => errors.insert(&field, message),
+            AppError::Conflict(d) => errors.insert(conflict_field, d.message),
+            other => return Err(other),
+        }
+        Ok(errors)
+    }
+}
+
+/// Formats a time for pages: UTC, to the second.
+pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn navigation_follows_roles() {
+        let labels = |roles: &[Role]| -> Vec<&str> {
+            navigation(&roles.iter().copied().collect(), "/")
+                .into_iter()
+                .map(|l| l.label)
+                .collect()
+        };
+        assert_eq!(labels(&[Role::Engineer]), vec!["Dashboard"]);
+        assert_eq!(labels(&[Role::Auditor]), vec!["Dashboard", "Audit trail"]);
+        assert_eq!(labels(&[Role::Admin]), vec!["Dashboard", "Users", "Audit trail"]);
+    }
+
+    #[test]
+    fn environment_colours() {
+        assert_eq!(env_class("PRODUCTION"), "env-prod");
+        assert_eq!(env_class("staging"), "env-staging");
+        assert_eq!(env_class("DEMO"), "env-other");
+    }
+}
