@@ -46,7 +46,10 @@ pub async fn insert(conn: &mut PgConnection, t: &NewApiToken<'_>) -> sqlx::Resul
     .await
 }
 
-pub async fn list_for_user(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<Vec<ApiTokenRow>> {
+pub async fn list_for_user(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> sqlx::Result<Vec<ApiTokenRow>> {
     sqlx::query_as!(
         ApiTokenRow,
         "SELECT id, user_id, name, token_prefix, created_at, created_by, last_used_at, revoked_at

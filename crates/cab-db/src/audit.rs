@@ -105,7 +105,11 @@ pub async fn head(conn: &mut PgConnection) -> sqlx::Result<ChainHead> {
 }
 
 /// Events with `seq > after`, oldest first, at most `limit`.
-pub async fn page(conn: &mut PgConnection, after: i64, limit: i64) -> sqlx::Result<Vec<StoredEvent>> {
+pub async fn page(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
     let rows = sqlx::query!(
         "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
                 entity_id, payload, request_id, client_addr, prev_hash, hash, canonical
@@ -170,14 +174,20 @@ pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Aud
 #[derive(Debug)]
 pub enum Verification {
     /// Every event links to the one before and the chain reaches its head.
-    Intact { checked: u64, head: ChainHead },
+    Intact {
+        checked: u64,
+        head: ChainHead,
+    },
     Broken(ChainBreak),
 }
 
 /// Recomputes the whole chain from the database, a page at a time, against
 /// the head recorded in the database and, if given, one recorded elsewhere
 /// (which catches a superuser who rewrote the tail and the head row alike).
-pub async fn verify(conn: &mut PgConnection, external_head: Option<&ChainHead>) -> sqlx::Result<Verification> {
+pub async fn verify(
+    conn: &mut PgConnection,
+    external_head: Option<&ChainHead>,
+) -> sqlx::Result<Verification> {
     const PAGE: i64 = 2000;
     let db_head = head(conn).await?;
     let mut verifier = ChainVerifier::new();

@@ -20,9 +20,12 @@ pub async fn record(
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!("DELETE FROM login_failures WHERE failed_at < $1", at - RETENTION)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM login_failures WHERE failed_at < $1",
+        at - RETENTION
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -60,9 +60,13 @@ pub async fn touch_active(
         return Ok(None);
     }
     if now - row.last_seen_at > Duration::minutes(1) {
-        sqlx::query!("UPDATE sessions SET last_seen_at = $2 WHERE id = $1", id, now)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id = $1",
+            id,
+            now
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(Some(UserRow {
         id: row.id,
@@ -76,7 +80,12 @@ pub async fn touch_active(
     }))
 }
 
-pub async fn end(conn: &mut PgConnection, id: Uuid, reason: &str, now: DateTime<Utc>) -> sqlx::Result<bool> {
+pub async fn end(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
     let done = sqlx::query!(
         "UPDATE sessions SET ended_at = $3, end_reason = $2 WHERE id = $1 AND ended_at IS NULL",
         id,

@@ -51,7 +51,10 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> sqlx::Result
     .await
 }
 
-pub async fn find_by_username(conn: &mut PgConnection, username: &str) -> sqlx::Result<Option<UserRow>> {
+pub async fn find_by_username(
+    conn: &mut PgConnection,
+    username: &str,
+) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as!(
         UserRow,
         r#"SELECT id, username, display_name, password_hash, is_service, roles, created_at, disabled_at
@@ -75,7 +78,10 @@ pub async fn find_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
 
 /// Locks the row for the rest of the transaction, so concurrent role changes
 /// and disables of the same account are applied one after the other.
-pub async fn find_by_id_for_update(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<UserRow>> {
+pub async fn find_by_id_for_update(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as!(
         UserRow,
         r#"SELECT id, username, display_name, password_hash, is_service, roles, created_at, disabled_at
@@ -117,9 +123,13 @@ pub async fn set_roles(conn: &mut PgConnection, id: Uuid, roles: &[String]) -> s
 }
 
 pub async fn set_password_hash(conn: &mut PgConnection, id: Uuid, hash: &str) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE users SET password_hash = $2 WHERE id = $1 AND NOT is_service", id, hash)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2 WHERE id = $1 AND NOT is_service",
+        id,
+        hash
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -154,7 +154,11 @@ pub struct ChainBreak {
 
 impl fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "audit event {} breaks the chain: {}", self.seq, self.reason)
+        write!(
+            f,
+            "audit event {} breaks the chain: {}",
+            self.seq, self.reason
+        )
     }
 }
 

@@ -70,7 +70,15 @@ mod tests {
         for ok in ["alice", "ci-bot", "j.doe_2", "a1"] {
             assert!(validate_username(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "Alice", "-x", "has space", "<script>", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "a",
+            "Alice",
+            "-x",
+            "has space",
+            "<script>",
+            &"a".repeat(65),
+        ] {
             assert!(validate_username(bad).is_err(), "{bad}");
         }
     }

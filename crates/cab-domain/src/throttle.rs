@@ -20,7 +20,9 @@ pub const ADDRESS_FAILURES: usize = 50;
 pub enum LoginGate {
     Open,
     /// Try again after this long.
-    Locked { retry_after: Duration },
+    Locked {
+        retry_after: Duration,
+    },
 }
 
 impl LoginGate {
@@ -57,10 +59,10 @@ pub fn account_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate
         }
         streak.push(t);
         let n = streak.len();
-        if n >= ACCOUNT_FAILURES
-            && (lock.is_some() || t - streak[n - ACCOUNT_FAILURES] <= WINDOW)
-        {
-            let doublings = u32::try_from(n - ACCOUNT_FAILURES).unwrap_or(u32::MAX).min(16);
+        if n >= ACCOUNT_FAILURES && (lock.is_some() || t - streak[n - ACCOUNT_FAILURES] <= WINDOW) {
+            let doublings = u32::try_from(n - ACCOUNT_FAILURES)
+                .unwrap_or(u32::MAX)
+                .min(16);
             let length = FIRST_LOCK * 2i32.pow(doublings);
             lock = Some(length.min(LONGEST_LOCK));
         }
@@ -120,7 +122,10 @@ mod tests {
                 retry_after: Duration::minutes(1)
             }
         );
-        assert_eq!(account_gate(&f, mins(4) + Duration::seconds(61)), LoginGate::Open);
+        assert_eq!(
+            account_gate(&f, mins(4) + Duration::seconds(61)),
+            LoginGate::Open
+        );
     }
 
     #[test]
@@ -132,7 +137,15 @@ mod tests {
     #[test]
     fn lock_doubles_with_each_failure_after_it() {
         // Locked at 4 for 1 min; fails at 6 (2 min lock); fails at 9 (4 min lock).
-        let f = [mins(0), mins(1), mins(2), mins(3), mins(4), mins(6), mins(9)];
+        let f = [
+            mins(0),
+            mins(1),
+            mins(2),
+            mins(3),
+            mins(4),
+            mins(6),
+            mins(9),
+        ];
         assert_eq!(
             account_gate(&f, mins(9)),
             LoginGate::Locked {
@@ -178,7 +191,10 @@ mod tests {
     #[test]
     fn address_limit() {
         let f: Vec<_> = (0..49).map(|s| t0() + Duration::seconds(s)).collect();
-        assert_eq!(address_gate(&f, t0() + Duration::minutes(1)), LoginGate::Open);
+        assert_eq!(
+            address_gate(&f, t0() + Duration::minutes(1)),
+            LoginGate::Open
+        );
         let f: Vec<_> = (0..50).map(|s| t0() + Duration::seconds(s)).collect();
         assert_eq!(
             address_gate(&f, t0() + Duration::minutes(1)),

@@ -73,7 +73,10 @@ pub fn check_set_roles(
 pub fn check_disable(actor: &Actor, target: &Account, active_admins: usize) -> Result<(), Denial> {
     require_admin(actor)?;
     if !target.active {
-        return Err(Denial::new("already_disabled", "This account is already disabled."));
+        return Err(Denial::new(
+            "already_disabled",
+            "This account is already disabled.",
+        ));
     }
     if actor.id == target.id {
         return Err(Denial::new(
@@ -147,15 +150,18 @@ mod tests {
                     .code,
                 "admin_required"
             );
-            assert_eq!(check_disable(&actor, &target, 2).unwrap_err().code, "admin_required");
+            assert_eq!(
+                check_disable(&actor, &target, 2).unwrap_err().code,
+                "admin_required"
+            );
         }
     }
 
     #[test]
     fn admin_cannot_change_own_roles_even_to_add_one() {
         let me = account(1, &[Role::Admin]);
-        let err = check_set_roles(&admin(), &me, &roles(&[Role::Admin, Role::CabMember]), 3)
-            .unwrap_err();
+        let err =
+            check_set_roles(&admin(), &me, &roles(&[Role::Admin, Role::CabMember]), 3).unwrap_err();
         assert_eq!(err.code, "own_roles");
     }
 
@@ -164,7 +170,10 @@ mod tests {
         let other = account(2, &[Role::Admin]);
         let err = check_set_roles(&admin(), &other, &roles(&[Role::Engineer]), 1).unwrap_err();
         assert_eq!(err.code, "last_admin");
-        assert_eq!(check_disable(&admin(), &other, 1).unwrap_err().code, "last_admin");
+        assert_eq!(
+            check_disable(&admin(), &other, 1).unwrap_err().code,
+            "last_admin"
+        );
         assert!(check_set_roles(&admin(), &other, &roles(&[Role::Engineer]), 2).is_ok());
         assert!(check_disable(&admin(), &other, 2).is_ok());
     }
@@ -172,7 +181,10 @@ mod tests {
     #[test]
     fn admin_cannot_disable_self() {
         let me = account(1, &[Role::Admin]);
-        assert_eq!(check_disable(&admin(), &me, 5).unwrap_err().code, "disable_self");
+        assert_eq!(
+            check_disable(&admin(), &me, 5).unwrap_err().code,
+            "disable_self"
+        );
     }
 
     #[test]

@@ -68,15 +68,32 @@ pub fn parse_roles<S: AsRef<str>>(names: &[S]) -> Result<RoleSet, AppError> {
     RoleSet::parse(names).map_err(|e| AppError::invalid("roles", e.to_string()))
 }
 
-async fn require_admin(pool: &PgPool, op: &Operator<'_>, origin: &Origin, attempted: &str) -> Result<(), AppError> {
+async fn require_admin(
+    pool: &PgPool,
+    op: &Operator<'_>,
+    origin: &Origin,
+    attempted: &str,
+) -> Result<(), AppError> {
     if let Err(denial) = user_admin::require_admin(&op.actor()) {
-        return Err(audit_log::deny(pool, Some(op.audit_actor()), origin, attempted, Entity::kind("user"), denial).await);
+        return Err(audit_log::deny(
+            pool,
+            Some(op.audit_actor()),
+            origin,
+            attempted,
+            Entity::kind("user"),
+            denial,
+        )
+        .await);
     }
     Ok(())
 }
 
 /// Refuses non-admins reading account data; the refusal is recorded.
-pub async fn authorize_read(pool: &PgPool, user: &CurrentUser, origin: &Origin) -> Result<(), AppError> {
+pub async fn authorize_read(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+) -> Result<(), AppError> {
     require_admin(pool, &Operator::User(user), origin, "user.read").await
 }
 
@@ -109,7 +126,8 @@ pub async fn create(
         return Err(AppError::invalid("display_name", "At most 100 characters."));
     }
     let roles = parse_roles(&new.roles)?;
-    user_admin::check_role_assignment(new.service, &roles).map_err(|d| AppError::invalid("roles", d.message))?;
+    user_admin::check_role_assignment(new.service, &roles)
+        .map_err(|d| AppError::invalid("roles", d.message))?;
     let (hash, generated_password) = if new.service {
         if new.password.as_deref().is_some_and(|p| !p.is_empty()) {
             return Err(AppError::invalid(
@@ -126,7 +144,8 @@ pub async fn create(
                 (pw.clone(), Some(pw))
             }
         };
-        password::validate_new_password(&pw).map_err(|d| AppError::invalid("password", d.message))?;
+        password::validate_new_password(&pw)
+            .map_err(|d| AppError::invalid("password", d.message))?;
         (Some(passwords.hash(pw).await?), generated)
     };
 
@@ -177,8 +196,23 @@ pub async fn create(
     })
 }
 
-async fn deny_on(pool: &PgPool, op: &Operator<'_>, origin: &Origin, attempted: &str, target: Uuid, d: Denial) -> AppError {
-    audit_log::deny(pool, Some(op.audit_actor()), origin, attempted, Entity::new("user", target), d).await
+async fn deny_on(
+    pool: &PgPool,
+    op: &Operator<'_>,
+    origin: &Origin,
+    attempted: &str,
+    target: Uuid,
+    d: Denial,
+) -> AppError {
+    audit_log::deny(
+        pool,
+        Some(op.audit_actor()),
+        origin,
+        attempted,
+        Entity::new("user", target),
+        d,
+    )
+    .await
 }
 
 /// Sets an account's roles and ends its sessions, so the change applies at once.
@@ -196,13 +230,15 @@ pub async fn set_roles(
     let target = cab_db::users::find_by_id_for_update(&mut tx, target_id)
         .await?
         .ok_or(AppError::NotFound("user"))?;
-    if let Err(d) = user_admin::check_set_roles(&op.actor(), &account(&target)?, &new_roles, admins) {
+    if let Err(d) = user_admin::check_set_roles(&op.actor(), &account(&target)?, &new_roles, admins)
+    {
         drop(tx);
         return Err(deny_on(pool, op, origin, "user.set_roles", target_id, d).await);
     }
     let names = new_roles.names();
     cab_db::users::set_roles(&mut tx, target_id, &names).await?;
-    let ended = cab_db::sessions::end_all_for_user(&mut tx, target_id, "roles changed", Utc::now()).await?;
+    let ended =
+        cab_db::sessions::end_all_for_user(&mut tx, target_id, "roles changed", Utc::now()).await?;
     audit_log::record(
         &mut tx,
         Some(op.audit_actor()),
@@ -225,7 +261,12 @@ pub async fn set_roles(
 }
 
 /// Disables an account and ends its sessions; its API tokens stop working.
-pub async fn disable(pool: &PgPool, op: &Operator<'_>, origin: &Origin, target_id: Uuid) -> Result<UserRow, AppError> {
+pub async fn disable(
+    pool: &PgPool,
+    op: &Operator<'_>,
+    origin: &Origin,
+    target_id: Uuid,
+) -> Result<UserRow, AppError> {
     require_admin(pool, op, origin, "user.disable").await?;
     let mut tx = pool.begin().await?;
     let admins = cab_db::users::count_active_admins_for_update(&mut tx).await?;
@@ -238,7 +279,8 @@ pub async fn disable(pool: &PgPool, op: &Operator<'_>, origin: &Origin, target_i
     }
     let now = Utc::now();
     cab_db::users::disable(&mut tx, target_id, now).await?;
-    let ended = cab_db::sessions::end_all_for_user(&mut tx, target_id, "account disabled", now).await?;
+    let ended =
+        cab_db::sessions::end_all_for_user(&mut tx, target_id, "account disabled", now).await?;
     audit_log::record(
         &mut tx,
         Some(op.audit_actor()),
@@ -265,17 +307,23 @@ pub async fn set_password(
     new_password: String,
 ) -> Result<(), AppError> {
     require_admin(pool, op, origin, "user.set_password").await?;
-    password::validate_new_password(&new_password).map_err(|d| AppError::invalid("password", d.message))?;
+    password::validate_new_password(&new_password)
+        .map_err(|d| AppError::invalid("password", d.message))?;
     let hash = passwords.hash(new_password).await?;
     let mut tx = pool.begin().await?;
     let target = cab_db::users::find_by_id_for_update(&mut tx, target_id)
         .await?
         .ok_or(AppError::NotFound("user"))?;
     if target.is_service {
-        return Err(AppError::invalid("password", "Service accounts have no password."));
+        return Err(AppError::invalid(
+            "password",
+            "Service accounts have no password.",
+        ));
     }
     cab_db::users::set_password_hash(&mut tx, target_id, &hash).await?;
-    let ended = cab_db::sessions::end_all_for_user(&mut tx, target_id, "password changed", Utc::now()).await?;
+    let ended =
+        cab_db::sessions::end_all_for_user(&mut tx, target_id, "password changed", Utc::now())
+            .await?;
     audit_log::record(
         &mut tx,
         Some(op.audit_actor()),
@@ -305,7 +353,10 @@ pub async fn issue_token(
     require_admin(pool, op, origin, "api_token.create").await?;
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::invalid("name", "Give the token a name of 1 to 100 characters, e.g. the pipeline that uses it."));
+        return Err(AppError::invalid(
+            "name",
+            "Give the token a name of 1 to 100 characters, e.g. the pipeline that uses it.",
+        ));
     }
     let mut tx = pool.begin().await?;
     let target = cab_db::users::find_by_id_for_update(&mut tx, target_id)

@@ -16,11 +16,17 @@ pub struct Assets {
 impl Assets {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let mut files = Vec::new();
-        collect(dir, &mut files).with_context(|| format!("reading static assets in {}", dir.display()))?;
+        collect(dir, &mut files)
+            .with_context(|| format!("reading static assets in {}", dir.display()))?;
         files.sort();
         let mut h = Sha256::new();
         for f in &files {
-            h.update(f.strip_prefix(dir).unwrap_or(f).to_string_lossy().as_bytes());
+            h.update(
+                f.strip_prefix(dir)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             h.update(std::fs::read(f)?);
         }
         Ok(Self {

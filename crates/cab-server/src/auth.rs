@@ -88,7 +88,10 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 }
 
 /// The caller, `None` when no credential was presented at all.
-pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<CurrentUser>, AppError> {
+pub async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<CurrentUser>, AppError> {
     let now = Utc::now();
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let value = value
@@ -106,13 +109,17 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Curr
         if token.starts_with(API_TOKEN_PREFIX) {
             let user = cab_db::api_tokens::authenticate(&mut conn, &api_token_hash(token), now)
                 .await?
-                .ok_or(AppError::Unauthenticated("The API token is invalid or has been revoked."))?;
+                .ok_or(AppError::Unauthenticated(
+                    "The API token is invalid or has been revoked.",
+                ))?;
             return CurrentUser::from_row(user, None, Via::ApiToken).map(Some);
         }
         let claims = state
             .keys
             .verify(token, AUD_API)
-            .ok_or(AppError::Unauthenticated("The access token is invalid or has expired."))?;
+            .ok_or(AppError::Unauthenticated(
+                "The access token is invalid or has expired.",
+            ))?;
         let user = cab_db::sessions::touch_active(
             &mut conn,
             claims.sid,
@@ -122,14 +129,18 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Curr
         )
         .await?
         .filter(|u| u.id == claims.sub)
-        .ok_or(AppError::Unauthenticated("The session behind this access token has ended."))?;
+        .ok_or(AppError::Unauthenticated(
+            "The session behind this access token has ended.",
+        ))?;
         return CurrentUser::from_row(user, Some(claims.sid), Via::AccessToken).map(Some);
     }
     if let Some(token) = cookie(parts, SESSION_COOKIE) {
         let claims = state
             .keys
             .verify(token, AUD_WEB)
-            .ok_or(AppError::Unauthenticated("Your session is invalid or has expired. Sign in again."))?;
+            .ok_or(AppError::Unauthenticated(
+                "Your session is invalid or has expired. Sign in again.",
+            ))?;
         let mut conn = state.pool.acquire().await?;
         let user = cab_db::sessions::touch_active(
             &mut conn,
@@ -140,7 +151,9 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Curr
         )
         .await?
         .filter(|u| u.id == claims.sub)
-        .ok_or(AppError::Unauthenticated("Your session has ended. Sign in again."))?;
+        .ok_or(AppError::Unauthenticated(
+            "Your session has ended. Sign in again.",
+        ))?;
         return CurrentUser::from_row(user, Some(claims.sid), Via::Browser).map(Some);
     }
     Ok(None)
@@ -152,7 +165,10 @@ pub struct ApiUser(pub CurrentUser);
 impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match authenticate(parts, state).await? {
             Some(user) => Ok(ApiUser(user)),
             None => Err(AppError::Unauthenticated(

@@ -129,7 +129,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
             return audit_command(&pool, command).await;
         }
-        Command::Demo { database_url, server } => demo(&database_url, server).await?,
+        Command::Demo {
+            database_url,
+            server,
+        } => demo(&database_url, server).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -172,7 +175,9 @@ async fn user_command(pool: &sqlx::PgPool, command: UserCommand) -> anyhow::Resu
             display_name,
         } => {
             if service && password_stdin {
-                bail!("service accounts have no password; issue them an API token from the admin pages or API");
+                bail!(
+                    "service accounts have no password; issue them an API token from the admin pages or API"
+                );
             }
             let password = if password_stdin {
                 let mut input = String::new();
@@ -196,7 +201,11 @@ async fn user_command(pool: &sqlx::PgPool, command: UserCommand) -> anyhow::Resu
             )
             .await
             .map_err(cli_error)?;
-            println!("created {} ({})", created.user.username, created.user.roles.join(", "));
+            println!(
+                "created {} ({})",
+                created.user.username,
+                created.user.roles.join(", ")
+            );
             if let Some(pw) = created.generated_password {
                 println!("password: {pw}");
             }
@@ -233,7 +242,9 @@ async fn user_command(pool: &sqlx::PgPool, command: UserCommand) -> anyhow::Resu
 }
 
 fn parse_head(s: &str) -> anyhow::Result<ChainHead> {
-    let (seq, hash) = s.split_once(':').context("expected SEQ:HASH, as printed by `cab audit head`")?;
+    let (seq, hash) = s
+        .split_once(':')
+        .context("expected SEQ:HASH, as printed by `cab audit head`")?;
     Ok(ChainHead {
         seq: seq.trim().parse().context("SEQ must be a number")?,
         hash: hex::decode(hash.trim()).context("HASH must be hexadecimal")?,
@@ -280,7 +291,10 @@ pub const DEMO_USERS: [(&str, &str, &str); 6] = [
 
 /// Creates the demo users that are missing and gives every one of them a
 /// fresh password. Returns (username, role, password).
-pub async fn seed_demo(pool: &sqlx::PgPool, passwords: &Passwords) -> anyhow::Result<Vec<(String, String, String)>> {
+pub async fn seed_demo(
+    pool: &sqlx::PgPool,
+    passwords: &Passwords,
+) -> anyhow::Result<Vec<(String, String, String)>> {
     let origin = Origin::cli();
     let mut out = Vec::new();
     for (username, name, role) in DEMO_USERS {
@@ -289,9 +303,16 @@ pub async fn seed_demo(pool: &sqlx::PgPool, passwords: &Passwords) -> anyhow::Re
         let existing = cab_db::users::find_by_username(&mut conn, username).await?;
         drop(conn);
         match existing {
-            Some(user) => accounts::set_password(pool, passwords, &Operator::Cli, &origin, user.id, password.clone())
-                .await
-                .map_err(cli_error)?,
+            Some(user) => accounts::set_password(
+                pool,
+                passwords,
+                &Operator::Cli,
+                &origin,
+                user.id,
+                password.clone(),
+            )
+            .await
+            .map_err(cli_error)?,
             None => {
                 accounts::create(
                     pool,
@@ -319,7 +340,10 @@ async fn demo(database_url: &str, mut server: ServerArgs) -> anyhow::Result<()> 
     let opts = crate::db::options(database_url)?.database("cab_demo");
     crate::db::ensure_database(&opts).await?;
     let pool = crate::db::pool(opts, 10);
-    cab_db::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    cab_db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
     let passwords = Passwords::new(2)?;
     let users = seed_demo(&pool, &passwords).await?;
     if server.env_label == "LOCAL" {

@@ -85,7 +85,9 @@ pub struct Settings {
 impl Settings {
     pub fn from_args(args: &ServerArgs) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            args.session_idle_minutes > 0 && args.session_max_hours > 0 && args.access_token_minutes > 0,
+            args.session_idle_minutes > 0
+                && args.session_max_hours > 0
+                && args.access_token_minutes > 0,
             "session and token lifetimes must be positive"
         );
         Ok(Self {

@@ -71,10 +71,13 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = tokio::time::timeout(StdDuration::from_secs(10), self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| HashError::Busy)?
-            .map_err(|_| HashError::Busy)?;
+        let permit = tokio::time::timeout(
+            StdDuration::from_secs(10),
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| HashError::Busy)?
+        .map_err(|_| HashError::Busy)?;
         let out = tokio::task::spawn_blocking(move || {
             let out = work();
             drop(permit);
@@ -107,7 +110,10 @@ impl Passwords {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return false;
             };
-            argon2().verify_password(password.as_bytes(), &parsed).is_ok() && real
+            argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+                && real
         })
         .await
     }
@@ -133,8 +139,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(secret: &[u8]) -> Self {
-        // Separate keys for separate purposes, derived from the one secret.
-        let jwt = hmac_bytes(secret, b"cab jwt signing key");
+        let jwt = jwt_key(secret);
         let csrf = hmac_bytes(secret, b"cab csrf key");
         Self {
             encoding: EncodingKey::from_secret(&jwt),
@@ -144,7 +149,14 @@ impl Keys {
     }
 
     #[tracing::instrument(skip_all)]
-    pub fn sign(&self, user: Uuid, session: Uuid, aud: &str, now: DateTime<Utc>, exp: DateTime<Utc>) -> anyhow::Result<String> {
+    pub fn sign(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        aud: &str,
+        now: DateTime<Utc>,
+        exp: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             sub: user,
             sid: session,
@@ -152,7 +164,11 @@ impl Keys {
             iat: now.timestamp(),
             exp: exp.timestamp(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(JWT_ALG), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(JWT_ALG),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Verifies signature, algorithm, audience and expiry.
@@ -177,6 +193,12 @@ impl Keys {
         let expected = self.csrf_token(binding);
         expected.as_bytes().ct_eq(presented.as_bytes()).into()
     }
+}
+
+/// The token-signing key derived from `CAB_SECRET_KEY`: separate keys for
+/// separate purposes, derived from the one secret.
+pub fn jwt_key(secret: &[u8]) -> Vec<u8> {
+    hmac_bytes(secret, b"cab jwt signing key")
 }
 
 fn hmac_bytes(key: &[u8], msg: &[u8]) -> Vec<u8> {

@@ -20,11 +20,18 @@ pub async fn ensure_database(opts: &PgConnectOptions) -> anyhow::Result<()> {
         .database("postgres")
         .connect()
         .await
-        .with_context(|| format!("cannot reach PostgreSQL at {}:{}", opts.get_host(), opts.get_port()))?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await?;
+        .with_context(|| {
+            format!(
+                "cannot reach PostgreSQL at {}:{}",
+                opts.get_host(),
+                opts.get_port()
+            )
+        })?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         sqlx::query(&format!("CREATE DATABASE {quoted}"))
@@ -52,6 +59,9 @@ pub async fn prepare(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     let opts = options(url)?;
     ensure_database(&opts).await?;
     let pool = pool(opts, max_connections);
-    cab_db::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    cab_db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
     Ok(pool)
 }

@@ -124,7 +124,9 @@ impl From<sqlx::Error> for AppError {
                 AppError::Unavailable
             }
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03") =>
             {
                 AppError::Unavailable
             }

@@ -29,11 +29,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tower_http::LatencyUnit;
 use tracing::Level;
 
 pub use state::AppState;
@@ -91,7 +91,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(axum::extract::State(state): axum::extract::State<AppState>, req: Request) -> Response {
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+) -> Response {
     if req.uri().path().starts_with("/api/") {
         ApiError(AppError::NotFound("route")).into_response()
     } else {
@@ -106,7 +109,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -136,10 +141,17 @@ pub async fn shutdown_signal() {
 /// Logging to stderr, as text or JSON lines; `RUST_LOG` filters.
 pub fn init_logging(format: config::LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
-        config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         config::LogFormat::Text => builder.try_init(),
     };
 }

@@ -79,7 +79,12 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
             };
             let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
                 .ok()
-                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == CSRF_FIELD).map(|(_, v)| v));
+                .and_then(|pairs| {
+                    pairs
+                        .into_iter()
+                        .find(|(k, _)| k == CSRF_FIELD)
+                        .map(|(_, v)| v)
+                });
             (token, Body::from(bytes))
         }
         None => (None, body),
@@ -114,7 +119,10 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         set("cache-control", "no-store");
     }
     if state.settings.secure_cookies {
-        set("strict-transport-security", "max-age=31536000; includeSubDomains");
+        set(
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
     }
     resp
 }

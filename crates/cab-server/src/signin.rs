@@ -71,8 +71,12 @@ pub async fn sign_in(
     let user = {
         let mut conn = state.pool.acquire().await?;
         let by_account = login_failures::for_account(&mut conn, &username, now).await?;
-        let by_address = login_failures::for_address(&mut conn, &addr, now - throttle::WINDOW).await?;
-        for gate in [throttle::account_gate(&by_account, now), throttle::address_gate(&by_address, now)] {
+        let by_address =
+            login_failures::for_address(&mut conn, &addr, now - throttle::WINDOW).await?;
+        for gate in [
+            throttle::account_gate(&by_account, now),
+            throttle::address_gate(&by_address, now),
+        ] {
             if let Some(retry_after) = gate.retry_after_secs() {
                 tracing::warn!(retry_after, "sign-in refused while throttled");
                 return Err(AppError::Throttled { retry_after });
@@ -107,7 +111,9 @@ pub async fn sign_in(
             )
             .await?;
             tx.commit().await?;
-            let token = state.keys.sign(user.id, session, kind.audience(), now, expires_at)?;
+            let token = state
+                .keys
+                .sign(user.id, session, kind.audience(), now, expires_at)?;
             Ok(SignedIn {
                 user,
                 token,
@@ -151,7 +157,11 @@ pub async fn sign_in(
 }
 
 /// Ends the caller's session (cookie or access token).
-pub async fn sign_out(state: &AppState, user: &CurrentUser, origin: &Origin) -> Result<(), AppError> {
+pub async fn sign_out(
+    state: &AppState,
+    user: &CurrentUser,
+    origin: &Origin,
+) -> Result<(), AppError> {
     let Some(session) = user.session else {
         return Ok(());
     };

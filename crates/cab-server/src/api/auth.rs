@@ -1,8 +1,8 @@
 //! Access tokens for people using the API.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -46,8 +46,17 @@ pub async fn create_token(
     origin: Origin,
     AppJson(body): AppJson<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let signed = signin::sign_in(&state, &body.username, body.password, &origin, SessionKind::Api).await?;
-    let expires_in = (signed.expires_at - chrono::Utc::now()).num_seconds().max(0);
+    let signed = signin::sign_in(
+        &state,
+        &body.username,
+        body.password,
+        &origin,
+        SessionKind::Api,
+    )
+    .await?;
+    let expires_in = (signed.expires_at - chrono::Utc::now())
+        .num_seconds()
+        .max(0);
     Ok(Json(TokenResponse {
         access_token: signed.token,
         token_type: "Bearer",
@@ -61,7 +70,11 @@ pub async fn create_token(
     responses((status = 204), (status = 401, body = Problem))
 )]
 #[tracing::instrument(skip_all, err(level = "warn"))]
-pub async fn logout(State(state): State<AppState>, origin: Origin, ApiUser(user): ApiUser) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<AppState>,
+    origin: Origin,
+    ApiUser(user): ApiUser,
+) -> ApiResult<StatusCode> {
     signin::sign_out(&state, &user, &origin).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,9 +1,9 @@
 //! Extractors whose rejections are problem documents, not axum's plain text.
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::Json;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, AppError};
@@ -39,7 +39,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(ApiPath(v)),
-            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(AppError::NotFound("resource").into()),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(AppError::NotFound("resource").into())
+            }
             Err(other) => Err(AppError::Internal(anyhow::anyhow!(other.body_text())).into()),
         }
     }

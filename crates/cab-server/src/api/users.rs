@@ -1,8 +1,8 @@
 //! Administrators manage accounts, roles and service-account tokens.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use cab_db::api_tokens::ApiTokenRow;
 use cab_db::users::UserRow;
 use chrono::{DateTime, Utc};
@@ -123,7 +123,11 @@ async fn load_user(state: &AppState, id: Uuid) -> Result<UserRow, AppError> {
     get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = Vec<UserView>), (status = 401, body = Problem), (status = 403, body = Problem))
 )]
-pub async fn list_users(State(state): State<AppState>, origin: Origin, ApiUser(user): ApiUser) -> ApiResult<Json<Vec<UserView>>> {
+pub async fn list_users(
+    State(state): State<AppState>,
+    origin: Origin,
+    ApiUser(user): ApiUser,
+) -> ApiResult<Json<Vec<UserView>>> {
     accounts::authorize_read(&state.pool, &user, &origin).await?;
     let mut conn = state.pool.acquire().await?;
     let users = cab_db::users::list(&mut conn).await?;
@@ -205,7 +209,14 @@ pub async fn set_roles(
     ApiPath(id): ApiPath<Uuid>,
     AppJson(body): AppJson<SetRoles>,
 ) -> ApiResult<Json<UserView>> {
-    let updated = accounts::set_roles(&state.pool, &Operator::User(&user), &origin, id, &body.roles).await?;
+    let updated = accounts::set_roles(
+        &state.pool,
+        &Operator::User(&user),
+        &origin,
+        id,
+        &body.roles,
+    )
+    .await?;
     Ok(Json(updated.into()))
 }
 
@@ -268,7 +279,8 @@ pub async fn create_token(
     ApiPath(id): ApiPath<Uuid>,
     AppJson(body): AppJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    let issued = accounts::issue_token(&state.pool, &Operator::User(&user), &origin, id, &body.name).await?;
+    let issued =
+        accounts::issue_token(&state.pool, &Operator::User(&user), &origin, id, &body.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -291,6 +303,7 @@ pub async fn revoke_token(
     ApiUser(user): ApiUser,
     ApiPath((id, token_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<TokenView>> {
-    let token = accounts::revoke_token(&state.pool, &Operator::User(&user), &origin, id, token_id).await?;
+    let token =
+        accounts::revoke_token(&state.pool, &Operator::User(&user), &origin, id, token_id).await?;
     Ok(Json(token.into()))
 }

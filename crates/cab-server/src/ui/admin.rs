@@ -2,10 +2,10 @@
 //! Every action goes through `accounts`, the same code as the API's.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use cab_db::api_tokens::ApiTokenRow;
 use cab_db::users::UserRow;
 use cab_domain::Role;
@@ -20,11 +20,18 @@ use crate::request::Origin;
 type Pairs = Vec<(String, String)>;
 
 fn values<'a>(pairs: &'a Pairs, key: &str) -> Vec<&'a str> {
-    pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn value(pairs: &Pairs, key: &str) -> String {
-    values(pairs, key).first().map(|s| (*s).to_owned()).unwrap_or_default()
+    values(pairs, key)
+        .first()
+        .map(|s| (*s).to_owned())
+        .unwrap_or_default()
 }
 
 pub struct RoleChoice {
@@ -60,8 +67,16 @@ impl From<&UserRow> for UserLine {
             id: u.id,
             username: u.username.clone(),
             display_name: u.display_name.clone(),
-            roles: if u.roles.is_empty() { "—".into() } else { u.roles.join(", ") },
-            kind: if u.is_service { "Service account" } else { "Person" },
+            roles: if u.roles.is_empty() {
+                "—".into()
+            } else {
+                u.roles.join(", ")
+            },
+            kind: if u.is_service {
+                "Service account"
+            } else {
+                "Person"
+            },
             active: u.is_active(),
             created: when(&u.created_at),
         }
@@ -80,10 +95,16 @@ struct UsersPage {
     roles: Vec<RoleChoice>,
 }
 
-async fn users_page(viewer: &Viewer, form: Option<&Pairs>, errors: FieldErrors) -> Result<Response, AppError> {
+async fn users_page(
+    viewer: &Viewer,
+    form: Option<&Pairs>,
+    errors: FieldErrors,
+) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
     let users = cab_db::users::list(&mut conn).await?;
-    let selected: Vec<String> = form.map(|f| values(f, "roles").into_iter().map(str::to_owned).collect()).unwrap_or_default();
+    let selected: Vec<String> = form
+        .map(|f| values(f, "roles").into_iter().map(str::to_owned).collect())
+        .unwrap_or_default();
     let page = UsersPage {
         layout: viewer.layout("Users"),
         users: users.iter().map(UserLine::from).collect(),
@@ -110,24 +131,44 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
     let new = NewAccount {
         username: value(&form, "username"),
         display_name: value(&form, "display_name"),
-        roles: values(&form, "roles").into_iter().map(str::to_owned).collect(),
+        roles: values(&form, "roles")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         password: (!password.is_empty()).then_some(password),
         service,
     };
     let state = viewer.state.clone();
-    match accounts::create(&state.pool, &state.passwords, &Operator::User(&viewer.user), &origin, new).await {
+    match accounts::create(
+        &state.pool,
+        &state.passwords,
+        &Operator::User(&viewer.user),
+        &origin,
+        new,
+    )
+    .await
+    {
         Ok(created) => {
-            let secret = created
-                .generated_password
-                .map(|pw| ("Initial password (shown once; hand it over securely)".to_owned(), pw));
+            let secret = created.generated_password.map(|pw| {
+                (
+                    "Initial password (shown once; hand it over securely)".to_owned(),
+                    pw,
+                )
+            });
             let notice = format!("Account {} created.", created.user.username);
-            detail_page(&viewer, created.user.id, Some(notice), secret, FieldErrors::default())
-                .await
-                .map(|mut r| {
-                    *r.status_mut() = StatusCode::CREATED;
-                    r
-                })
-                .unwrap_or_else(|e| viewer.error(e))
+            detail_page(
+                &viewer,
+                created.user.id,
+                Some(notice),
+                secret,
+                FieldErrors::default(),
+            )
+            .await
+            .map(|mut r| {
+                *r.status_mut() = StatusCode::CREATED;
+                r
+            })
+            .unwrap_or_else(|e| viewer.error(e))
         }
         Err(err) => {
             let status = err.status();
@@ -161,7 +202,11 @@ impl From<&ApiTokenRow> for TokenLine {
             name: t.name.clone(),
             prefix: t.token_prefix.clone(),
             created: when(&t.created_at),
-            last_used: t.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into()),
+            last_used: t
+                .last_used_at
+                .as_ref()
+                .map(when)
+                .unwrap_or_else(|| "never".into()),
             revoked: t.revoked_at.as_ref().map(when),
         }
     }
@@ -225,7 +270,12 @@ pub struct Saved {
     saved: Option<String>,
 }
 
-pub async fn show(viewer: Viewer, origin: Origin, Path(id): Path<String>, Query(q): Query<Saved>) -> Response {
+pub async fn show(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Query(q): Query<Saved>,
+) -> Response {
     let notice = match q.saved.as_deref() {
         Some("roles") => Some("Roles saved. The account's sessions have ended.".to_owned()),
         Some("disabled") => Some("Account disabled. Its sessions have ended.".to_owned()),
@@ -234,16 +284,39 @@ pub async fn show(viewer: Viewer, origin: Origin, Path(id): Path<String>, Query(
     };
     let shown = async {
         accounts::authorize_read(&viewer.state.pool, &viewer.user, &origin).await?;
-        detail_page(&viewer, parse_id(&id)?, notice, None, FieldErrors::default()).await
+        detail_page(
+            &viewer,
+            parse_id(&id)?,
+            notice,
+            None,
+            FieldErrors::default(),
+        )
+        .await
     };
     shown.await.unwrap_or_else(|e| viewer.error(e))
 }
 
-pub async fn set_roles(viewer: Viewer, origin: Origin, Path(id): Path<String>, Form(form): Form<Pairs>) -> Response {
+pub async fn set_roles(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
     let done = async {
         let id = parse_id(&id)?;
-        let roles: Vec<String> = values(&form, "roles").into_iter().map(str::to_owned).collect();
-        match accounts::set_roles(&viewer.state.pool, &Operator::User(&viewer.user), &origin, id, &roles).await {
+        let roles: Vec<String> = values(&form, "roles")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        match accounts::set_roles(
+            &viewer.state.pool,
+            &Operator::User(&viewer.user),
+            &origin,
+            id,
+            &roles,
+        )
+        .await
+        {
             Ok(_) => Ok(Redirect::to(&format!("/admin/users/{id}?saved=roles")).into_response()),
             Err(AppError::Invalid { field, message }) => {
                 let mut errors = FieldErrors::default();
@@ -259,8 +332,16 @@ pub async fn set_roles(viewer: Viewer, origin: Origin, Path(id): Path<String>, F
 pub async fn disable(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
     let done = async {
         let id = parse_id(&id)?;
-        accounts::disable(&viewer.state.pool, &Operator::User(&viewer.user), &origin, id).await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/admin/users/{id}?saved=disabled")).into_response())
+        accounts::disable(
+            &viewer.state.pool,
+            &Operator::User(&viewer.user),
+            &origin,
+            id,
+        )
+        .await?;
+        Ok::<_, AppError>(
+            Redirect::to(&format!("/admin/users/{id}?saved=disabled")).into_response(),
+        )
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -271,13 +352,29 @@ pub struct TokenForm {
     name: String,
 }
 
-pub async fn issue_token(viewer: Viewer, origin: Origin, Path(id): Path<String>, Form(form): Form<TokenForm>) -> Response {
+pub async fn issue_token(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
     let done = async {
         let id = parse_id(&id)?;
-        match accounts::issue_token(&viewer.state.pool, &Operator::User(&viewer.user), &origin, id, &form.name).await {
+        match accounts::issue_token(
+            &viewer.state.pool,
+            &Operator::User(&viewer.user),
+            &origin,
+            id,
+            &form.name,
+        )
+        .await
+        {
             Ok(issued) => {
                 let secret = (
-                    format!("API token \"{}\" (shown once: store it in your pipeline's secrets now)", issued.token.name),
+                    format!(
+                        "API token \"{}\" (shown once: store it in your pipeline's secrets now)",
+                        issued.token.name
+                    ),
                     issued.secret,
                 );
                 detail_page(&viewer, id, None, Some(secret), FieldErrors::default()).await
@@ -293,11 +390,24 @@ pub async fn issue_token(viewer: Viewer, origin: Origin, Path(id): Path<String>,
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
 
-pub async fn revoke_token(viewer: Viewer, origin: Origin, Path((id, token_id)): Path<(String, String)>) -> Response {
+pub async fn revoke_token(
+    viewer: Viewer,
+    origin: Origin,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Response {
     let done = async {
         let id = parse_id(&id)?;
-        let token_id: Uuid = token_id.parse().map_err(|_| AppError::NotFound("API token"))?;
-        accounts::revoke_token(&viewer.state.pool, &Operator::User(&viewer.user), &origin, id, token_id).await?;
+        let token_id: Uuid = token_id
+            .parse()
+            .map_err(|_| AppError::NotFound("API token"))?;
+        accounts::revoke_token(
+            &viewer.state.pool,
+            &Operator::User(&viewer.user),
+            &origin,
+            id,
+            token_id,
+        )
+        .await?;
         Ok::<_, AppError>(Redirect::to(&format!("/admin/users/{id}?saved=revoked")).into_response())
     };
     done.await.unwrap_or_else(|e| viewer.error(e))

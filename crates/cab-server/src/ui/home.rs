@@ -21,7 +21,9 @@ fn role_summary(role: cab_domain::Role) -> &'static str {
         CabMember => "You vote on changes under the quorum policy.",
         ReleaseManager => "You plan releases and promote changes between environments.",
         Auditor => "You read and export the approval and audit trail.",
-        Admin => "You manage users, service accounts and settings. This gives no approval or deployment power.",
+        Admin => {
+            "You manage users, service accounts and settings. This gives no approval or deployment power."
+        }
     }
 }
 

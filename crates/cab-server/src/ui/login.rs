@@ -1,11 +1,11 @@
 //! The login page and signing out.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 
 use super::{Layout, Viewer, error_page, expire_cookie, render};
@@ -34,7 +34,9 @@ pub struct NextQuery {
 /// be used to send people elsewhere.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_owned(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -51,7 +53,13 @@ fn cookie_attrs(state: &AppState) -> &'static str {
     }
 }
 
-fn login_page(state: &AppState, login_cookie: &str, username: String, next: String, error: Option<String>) -> Response {
+fn login_page(
+    state: &AppState,
+    login_cookie: &str,
+    username: String,
+    next: String,
+    error: Option<String>,
+) -> Response {
     let csrf = state.keys.csrf_token(&login_binding(login_cookie));
     render(&LoginPage {
         layout: Layout::new(state, None, "/login", csrf).titled("Sign in"),
@@ -61,7 +69,11 @@ fn login_page(state: &AppState, login_cookie: &str, username: String, next: Stri
     })
 }
 
-pub async fn form(State(state): State<AppState>, Query(q): Query<NextQuery>, parts: Parts) -> Response {
+pub async fn form(
+    State(state): State<AppState>,
+    Query(q): Query<NextQuery>,
+    parts: Parts,
+) -> Response {
     let next = safe_next(q.next.as_deref());
     match auth::authenticate(&parts, &state).await {
         Ok(Some(_)) => return Redirect::to(&next).into_response(),
@@ -97,12 +109,21 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn submit(State(state): State<AppState>, origin: Origin, parts: Parts, Form(f): Form<LoginForm>) -> Response {
+pub async fn submit(
+    State(state): State<AppState>,
+    origin: Origin,
+    parts: Parts,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let next = safe_next(f.next.as_deref());
-    let cookie = auth::cookie(&parts, LOGIN_COOKIE).unwrap_or_default().to_owned();
+    let cookie = auth::cookie(&parts, LOGIN_COOKIE)
+        .unwrap_or_default()
+        .to_owned();
     match signin::sign_in(&state, &f.username, f.password, &origin, SessionKind::Web).await {
         Ok(signed) => {
-            let max_age = (signed.expires_at - chrono::Utc::now()).num_seconds().max(0);
+            let max_age = (signed.expires_at - chrono::Utc::now())
+                .num_seconds()
+                .max(0);
             let set = format!(
                 "{SESSION_COOKIE}={}; Max-Age={max_age}; {}",
                 signed.token,
@@ -150,7 +171,12 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/admin/users?x=1")), "/admin/users?x=1");
-        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "evil"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "evil",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad}");
         }
         assert_eq!(safe_next(None), "/");

@@ -11,12 +11,12 @@ pub use login::login_binding;
 use std::collections::BTreeMap;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use cab_domain::{Role, RoleSet};
 
 use crate::auth::{self, CurrentUser, SESSION_COOKIE};
@@ -33,7 +33,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users/{id}/roles", post(admin::set_roles))
         .route("/admin/users/{id}/disable", post(admin::disable))
         .route("/admin/users/{id}/tokens", post(admin::issue_token))
-        .route("/admin/users/{id}/tokens/{token_id}/revoke", post(admin::revoke_token))
+        .route(
+            "/admin/users/{id}/tokens/{token_id}/revoke",
+            post(admin::revoke_token),
+        )
         .route("/audit", get(audit::trail))
 }
 
@@ -106,7 +109,12 @@ impl Layout {
                 } else {
                     u.display_name.clone()
                 },
-                roles: u.roles.iter().map(|r| r.label()).collect::<Vec<_>>().join(", "),
+                roles: u
+                    .roles
+                    .iter()
+                    .map(|r| r.label())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
             nav: user.map(|u| navigation(&u.roles, path)).unwrap_or_default(),
             csrf,
@@ -202,7 +210,10 @@ pub fn expire_cookie(name: &str) -> String {
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path().to_owned();
         let to_login = || {
             let next = parts
@@ -220,9 +231,11 @@ impl FromRequestParts<AppState> for Viewer {
                 path,
             }),
             Ok(None) => Err(to_login().into_response()),
-            Err(AppError::Unauthenticated(_)) => {
-                Err(([(header::SET_COOKIE, expire_cookie(SESSION_COOKIE))], to_login()).into_response())
-            }
+            Err(AppError::Unauthenticated(_)) => Err((
+                [(header::SET_COOKIE, expire_cookie(SESSION_COOKIE))],
+                to_login(),
+            )
+                .into_response()),
             Err(e) => Err(error_page(state, None, e)),
         }
     }
@@ -283,7 +296,10 @@ mod tests {
         };
         assert_eq!(labels(&[Role::Engineer]), vec!["Dashboard"]);
         assert_eq!(labels(&[Role::Auditor]), vec!["Dashboard", "Audit trail"]);
-        assert_eq!(labels(&[Role::Admin]), vec!["Dashboard", "Users", "Audit trail"]);
+        assert_eq!(
+            labels(&[Role::Admin]),
+            vec!["Dashboard", "Users", "Audit trail"]
+        );
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! The audit trail: append-only in the database, gap-free under concurrency,
+//! and `cab audit verify` catches each kind of tampering a superuser could do.
+
+use std::process::Command;
+
+use axum::http::Method;
+use cab_domain::Role;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::common::TestApp;
+
+/// A URL for this test's database, for the `cab` binary.
+pub fn database_url(pool: &PgPool) -> String {
+    let opts = pool.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        opts.get_username(),
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("postgres")
+    )
+}
+
+pub fn cab(pool: &PgPool, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cab"))
+        .args(args)
+        .env("DATABASE_URL", database_url(pool))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cab");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Ten or so events from ordinary use.
+async fn some_history(app: &TestApp) {
+    let admin = app.api_login("adam", &[Role::Admin]).await;
+    for name in ["erin", "sam", "carol"] {
+        app.api(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin.token),
+            Some(json!({"username": name, "roles": ["engineer"], "password": "long-enough-password"})),
+        )
+        .await;
+    }
+    app.token("erin", "wrong-password-here").await;
+    app.token("erin", "long-enough-password").await;
+}
+
+async fn tamper(pool: &PgPool, sql: &str) {
+    // As a superuser would: switch the append-only triggers off first.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE audit_head DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE audit_head ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn verify_fails_at(pool: &PgPool, args: &[&str], seq: i64) {
+    let (ok, stdout, stderr) = cab(pool, args);
+    assert!(!ok, "verify should fail: {stdout}");
+    assert!(
+        stderr.contains(&format!("audit event {seq} breaks the chain")),
+        "{stderr}"
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_intact_trail_verifies(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    let n = app.audit_count().await;
+    assert!(n >= 7, "{n}");
+    let (ok, stdout, stderr) = cab(&pool, &["audit", "verify"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("{n} events checked")), "{stdout}");
+    // Against a head recorded now, too.
+    let (_, head, _) = cab(&pool, &["audit", "head"]);
+    let (ok, _, stderr) = cab(&pool, &["audit", "verify", "--head", head.trim()]);
+    assert!(ok, "{stderr}");
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn the_trail_is_append_only(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    for sql in [
+        "UPDATE audit_events SET action = 'nothing' WHERE seq = 1",
+        "DELETE FROM audit_events WHERE seq = 1",
+        "TRUNCATE audit_events",
+        "UPDATE audit_head SET seq = 1",
+        "DELETE FROM audit_head",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(err.to_string().contains("audit"), "{sql}: {err}");
+    }
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_edited_field_is_named(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    tamper(
+        &pool,
+        "UPDATE audit_events SET actor_username = 'someone-else' WHERE seq = 3",
+    )
+    .await;
+    verify_fails_at(&pool, &["audit", "verify"], 3);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_edited_payload_is_named(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    tamper(
+        &pool,
+        "UPDATE audit_events SET payload = payload || '{\"roles\": [\"admin\"]}' WHERE seq = 4",
+    )
+    .await;
+    verify_fails_at(&pool, &["audit", "verify"], 4);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_deleted_event_in_the_middle_is_named(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    tamper(&pool, "DELETE FROM audit_events WHERE seq = 4").await;
+    verify_fails_at(&pool, &["audit", "verify"], 5);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn reordered_events_are_named(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    tamper(
+        &pool,
+        "UPDATE audit_events SET seq = 1000 WHERE seq = 3;
+         UPDATE audit_events SET seq = 3 WHERE seq = 4;
+         UPDATE audit_events SET seq = 4 WHERE seq = 1000;",
+    )
+    .await;
+    verify_fails_at(&pool, &["audit", "verify"], 3);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_truncated_tail_is_caught_against_the_recorded_head(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    let n = app.audit_count().await;
+    // The tail cut off, head row left alone: the database's head catches it.
+    tamper(
+        &pool,
+        &format!("DELETE FROM audit_events WHERE seq > {}", n - 2),
+    )
+    .await;
+    verify_fails_at(&pool, &["audit", "verify"], n - 1);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_truncated_tail_with_a_rewritten_head_is_caught_against_an_external_head(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_history(&app).await;
+    let (_, recorded, _) = cab(&pool, &["audit", "head"]);
+    let n = app.audit_count().await;
+    tamper(
+        &pool,
+        &format!(
+            "DELETE FROM audit_events WHERE seq > {keep};
+             UPDATE audit_head SET seq = {keep}, hash = (SELECT hash FROM audit_events WHERE seq = {keep});",
+            keep = n - 2
+        ),
+    )
+    .await;
+    // Self-consistent now, so only the head kept elsewhere tells.
+    let (ok, _, _) = cab(&pool, &["audit", "verify"]);
+    assert!(ok);
+    verify_fails_at(
+        &pool,
+        &["audit", "verify", "--head", recorded.trim()],
+        n - 1,
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn concurrent_writers_leave_no_gaps(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    app.user("erin", &[Role::Engineer]).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let state = app.state.clone();
+        tasks.push(tokio::spawn(async move {
+            let origin = cab_server::request::Origin::cli();
+            let mut tx = state.pool.begin().await.unwrap();
+            cab_server::audit_log::record(
+                &mut tx,
+                None,
+                &origin,
+                "test.concurrent",
+                cab_server::audit_log::Entity::kind("test"),
+                json!({"i": i}),
+            )
+            .await
+            .unwrap();
+            // Every other writer rolls back: its sequence number is reused, not lost.
+            if i % 2 == 0 {
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_events ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert_eq!(seqs.len(), 1 + 8);
+    let (ok, _, stderr) = cab(&pool, &["audit", "verify"]);
+    assert!(ok, "{stderr}");
+}

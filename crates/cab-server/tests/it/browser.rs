@@ -1,0 +1,324 @@
+//! Journeys in a real headless Chromium, driven over WebDriver, against the
+//! `cab` binary started as an operator would start it.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::cli::{add_user, start_server};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Just enough of the W3C WebDriver protocol for our journeys.
+pub struct Browser {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    _driver: DriverProcess,
+}
+
+struct DriverProcess(Child);
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let driver =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver must be installed (tests/run.sh installs it)");
+        let driver = DriverProcess(driver);
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = std::env::temp_dir().join(format!("cab-chromium-{}", uuid::Uuid::new_v4()));
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                         format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let resp: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .unwrap();
+        let session = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {resp}"))
+            .to_owned();
+        Browser {
+            http,
+            base,
+            session,
+            _driver: driver,
+        }
+    }
+
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
+        let url = format!("{}/session/{}{}", self.base, self.session, path);
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        if v["value"].get("error").is_some() {
+            return Err(v["value"].clone());
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+    }
+
+    /// Waits (up to five seconds) for the current URL to satisfy `ok`:
+    /// a click that submits a form returns before the next page has loaded.
+    pub async fn wait_url(&self, ok: impl Fn(&str) -> bool) -> String {
+        let mut url = String::new();
+        for _ in 0..50 {
+            url = self.url().await;
+            if ok(&url) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for the URL; still at {url}");
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    /// The element matching `css`, waiting up to five seconds for it.
+    pub async fn find(&self, css: &str) -> String {
+        let query = json!({ "using": "css selector", "value": css });
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            match self
+                .try_cmd(reqwest::Method::POST, "/element", Some(query.clone()))
+                .await
+            {
+                Ok(v) => {
+                    return v[ELEMENT]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("find {css}: {v}"))
+                        .to_owned();
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no element {css}: {last}");
+    }
+
+    pub async fn count(&self, css: &str) -> usize {
+        self.cmd(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({ "using": "css selector", "value": css })),
+        )
+        .await
+        .as_array()
+        .map_or(0, Vec::len)
+    }
+
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let els = self
+            .cmd(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        let mut out = Vec::new();
+        for el in els.as_array().unwrap() {
+            let id = el[ELEMENT].as_str().unwrap();
+            out.push(
+                self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                    .await
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn css_value(&self, css: &str, property: &str) -> String {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{id}/css/{property}"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    pub async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    pub async fn url(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn close(self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+    }
+}
+
+async fn sign_in(b: &Browser, url: &str, username: &str, password: &str) {
+    b.goto(&format!("{url}/login")).await;
+    b.type_into("#username", username).await;
+    b.type_into("#password", password).await;
+    b.click("button[type=submit]").await;
+    b.wait_url(|u| !u.ends_with("/login")).await;
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgPool) {
+    add_user(&pool, "adam", &["admin"], "adam-long-password");
+    add_user(&pool, "erin", &["engineer"], "erin-long-password");
+    add_user(&pool, "audrey", &["auditor"], "audrey-long-password");
+    let (_server, url) = start_server(&pool, "PRODUCTION");
+    let b = Browser::start().await;
+
+    // A wrong password: the form says so and keeps the username.
+    b.goto(&format!("{url}/login")).await;
+    b.type_into("#username", "erin").await;
+    b.type_into("#password", "not-her-password").await;
+    b.click("button[type=submit]").await;
+    assert_eq!(
+        b.text("#login-error").await,
+        "Invalid username or password."
+    );
+
+    // The engineer: environment label in red, no admin or audit navigation.
+    sign_in(&b, &url, "erin", "erin-long-password").await;
+    assert_eq!(b.url().await, format!("{url}/"));
+    assert_eq!(b.text("#env-label").await, "PRODUCTION");
+    assert_eq!(
+        b.css_value("#env-label", "background-color").await,
+        "rgba(179, 38, 30, 1)"
+    );
+    assert_eq!(b.text("#signed-in-user").await, "erin");
+    assert_eq!(b.texts("nav a").await, vec!["Dashboard"]);
+    b.click("#logout").await;
+    b.wait_url(|u| u.ends_with("/login")).await;
+    // Signed out: the dashboard sends back to the login page.
+    b.goto(&format!("{url}/")).await;
+    b.wait_url(|u| u.contains("/login?next=")).await;
+
+    // The auditor sees the audit trail, which verifies.
+    sign_in(&b, &url, "audrey", "audrey-long-password").await;
+    assert_eq!(b.texts("nav a").await, vec!["Dashboard", "Audit trail"]);
+    b.click("nav a[href='/audit']").await;
+    b.wait_url(|u| u.ends_with("/audit")).await;
+    assert!(
+        b.text("#chain-status")
+            .await
+            .starts_with("The chain verifies")
+    );
+    assert!(b.count("#audit-events tbody tr").await >= 4);
+    b.click("#logout").await;
+    b.wait_url(|u| u.ends_with("/login")).await;
+
+    // The admin sees Users and can open the user list.
+    sign_in(&b, &url, "adam", "adam-long-password").await;
+    assert_eq!(
+        b.texts("nav a").await,
+        vec!["Dashboard", "Users", "Audit trail"]
+    );
+    b.click("nav a[href='/admin/users']").await;
+    b.wait_url(|u| u.ends_with("/admin/users")).await;
+    assert_eq!(b.count("#users tbody tr").await, 3);
+    b.click("#logout").await;
+    b.wait_url(|u| u.ends_with("/login")).await;
+    b.close().await;
+}

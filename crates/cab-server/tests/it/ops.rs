@@ -1,0 +1,273 @@
+//! Health, readiness, losing the database, security headers, errors and the
+//! OpenAPI document.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::http::{Method, StatusCode};
+use cab_domain::Role;
+use cab_server::AppState;
+use cab_server::config::Settings;
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::common::{TEST_SECRET, TestApp};
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn health_and_readiness(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let h = app.get_page("/healthz", None).await;
+    assert_eq!(h.status, StatusCode::OK);
+    let r = app.get_page("/readyz", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ready");
+}
+
+#[sqlx::test(migrations = false)]
+async fn not_ready_until_migrations_are_applied(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let r = app.get_page("/readyz", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    cab_db::MIGRATOR.run(&pool).await.unwrap();
+    assert_eq!(app.get_page("/readyz", None).await.status, StatusCode::OK);
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut and restored.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = watch::channel(0u64);
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let target = target.clone();
+                let mut cut_rx = cut2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn losing_the_database_answers_503_and_recovers_by_itself(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let client = app.api_login("erin", &[Role::Engineer]).await;
+    let session = app.browser_login("sam", &[Role::SecurityReviewer]).await;
+
+    let opts = pool.connect_options();
+    let proxy = Proxy::start(format!("{}:{}", opts.get_host(), opts.get_port())).await;
+    let proxied_pool = cab_server::db::pool((*opts).clone().host("127.0.0.1").port(proxy.port), 4);
+    let proxied = TestApp::from_state(
+        AppState::new(proxied_pool, Settings::for_tests(), TEST_SECRET).unwrap(),
+    );
+
+    assert_eq!(
+        proxied
+            .api(Method::GET, "/api/v1/me", Some(&client.token), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    proxy.down();
+    let resp = proxied
+        .api(Method::GET, "/api/v1/me", Some(&client.token), None)
+        .await;
+    assert_eq!(
+        resp.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        resp.body
+    );
+    assert_eq!(resp.problem_code(), "unavailable");
+    assert!(
+        resp.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("database is unavailable")
+    );
+    let page = proxied.get_page("/", Some(&session.cookie)).await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.body.contains("database is unavailable"));
+    assert_eq!(
+        proxied.get_page("/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        proxied.get_page("/healthz", None).await.status,
+        StatusCode::OK
+    );
+
+    proxy.up();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if proxied
+            .api(Method::GET, "/api/v1/me", Some(&client.token), None)
+            .await
+            .status
+            == StatusCode::OK
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the server reconnects by itself");
+    assert_eq!(
+        proxied.get_page("/readyz", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn security_headers_on_every_response(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let session = app.browser_login("erin", &[Role::Engineer]).await;
+    for (uri, cookie) in [
+        ("/login", None),
+        ("/", Some(session.cookie.as_str())),
+        ("/api/v1/me", None),
+        ("/no/such/page", None),
+        ("/healthz", None),
+    ] {
+        let resp = app.get_page(uri, cookie).await;
+        let csp = resp
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{uri}: no CSP"));
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{uri}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{uri}");
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{uri}"
+        );
+        assert!(resp.header("referrer-policy").is_some(), "{uri}");
+        assert!(resp.header("x-request-id").is_some(), "{uri}");
+        assert!(
+            resp.header("strict-transport-security").is_none(),
+            "plain http: no HSTS"
+        );
+    }
+    let css = app.get_page("/static/app.css", None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.header("cache-control").unwrap().contains("immutable"));
+    let page = app.get_page("/login", None).await;
+    assert!(
+        page.body.contains("/static/app.css?v="),
+        "cache-busted asset URL"
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn hsts_and_secure_cookies_over_https(pool: PgPool) {
+    let mut settings = Settings::for_tests();
+    settings.secure_cookies = true;
+    let app = TestApp::from_state(AppState::new(pool, settings, TEST_SECRET).unwrap());
+    let resp = app.get_page("/login", None).await;
+    assert!(
+        resp.header("strict-transport-security")
+            .unwrap()
+            .contains("max-age=")
+    );
+    let cookie = resp.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn errors_are_problem_documents_or_pages(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let api = app.get_page("/api/v1/nothing-here", None).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.problem_code(), "not_found");
+    assert_eq!(api.json()["type"], "urn:cab:problem:not_found");
+    let page = app.get_page("/nothing-here", None).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.body.contains("id=\"env-label\""),
+        "in the site's layout"
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn every_api_route_is_documented_and_every_documented_route_exists(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let doc = app.get_page("/api/openapi.json", None).await.json();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("POST", "/api/v1/auth/token"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("GET", "/api/v1/users/{id}"),
+        ("PUT", "/api/v1/users/{id}/roles"),
+        ("POST", "/api/v1/users/{id}/disable"),
+        ("GET", "/api/v1/users/{id}/tokens"),
+        ("POST", "/api/v1/users/{id}/tokens"),
+        ("DELETE", "/api/v1/users/{id}/tokens/{token_id}"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+    .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    for (method, path) in documented {
+        let uri = path
+            .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{token_id}", "00000000-0000-0000-0000-000000000000");
+        let resp = app.api(method.parse().unwrap(), &uri, None, None).await;
+        assert!(
+            resp.status != StatusCode::NOT_FOUND && resp.status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not routed: {}",
+            resp.status
+        );
+        assert!(
+            resp.status.is_client_error(),
+            "{method} {path}: {}",
+            resp.status
+        );
+    }
+}
