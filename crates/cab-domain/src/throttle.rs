@@ -51,11 +51,11 @@ pub fn account_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate
     let mut streak: Vec<DateTime<Utc>> = Vec::new();
     let mut lock: Option<Duration> = None;
     for t in sorted {
-        if let Some(&last) = streak.last() {
-            if t - last > WINDOW + lock.unwrap_or_else(Duration::zero) {
-                streak.clear();
-                lock = None;
-            }
+        if let Some(&last) = streak.last()
+            && t - last > WINDOW + lock.unwrap_or_else(Duration::zero)
+        {
+            streak.clear();
+            lock = None;
         }
         streak.push(t);
         let n = streak.len();

@@ -87,15 +87,13 @@ pub async fn form(
     };
     let mut resp = login_page(&state, &cookie, String::new(), next, None);
     let headers = resp.headers_mut();
-    if fresh {
-        if let Ok(v) = format!("{LOGIN_COOKIE}={cookie}; {}", cookie_attrs(&state)).parse() {
-            headers.append(header::SET_COOKIE, v);
-        }
+    if fresh && let Ok(v) = format!("{LOGIN_COOKIE}={cookie}; {}", cookie_attrs(&state)).parse() {
+        headers.append(header::SET_COOKIE, v);
     }
-    if auth::cookie(&parts, SESSION_COOKIE).is_some() {
-        if let Ok(v) = expire_cookie(SESSION_COOKIE).parse() {
-            headers.append(header::SET_COOKIE, v);
-        }
+    if auth::cookie(&parts, SESSION_COOKIE).is_some()
+        && let Ok(v) = expire_cookie(SESSION_COOKIE).parse()
+    {
+        headers.append(header::SET_COOKIE, v);
     }
     resp
 }
@@ -139,10 +137,10 @@ pub async fn submit(
             };
             let mut resp = login_page(&state, &cookie, f.username, next, Some(err.detail()));
             *resp.status_mut() = status;
-            if let Some(secs) = retry {
-                if let Ok(v) = secs.to_string().parse() {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+            if let Some(secs) = retry
+                && let Ok(v) = secs.to_string().parse()
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
             resp
         }

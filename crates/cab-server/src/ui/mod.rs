@@ -165,10 +165,10 @@ pub fn error_page(state: &AppState, user: Option<&CurrentUser>, err: AppError) -
     };
     let mut resp = render(&page);
     *resp.status_mut() = status;
-    if let AppError::Throttled { retry_after } = err {
-        if let Ok(v) = retry_after.to_string().parse() {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let AppError::Throttled { retry_after } = err
+        && let Ok(v) = retry_after.to_string().parse()
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

@@ -1,6 +1,9 @@
 //! CAB's server tests: one binary (linking is the slow part), one module per
 //! area. Every test gets its own database on the real PostgreSQL.
 
+// A failed expectation in a test helper is a failed test: panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod admin;
 mod audit;
 mod auth;
