@@ -271,3 +271,49 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         );
     }
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn internal_errors_are_generic_and_carry_the_request_id(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let admin = app.api_login("adam", &[Role::Admin]).await;
+    let session = app
+        .browser_login_with(admin.user.clone(), "adam-correct-horse-battery")
+        .await;
+    let bot = app.service_account("ci-bot", &[Role::ReleaseManager]).await;
+    // Break the schema under the running server.
+    sqlx::query("ALTER TABLE api_tokens RENAME TO api_tokens_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let resp = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/users/{}/tokens", bot.id),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(resp.problem_code(), "internal");
+    let request_id = resp.header("x-request-id").unwrap().to_owned();
+    let body = resp.json();
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(body["detail"].as_str().unwrap().contains(&request_id));
+    assert!(
+        !resp.body.contains("api_tokens"),
+        "no internal text: {}",
+        resp.body
+    );
+
+    let page = app
+        .get_page(&format!("/admin/users/{}", bot.id), Some(&session.cookie))
+        .await;
+    assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = page.header("x-request-id").unwrap();
+    assert!(
+        page.body.contains(request_id),
+        "the page quotes the request id"
+    );
+    assert!(!page.body.contains("api_tokens"));
+}
