@@ -6,8 +6,10 @@
 //! sentence a person understands, never a bare `false`.
 
 pub mod audit;
+pub mod change;
 pub mod denial;
 pub mod password;
+pub mod risk;
 pub mod role;
 pub mod throttle;
 pub mod user_admin;

@@ -1,0 +1,652 @@
+//! Change requests: their vocabulary, what makes one complete, and the
+//! lifecycle as a state machine with one function that says whether an
+//! action is allowed for an actor, and why not.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::risk::{RiskAnswers, check_answers};
+use crate::{Denial, Role, RoleSet};
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal / $label:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn label(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// How a change is governed: standard (pre-approved routine), normal, or emergency.
+    ChangeType {
+        Standard = "standard" / "Standard",
+        Normal = "normal" / "Normal",
+        Emergency = "emergency" / "Emergency",
+    }
+);
+
+vocabulary!(Category {
+    Feature = "feature" / "Feature",
+    BugFix = "bug_fix" / "Bug fix",
+    SecurityPatch = "security_patch" / "Security patch",
+    Configuration = "configuration" / "Configuration or baseline change",
+    Infrastructure = "infrastructure" / "Infrastructure",
+    DependencyUpdate = "dependency_update" / "Dependency update",
+});
+
+vocabulary!(Priority {
+    Low = "low" / "Low",
+    Medium = "medium" / "Medium",
+    High = "high" / "High",
+    Urgent = "urgent" / "Urgent",
+});
+
+vocabulary!(
+    /// The staging environments, in promotion order.
+    Environment {
+        Dev = "DEV" / "DEV",
+        Test = "TEST" / "TEST",
+        Stage = "STAGE" / "STAGE",
+        Prod = "PROD" / "PROD",
+    }
+);
+
+vocabulary!(
+    /// Where a change is in its life. Later stages (assessment, CAB review,
+    /// approval, deployment, review) slot in as new states and transitions.
+    ChangeState {
+        Draft = "draft" / "Draft",
+        Submitted = "submitted" / "Submitted",
+        Withdrawn = "withdrawn" / "Withdrawn",
+        Cancelled = "cancelled" / "Cancelled",
+    }
+);
+
+impl ChangeState {
+    /// No further transitions and no edits.
+    pub fn is_closed(self) -> bool {
+        matches!(self, ChangeState::Withdrawn | ChangeState::Cancelled)
+    }
+}
+
+/// Which kinds of testing cover the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TestLevels {
+    pub unit: bool,
+    pub integration: bool,
+    pub system: bool,
+    pub acceptance: bool,
+}
+
+/// Everything people write on a change request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeContent {
+    pub title: String,
+    pub description: String,
+    pub justification: String,
+    pub change_type: ChangeType,
+    pub category: Category,
+    pub priority: Priority,
+    pub services: Vec<String>,
+    pub environments: Vec<Environment>,
+    pub implementation_plan: String,
+    pub test_plan: String,
+    pub test_levels: TestLevels,
+    pub test_evidence: Vec<String>,
+    pub rollback_plan: String,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    /// The IANA zone or offset the window was entered in, for display.
+    pub window_tz: String,
+    pub pr_url: String,
+    pub commit_sha: String,
+    pub artifact_digest: String,
+    /// Usernames of the other people who worked on it; they count as its
+    /// authors for separation of duties.
+    pub contributors: Vec<String>,
+    pub risk: RiskAnswers,
+}
+
+/// A problem with one field, named so forms can show it beside the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+fn is_link(s: &str) -> bool {
+    (s.starts_with("https://") || s.starts_with("http://"))
+        && s.len() > 10
+        && s.len() <= 2000
+        && !s.chars().any(char::is_whitespace)
+}
+
+/// A service tag: lowercase letters, digits, `.`, `_`, `-`, 1 to 64 long.
+pub fn normalize_service(s: &str) -> Option<String> {
+    let t = s.trim().to_lowercase();
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    ok.then_some(t)
+}
+
+const LIMITS: [(&str, usize); 6] = [
+    ("title", 200),
+    ("description", 20_000),
+    ("justification", 10_000),
+    ("implementation_plan", 20_000),
+    ("test_plan", 20_000),
+    ("rollback_plan", 20_000),
+];
+
+impl ChangeContent {
+    fn text(&self, field: &str) -> &str {
+        match field {
+            "title" => &self.title,
+            "description" => &self.description,
+            "justification" => &self.justification,
+            "implementation_plan" => &self.implementation_plan,
+            "test_plan" => &self.test_plan,
+            "rollback_plan" => &self.rollback_plan,
+            _ => "",
+        }
+    }
+
+    pub fn targets_prod(&self) -> bool {
+        self.environments.contains(&Environment::Prod)
+    }
+
+    /// Checks that hold for every save, a draft included: sizes, formats,
+    /// the window's order and the risk answers' range.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for (field, max) in LIMITS {
+            if self.text(field).chars().count() > max {
+                errors.push(err(field, format!("At most {max} characters.")));
+            }
+        }
+        if self.services.len() > 20 {
+            errors.push(err("services", "At most 20 services."));
+        }
+        if let Some(bad) = self.services.iter().find(|s| normalize_service(s).as_deref() != Some(s.as_str())) {
+            errors.push(err(
+                "services",
+                format!("'{bad}' is not a service name: use lowercase letters, digits, '.', '_' or '-'."),
+            ));
+        }
+        if let (Some(start), Some(end)) = (self.window_start, self.window_end)
+            && end <= start
+        {
+            errors.push(err("window_end", "The window must end after it starts."));
+        }
+        if !self.pr_url.is_empty() && !is_link(&self.pr_url) {
+            errors.push(err("pr_url", "Give the pull request as an http(s) link."));
+        }
+        if let Some(bad) = self.test_evidence.iter().find(|l| !is_link(l)) {
+            errors.push(err("test_evidence", format!("'{bad}' is not an http(s) link.")));
+        }
+        if self.test_evidence.len() > 20 {
+            errors.push(err("test_evidence", "At most 20 evidence links."));
+        }
+        if !self.commit_sha.is_empty()
+            && !((7..=64).contains(&self.commit_sha.len()) && self.commit_sha.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            errors.push(err("commit_sha", "A commit SHA is 7 to 64 hexadecimal characters."));
+        }
+        if !self.artifact_digest.is_empty() {
+            let ok = self.artifact_digest.split_once(':').is_some_and(|(algo, hex)| {
+                !algo.is_empty()
+                    && algo.chars().all(|c| c.is_ascii_alphanumeric())
+                    && hex.len() >= 32
+                    && hex.len() <= 128
+                    && hex.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            if !ok {
+                errors.push(err("artifact_digest", "An artifact digest looks like sha256:<hex>."));
+            }
+        }
+        if self.contributors.len() > 20 {
+            errors.push(err("contributors", "At most 20 contributors."));
+        }
+        if let Err((field, message)) = check_answers(&self.risk) {
+            errors.push(err(field, message));
+        }
+        errors
+    }
+
+    /// What a change needs before it can be submitted, on top of [`validate`](Self::validate).
+    pub fn validate_for_submission(&self) -> Vec<FieldError> {
+        let mut errors = self.validate();
+        let required = [
+            ("title", "A title is required."),
+            ("description", "Describe what changes."),
+            ("justification", "Give the business justification."),
+            ("implementation_plan", "Describe how the change will be implemented."),
+            ("test_plan", "Describe how the change is tested."),
+        ];
+        for (field, message) in required {
+            if self.text(field).trim().is_empty() && !errors.iter().any(|e| e.field == field) {
+                errors.push(err(field, message));
+            }
+        }
+        if self.environments.is_empty() {
+            errors.push(err("environments", "Choose at least one target environment."));
+        }
+        if self.targets_prod() && self.rollback_plan.trim().is_empty() {
+            errors.push(err("rollback_plan", "A change that reaches PROD needs a rollback plan."));
+        }
+        if self.window_start.is_none() {
+            errors.push(err("window_start", "Give the planned window's start."));
+        }
+        if self.window_end.is_none() {
+            errors.push(err("window_end", "Give the planned window's end."));
+        }
+        errors
+    }
+
+    /// Every field as (name, shown value), in form order: the basis of
+    /// revision diffs.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let when = |t: &Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+        let levels = [
+            (self.test_levels.unit, "unit"),
+            (self.test_levels.integration, "integration"),
+            (self.test_levels.system, "system"),
+            (self.test_levels.acceptance, "acceptance"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
+        let r = &self.risk;
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        vec![
+            ("title", self.title.clone()),
+            ("description", self.description.clone()),
+            ("justification", self.justification.clone()),
+            ("type", self.change_type.label().to_owned()),
+            ("category", self.category.label().to_owned()),
+            ("priority", self.priority.label().to_owned()),
+            ("services", self.services.join(", ")),
+            (
+                "environments",
+                self.environments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "),
+            ),
+            ("implementation_plan", self.implementation_plan.clone()),
+            ("test_plan", self.test_plan.clone()),
+            ("test_levels", levels),
+            ("test_evidence", self.test_evidence.join("\n")),
+            ("rollback_plan", self.rollback_plan.clone()),
+            ("window_start", when(&self.window_start)),
+            ("window_end", when(&self.window_end)),
+            ("window_tz", self.window_tz.clone()),
+            ("pr_url", self.pr_url.clone()),
+            ("commit_sha", self.commit_sha.clone()),
+            ("artifact_digest", self.artifact_digest.clone()),
+            ("contributors", self.contributors.join(", ")),
+            ("impact", r.impact.to_string()),
+            ("likelihood", r.likelihood.to_string()),
+            ("touches_production_data", yes(r.touches_production_data).into()),
+            ("customer_facing", yes(r.customer_facing).into()),
+            ("changes_security_control", yes(r.changes_security_control).into()),
+            ("rollback_untested", yes(r.rollback_untested).into()),
+            ("outside_usual_window", yes(r.outside_usual_window).into()),
+        ]
+    }
+}
+
+/// One field that differs between two revisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: String,
+    pub after: String,
+}
+
+pub fn diff(before: &ChangeContent, after: &ChangeContent) -> Vec<FieldChange> {
+    before
+        .fields()
+        .into_iter()
+        .zip(after.fields())
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((field, a), (_, b))| FieldChange {
+            field: field.to_owned(),
+            before: a,
+            after: b,
+        })
+        .collect()
+}
+
+/// Who is acting: their id, their roles, and whether they are a pipeline.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: Uuid,
+    pub roles: RoleSet,
+    pub is_service: bool,
+}
+
+/// The facts about a change that its rules need.
+#[derive(Debug, Clone)]
+pub struct ChangeFacts {
+    pub state: ChangeState,
+    pub author: Uuid,
+    pub contributors: Vec<Uuid>,
+}
+
+impl ChangeFacts {
+    /// The author and contributors: the people who may not decide on it.
+    pub fn is_author(&self, who: Uuid) -> bool {
+        self.author == who || self.contributors.contains(&who)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeAction {
+    Edit,
+    Submit,
+    Withdraw,
+    Cancel,
+    Comment,
+}
+
+impl ChangeAction {
+    pub const ALL: [ChangeAction; 5] = [
+        ChangeAction::Edit,
+        ChangeAction::Submit,
+        ChangeAction::Withdraw,
+        ChangeAction::Cancel,
+        ChangeAction::Comment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::Edit => "change.edit",
+            ChangeAction::Submit => "change.submit",
+            ChangeAction::Withdraw => "change.withdraw",
+            ChangeAction::Cancel => "change.cancel",
+            ChangeAction::Comment => "change.comment",
+        }
+    }
+}
+
+/// Filing a change is an engineer's job (a pipeline may hold the role too).
+pub fn check_create(actor: &Actor) -> Result<(), Denial> {
+    if actor.roles.contains(Role::Engineer) {
+        Ok(())
+    } else {
+        Err(Denial::new(
+            "engineer_required",
+            "Only engineers file change requests.",
+        ))
+    }
+}
+
+/// Whether `actor` may take `action` on the change, and the state it leads
+/// to. Every surface calls this one function.
+pub fn check_action(change: &ChangeFacts, actor: &Actor, action: ChangeAction) -> Result<ChangeState, Denial> {
+    use ChangeAction::*;
+    use ChangeState::*;
+    let authorish = change.is_author(actor.id);
+    let not_author = || {
+        Denial::new(
+            "not_author",
+            "Only the change's author or its contributors can edit, submit or withdraw it.",
+        )
+    };
+    let closed = || {
+        Denial::new(
+            "change_closed",
+            format!("This change is {} and can no longer change.", change.state.label().to_lowercase()),
+        )
+    };
+    match action {
+        Comment => Ok(change.state),
+        Edit => {
+            if !authorish {
+                return Err(not_author());
+            }
+            if change.state.is_closed() {
+                return Err(closed());
+            }
+            Ok(change.state)
+        }
+        Submit => {
+            if !authorish {
+                return Err(not_author());
+            }
+            match change.state {
+                Draft => Ok(Submitted),
+                Submitted => Err(Denial::new("invalid_transition", "This change has already been submitted.")),
+                _ => Err(closed()),
+            }
+        }
+        Withdraw => {
+            if !authorish {
+                return Err(not_author());
+            }
+            match change.state {
+                Draft | Submitted => Ok(Withdrawn),
+                _ => Err(closed()),
+            }
+        }
+        Cancel => {
+            let may_cancel = actor.roles.contains(Role::CabMember)
+                || actor.roles.contains(Role::ReleaseManager)
+                || actor.roles.contains(Role::Admin);
+            if !may_cancel || actor.is_service {
+                return Err(Denial::new(
+                    "cancel_not_allowed",
+                    "Only CAB members, release managers and administrators cancel changes; authors withdraw theirs.",
+                ));
+            }
+            if change.state.is_closed() {
+                return Err(closed());
+            }
+            Ok(Cancelled)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::risk::RiskAnswers;
+
+    pub fn complete() -> ChangeContent {
+        ChangeContent {
+            title: "Upgrade TLS library".into(),
+            description: "Move to the patched release.".into(),
+            justification: "Fixes a published vulnerability.".into(),
+            change_type: ChangeType::Normal,
+            category: Category::SecurityPatch,
+            priority: Priority::High,
+            services: vec!["payments-api".into()],
+            environments: vec![Environment::Stage, Environment::Prod],
+            implementation_plan: "Roll the new image.".into(),
+            test_plan: "Unit and integration suites; smoke test on STAGE.".into(),
+            test_levels: TestLevels {
+                unit: true,
+                integration: true,
+                system: false,
+                acceptance: false,
+            },
+            test_evidence: vec!["https://ci.example/run/1".into()],
+            rollback_plan: "Redeploy the previous image.".into(),
+            window_start: "2026-12-01T10:00:00Z".parse().ok(),
+            window_end: "2026-12-01T11:00:00Z".parse().ok(),
+            window_tz: "Europe/Berlin".into(),
+            pr_url: "https://git.example/pr/42".into(),
+            commit_sha: "0123abcd".into(),
+            artifact_digest: format!("sha256:{}", "a".repeat(64)),
+            contributors: vec![],
+            risk: RiskAnswers {
+                impact: 2,
+                likelihood: 2,
+                ..RiskAnswers::default()
+            },
+        }
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_complete_change_can_be_submitted() {
+        assert_eq!(complete().validate_for_submission(), vec![]);
+    }
+
+    #[test]
+    fn each_submission_rule_names_its_field() {
+        let cases: Vec<(Box<dyn Fn(&mut ChangeContent)>, &str)> = vec![
+            (Box::new(|c| c.title = "  ".into()), "title"),
+            (Box::new(|c| c.rollback_plan.clear()), "rollback_plan"),
+            (
+                Box::new(|c| c.window_end = "2026-12-01T09:00:00Z".parse().ok()),
+                "window_end",
+            ),
+            (Box::new(|c| c.window_start = None), "window_start"),
+            (Box::new(|c| c.environments.clear()), "environments"),
+            (Box::new(|c| c.description.clear()), "description"),
+            (Box::new(|c| c.justification.clear()), "justification"),
+            (Box::new(|c| c.test_plan.clear()), "test_plan"),
+            (Box::new(|c| c.implementation_plan.clear()), "implementation_plan"),
+            (Box::new(|c| c.pr_url = "javascript:alert(1)".into()), "pr_url"),
+            (Box::new(|c| c.commit_sha = "xyz".into()), "commit_sha"),
+            (Box::new(|c| c.artifact_digest = "latest".into()), "artifact_digest"),
+            (Box::new(|c| c.services = vec!["Bad Service".into()]), "services"),
+            (Box::new(|c| c.risk.impact = 7), "impact"),
+            (Box::new(|c| c.title = "x".repeat(201)), "title"),
+        ];
+        for (mutate, field) in cases {
+            let mut c = complete();
+            mutate(&mut c);
+            assert_eq!(fields(&c.validate_for_submission()), vec![field]);
+        }
+    }
+
+    #[test]
+    fn rollback_plan_is_only_required_for_prod() {
+        let mut c = complete();
+        c.rollback_plan.clear();
+        c.environments = vec![Environment::Dev, Environment::Test];
+        assert_eq!(c.validate_for_submission(), vec![]);
+    }
+
+    #[test]
+    fn a_draft_may_be_incomplete_but_not_malformed() {
+        let mut c = complete();
+        c.title.clear();
+        c.window_start = None;
+        assert_eq!(c.validate(), vec![]);
+        c.commit_sha = "nothex!".into();
+        assert_eq!(fields(&c.validate()), vec!["commit_sha"]);
+    }
+
+    #[test]
+    fn diff_lists_changed_fields_only() {
+        let a = complete();
+        let mut b = complete();
+        b.title = "Upgrade TLS library to 3.1".into();
+        b.environments.push(Environment::Test);
+        let d = diff(&a, &b);
+        assert_eq!(d.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), vec!["title", "environments"]);
+        assert_eq!(d[0].before, "Upgrade TLS library");
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    fn actor(id: u128, roles: &[Role]) -> Actor {
+        Actor {
+            id: Uuid::from_u128(id),
+            roles: roles.iter().copied().collect(),
+            is_service: false,
+        }
+    }
+
+    #[test]
+    fn every_transition_for_every_kind_of_actor() {
+        use ChangeAction::*;
+        use ChangeState::*;
+        let author = actor(1, &[Role::Engineer]);
+        let contributor = actor(2, &[Role::Engineer]);
+        let stranger = actor(3, &[Role::Engineer]);
+        let cab = actor(4, &[Role::CabMember]);
+        let admin = actor(5, &[Role::Admin]);
+        let mut bot = actor(6, &[Role::ReleaseManager]);
+        bot.is_service = true;
+        let facts = |state| ChangeFacts {
+            state,
+            author: author.id,
+            contributors: vec![contributor.id],
+        };
+        // (who, state, action, expected next state or denial code)
+        let table: Vec<(&Actor, ChangeState, ChangeAction, Result<ChangeState, &str>)> = vec![
+            (&author, Draft, Edit, Ok(Draft)),
+            (&contributor, Draft, Edit, Ok(Draft)),
+            (&stranger, Draft, Edit, Err("not_author")),
+            (&cab, Draft, Edit, Err("not_author")),
+            (&admin, Draft, Edit, Err("not_author")),
+            (&author, Submitted, Edit, Ok(Submitted)),
+            (&author, Withdrawn, Edit, Err("change_closed")),
+            (&author, Cancelled, Edit, Err("change_closed")),
+            (&author, Draft, Submit, Ok(Submitted)),
+            (&contributor, Draft, Submit, Ok(Submitted)),
+            (&stranger, Draft, Submit, Err("not_author")),
+            (&admin, Draft, Submit, Err("not_author")),
+            (&author, Submitted, Submit, Err("invalid_transition")),
+            (&author, Withdrawn, Submit, Err("change_closed")),
+            (&author, Draft, Withdraw, Ok(Withdrawn)),
+            (&author, Submitted, Withdraw, Ok(Withdrawn)),
+            (&contributor, Submitted, Withdraw, Ok(Withdrawn)),
+            (&stranger, Submitted, Withdraw, Err("not_author")),
+            (&cab, Submitted, Withdraw, Err("not_author")),
+            (&author, Cancelled, Withdraw, Err("change_closed")),
+            (&cab, Submitted, Cancel, Ok(Cancelled)),
+            (&admin, Draft, Cancel, Ok(Cancelled)),
+            (&author, Submitted, Cancel, Err("cancel_not_allowed")),
+            (&stranger, Submitted, Cancel, Err("cancel_not_allowed")),
+            (&bot, Submitted, Cancel, Err("cancel_not_allowed")),
+            (&cab, Withdrawn, Cancel, Err("change_closed")),
+            (&stranger, Submitted, Comment, Ok(Submitted)),
+            (&bot, Cancelled, Comment, Ok(Cancelled)),
+        ];
+        for (who, state, action, expected) in table {
+            let got = check_action(&facts(state), who, action).map_err(|d| d.code);
+            assert_eq!(got, expected, "{:?} {action:?} on {state:?}", who.roles);
+        }
+    }
+
+    #[test]
+    fn only_engineers_file_changes() {
+        assert!(check_create(&actor(1, &[Role::Engineer])).is_ok());
+        for role in [Role::CabMember, Role::Admin, Role::Auditor, Role::SecurityReviewer, Role::ReleaseManager] {
+            assert_eq!(check_create(&actor(1, &[role])).unwrap_err().code, "engineer_required");
+        }
+    }
+}
