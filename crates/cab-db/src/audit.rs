@@ -142,19 +142,24 @@ pub async fn page(
         .collect())
 }
 
-/// The newest events, newest first.
-pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<AuditRecord>> {
-    let rows = sqlx::query!(
-        "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
-                entity_id, payload, request_id, client_addr
-         FROM audit_events ORDER BY seq DESC LIMIT $1",
-        limit
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AuditRecord {
+/// An event's content as read back, without its links.
+struct RecordRow {
+    seq: i64,
+    occurred_at: DateTime<Utc>,
+    actor_id: Option<Uuid>,
+    actor_username: Option<String>,
+    actor_roles: Vec<String>,
+    action: String,
+    entity_type: String,
+    entity_id: Option<String>,
+    payload: Value,
+    request_id: Option<String>,
+    client_addr: Option<String>,
+}
+
+impl From<RecordRow> for AuditRecord {
+    fn from(r: RecordRow) -> Self {
+        AuditRecord {
             seq: r.seq,
             occurred_at: r.occurred_at,
             actor_id: r.actor_id,
@@ -166,8 +171,22 @@ pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Aud
             payload: r.payload,
             request_id: r.request_id,
             client_addr: r.client_addr,
-        })
-        .collect())
+        }
+    }
+}
+
+/// The newest events, newest first.
+pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<AuditRecord>> {
+    let rows = sqlx::query_as!(
+        RecordRow,
+        "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
+                entity_id, payload, request_id, client_addr
+         FROM audit_events ORDER BY seq DESC LIMIT $1",
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
 }
 
 /// The outcome of checking the stored chain.
@@ -238,4 +257,19 @@ pub async fn verify(
         checked,
         head: db_head,
     })
+}
+
+/// The events about one entity, oldest first: the timeline of a change.
+pub async fn for_entity(conn: &mut PgConnection, entity_type: &str, entity_id: &str) -> sqlx::Result<Vec<AuditRecord>> {
+    let rows = sqlx::query_as!(
+        RecordRow,
+        "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
+                entity_id, payload, request_id, client_addr
+         FROM audit_events WHERE entity_type = $1 AND entity_id = $2 ORDER BY seq",
+        entity_type,
+        entity_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
 }

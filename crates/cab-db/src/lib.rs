@@ -6,6 +6,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod changes;
 pub mod health;
 pub mod login_failures;
 pub mod sessions;

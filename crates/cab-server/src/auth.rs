@@ -26,6 +26,8 @@ pub enum Via {
     AccessToken,
     /// A service account's long-lived API token.
     ApiToken,
+    /// Acting for an account from the command line (demo data).
+    CommandLine,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,11 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// Acting as `row` from the command line, e.g. to seed demo data.
+    pub fn command_line(row: UserRow) -> Result<Self, AppError> {
+        Self::from_row(row, None, Via::CommandLine)
+    }
+
     fn from_row(row: UserRow, session: Option<Uuid>, via: Via) -> Result<Self, AppError> {
         let roles = RoleSet::parse(&row.roles).map_err(|e| AppError::Internal(e.into()))?;
         Ok(Self {
@@ -62,6 +69,15 @@ impl CurrentUser {
         Actor {
             id: self.id,
             roles: self.roles.clone(),
+        }
+    }
+
+    /// The actor as change-request rules see them.
+    pub fn change_actor(&self) -> cab_domain::change::Actor {
+        cab_domain::change::Actor {
+            id: self.id,
+            roles: self.roles.clone(),
+            is_service: self.is_service,
         }
     }
 

@@ -279,11 +279,14 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
     }
 }
 
-/// The demo's people: one per role.
-pub const DEMO_USERS: [(&str, &str, &str); 6] = [
+/// The demo's people: one per role, and a second engineer and CAB member
+/// so that changes have contributors and decisions need more than one voice.
+pub const DEMO_USERS: [(&str, &str, &str); 8] = [
     ("erin", "Erin Engineer", "engineer"),
+    ("eddie", "Eddie Engineer", "engineer"),
     ("sam", "Sam Security", "security_reviewer"),
     ("carol", "Carol CAB", "cab_member"),
+    ("carl", "Carl CAB", "cab_member"),
     ("rita", "Rita Release", "release_manager"),
     ("audrey", "Audrey Auditor", "auditor"),
     ("adam", "Adam Admin", "admin"),
@@ -346,6 +349,7 @@ async fn demo(database_url: &str, mut server: ServerArgs) -> anyhow::Result<()> 
         .context("applying migrations")?;
     let passwords = Passwords::new(2)?;
     let users = seed_demo(&pool, &passwords).await?;
+    crate::demo::seed_changes(&pool).await.map_err(cli_error)?;
     if server.env_label == "LOCAL" {
         server.env_label = "DEMO".into();
     }

@@ -23,6 +23,9 @@ pub enum AppError {
     /// Input that cannot be accepted, naming the field.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// Several fields at once (a form or a submission), in form order.
+    #[error("{} fields are invalid", .0.len())]
+    Fields(Vec<(String, String)>),
     /// The request conflicts with the current state (a name taken, an action done).
     #[error("{0}")]
     Conflict(Denial),
@@ -49,7 +52,7 @@ impl AppError {
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Invalid { .. } | AppError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -63,7 +66,7 @@ impl AppError {
             AppError::Unauthenticated(_) => "unauthenticated",
             AppError::Forbidden(d) | AppError::Conflict(d) => d.code,
             AppError::NotFound(_) => "not_found",
-            AppError::Invalid { .. } => "validation",
+            AppError::Invalid { .. } | AppError::Fields(_) => "validation",
             AppError::Throttled { .. } => "too_many_attempts",
             AppError::Csrf => "csrf",
             AppError::Unavailable => "unavailable",
@@ -76,7 +79,7 @@ impl AppError {
             AppError::Unauthenticated(_) => "Not signed in",
             AppError::Forbidden(_) | AppError::Csrf => "Not allowed",
             AppError::NotFound(_) => "Not found",
-            AppError::Invalid { .. } => "Invalid input",
+            AppError::Invalid { .. } | AppError::Fields(_) => "Invalid input",
             AppError::Conflict(_) => "Conflict",
             AppError::Throttled { .. } => "Too many attempts",
             AppError::Unavailable => "Service unavailable",
@@ -91,6 +94,11 @@ impl AppError {
             AppError::Forbidden(d) | AppError::Conflict(d) => d.message.clone(),
             AppError::NotFound(what) => format!("No such {what}."),
             AppError::Invalid { field, message } => format!("{field}: {message}"),
+            AppError::Fields(errors) => errors
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             AppError::Throttled { retry_after } => {
                 format!("Too many failed attempts. Try again in {retry_after} seconds.")
             }
@@ -158,8 +166,17 @@ pub struct Problem {
     /// For validation problems, the field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For validation problems, every field at fault.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
 }
 
 /// The API face of [`AppError`].
@@ -192,7 +209,22 @@ impl IntoResponse for ApiError {
             code: e.code().to_owned(),
             field: match &e {
                 AppError::Invalid { field, .. } => Some(field.clone()),
+                AppError::Fields(errors) => errors.first().map(|(f, _)| f.clone()),
                 _ => None,
+            },
+            errors: match &e {
+                AppError::Invalid { field, message } => vec![FieldProblem {
+                    field: field.clone(),
+                    message: message.clone(),
+                }],
+                AppError::Fields(errors) => errors
+                    .iter()
+                    .map(|(field, message)| FieldProblem {
+                        field: field.clone(),
+                        message: message.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
             },
             request_id: current_request_id(),
         };

@@ -21,7 +21,22 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(AppJson(v)),
-            Err(rejection) => Err(AppError::invalid("body", rejection.body_text()).into()),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                // Name the field when serde does: server-owned fields land here.
+                let unknown = text
+                    .split_once("unknown field `")
+                    .and_then(|(_, rest)| rest.split_once('`'))
+                    .map(|(field, _)| field.to_owned());
+                Err(match unknown {
+                    Some(field) => AppError::invalid(
+                        &field,
+                        format!("'{field}' cannot be set: it is not a field of this request, or the server owns it."),
+                    ),
+                    None => AppError::invalid("body", text),
+                }
+                .into())
+            }
         }
     }
 }

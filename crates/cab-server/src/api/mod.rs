@@ -3,6 +3,7 @@
 //! (utoipa-axum), so neither can exist without the other.
 
 mod auth;
+pub mod changes;
 mod extract;
 mod me;
 mod users;
@@ -29,6 +30,7 @@ pub use extract::{ApiPath, AppJson};
     security(("bearer" = [])),
     tags(
         (name = "auth", description = "Access tokens and the caller"),
+        (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators)"),
     )
 )]
@@ -65,5 +67,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::disable_user))
         .routes(routes!(users::list_tokens, users::create_token))
         .routes(routes!(users::revoke_token))
+        .routes(routes!(changes::list_changes, changes::create_change))
+        .routes(routes!(changes::get_change, changes::patch_change))
+        .routes(routes!(changes::submit_change))
+        .routes(routes!(changes::withdraw_change))
+        .routes(routes!(changes::cancel_change))
+        .routes(routes!(changes::list_revisions))
+        .routes(routes!(changes::list_comments, changes::add_comment))
         .split_for_parts()
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod changes;
 mod home;
 mod login;
 
@@ -38,6 +39,15 @@ pub fn router() -> Router<AppState> {
             post(admin::revoke_token),
         )
         .route("/audit", get(audit::trail))
+        .route("/changes", get(changes::list))
+        .route("/changes/new", get(changes::new_form).post(changes::create))
+        .route("/changes/risk-preview", get(changes::preview_risk))
+        .route("/changes/{id}", get(changes::show))
+        .route("/changes/{id}/edit", get(changes::edit_form).post(changes::update))
+        .route("/changes/{id}/submit", post(changes::submit))
+        .route("/changes/{id}/withdraw", post(changes::withdraw))
+        .route("/changes/{id}/cancel", post(changes::cancel))
+        .route("/changes/{id}/comments", post(changes::comment))
 }
 
 pub struct NavLink {
@@ -48,8 +58,9 @@ pub struct NavLink {
 
 /// What a role may reach from the navigation; the handlers check again.
 pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
-    let items: [(&str, &str, &[Role]); 3] = [
+    let items: [(&str, &str, &[Role]); 4] = [
         ("/", "Dashboard", &[]),
+        ("/changes", "Changes", &[]),
         ("/admin/users", "Users", &[Role::Admin]),
         ("/audit", "Audit trail", &[Role::Auditor, Role::Admin]),
     ];
@@ -77,6 +88,8 @@ pub struct Layout {
     pub nav: Vec<NavLink>,
     pub csrf: String,
     pub css: String,
+    /// Appended to asset URLs as `?v=`.
+    pub asset_version: String,
 }
 
 pub struct LayoutUser {
@@ -119,6 +132,7 @@ impl Layout {
             nav: user.map(|u| navigation(&u.roles, path)).unwrap_or_default(),
             csrf,
             css: state.assets.url("app.css"),
+            asset_version: state.assets.version.clone(),
         }
     }
 
@@ -264,12 +278,24 @@ impl FieldErrors {
         self.0.insert(field.to_owned(), message.into());
     }
 
+    /// Adds `other`'s messages for fields that have none yet.
+    pub fn merge(&mut self, other: FieldErrors) {
+        for (field, message) in other.0 {
+            self.0.entry(field).or_insert(message);
+        }
+    }
+
     /// A validation or conflict error becomes a message beside its field;
     /// anything else is not a form error and is handed back.
     pub fn absorb(err: AppError, conflict_field: &str) -> Result<Self, AppError> {
         let mut errors = FieldErrors::default();
         match err {
             AppError::Invalid { field, message } => errors.insert(&field, message),
+            AppError::Fields(list) => {
+                for (field, message) in list {
+                    errors.0.entry(field).or_insert(message);
+                }
+            }
             AppError::Conflict(d) => errors.insert(conflict_field, d.message),
             other => return Err(other),
         }

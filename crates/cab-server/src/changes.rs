@@ -1,0 +1,424 @@
+//! Change-request operations behind both the pages and the API: each loads
+//! the facts, asks the domain whether the actor may act, and writes the
+//! change with its audit event in one transaction.
+
+use cab_db::changes::{ChangeColumns, ChangeRow};
+use cab_domain::change::{
+    self, ChangeAction, ChangeContent, ChangeFacts, ChangeState, FieldChange, FieldError, normalize_service,
+};
+use cab_domain::risk::{RiskAssessment, RiskLevel, assess};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::audit_log::{self, Entity};
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::request::Origin;
+
+/// A change request as people see it.
+#[derive(Debug, Clone)]
+pub struct ChangeView {
+    pub id: Uuid,
+    pub number: i64,
+    pub state: ChangeState,
+    pub author_id: Uuid,
+    pub author: String,
+    /// (id, username)
+    pub contributors: Vec<(Uuid, String)>,
+    pub content: ChangeContent,
+    pub risk_level: RiskLevel,
+    pub risk_reasons: Vec<String>,
+    pub risk_version: i32,
+    pub revision: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+impl ChangeView {
+    pub fn key(&self) -> String {
+        format!("CHG-{}", self.number)
+    }
+
+    pub fn facts(&self) -> ChangeFacts {
+        ChangeFacts {
+            state: self.state,
+            author: self.author_id,
+            contributors: self.contributors.iter().map(|(id, _)| *id).collect(),
+        }
+    }
+
+    /// Whether `user` may take `action` now: what the page offers.
+    pub fn allows(&self, user: &CurrentUser, action: ChangeAction) -> bool {
+        change::check_action(&self.facts(), &user.change_actor(), action).is_ok()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(anyhow::anyhow!("stored change is unreadable: {e}"))
+}
+
+fn view(row: ChangeRow, contributors: Vec<(Uuid, String)>) -> Result<ChangeView, AppError> {
+    Ok(ChangeView {
+        id: row.id,
+        number: row.number,
+        state: ChangeState::parse(&row.state).ok_or_else(|| internal(&row.state))?,
+        author_id: row.author_id,
+        author: row.author_username,
+        contributors,
+        content: serde_json::from_value(row.content).map_err(internal)?,
+        risk_level: RiskLevel::parse(&row.risk_level).ok_or_else(|| internal(&row.risk_level))?,
+        risk_reasons: row.risk_reasons,
+        risk_version: row.risk_version,
+        revision: row.revision,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        submitted_at: row.submitted_at,
+    })
+}
+
+async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<ChangeView, AppError> {
+    let row = if lock {
+        cab_db::changes::find_for_update(conn, id).await?
+    } else {
+        cab_db::changes::find(conn, id).await?
+    };
+    let row = row.ok_or(AppError::NotFound("change"))?;
+    let contributors = cab_db::changes::contributors(conn, id).await?;
+    view(row, contributors)
+}
+
+pub async fn load(pool: &PgPool, id: Uuid) -> Result<ChangeView, AppError> {
+    let mut conn = pool.acquire().await?;
+    load_with(&mut conn, id, false).await
+}
+
+/// Accepts a UUID, `CHG-<n>` or `<n>`.
+pub async fn resolve_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
+    if let Ok(id) = raw.parse::<Uuid>() {
+        return Ok(id);
+    }
+    let number = raw
+        .strip_prefix("CHG-")
+        .or_else(|| raw.strip_prefix("chg-"))
+        .unwrap_or(raw)
+        .parse::<i64>()
+        .map_err(|_| AppError::NotFound("change"))?;
+    let mut conn = pool.acquire().await?;
+    cab_db::changes::id_by_number(&mut conn, number)
+        .await?
+        .ok_or(AppError::NotFound("change"))
+}
+
+fn field_errors(errors: Vec<FieldError>) -> AppError {
+    AppError::Fields(errors.into_iter().map(|e| (e.field.to_owned(), e.message)).collect())
+}
+
+/// Tidies what people typed: service names lowercased and deduplicated,
+/// contributors deduplicated and never the author, text trimmed at the ends.
+pub fn normalize(mut c: ChangeContent, author: &str) -> ChangeContent {
+    c.title = c.title.trim().to_owned();
+    let mut services: Vec<String> = c
+        .services
+        .iter()
+        .map(|s| normalize_service(s).unwrap_or_else(|| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut seen = Vec::new();
+    services.retain(|s| {
+        let fresh = !seen.contains(s);
+        seen.push(s.clone());
+        fresh
+    });
+    c.services = services;
+    let mut contributors: Vec<String> = c
+        .contributors
+        .iter()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty() && s != author)
+        .collect();
+    contributors.sort();
+    contributors.dedup();
+    c.contributors = contributors;
+    c.environments.sort();
+    c.environments.dedup();
+    c.test_evidence = c
+        .test_evidence
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    c.commit_sha = c.commit_sha.trim().to_lowercase();
+    c.artifact_digest = c.artifact_digest.trim().to_owned();
+    c.pr_url = c.pr_url.trim().to_owned();
+    c
+}
+
+/// The ids of the named contributors; an unknown or disabled name is a field error.
+async fn contributor_ids(conn: &mut PgConnection, names: &[String]) -> Result<Vec<Uuid>, AppError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = cab_db::changes::users_named(conn, names).await?;
+    if let Some(missing) = names.iter().find(|n| !found.iter().any(|(_, u)| u == *n)) {
+        return Err(AppError::invalid(
+            "contributors",
+            format!("No active user is named '{missing}'."),
+        ));
+    }
+    Ok(found.into_iter().map(|(id, _)| id).collect())
+}
+
+struct Saved {
+    content: Value,
+    risk: RiskAssessment,
+    environments: Vec<String>,
+    risk_reasons: Vec<String>,
+}
+
+fn prepare(content: &ChangeContent) -> Result<Saved, AppError> {
+    let risk = assess(&content.risk);
+    Ok(Saved {
+        content: serde_json::to_value(content).map_err(|e| AppError::Internal(e.into()))?,
+        environments: content.environments.iter().map(|e| e.as_str().to_owned()).collect(),
+        risk_reasons: risk.reasons.clone(),
+        risk,
+    })
+}
+
+fn columns<'a>(content: &'a ChangeContent, saved: &'a Saved) -> ChangeColumns<'a> {
+    ChangeColumns {
+        content: &saved.content,
+        title: &content.title,
+        description: &content.description,
+        change_type: content.change_type.as_str(),
+        category: content.category.as_str(),
+        priority: content.priority.as_str(),
+        services: &content.services,
+        environments: &saved.environments,
+        window_start: content.window_start,
+        window_end: content.window_end,
+        risk_level: saved.risk.level.as_str(),
+        risk_rank: saved.risk.level as i16,
+        risk_reasons: &saved.risk_reasons,
+        risk_version: saved.risk.version,
+    }
+}
+
+async fn deny(pool: &PgPool, user: &CurrentUser, origin: &Origin, action: ChangeAction, id: Option<Uuid>, d: cab_domain::Denial) -> AppError {
+    let entity = match id {
+        Some(id) => Entity::new("change", id),
+        None => Entity::kind("change"),
+    };
+    audit_log::deny(pool, Some(user.audit_actor()), origin, action.as_str(), entity, d).await
+}
+
+/// Refuses (and records) an action the user may not take on this change.
+pub async fn authorize(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    change: &ChangeView,
+    action: ChangeAction,
+) -> Result<ChangeState, AppError> {
+    match change::check_action(&change.facts(), &user.change_actor(), action) {
+        Ok(next) => Ok(next),
+        Err(d) => Err(deny(pool, user, origin, action, Some(change.id), d).await),
+    }
+}
+
+/// Files a new draft.
+pub async fn create(pool: &PgPool, user: &CurrentUser, origin: &Origin, content: ChangeContent) -> Result<ChangeView, AppError> {
+    if let Err(d) = change::check_create(&user.change_actor()) {
+        return Err(audit_log::deny(pool, Some(user.audit_actor()), origin, "change.create", Entity::kind("change"), d).await);
+    }
+    let content = normalize(content, &user.username);
+    let errors = content.validate();
+    if !errors.is_empty() {
+        return Err(field_errors(errors));
+    }
+    let saved = prepare(&content)?;
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    let contributors = contributor_ids(&mut tx, &content.contributors).await?;
+    let number = cab_db::changes::insert(&mut tx, id, user.id, ChangeState::Draft.as_str(), &columns(&content, &saved), now).await?;
+    cab_db::changes::set_contributors(&mut tx, id, &contributors).await?;
+    cab_db::changes::remember_services(&mut tx, &content.services).await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.created",
+        Entity::new("change", id),
+        json!({
+            "number": number,
+            "title": content.title,
+            "type": content.change_type.as_str(),
+            "risk_level": saved.risk.level.as_str(),
+            "contributors": content.contributors,
+        }),
+    )
+    .await?;
+    let created = load_with(&mut tx, id, false).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Saves new content. A draft is simply updated; once submitted, every edit
+/// that changes something becomes a new numbered revision with its diff.
+pub async fn edit(pool: &PgPool, user: &CurrentUser, origin: &Origin, id: Uuid, content: ChangeContent) -> Result<ChangeView, AppError> {
+    let mut tx = pool.begin().await?;
+    let current = load_with(&mut tx, id, true).await?;
+    if let Err(d) = change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit) {
+        drop(tx);
+        return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
+    }
+    let content = normalize(content, &current.author);
+    let errors = if current.state == ChangeState::Draft {
+        content.validate()
+    } else {
+        content.validate_for_submission()
+    };
+    if !errors.is_empty() {
+        return Err(field_errors(errors));
+    }
+    let changed: Vec<FieldChange> = change::diff(&current.content, &content);
+    if changed.is_empty() {
+        return Ok(current);
+    }
+    let saved = prepare(&content)?;
+    let now = Utc::now();
+    let contributors = contributor_ids(&mut tx, &content.contributors).await?;
+    let revision = if current.state == ChangeState::Draft {
+        current.revision
+    } else {
+        current.revision + 1
+    };
+    cab_db::changes::update_content(&mut tx, id, &columns(&content, &saved), revision, now).await?;
+    cab_db::changes::set_contributors(&mut tx, id, &contributors).await?;
+    cab_db::changes::remember_services(&mut tx, &content.services).await?;
+    if revision != current.revision {
+        let diff = serde_json::to_value(&changed).map_err(|e| AppError::Internal(e.into()))?;
+        cab_db::changes::insert_revision(&mut tx, id, revision, &saved.content, &diff, saved.risk.level.as_str(), user.id, now)
+            .await?;
+    }
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.edited",
+        Entity::new("change", id),
+        json!({
+            "number": current.number,
+            "revision": revision,
+            "fields": changed.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(),
+            "risk_level": saved.risk.level.as_str(),
+        }),
+    )
+    .await?;
+    let updated = load_with(&mut tx, id, false).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Submit, withdraw or cancel. Cancelling needs a reason.
+pub async fn transition(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    action: ChangeAction,
+    reason: Option<String>,
+) -> Result<ChangeView, AppError> {
+    let mut tx = pool.begin().await?;
+    let current = load_with(&mut tx, id, true).await?;
+    let next = match change::check_action(&current.facts(), &user.change_actor(), action) {
+        Ok(next) => next,
+        Err(d) => {
+            drop(tx);
+            return Err(deny(pool, user, origin, action, Some(id), d).await);
+        }
+    };
+    let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    if action == ChangeAction::Cancel && reason.is_none() {
+        return Err(AppError::invalid("reason", "Say why the change is cancelled."));
+    }
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
+        return Err(AppError::invalid("reason", "At most 2000 characters."));
+    }
+    let now = Utc::now();
+    let (revision, event) = match action {
+        ChangeAction::Submit => {
+            let errors = current.content.validate_for_submission();
+            if !errors.is_empty() {
+                return Err(field_errors(errors));
+            }
+            let content = serde_json::to_value(&current.content).map_err(|e| AppError::Internal(e.into()))?;
+            cab_db::changes::insert_revision(&mut tx, id, 1, &content, &json!([]), current.risk_level.as_str(), user.id, now)
+                .await?;
+            (1, "change.submitted")
+        }
+        ChangeAction::Withdraw => (current.revision, "change.withdrawn"),
+        ChangeAction::Cancel => (current.revision, "change.cancelled"),
+        ChangeAction::Edit | ChangeAction::Comment => {
+            return Err(AppError::Internal(anyhow::anyhow!("{action:?} is not a transition")));
+        }
+    };
+    cab_db::changes::set_state(
+        &mut tx,
+        id,
+        next.as_str(),
+        revision,
+        action == ChangeAction::Submit,
+        next.is_closed(),
+        now,
+    )
+    .await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        event,
+        Entity::new("change", id),
+        json!({
+            "number": current.number,
+            "from": current.state.as_str(),
+            "to": next.as_str(),
+            "revision": revision,
+            "reason": reason,
+        }),
+    )
+    .await?;
+    let updated = load_with(&mut tx, id, false).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+pub async fn comment(pool: &PgPool, user: &CurrentUser, origin: &Origin, id: Uuid, body: &str) -> Result<Uuid, AppError> {
+    let body = body.trim();
+    if body.is_empty() {
+        return Err(AppError::invalid("body", "Write something to comment."));
+    }
+    if body.chars().count() > 10_000 {
+        return Err(AppError::invalid("body", "At most 10000 characters."));
+    }
+    let current = load(pool, id).await?;
+    authorize(pool, user, origin, &current, ChangeAction::Comment).await?;
+    let comment_id = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    cab_db::changes::insert_comment(&mut tx, comment_id, id, user.id, body, Utc::now()).await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.commented",
+        Entity::new("change", id),
+        json!({ "number": current.number, "comment": comment_id, "body": body }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(comment_id)
+}
