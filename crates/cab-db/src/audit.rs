@@ -260,7 +260,11 @@ pub async fn verify(
 }
 
 /// The events about one entity, oldest first: the timeline of a change.
-pub async fn for_entity(conn: &mut PgConnection, entity_type: &str, entity_id: &str) -> sqlx::Result<Vec<AuditRecord>> {
+pub async fn for_entity(
+    conn: &mut PgConnection,
+    entity_type: &str,
+    entity_id: &str,
+) -> sqlx::Result<Vec<AuditRecord>> {
     let rows = sqlx::query_as!(
         RecordRow,
         "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,

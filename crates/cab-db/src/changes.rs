@@ -187,7 +187,11 @@ pub async fn contributors(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec
     Ok(rows.into_iter().map(|r| (r.id, r.username)).collect())
 }
 
-pub async fn set_contributors(conn: &mut PgConnection, id: Uuid, users: &[Uuid]) -> sqlx::Result<()> {
+pub async fn set_contributors(
+    conn: &mut PgConnection,
+    id: Uuid,
+    users: &[Uuid],
+) -> sqlx::Result<()> {
     sqlx::query!("DELETE FROM change_contributors WHERE change_id = $1", id)
         .execute(&mut *conn)
         .await?;
@@ -202,7 +206,10 @@ pub async fn set_contributors(conn: &mut PgConnection, id: Uuid, users: &[Uuid])
 }
 
 /// Active users with these usernames, as (id, username).
-pub async fn users_named(conn: &mut PgConnection, usernames: &[String]) -> sqlx::Result<Vec<(Uuid, String)>> {
+pub async fn users_named(
+    conn: &mut PgConnection,
+    usernames: &[String],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
     let rows = sqlx::query!(
         "SELECT id, username FROM users WHERE username = ANY($1) AND disabled_at IS NULL",
         usernames
@@ -238,26 +245,27 @@ pub struct RevisionRow {
     pub created_by: String,
 }
 
-pub async fn insert_revision(
-    conn: &mut PgConnection,
-    change_id: Uuid,
-    number: i32,
-    content: &Value,
-    diff: &Value,
-    risk_level: &str,
-    by: Uuid,
-    at: DateTime<Utc>,
-) -> sqlx::Result<()> {
+pub struct NewRevision<'a> {
+    pub change_id: Uuid,
+    pub number: i32,
+    pub content: &'a Value,
+    pub diff: &'a Value,
+    pub risk_level: &'a str,
+    pub by: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn insert_revision(conn: &mut PgConnection, r: &NewRevision<'_>) -> sqlx::Result<()> {
     sqlx::query!(
         "INSERT INTO change_revisions (change_id, number, content, diff, risk_level, created_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        change_id,
-        number,
-        content,
-        diff,
-        risk_level,
-        at,
-        by
+        r.change_id,
+        r.number,
+        r.content,
+        r.diff,
+        r.risk_level,
+        r.at,
+        r.by
     )
     .execute(&mut *conn)
     .await?;
@@ -331,7 +339,13 @@ pub enum Sort {
 }
 
 impl Sort {
-    pub const ALL: [Sort; 5] = [Sort::Newest, Sort::Oldest, Sort::Updated, Sort::Window, Sort::Risk];
+    pub const ALL: [Sort; 5] = [
+        Sort::Newest,
+        Sort::Oldest,
+        Sort::Updated,
+        Sort::Window,
+        Sort::Risk,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -426,7 +440,11 @@ fn micros(v: i64) -> DateTime<Utc> {
 /// One page of changes matching `f`, in its order, after its cursor. Built
 /// with bound parameters only; the filter shape varies, so this one query is
 /// assembled rather than written out.
-pub async fn list(conn: &mut PgConnection, f: &ChangeFilter, limit: i64) -> sqlx::Result<Vec<ChangeSummary>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    f: &ChangeFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<ChangeSummary>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT c.id, c.number, c.title, c.state, c.change_type, c.category, c.priority, c.risk_level,
                 c.risk_rank, c.services, c.environments, u.username AS author, c.window_start, c.updated_at
@@ -445,7 +463,9 @@ pub async fn list(conn: &mut PgConnection, f: &ChangeFilter, limit: i64) -> sqlx
         q.push(" AND c.category = ").push_bind(v.clone());
     }
     if let Some(v) = &f.service {
-        q.push(" AND c.services @> ARRAY[").push_bind(v.clone()).push("]::text[]");
+        q.push(" AND c.services @> ARRAY[")
+            .push_bind(v.clone())
+            .push("]::text[]");
     }
     if let Some(v) = &f.author {
         q.push(" AND u.username = ").push_bind(v.clone());
@@ -458,7 +478,9 @@ pub async fn list(conn: &mut PgConnection, f: &ChangeFilter, limit: i64) -> sqlx
             .push("))");
     }
     if let Some(v) = &f.text {
-        q.push(" AND c.search @@ websearch_to_tsquery('english', ").push_bind(v.clone()).push(")");
+        q.push(" AND c.search @@ websearch_to_tsquery('english', ")
+            .push_bind(v.clone())
+            .push(")");
     }
     if let Some(c) = f.after {
         match f.sort {
@@ -469,11 +491,19 @@ pub async fn list(conn: &mut PgConnection, f: &ChangeFilter, limit: i64) -> sqlx
                 q.push(" AND c.number > ").push_bind(c.number);
             }
             Sort::Updated => {
-                q.push(" AND (c.updated_at, c.number) < (").push_bind(micros(c.key)).push(", ").push_bind(c.number).push(")");
+                q.push(" AND (c.updated_at, c.number) < (")
+                    .push_bind(micros(c.key))
+                    .push(", ")
+                    .push_bind(c.number)
+                    .push(")");
             }
             Sort::Window => {
                 q.push(" AND (coalesce(c.window_start, 'infinity'::timestamptz), c.number) > (")
-                    .push_bind(if c.key == i64::MAX { DateTime::<Utc>::MAX_UTC } else { micros(c.key) })
+                    .push_bind(if c.key == i64::MAX {
+                        DateTime::<Utc>::MAX_UTC
+                    } else {
+                        micros(c.key)
+                    })
                     .push(", ")
                     .push_bind(c.number)
                     .push(")");
@@ -491,15 +521,22 @@ pub async fn list(conn: &mut PgConnection, f: &ChangeFilter, limit: i64) -> sqlx
         Sort::Newest => " ORDER BY c.number DESC",
         Sort::Oldest => " ORDER BY c.number ASC",
         Sort::Updated => " ORDER BY c.updated_at DESC, c.number DESC",
-        Sort::Window => " ORDER BY coalesce(c.window_start, 'infinity'::timestamptz) ASC, c.number ASC",
+        Sort::Window => {
+            " ORDER BY coalesce(c.window_start, 'infinity'::timestamptz) ASC, c.number ASC"
+        }
         Sort::Risk => " ORDER BY c.risk_rank DESC, c.number DESC",
     });
     q.push(" LIMIT ").push_bind(limit);
-    q.build_query_as::<ChangeSummary>().fetch_all(&mut *conn).await
+    q.build_query_as::<ChangeSummary>()
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// Number of changes in each state, optionally only those involving a user.
-pub async fn counts_by_state(conn: &mut PgConnection, involving: Option<Uuid>) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn counts_by_state(
+    conn: &mut PgConnection,
+    involving: Option<Uuid>,
+) -> sqlx::Result<Vec<(String, i64)>> {
     let rows = sqlx::query!(
         r#"SELECT c.state, count(*) AS "n!" FROM changes c
            WHERE $1::uuid IS NULL OR c.author_id = $1

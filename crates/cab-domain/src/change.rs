@@ -193,10 +193,16 @@ impl ChangeContent {
         if self.services.len() > 20 {
             errors.push(err("services", "At most 20 services."));
         }
-        if let Some(bad) = self.services.iter().find(|s| normalize_service(s).as_deref() != Some(s.as_str())) {
+        if let Some(bad) = self
+            .services
+            .iter()
+            .find(|s| normalize_service(s).as_deref() != Some(s.as_str()))
+        {
             errors.push(err(
                 "services",
-                format!("'{bad}' is not a service name: use lowercase letters, digits, '.', '_' or '-'."),
+                format!(
+                    "'{bad}' is not a service name: use lowercase letters, digits, '.', '_' or '-'."
+                ),
             ));
         }
         if let (Some(start), Some(end)) = (self.window_start, self.window_end)
@@ -208,26 +214,38 @@ impl ChangeContent {
             errors.push(err("pr_url", "Give the pull request as an http(s) link."));
         }
         if let Some(bad) = self.test_evidence.iter().find(|l| !is_link(l)) {
-            errors.push(err("test_evidence", format!("'{bad}' is not an http(s) link.")));
+            errors.push(err(
+                "test_evidence",
+                format!("'{bad}' is not an http(s) link."),
+            ));
         }
         if self.test_evidence.len() > 20 {
             errors.push(err("test_evidence", "At most 20 evidence links."));
         }
-        if !self.commit_sha.is_empty()
-            && !((7..=64).contains(&self.commit_sha.len()) && self.commit_sha.chars().all(|c| c.is_ascii_hexdigit()))
-        {
-            errors.push(err("commit_sha", "A commit SHA is 7 to 64 hexadecimal characters."));
+        let sha_ok = (7..=64).contains(&self.commit_sha.len())
+            && self.commit_sha.chars().all(|c| c.is_ascii_hexdigit());
+        if !self.commit_sha.is_empty() && !sha_ok {
+            errors.push(err(
+                "commit_sha",
+                "A commit SHA is 7 to 64 hexadecimal characters.",
+            ));
         }
         if !self.artifact_digest.is_empty() {
-            let ok = self.artifact_digest.split_once(':').is_some_and(|(algo, hex)| {
-                !algo.is_empty()
-                    && algo.chars().all(|c| c.is_ascii_alphanumeric())
-                    && hex.len() >= 32
-                    && hex.len() <= 128
-                    && hex.chars().all(|c| c.is_ascii_hexdigit())
-            });
+            let ok = self
+                .artifact_digest
+                .split_once(':')
+                .is_some_and(|(algo, hex)| {
+                    !algo.is_empty()
+                        && algo.chars().all(|c| c.is_ascii_alphanumeric())
+                        && hex.len() >= 32
+                        && hex.len() <= 128
+                        && hex.chars().all(|c| c.is_ascii_hexdigit())
+                });
             if !ok {
-                errors.push(err("artifact_digest", "An artifact digest looks like sha256:<hex>."));
+                errors.push(err(
+                    "artifact_digest",
+                    "An artifact digest looks like sha256:<hex>.",
+                ));
             }
         }
         if self.contributors.len() > 20 {
@@ -246,7 +264,10 @@ impl ChangeContent {
             ("title", "A title is required."),
             ("description", "Describe what changes."),
             ("justification", "Give the business justification."),
-            ("implementation_plan", "Describe how the change will be implemented."),
+            (
+                "implementation_plan",
+                "Describe how the change will be implemented.",
+            ),
             ("test_plan", "Describe how the change is tested."),
         ];
         for (field, message) in required {
@@ -255,10 +276,16 @@ impl ChangeContent {
             }
         }
         if self.environments.is_empty() {
-            errors.push(err("environments", "Choose at least one target environment."));
+            errors.push(err(
+                "environments",
+                "Choose at least one target environment.",
+            ));
         }
         if self.targets_prod() && self.rollback_plan.trim().is_empty() {
-            errors.push(err("rollback_plan", "A change that reaches PROD needs a rollback plan."));
+            errors.push(err(
+                "rollback_plan",
+                "A change that reaches PROD needs a rollback plan.",
+            ));
         }
         if self.window_start.is_none() {
             errors.push(err("window_start", "Give the planned window's start."));
@@ -272,7 +299,10 @@ impl ChangeContent {
     /// Every field as (name, shown value), in form order: the basis of
     /// revision diffs.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
-        let when = |t: &Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default();
+        let when = |t: &Option<DateTime<Utc>>| {
+            t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default()
+        };
         let levels = [
             (self.test_levels.unit, "unit"),
             (self.test_levels.integration, "integration"),
@@ -296,7 +326,11 @@ impl ChangeContent {
             ("services", self.services.join(", ")),
             (
                 "environments",
-                self.environments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "),
+                self.environments
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
             ("implementation_plan", self.implementation_plan.clone()),
             ("test_plan", self.test_plan.clone()),
@@ -312,9 +346,15 @@ impl ChangeContent {
             ("contributors", self.contributors.join(", ")),
             ("impact", r.impact.to_string()),
             ("likelihood", r.likelihood.to_string()),
-            ("touches_production_data", yes(r.touches_production_data).into()),
+            (
+                "touches_production_data",
+                yes(r.touches_production_data).into(),
+            ),
             ("customer_facing", yes(r.customer_facing).into()),
-            ("changes_security_control", yes(r.changes_security_control).into()),
+            (
+                "changes_security_control",
+                yes(r.changes_security_control).into(),
+            ),
             ("rollback_untested", yes(r.rollback_untested).into()),
             ("outside_usual_window", yes(r.outside_usual_window).into()),
         ]
@@ -409,7 +449,11 @@ pub fn check_create(actor: &Actor) -> Result<(), Denial> {
 
 /// Whether `actor` may take `action` on the change, and the state it leads
 /// to. Every surface calls this one function.
-pub fn check_action(change: &ChangeFacts, actor: &Actor, action: ChangeAction) -> Result<ChangeState, Denial> {
+pub fn check_action(
+    change: &ChangeFacts,
+    actor: &Actor,
+    action: ChangeAction,
+) -> Result<ChangeState, Denial> {
     use ChangeAction::*;
     use ChangeState::*;
     let authorish = change.is_author(actor.id);
@@ -422,7 +466,10 @@ pub fn check_action(change: &ChangeFacts, actor: &Actor, action: ChangeAction) -
     let closed = || {
         Denial::new(
             "change_closed",
-            format!("This change is {} and can no longer change.", change.state.label().to_lowercase()),
+            format!(
+                "This change is {} and can no longer change.",
+                change.state.label().to_lowercase()
+            ),
         )
     };
     match action {
@@ -442,7 +489,10 @@ pub fn check_action(change: &ChangeFacts, actor: &Actor, action: ChangeAction) -
             }
             match change.state {
                 Draft => Ok(Submitted),
-                Submitted => Err(Denial::new("invalid_transition", "This change has already been submitted.")),
+                Submitted => Err(Denial::new(
+                    "invalid_transition",
+                    "This change has already been submitted.",
+                )),
                 _ => Err(closed()),
             }
         }
@@ -524,7 +574,8 @@ mod tests {
 
     #[test]
     fn each_submission_rule_names_its_field() {
-        let cases: Vec<(Box<dyn Fn(&mut ChangeContent)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut ChangeContent)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|c| c.title = "  ".into()), "title"),
             (Box::new(|c| c.rollback_plan.clear()), "rollback_plan"),
             (
@@ -536,11 +587,23 @@ mod tests {
             (Box::new(|c| c.description.clear()), "description"),
             (Box::new(|c| c.justification.clear()), "justification"),
             (Box::new(|c| c.test_plan.clear()), "test_plan"),
-            (Box::new(|c| c.implementation_plan.clear()), "implementation_plan"),
-            (Box::new(|c| c.pr_url = "javascript:alert(1)".into()), "pr_url"),
+            (
+                Box::new(|c| c.implementation_plan.clear()),
+                "implementation_plan",
+            ),
+            (
+                Box::new(|c| c.pr_url = "javascript:alert(1)".into()),
+                "pr_url",
+            ),
             (Box::new(|c| c.commit_sha = "xyz".into()), "commit_sha"),
-            (Box::new(|c| c.artifact_digest = "latest".into()), "artifact_digest"),
-            (Box::new(|c| c.services = vec!["Bad Service".into()]), "services"),
+            (
+                Box::new(|c| c.artifact_digest = "latest".into()),
+                "artifact_digest",
+            ),
+            (
+                Box::new(|c| c.services = vec!["Bad Service".into()]),
+                "services",
+            ),
             (Box::new(|c| c.risk.impact = 7), "impact"),
             (Box::new(|c| c.title = "x".repeat(201)), "title"),
         ];
@@ -576,7 +639,10 @@ mod tests {
         b.title = "Upgrade TLS library to 3.1".into();
         b.environments.push(Environment::Test);
         let d = diff(&a, &b);
-        assert_eq!(d.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), vec!["title", "environments"]);
+        assert_eq!(
+            d.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(),
+            vec!["title", "environments"]
+        );
         assert_eq!(d[0].before, "Upgrade TLS library");
         assert!(diff(&a, &a).is_empty());
     }
@@ -645,8 +711,17 @@ mod tests {
     #[test]
     fn only_engineers_file_changes() {
         assert!(check_create(&actor(1, &[Role::Engineer])).is_ok());
-        for role in [Role::CabMember, Role::Admin, Role::Auditor, Role::SecurityReviewer, Role::ReleaseManager] {
-            assert_eq!(check_create(&actor(1, &[role])).unwrap_err().code, "engineer_required");
+        for role in [
+            Role::CabMember,
+            Role::Admin,
+            Role::Auditor,
+            Role::SecurityReviewer,
+            Role::ReleaseManager,
+        ] {
+            assert_eq!(
+                check_create(&actor(1, &[role])).unwrap_err().code,
+                "engineer_required"
+            );
         }
     }
 }

@@ -17,7 +17,12 @@ pub enum RiskLevel {
 }
 
 impl RiskLevel {
-    pub const ALL: [RiskLevel; 4] = [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical];
+    pub const ALL: [RiskLevel; 4] = [
+        RiskLevel::Low,
+        RiskLevel::Medium,
+        RiskLevel::High,
+        RiskLevel::Critical,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -185,7 +190,11 @@ mod tests {
         ];
         for &(i, l, flags, expected) in table {
             let got = assess(&answers(i, l, flags));
-            assert_eq!(got.level, expected, "impact {i}, likelihood {l}, flags {flags:?}: {:?}", got.reasons);
+            assert_eq!(
+                got.level, expected,
+                "impact {i}, likelihood {l}, flags {flags:?}: {:?}",
+                got.reasons
+            );
             assert_eq!(got.version, RISK_MODEL_VERSION);
         }
     }
@@ -198,17 +207,24 @@ mod tests {
             vec![
                 "impact 1 × likelihood 1 = 1: low".to_owned(),
                 "touches production data: at least medium".to_owned(),
-                "rollback impossible or untested while touching production data: at least critical".to_owned(),
+                "rollback impossible or untested while touching production data: at least critical"
+                    .to_owned(),
             ]
         );
         let got = assess(&answers(2, 2, "w"));
-        assert_eq!(got.reasons.last().unwrap(), "outside the usual window: raised to high");
+        assert_eq!(
+            got.reasons.last().unwrap(),
+            "outside the usual window: raised to high"
+        );
     }
 
     #[test]
     fn out_of_range_answers_are_named() {
         assert_eq!(check_answers(&answers(0, 2, "")).unwrap_err().0, "impact");
-        assert_eq!(check_answers(&answers(2, 5, "")).unwrap_err().0, "likelihood");
+        assert_eq!(
+            check_answers(&answers(2, 5, "")).unwrap_err().0,
+            "likelihood"
+        );
         assert!(check_answers(&answers(4, 1, "")).is_ok());
     }
 }

@@ -2,9 +2,10 @@
 //! the facts, asks the domain whether the actor may act, and writes the
 //! change with its audit event in one transaction.
 
-use cab_db::changes::{ChangeColumns, ChangeRow};
+use cab_db::changes::{ChangeColumns, ChangeRow, NewRevision};
 use cab_domain::change::{
-    self, ChangeAction, ChangeContent, ChangeFacts, ChangeState, FieldChange, FieldError, normalize_service,
+    self, ChangeAction, ChangeContent, ChangeFacts, ChangeState, FieldChange, FieldError,
+    normalize_service,
 };
 use cab_domain::risk::{RiskAssessment, RiskLevel, assess};
 use chrono::{DateTime, Utc};
@@ -113,7 +114,12 @@ pub async fn resolve_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
 }
 
 fn field_errors(errors: Vec<FieldError>) -> AppError {
-    AppError::Fields(errors.into_iter().map(|e| (e.field.to_owned(), e.message)).collect())
+    AppError::Fields(
+        errors
+            .into_iter()
+            .map(|e| (e.field.to_owned(), e.message))
+            .collect(),
+    )
 }
 
 /// Tidies what people typed: service names lowercased and deduplicated,
@@ -182,7 +188,11 @@ fn prepare(content: &ChangeContent) -> Result<Saved, AppError> {
     let risk = assess(&content.risk);
     Ok(Saved {
         content: serde_json::to_value(content).map_err(|e| AppError::Internal(e.into()))?,
-        environments: content.environments.iter().map(|e| e.as_str().to_owned()).collect(),
+        environments: content
+            .environments
+            .iter()
+            .map(|e| e.as_str().to_owned())
+            .collect(),
         risk_reasons: risk.reasons.clone(),
         risk,
     })
@@ -207,12 +217,27 @@ fn columns<'a>(content: &'a ChangeContent, saved: &'a Saved) -> ChangeColumns<'a
     }
 }
 
-async fn deny(pool: &PgPool, user: &CurrentUser, origin: &Origin, action: ChangeAction, id: Option<Uuid>, d: cab_domain::Denial) -> AppError {
+async fn deny(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    action: ChangeAction,
+    id: Option<Uuid>,
+    d: cab_domain::Denial,
+) -> AppError {
     let entity = match id {
         Some(id) => Entity::new("change", id),
         None => Entity::kind("change"),
     };
-    audit_log::deny(pool, Some(user.audit_actor()), origin, action.as_str(), entity, d).await
+    audit_log::deny(
+        pool,
+        Some(user.audit_actor()),
+        origin,
+        action.as_str(),
+        entity,
+        d,
+    )
+    .await
 }
 
 /// Refuses (and records) an action the user may not take on this change.
@@ -230,9 +255,22 @@ pub async fn authorize(
 }
 
 /// Files a new draft.
-pub async fn create(pool: &PgPool, user: &CurrentUser, origin: &Origin, content: ChangeContent) -> Result<ChangeView, AppError> {
+pub async fn create(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    content: ChangeContent,
+) -> Result<ChangeView, AppError> {
     if let Err(d) = change::check_create(&user.change_actor()) {
-        return Err(audit_log::deny(pool, Some(user.audit_actor()), origin, "change.create", Entity::kind("change"), d).await);
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            "change.create",
+            Entity::kind("change"),
+            d,
+        )
+        .await);
     }
     let content = normalize(content, &user.username);
     let errors = content.validate();
@@ -244,7 +282,15 @@ pub async fn create(pool: &PgPool, user: &CurrentUser, origin: &Origin, content:
     let now = Utc::now();
     let mut tx = pool.begin().await?;
     let contributors = contributor_ids(&mut tx, &content.contributors).await?;
-    let number = cab_db::changes::insert(&mut tx, id, user.id, ChangeState::Draft.as_str(), &columns(&content, &saved), now).await?;
+    let number = cab_db::changes::insert(
+        &mut tx,
+        id,
+        user.id,
+        ChangeState::Draft.as_str(),
+        &columns(&content, &saved),
+        now,
+    )
+    .await?;
     cab_db::changes::set_contributors(&mut tx, id, &contributors).await?;
     cab_db::changes::remember_services(&mut tx, &content.services).await?;
     audit_log::record(
@@ -269,10 +315,17 @@ pub async fn create(pool: &PgPool, user: &CurrentUser, origin: &Origin, content:
 
 /// Saves new content. A draft is simply updated; once submitted, every edit
 /// that changes something becomes a new numbered revision with its diff.
-pub async fn edit(pool: &PgPool, user: &CurrentUser, origin: &Origin, id: Uuid, content: ChangeContent) -> Result<ChangeView, AppError> {
+pub async fn edit(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    content: ChangeContent,
+) -> Result<ChangeView, AppError> {
     let mut tx = pool.begin().await?;
     let current = load_with(&mut tx, id, true).await?;
-    if let Err(d) = change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit) {
+    if let Err(d) = change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit)
+    {
         drop(tx);
         return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
     }
@@ -302,8 +355,16 @@ pub async fn edit(pool: &PgPool, user: &CurrentUser, origin: &Origin, id: Uuid, 
     cab_db::changes::remember_services(&mut tx, &content.services).await?;
     if revision != current.revision {
         let diff = serde_json::to_value(&changed).map_err(|e| AppError::Internal(e.into()))?;
-        cab_db::changes::insert_revision(&mut tx, id, revision, &saved.content, &diff, saved.risk.level.as_str(), user.id, now)
-            .await?;
+        let revision_row = NewRevision {
+            change_id: id,
+            number: revision,
+            content: &saved.content,
+            diff: &diff,
+            risk_level: saved.risk.level.as_str(),
+            by: user.id,
+            at: now,
+        };
+        cab_db::changes::insert_revision(&mut tx, &revision_row).await?;
     }
     audit_log::record(
         &mut tx,
@@ -342,9 +403,14 @@ pub async fn transition(
             return Err(deny(pool, user, origin, action, Some(id), d).await);
         }
     };
-    let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
     if action == ChangeAction::Cancel && reason.is_none() {
-        return Err(AppError::invalid("reason", "Say why the change is cancelled."));
+        return Err(AppError::invalid(
+            "reason",
+            "Say why the change is cancelled.",
+        ));
     }
     if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
         return Err(AppError::invalid("reason", "At most 2000 characters."));
@@ -356,15 +422,26 @@ pub async fn transition(
             if !errors.is_empty() {
                 return Err(field_errors(errors));
             }
-            let content = serde_json::to_value(&current.content).map_err(|e| AppError::Internal(e.into()))?;
-            cab_db::changes::insert_revision(&mut tx, id, 1, &content, &json!([]), current.risk_level.as_str(), user.id, now)
-                .await?;
+            let content =
+                serde_json::to_value(&current.content).map_err(|e| AppError::Internal(e.into()))?;
+            let first = NewRevision {
+                change_id: id,
+                number: 1,
+                content: &content,
+                diff: &json!([]),
+                risk_level: current.risk_level.as_str(),
+                by: user.id,
+                at: now,
+            };
+            cab_db::changes::insert_revision(&mut tx, &first).await?;
             (1, "change.submitted")
         }
         ChangeAction::Withdraw => (current.revision, "change.withdrawn"),
         ChangeAction::Cancel => (current.revision, "change.cancelled"),
         ChangeAction::Edit | ChangeAction::Comment => {
-            return Err(AppError::Internal(anyhow::anyhow!("{action:?} is not a transition")));
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "{action:?} is not a transition"
+            )));
         }
     };
     cab_db::changes::set_state(
@@ -397,7 +474,13 @@ pub async fn transition(
     Ok(updated)
 }
 
-pub async fn comment(pool: &PgPool, user: &CurrentUser, origin: &Origin, id: Uuid, body: &str) -> Result<Uuid, AppError> {
+pub async fn comment(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    body: &str,
+) -> Result<Uuid, AppError> {
     let body = body.trim();
     if body.is_empty() {
         return Err(AppError::invalid("body", "Write something to comment."));

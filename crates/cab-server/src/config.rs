@@ -25,7 +25,12 @@ pub struct DatabaseArgs {
     pub database_url: String,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "CAB_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "CAB_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
     pub db_max_connections: u32,
 }
 

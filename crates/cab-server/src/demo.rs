@@ -2,7 +2,9 @@
 //! screen looks like a team's. Written through the same operations as the
 //! pages and the API, so the audit trail holds it all.
 
-use cab_domain::change::{Category, ChangeAction, ChangeContent, ChangeType, Environment, Priority, TestLevels};
+use cab_domain::change::{
+    Category, ChangeAction, ChangeContent, ChangeType, Environment, Priority, TestLevels,
+};
 use cab_domain::risk::RiskAnswers;
 use chrono::{Duration, Timelike, Utc};
 use sqlx::PgPool;
@@ -14,24 +16,114 @@ use crate::request::Origin;
 
 /// (title, description, category, services)
 const CHANGES: [(&str, &str, Category, &[&str]); 18] = [
-    ("Upgrade OpenSSL on edge proxies", "Move the edge proxy fleet to the patched OpenSSL release.", Category::SecurityPatch, &["edge-proxy"]),
-    ("Rotate TLS certificates for api.example.com", "Replace the certificates that expire next month.", Category::Configuration, &["edge-proxy", "payments-api"]),
-    ("Add idempotency keys to payment capture", "Capture requests carry an idempotency key so retries never double-charge.", Category::Feature, &["payments-api"]),
-    ("Fix rounding in invoice totals", "Totals used banker's rounding; invoices must round half up.", Category::BugFix, &["billing"]),
-    ("Bump serde and tokio", "Routine dependency update across the Rust services.", Category::DependencyUpdate, &["payments-api", "billing", "ledger"]),
-    ("Resize the ledger database", "Move the ledger PostgreSQL cluster to larger instances before the quarter close.", Category::Infrastructure, &["ledger"]),
-    ("Enable MFA for the admin console", "Require a second factor for every administrator sign-in.", Category::SecurityPatch, &["admin-console"]),
-    ("Harden SSH baseline on bastion hosts", "Apply the updated CIS baseline: no password logins, modern ciphers only.", Category::Configuration, &["bastion"]),
-    ("New search index for customer lookup", "Add a trigram index so support can find customers by partial name.", Category::Feature, &["crm"]),
-    ("Fix session timeout on the support portal", "Sessions expired after five minutes instead of thirty.", Category::BugFix, &["support-portal"]),
-    ("Upgrade Kubernetes node pools to 1.31", "Rolling upgrade of the production node pools.", Category::Infrastructure, &["k8s-platform"]),
-    ("Patch log4j in the reporting service", "Replace the vulnerable logging library in the legacy reporting job.", Category::SecurityPatch, &["reporting"]),
-    ("Switch email provider", "Move transactional email to the new provider with DKIM and SPF in place.", Category::Configuration, &["notifications"]),
-    ("Add rate limiting to the public API", "Per-key rate limits at the gateway.", Category::Feature, &["api-gateway"]),
-    ("Update base container images", "Rebuild every service on the latest slim base image.", Category::DependencyUpdate, &["k8s-platform", "payments-api", "crm"]),
-    ("Fix currency conversion cache", "Stale rates were served for up to a day after an outage.", Category::BugFix, &["fx-rates", "billing"]),
-    ("Decommission the old FTP server", "Shut down the FTP server; partners moved to SFTP last quarter.", Category::Infrastructure, &["partner-sftp"]),
-    ("Tighten firewall rules for the data warehouse", "Only the ETL subnet may reach the warehouse.", Category::Configuration, &["data-warehouse"]),
+    (
+        "Upgrade OpenSSL on edge proxies",
+        "Move the edge proxy fleet to the patched OpenSSL release.",
+        Category::SecurityPatch,
+        &["edge-proxy"],
+    ),
+    (
+        "Rotate TLS certificates for api.example.com",
+        "Replace the certificates that expire next month.",
+        Category::Configuration,
+        &["edge-proxy", "payments-api"],
+    ),
+    (
+        "Add idempotency keys to payment capture",
+        "Capture requests carry an idempotency key so retries never double-charge.",
+        Category::Feature,
+        &["payments-api"],
+    ),
+    (
+        "Fix rounding in invoice totals",
+        "Totals used banker's rounding; invoices must round half up.",
+        Category::BugFix,
+        &["billing"],
+    ),
+    (
+        "Bump serde and tokio",
+        "Routine dependency update across the Rust services.",
+        Category::DependencyUpdate,
+        &["payments-api", "billing", "ledger"],
+    ),
+    (
+        "Resize the ledger database",
+        "Move the ledger PostgreSQL cluster to larger instances before the quarter close.",
+        Category::Infrastructure,
+        &["ledger"],
+    ),
+    (
+        "Enable MFA for the admin console",
+        "Require a second factor for every administrator sign-in.",
+        Category::SecurityPatch,
+        &["admin-console"],
+    ),
+    (
+        "Harden SSH baseline on bastion hosts",
+        "Apply the updated CIS baseline: no password logins, modern ciphers only.",
+        Category::Configuration,
+        &["bastion"],
+    ),
+    (
+        "New search index for customer lookup",
+        "Add a trigram index so support can find customers by partial name.",
+        Category::Feature,
+        &["crm"],
+    ),
+    (
+        "Fix session timeout on the support portal",
+        "Sessions expired after five minutes instead of thirty.",
+        Category::BugFix,
+        &["support-portal"],
+    ),
+    (
+        "Upgrade Kubernetes node pools to 1.31",
+        "Rolling upgrade of the production node pools.",
+        Category::Infrastructure,
+        &["k8s-platform"],
+    ),
+    (
+        "Patch log4j in the reporting service",
+        "Replace the vulnerable logging library in the legacy reporting job.",
+        Category::SecurityPatch,
+        &["reporting"],
+    ),
+    (
+        "Switch email provider",
+        "Move transactional email to the new provider with DKIM and SPF in place.",
+        Category::Configuration,
+        &["notifications"],
+    ),
+    (
+        "Add rate limiting to the public API",
+        "Per-key rate limits at the gateway.",
+        Category::Feature,
+        &["api-gateway"],
+    ),
+    (
+        "Update base container images",
+        "Rebuild every service on the latest slim base image.",
+        Category::DependencyUpdate,
+        &["k8s-platform", "payments-api", "crm"],
+    ),
+    (
+        "Fix currency conversion cache",
+        "Stale rates were served for up to a day after an outage.",
+        Category::BugFix,
+        &["fx-rates", "billing"],
+    ),
+    (
+        "Decommission the old FTP server",
+        "Shut down the FTP server; partners moved to SFTP last quarter.",
+        Category::Infrastructure,
+        &["partner-sftp"],
+    ),
+    (
+        "Tighten firewall rules for the data warehouse",
+        "Only the ETL subnet may reach the warehouse.",
+        Category::Configuration,
+        &["data-warehouse"],
+    ),
 ];
 
 async fn person(pool: &PgPool, username: &str) -> Result<CurrentUser, AppError> {
@@ -74,7 +166,8 @@ pub async fn seed_changes(pool: &PgPool) -> Result<(), AppError> {
             1 => vec![Environment::Test, Environment::Stage],
             _ => vec![Environment::Stage, Environment::Prod],
         };
-        let start = base + Duration::days((i as i64 % 21) - 3) + Duration::hours(18 + (i as i64 % 4));
+        let start =
+            base + Duration::days((i as i64 % 21) - 3) + Duration::hours(18 + (i as i64 % 4));
         let content = ChangeContent {
             title: if i < CHANGES.len() { title.to_owned() } else { format!("{title} (phase 2)") },
             description: description.to_owned(),
@@ -119,16 +212,41 @@ pub async fn seed_changes(pool: &PgPool) -> Result<(), AppError> {
         changes::transition(pool, author, &origin, change.id, ChangeAction::Submit, None).await?;
         if i % 5 == 1 {
             let mut edited = changes::load(pool, change.id).await?.content;
-            edited.implementation_plan.push_str("\n4. Keep the previous release warm for an hour.");
+            edited
+                .implementation_plan
+                .push_str("\n4. Keep the previous release warm for an hour.");
             changes::edit(pool, author, &origin, change.id, edited).await?;
         }
         if i % 4 == 2 {
-            changes::comment(pool, &carol, &origin, change.id, "Please add the dashboard you will watch during the window.").await?;
+            changes::comment(
+                pool,
+                &carol,
+                &origin,
+                change.id,
+                "Please add the dashboard you will watch during the window.",
+            )
+            .await?;
         }
         if i % 13 == 7 {
-            changes::transition(pool, author, &origin, change.id, ChangeAction::Withdraw, None).await?;
+            changes::transition(
+                pool,
+                author,
+                &origin,
+                change.id,
+                ChangeAction::Withdraw,
+                None,
+            )
+            .await?;
         } else if i % 17 == 11 {
-            changes::transition(pool, &carol, &origin, change.id, ChangeAction::Cancel, Some("Superseded by a later change.".into())).await?;
+            changes::transition(
+                pool,
+                &carol,
+                &origin,
+                change.id,
+                ChangeAction::Cancel,
+                Some("Superseded by a later change.".into()),
+            )
+            .await?;
         }
     }
     Ok(())

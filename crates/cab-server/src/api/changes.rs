@@ -1,11 +1,14 @@
 //! Change requests over the API: the same operations as the pages.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use cab_db::changes::{ChangeFilter, ChangeSummary, Cursor, Sort};
-use cab_domain::change::{Category, ChangeAction, ChangeContent, ChangeState, ChangeType, Environment, Priority, TestLevels};
+use cab_domain::change::{
+    Category, ChangeAction, ChangeContent, ChangeState, ChangeType, Environment, Priority,
+    TestLevels,
+};
 use cab_domain::risk::{RiskAnswers, RiskLevel};
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use serde::{Deserialize, Serialize};
@@ -104,8 +107,18 @@ pub struct ChangeInput {
     pub risk: Option<RiskAnswersIo>,
 }
 
-fn parse_one<T>(field: &str, value: &str, parse: impl Fn(&str) -> Option<T>, all: &[&str]) -> Result<T, AppError> {
-    parse(value).ok_or_else(|| AppError::invalid(field, format!("'{value}' is not one of {}.", all.join(", "))))
+fn parse_one<T>(
+    field: &str,
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    all: &[&str],
+) -> Result<T, AppError> {
+    parse(value).ok_or_else(|| {
+        AppError::invalid(
+            field,
+            format!("'{value}' is not one of {}.", all.join(", ")),
+        )
+    })
 }
 
 fn names<T: Copy>(all: &[T], f: impl Fn(T) -> &'static str) -> Vec<&'static str> {
@@ -151,13 +164,28 @@ impl ChangeInput {
             c.justification = v;
         }
         if let Some(v) = self.change_type {
-            c.change_type = parse_one("type", &v, ChangeType::parse, &names(ChangeType::ALL, ChangeType::as_str))?;
+            c.change_type = parse_one(
+                "type",
+                &v,
+                ChangeType::parse,
+                &names(ChangeType::ALL, ChangeType::as_str),
+            )?;
         }
         if let Some(v) = self.category {
-            c.category = parse_one("category", &v, Category::parse, &names(Category::ALL, Category::as_str))?;
+            c.category = parse_one(
+                "category",
+                &v,
+                Category::parse,
+                &names(Category::ALL, Category::as_str),
+            )?;
         }
         if let Some(v) = self.priority {
-            c.priority = parse_one("priority", &v, Priority::parse, &names(Priority::ALL, Priority::as_str))?;
+            c.priority = parse_one(
+                "priority",
+                &v,
+                Priority::parse,
+                &names(Priority::ALL, Priority::as_str),
+            )?;
         }
         if let Some(v) = self.services {
             c.services = v;
@@ -298,7 +326,11 @@ impl From<ChangeView> for ChangeOut {
             category: c.category.as_str().into(),
             priority: c.priority.as_str().into(),
             services: c.services,
-            environments: c.environments.iter().map(|e| e.as_str().to_owned()).collect(),
+            environments: c
+                .environments
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
             implementation_plan: c.implementation_plan,
             test_plan: c.test_plan,
             test_levels: TestLevelsIo {
@@ -395,34 +427,55 @@ pub struct ListQuery {
 }
 
 fn nonempty(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    v.as_ref()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 impl ListQuery {
     /// The store's filter; unknown values are errors naming the parameter.
     pub fn filter(&self, me: Uuid) -> Result<ChangeFilter, AppError> {
-        let check = |field: &str, v: Option<String>, ok: &dyn Fn(&str) -> bool| -> Result<Option<String>, AppError> {
+        let check = |field: &str,
+                     v: Option<String>,
+                     ok: &dyn Fn(&str) -> bool|
+         -> Result<Option<String>, AppError> {
             match v {
-                Some(v) if !ok(&v) => Err(AppError::invalid(field, format!("'{v}' is not a known {field}."))),
+                Some(v) if !ok(&v) => Err(AppError::invalid(
+                    field,
+                    format!("'{v}' is not a known {field}."),
+                )),
                 other => Ok(other),
             }
         };
         Ok(ChangeFilter {
-            state: check("state", nonempty(&self.state), &|s| ChangeState::parse(s).is_some())?,
-            change_type: check("type", nonempty(&self.change_type), &|s| ChangeType::parse(s).is_some())?,
-            risk: check("risk", nonempty(&self.risk), &|s| RiskLevel::parse(s).is_some())?,
-            category: check("category", nonempty(&self.category), &|s| Category::parse(s).is_some())?,
+            state: check("state", nonempty(&self.state), &|s| {
+                ChangeState::parse(s).is_some()
+            })?,
+            change_type: check("type", nonempty(&self.change_type), &|s| {
+                ChangeType::parse(s).is_some()
+            })?,
+            risk: check("risk", nonempty(&self.risk), &|s| {
+                RiskLevel::parse(s).is_some()
+            })?,
+            category: check("category", nonempty(&self.category), &|s| {
+                Category::parse(s).is_some()
+            })?,
             service: nonempty(&self.service).map(|s| s.to_lowercase()),
             author: nonempty(&self.author).map(|s| s.to_lowercase()),
             involving: matches!(self.mine.as_deref(), Some("true" | "on" | "1")).then_some(me),
             text: nonempty(&self.q).map(|q| q.chars().take(200).collect()),
             sort: match nonempty(&self.sort) {
                 None => Sort::default(),
-                Some(s) => Sort::parse(&s).ok_or_else(|| AppError::invalid("sort", format!("'{s}' is not a known sort.")))?,
+                Some(s) => Sort::parse(&s).ok_or_else(|| {
+                    AppError::invalid("sort", format!("'{s}' is not a known sort."))
+                })?,
             },
             after: match nonempty(&self.cursor) {
                 None => None,
-                Some(c) => Some(Cursor::decode(&c).ok_or_else(|| AppError::invalid("cursor", "This cursor is not valid."))?),
+                Some(c) => Some(
+                    Cursor::decode(&c)
+                        .ok_or_else(|| AppError::invalid("cursor", "This cursor is not valid."))?,
+                ),
             },
         })
     }
@@ -433,7 +486,11 @@ impl ListQuery {
 }
 
 /// Lists a page and the cursor of the next one.
-pub async fn page(state: &AppState, filter: &ChangeFilter, limit: i64) -> Result<(Vec<ChangeSummary>, Option<String>), AppError> {
+pub async fn page(
+    state: &AppState,
+    filter: &ChangeFilter,
+    limit: i64,
+) -> Result<(Vec<ChangeSummary>, Option<String>), AppError> {
     let mut conn = state.pool.acquire().await?;
     let mut rows = cab_db::changes::list(&mut conn, filter, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
@@ -497,7 +554,11 @@ async fn resolve(state: &AppState, raw: &str) -> Result<Uuid, ApiError> {
     params(("id" = String, Path, description = "UUID or CHG-<number>")),
     responses((status = 200, body = ChangeOut), (status = 404, body = Problem))
 )]
-pub async fn get_change(State(state): State<AppState>, ApiUser(_user): ApiUser, ApiPath(id): ApiPath<String>) -> ApiResult<Json<ChangeOut>> {
+pub async fn get_change(
+    State(state): State<AppState>,
+    ApiUser(_user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ChangeOut>> {
     let id = resolve(&state, &id).await?;
     Ok(Json(changes::load(&state.pool, id).await?.into()))
 }
@@ -527,7 +588,11 @@ pub async fn patch_change(
     // Refuse strangers before looking at what they sent.
     changes::authorize(&state.pool, &user, &origin, &current, ChangeAction::Edit).await?;
     let content = body.apply(current.content)?;
-    Ok(Json(changes::edit(&state.pool, &user, &origin, id, content).await?.into()))
+    Ok(Json(
+        changes::edit(&state.pool, &user, &origin, id, content)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -546,10 +611,21 @@ fn reason_from(body: &Bytes) -> Result<Option<String>, AppError> {
         .map_err(|e| AppError::invalid("body", e.to_string()))
 }
 
-async fn transition(state: AppState, origin: Origin, user: crate::auth::CurrentUser, id: String, action: ChangeAction, body: Bytes) -> ApiResult<Json<ChangeOut>> {
+async fn transition(
+    state: AppState,
+    origin: Origin,
+    user: crate::auth::CurrentUser,
+    id: String,
+    action: ChangeAction,
+    body: Bytes,
+) -> ApiResult<Json<ChangeOut>> {
     let id = resolve(&state, &id).await?;
     let reason = reason_from(&body)?;
-    Ok(Json(changes::transition(&state.pool, &user, &origin, id, action, reason).await?.into()))
+    Ok(Json(
+        changes::transition(&state.pool, &user, &origin, id, action, reason)
+            .await?
+            .into(),
+    ))
 }
 
 /// Submit a draft. Refused, naming each field, while it is incomplete.
@@ -558,7 +634,13 @@ async fn transition(state: AppState, origin: Origin, user: crate::auth::CurrentU
     params(("id" = String, Path)),
     responses((status = 200, body = ChangeOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem))
 )]
-pub async fn submit_change(State(state): State<AppState>, origin: Origin, ApiUser(user): ApiUser, ApiPath(id): ApiPath<String>, body: Bytes) -> ApiResult<Json<ChangeOut>> {
+pub async fn submit_change(
+    State(state): State<AppState>,
+    origin: Origin,
+    ApiUser(user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<ChangeOut>> {
     transition(state, origin, user, id, ChangeAction::Submit, body).await
 }
 
@@ -569,7 +651,13 @@ pub async fn submit_change(State(state): State<AppState>, origin: Origin, ApiUse
     request_body(content = TransitionBody, description = "Optional"),
     responses((status = 200, body = ChangeOut), (status = 403, body = Problem), (status = 409, body = Problem))
 )]
-pub async fn withdraw_change(State(state): State<AppState>, origin: Origin, ApiUser(user): ApiUser, ApiPath(id): ApiPath<String>, body: Bytes) -> ApiResult<Json<ChangeOut>> {
+pub async fn withdraw_change(
+    State(state): State<AppState>,
+    origin: Origin,
+    ApiUser(user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<ChangeOut>> {
     transition(state, origin, user, id, ChangeAction::Withdraw, body).await
 }
 
@@ -580,7 +668,13 @@ pub async fn withdraw_change(State(state): State<AppState>, origin: Origin, ApiU
     request_body = TransitionBody,
     responses((status = 200, body = ChangeOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem))
 )]
-pub async fn cancel_change(State(state): State<AppState>, origin: Origin, ApiUser(user): ApiUser, ApiPath(id): ApiPath<String>, body: Bytes) -> ApiResult<Json<ChangeOut>> {
+pub async fn cancel_change(
+    State(state): State<AppState>,
+    origin: Origin,
+    ApiUser(user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<ChangeOut>> {
     transition(state, origin, user, id, ChangeAction::Cancel, body).await
 }
 
@@ -607,7 +701,11 @@ pub struct RevisionOut {
     params(("id" = String, Path)),
     responses((status = 200, body = Vec<RevisionOut>), (status = 404, body = Problem))
 )]
-pub async fn list_revisions(State(state): State<AppState>, ApiUser(_user): ApiUser, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Vec<RevisionOut>>> {
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    ApiUser(_user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Vec<RevisionOut>>> {
     let id = resolve(&state, &id).await?;
     changes::load(&state.pool, id).await?;
     let mut conn = state.pool.acquire().await?;
@@ -654,7 +752,11 @@ pub struct NewComment {
     params(("id" = String, Path)),
     responses((status = 200, body = Vec<CommentOut>), (status = 404, body = Problem))
 )]
-pub async fn list_comments(State(state): State<AppState>, ApiUser(_user): ApiUser, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Vec<CommentOut>>> {
+pub async fn list_comments(
+    State(state): State<AppState>,
+    ApiUser(_user): ApiUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Vec<CommentOut>>> {
     let id = resolve(&state, &id).await?;
     changes::load(&state.pool, id).await?;
     let mut conn = state.pool.acquire().await?;

@@ -2,16 +2,17 @@
 //! with revisions, comments and timeline, and the actions on it.
 
 use askama::Template;
+use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use cab_db::changes::{ChangeSummary, Sort};
+use cab_domain::Role;
 use cab_domain::change::{
-    Category, ChangeAction, ChangeContent, ChangeState, ChangeType, Environment, FieldChange, Priority, TestLevels,
+    Category, ChangeAction, ChangeContent, ChangeState, ChangeType, Environment, FieldChange,
+    Priority, TestLevels,
 };
 use cab_domain::risk::{RiskAnswers, RiskLevel, assess};
-use cab_domain::Role;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use super::{FieldErrors, Layout, Viewer, render, urlencode, when};
@@ -23,11 +24,18 @@ use crate::request::Origin;
 type Pairs = Vec<(String, String)>;
 
 fn values<'a>(pairs: &'a Pairs, key: &str) -> Vec<&'a str> {
-    pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 fn value(pairs: &Pairs, key: &str) -> String {
-    values(pairs, key).first().map(|s| (*s).to_owned()).unwrap_or_default()
+    values(pairs, key)
+        .first()
+        .map(|s| (*s).to_owned())
+        .unwrap_or_default()
 }
 
 fn checked(pairs: &Pairs, key: &str) -> bool {
@@ -40,7 +48,11 @@ pub struct Choice {
     pub selected: bool,
 }
 
-fn choices<T: Copy + PartialEq>(all: &[T], current: &[T], f: impl Fn(T) -> (&'static str, &'static str)) -> Vec<Choice> {
+fn choices<T: Copy + PartialEq>(
+    all: &[T],
+    current: &[T],
+    f: impl Fn(T) -> (&'static str, &'static str),
+) -> Vec<Choice> {
     all.iter()
         .map(|v| {
             let (value, label) = f(*v);
@@ -60,7 +72,14 @@ fn offsets() -> Vec<String> {
     minutes.sort();
     minutes
         .into_iter()
-        .map(|m| format!("{}{:02}:{:02}", if m < 0 { '-' } else { '+' }, m.abs() / 60, m.abs() % 60))
+        .map(|m| {
+            format!(
+                "{}{:02}:{:02}",
+                if m < 0 { '-' } else { '+' },
+                m.abs() / 60,
+                m.abs() % 60
+            )
+        })
         .collect()
 }
 
@@ -79,7 +98,12 @@ fn parse_offset(s: &str) -> Option<FixedOffset> {
 
 /// A `datetime-local` value in the given offset, for the form.
 fn local_input(t: Option<DateTime<Utc>>, offset: FixedOffset) -> String {
-    t.map(|t| t.with_timezone(&offset).format("%Y-%m-%dT%H:%M").to_string()).unwrap_or_default()
+    t.map(|t| {
+        t.with_timezone(&offset)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    })
+    .unwrap_or_default()
 }
 
 /// The form's fields as content, and the fields that could not even be read.
@@ -98,8 +122,14 @@ fn content_from_form(form: &Pairs) -> (ChangeContent, FieldErrors) {
     if let Some(t) = Priority::parse(&value(form, "priority")) {
         c.priority = t;
     }
-    c.services = value(form, "services").split(',').map(str::to_owned).collect();
-    c.environments = values(form, "environments").into_iter().filter_map(Environment::parse).collect();
+    c.services = value(form, "services")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    c.environments = values(form, "environments")
+        .into_iter()
+        .filter_map(Environment::parse)
+        .collect();
     c.implementation_plan = value(form, "implementation_plan");
     c.test_plan = value(form, "test_plan");
     c.test_levels = TestLevels {
@@ -108,12 +138,22 @@ fn content_from_form(form: &Pairs) -> (ChangeContent, FieldErrors) {
         system: checked(form, "test_system"),
         acceptance: checked(form, "test_acceptance"),
     };
-    c.test_evidence = value(form, "test_evidence").lines().map(str::to_owned).collect();
+    c.test_evidence = value(form, "test_evidence")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     c.rollback_plan = value(form, "rollback_plan");
     let tz = value(form, "window_tz");
     let offset = parse_offset(&tz).unwrap_or_else(|| Utc.fix());
-    c.window_tz = if parse_offset(&tz).is_some() { tz } else { "+00:00".into() };
-    for (field, slot) in [("window_start", &mut c.window_start), ("window_end", &mut c.window_end)] {
+    c.window_tz = if parse_offset(&tz).is_some() {
+        tz
+    } else {
+        "+00:00".into()
+    };
+    for (field, slot) in [
+        ("window_start", &mut c.window_start),
+        ("window_end", &mut c.window_end),
+    ] {
         let raw = value(form, field);
         if raw.trim().is_empty() {
             continue;
@@ -129,7 +169,10 @@ fn content_from_form(form: &Pairs) -> (ChangeContent, FieldErrors) {
     c.pr_url = value(form, "pr_url");
     c.commit_sha = value(form, "commit_sha");
     c.artifact_digest = value(form, "artifact_digest");
-    c.contributors = value(form, "contributors").split(',').map(str::to_owned).collect();
+    c.contributors = value(form, "contributors")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     c.risk = RiskAnswers {
         impact: value(form, "impact").parse().unwrap_or(0),
         likelihood: value(form, "likelihood").parse().unwrap_or(0),
@@ -218,8 +261,12 @@ async fn form_page(
     let known_services = cab_db::changes::known_services(&mut conn).await?;
     let offset = parse_offset(&c.window_tz).unwrap_or_else(|| Utc.fix());
     let tz = offset.to_string();
-    let (window_start, window_end) =
-        raw_window.unwrap_or_else(|| (local_input(c.window_start, offset), local_input(c.window_end, offset)));
+    let (window_start, window_end) = raw_window.unwrap_or_else(|| {
+        (
+            local_input(c.window_start, offset),
+            local_input(c.window_end, offset),
+        )
+    });
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -235,11 +282,18 @@ async fn form_page(
             Some(v) => format!("/changes/{}/edit", v.id),
             None => "/changes/new".into(),
         },
-        types: choices(ChangeType::ALL, &[c.change_type], |v| (v.as_str(), v.label())),
+        types: choices(ChangeType::ALL, &[c.change_type], |v| {
+            (v.as_str(), v.label())
+        }),
         categories: choices(Category::ALL, &[c.category], |v| (v.as_str(), v.label())),
         priorities: choices(Priority::ALL, &[c.priority], |v| (v.as_str(), v.label())),
-        environments: choices(Environment::ALL, &c.environments, |v| (v.as_str(), v.label())),
-        offsets: offsets().into_iter().map(|o| (o.clone(), o == tz)).collect(),
+        environments: choices(Environment::ALL, &c.environments, |v| {
+            (v.as_str(), v.label())
+        }),
+        offsets: offsets()
+            .into_iter()
+            .map(|o| (o.clone(), o == tz))
+            .collect(),
         fresh_tz,
         window_start,
         window_end,
@@ -248,7 +302,12 @@ async fn form_page(
         evidence: c.test_evidence.join("\n"),
         known_services,
         risk: risk_preview(&c.risk),
-        levels: vec![(1, "1 — negligible / rare"), (2, "2 — minor / unlikely"), (3, "3 — major / possible"), (4, "4 — severe / likely")],
+        levels: vec![
+            (1, "1 — negligible / rare"),
+            (2, "2 — minor / unlikely"),
+            (3, "3 — major / possible"),
+            (4, "4 — severe / likely"),
+        ],
         errors,
         c,
     };
@@ -276,7 +335,14 @@ pub async fn new_form(viewer: Viewer, origin: Origin) -> Response {
 }
 
 /// Re-shows the form with every error beside its field and the input kept.
-async fn reshow(viewer: &Viewer, existing: Option<&ChangeView>, form: &Pairs, c: ChangeContent, mut errors: FieldErrors, err: Option<AppError>) -> Response {
+async fn reshow(
+    viewer: &Viewer,
+    existing: Option<&ChangeView>,
+    form: &Pairs,
+    c: ChangeContent,
+    mut errors: FieldErrors,
+    err: Option<AppError>,
+) -> Response {
     if let Some(err) = err {
         match FieldErrors::absorb(err, "title") {
             Ok(more) => errors.merge(more),
@@ -296,7 +362,9 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
     }
     match changes::create(&viewer.state.pool, &viewer.user, &origin, c.clone()).await {
         Ok(created) => Redirect::to(&format!("/changes/{}", created.id)).into_response(),
-        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => reshow(&viewer, None, &form, c, FieldErrors::default(), Some(e)).await,
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            reshow(&viewer, None, &form, c, FieldErrors::default(), Some(e)).await
+        }
         Err(e) => viewer.error(e),
     }
 }
@@ -309,29 +377,73 @@ async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
 pub async fn edit_form(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
     let shown = async {
         let current = load(&viewer, &id).await?;
-        changes::authorize(&viewer.state.pool, &viewer.user, &origin, &current, ChangeAction::Edit).await?;
+        changes::authorize(
+            &viewer.state.pool,
+            &viewer.user,
+            &origin,
+            &current,
+            ChangeAction::Edit,
+        )
+        .await?;
         let c = current.content.clone();
-        form_page(&viewer, Some(&current), c, None, FieldErrors::default(), false).await
+        form_page(
+            &viewer,
+            Some(&current),
+            c,
+            None,
+            FieldErrors::default(),
+            false,
+        )
+        .await
     };
     shown.await.unwrap_or_else(|e| viewer.error(e))
 }
 
-pub async fn update(viewer: Viewer, origin: Origin, Path(id): Path<String>, Form(form): Form<Pairs>) -> Response {
+pub async fn update(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
     let current = match load(&viewer, &id).await {
         Ok(c) => c,
         Err(e) => return viewer.error(e),
     };
-    if let Err(e) = changes::authorize(&viewer.state.pool, &viewer.user, &origin, &current, ChangeAction::Edit).await {
+    if let Err(e) = changes::authorize(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        &current,
+        ChangeAction::Edit,
+    )
+    .await
+    {
         return viewer.error(e);
     }
     let (c, errors) = content_from_form(&form);
     if !errors.is_empty() {
         return reshow(&viewer, Some(&current), &form, c, errors, None).await;
     }
-    match changes::edit(&viewer.state.pool, &viewer.user, &origin, current.id, c.clone()).await {
+    match changes::edit(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        current.id,
+        c.clone(),
+    )
+    .await
+    {
         Ok(saved) => Redirect::to(&format!("/changes/{}", saved.id)).into_response(),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-            reshow(&viewer, Some(&current), &form, c, FieldErrors::default(), Some(e)).await
+            reshow(
+                &viewer,
+                Some(&current),
+                &form,
+                c,
+                FieldErrors::default(),
+                Some(e),
+            )
+            .await
         }
         Err(e) => viewer.error(e),
     }
@@ -392,16 +504,30 @@ struct DetailPage {
 }
 
 fn describe(action: &str, payload: &serde_json::Value) -> String {
-    let s = |k: &str| payload.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let s = |k: &str| {
+        payload
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     match action {
         "change.created" => format!("filed as a draft, risk {}", s("risk_level")),
         "change.edited" => {
             let fields: Vec<String> = payload
                 .get("fields")
                 .and_then(|f| f.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
-            format!("edited ({}); revision {}", fields.join(", "), payload.get("revision").cloned().unwrap_or_default())
+            format!(
+                "edited ({}); revision {}",
+                fields.join(", "),
+                payload.get("revision").cloned().unwrap_or_default()
+            )
         }
         "change.submitted" => "submitted (revision 1)".into(),
         "change.withdrawn" => "withdrawn".into(),
@@ -412,7 +538,12 @@ fn describe(action: &str, payload: &serde_json::Value) -> String {
     }
 }
 
-async fn detail_page(viewer: &Viewer, v: ChangeView, errors: FieldErrors, notice: Option<String>) -> Result<Response, AppError> {
+async fn detail_page(
+    viewer: &Viewer,
+    v: ChangeView,
+    errors: FieldErrors,
+    notice: Option<String>,
+) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
     let revisions = cab_db::changes::revisions(&mut conn, v.id).await?;
     let comments = cab_db::changes::comments(&mut conn, v.id).await?;
@@ -421,7 +552,12 @@ async fn detail_page(viewer: &Viewer, v: ChangeView, errors: FieldErrors, notice
     let c = &v.content;
     let offset = parse_offset(&c.window_tz);
     let show = |t: Option<DateTime<Utc>>| match (t, offset) {
-        (Some(t), Some(o)) if o.local_minus_utc() != 0 => format!("{} ({} {})", when(&t), t.with_timezone(&o).format("%Y-%m-%d %H:%M"), o),
+        (Some(t), Some(o)) if o.local_minus_utc() != 0 => format!(
+            "{} ({} {})",
+            when(&t),
+            t.with_timezone(&o).format("%Y-%m-%d %H:%M"),
+            o
+        ),
         (Some(t), _) => when(&t),
         (None, _) => "not planned yet".into(),
     };
@@ -437,14 +573,26 @@ async fn detail_page(viewer: &Viewer, v: ChangeView, errors: FieldErrors, notice
     .map(|(_, n)| *n)
     .collect::<Vec<_>>()
     .join(", ");
-    let f = |label: &'static str, value: String, multiline: bool| Field { label, value, multiline };
+    let f = |label: &'static str, value: String, multiline: bool| Field {
+        label,
+        value,
+        multiline,
+    };
     let fields = vec![
         f("Description", c.description.clone(), true),
         f("Business justification", c.justification.clone(), true),
         f("Category", c.category.label().into(), false),
         f("Priority", c.priority.label().into(), false),
         f("Affected services", c.services.join(", "), false),
-        f("Target environments", c.environments.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "), false),
+        f(
+            "Target environments",
+            c.environments
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            false,
+        ),
         f("Planned window", window, false),
         f("Implementation plan", c.implementation_plan.clone(), true),
         f("Test plan", c.test_plan.clone(), true),
@@ -455,7 +603,15 @@ async fn detail_page(viewer: &Viewer, v: ChangeView, errors: FieldErrors, notice
         f("Commit", c.commit_sha.clone(), false),
         f("Artifact digest", c.artifact_digest.clone(), false),
         f("Author", v.author.clone(), false),
-        f("Contributors", v.contributors.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>().join(", "), false),
+        f(
+            "Contributors",
+            v.contributors
+                .iter()
+                .map(|(_, u)| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            false,
+        ),
     ];
     let page = DetailPage {
         layout: viewer.layout(format!("{} {}", v.key(), c.title)),
@@ -514,10 +670,25 @@ pub async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
     shown.await.unwrap_or_else(|e| viewer.error(e))
 }
 
-async fn act(viewer: Viewer, origin: Origin, id: String, action: ChangeAction, reason: Option<String>) -> Response {
+async fn act(
+    viewer: Viewer,
+    origin: Origin,
+    id: String,
+    action: ChangeAction,
+    reason: Option<String>,
+) -> Response {
     let done = async {
         let current = load(&viewer, &id).await?;
-        match changes::transition(&viewer.state.pool, &viewer.user, &origin, current.id, action, reason).await {
+        match changes::transition(
+            &viewer.state.pool,
+            &viewer.user,
+            &origin,
+            current.id,
+            action,
+            reason,
+        )
+        .await
+        {
             Ok(v) => Ok(Redirect::to(&format!("/changes/{}", v.id)).into_response()),
             Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
                 let errors = FieldErrors::absorb(e, "title")?;
@@ -537,14 +708,39 @@ pub async fn withdraw(viewer: Viewer, origin: Origin, Path(id): Path<String>) ->
     act(viewer, origin, id, ChangeAction::Withdraw, None).await
 }
 
-pub async fn cancel(viewer: Viewer, origin: Origin, Path(id): Path<String>, Form(form): Form<Pairs>) -> Response {
-    act(viewer, origin, id, ChangeAction::Cancel, Some(value(&form, "reason"))).await
+pub async fn cancel(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
+    act(
+        viewer,
+        origin,
+        id,
+        ChangeAction::Cancel,
+        Some(value(&form, "reason")),
+    )
+    .await
 }
 
-pub async fn comment(viewer: Viewer, origin: Origin, Path(id): Path<String>, Form(form): Form<Pairs>) -> Response {
+pub async fn comment(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
     let done = async {
         let current = load(&viewer, &id).await?;
-        match changes::comment(&viewer.state.pool, &viewer.user, &origin, current.id, &value(&form, "body")).await {
+        match changes::comment(
+            &viewer.state.pool,
+            &viewer.user,
+            &origin,
+            current.id,
+            &value(&form, "body"),
+        )
+        .await
+        {
             Ok(_) => Ok(Redirect::to(&format!("/changes/{}#comments", current.id)).into_response()),
             Err(e @ AppError::Invalid { .. }) => {
                 let errors = FieldErrors::absorb(e, "body")?;
@@ -582,7 +778,10 @@ impl From<ChangeSummary> for Row {
             services: s.services.join(", "),
             environments: s.environments.join(", "),
             author: s.author,
-            window: s.window_start.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
+            window: s
+                .window_start
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
             updated: s.updated_at.format("%Y-%m-%d %H:%M").to_string(),
         }
     }
@@ -622,12 +821,19 @@ fn query_string(q: &ListQuery) -> String {
     ];
     pairs
         .into_iter()
-        .filter_map(|(k, v)| v.as_ref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", urlencode(v))))
+        .filter_map(|(k, v)| {
+            v.as_ref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", urlencode(v)))
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
 
-pub async fn list(viewer: Viewer, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn list(
+    viewer: Viewer,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let one = |v: &Option<String>| v.clone().unwrap_or_default();
     let (rows, next, error) = match q.filter(viewer.user.id) {
@@ -647,16 +853,57 @@ pub async fn list(viewer: Viewer, query: Result<Query<ListQuery>, axum::extract:
     let page = ListPage {
         layout: viewer.layout("Changes"),
         rows: rows.into_iter().map(Row::from).collect(),
-        next: next.map(|c| if base.is_empty() { format!("?cursor={c}") } else { format!("?{base}&cursor={c}") }),
+        next: next.map(|c| {
+            if base.is_empty() {
+                format!("?cursor={c}")
+            } else {
+                format!("?{base}&cursor={c}")
+            }
+        }),
         q: one(&q.q),
         service: one(&q.service),
         author: one(&q.author),
         mine: matches!(q.mine.as_deref(), Some("true" | "on" | "1")),
-        states: ChangeState::ALL.iter().map(|s| Choice { value: s.as_str(), label: s.label(), selected: pick(&state_now, s.as_str()) }).collect(),
-        types: ChangeType::ALL.iter().map(|s| Choice { value: s.as_str(), label: s.label(), selected: pick(&type_now, s.as_str()) }).collect(),
-        risks: RiskLevel::ALL.iter().map(|s| Choice { value: s.as_str(), label: s.as_str(), selected: pick(&risk_now, s.as_str()) }).collect(),
-        categories: Category::ALL.iter().map(|s| Choice { value: s.as_str(), label: s.label(), selected: pick(&cat_now, s.as_str()) }).collect(),
-        sorts: Sort::ALL.iter().map(|s| Choice { value: s.as_str(), label: s.as_str(), selected: pick(&sort_now, s.as_str()) }).collect(),
+        states: ChangeState::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.as_str(),
+                label: s.label(),
+                selected: pick(&state_now, s.as_str()),
+            })
+            .collect(),
+        types: ChangeType::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.as_str(),
+                label: s.label(),
+                selected: pick(&type_now, s.as_str()),
+            })
+            .collect(),
+        risks: RiskLevel::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.as_str(),
+                label: s.as_str(),
+                selected: pick(&risk_now, s.as_str()),
+            })
+            .collect(),
+        categories: Category::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.as_str(),
+                label: s.label(),
+                selected: pick(&cat_now, s.as_str()),
+            })
+            .collect(),
+        sorts: Sort::ALL
+            .iter()
+            .map(|s| Choice {
+                value: s.as_str(),
+                label: s.as_str(),
+                selected: pick(&sort_now, s.as_str()),
+            })
+            .collect(),
         can_create: viewer.user.has(Role::Engineer),
         error,
     };

@@ -31,7 +31,9 @@ fn role_summary(role: Role) -> &'static str {
         CabMember => "You vote on changes under the quorum policy.",
         ReleaseManager => "You plan releases and promote changes between environments.",
         Auditor => "You read and export the approval and audit trail.",
-        Admin => "You manage users, service accounts and settings. This gives no approval or deployment power.",
+        Admin => {
+            "You manage users, service accounts and settings. This gives no approval or deployment power."
+        }
     }
 }
 
@@ -43,7 +45,10 @@ pub async fn dashboard(viewer: Viewer) -> Response {
         let counts = ChangeState::ALL
             .iter()
             .map(|s| {
-                let n = counted.iter().find(|(k, _)| k == s.as_str()).map_or(0, |(_, n)| *n);
+                let n = counted
+                    .iter()
+                    .find(|(k, _)| k == s.as_str())
+                    .map_or(0, |(_, n)| *n);
                 (s.as_str(), s.label(), n)
             })
             .collect();
@@ -76,13 +81,20 @@ pub async fn dashboard(viewer: Viewer) -> Response {
             } else {
                 viewer.user.display_name.clone()
             },
-            roles: viewer.user.roles.iter().map(|r| (r.label(), role_summary(r))).collect(),
+            roles: viewer
+                .user
+                .roles
+                .iter()
+                .map(|r| (r.label(), role_summary(r)))
+                .collect(),
             can_create: viewer.user.has(Role::Engineer),
             counts,
             drafts: drafts.into_iter().map(Row::from).collect(),
             comments: comments
                 .into_iter()
-                .map(|(id, n, title, who, at)| (id.to_string(), format!("CHG-{n}"), title, who, when(&at)))
+                .map(|(id, n, title, who, at)| {
+                    (id.to_string(), format!("CHG-{n}"), title, who, when(&at))
+                })
                 .collect(),
             recent: recent.into_iter().map(Row::from).collect(),
         };

@@ -43,7 +43,10 @@ pub fn router() -> Router<AppState> {
         .route("/changes/new", get(changes::new_form).post(changes::create))
         .route("/changes/risk-preview", get(changes::preview_risk))
         .route("/changes/{id}", get(changes::show))
-        .route("/changes/{id}/edit", get(changes::edit_form).post(changes::update))
+        .route(
+            "/changes/{id}/edit",
+            get(changes::edit_form).post(changes::update),
+        )
         .route("/changes/{id}/submit", post(changes::submit))
         .route("/changes/{id}/withdraw", post(changes::withdraw))
         .route("/changes/{id}/cancel", post(changes::cancel))
@@ -320,11 +323,14 @@ mod tests {
                 .map(|l| l.label)
                 .collect()
         };
-        assert_eq!(labels(&[Role::Engineer]), vec!["Dashboard"]);
-        assert_eq!(labels(&[Role::Auditor]), vec!["Dashboard", "Audit trail"]);
+        assert_eq!(labels(&[Role::Engineer]), vec!["Dashboard", "Changes"]);
+        assert_eq!(
+            labels(&[Role::Auditor]),
+            vec!["Dashboard", "Changes", "Audit trail"]
+        );
         assert_eq!(
             labels(&[Role::Admin]),
-            vec!["Dashboard", "Users", "Audit trail"]
+            vec!["Dashboard", "Changes", "Users", "Audit trail"]
         );
     }
 

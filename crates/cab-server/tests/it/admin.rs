@@ -353,7 +353,12 @@ async fn bad_input_gets_a_precise_answer(pool: PgPool) {
         .await;
     assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(resp.json()["field"], "id", "{}", resp.body);
-    assert!(resp.json()["detail"].as_str().unwrap().contains("cannot be set"));
+    assert!(
+        resp.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be set")
+    );
     // Malformed JSON.
     let req = axum::http::Request::builder()
         .method(Method::POST)

@@ -236,6 +236,33 @@ impl Browser {
         .await;
     }
 
+    /// Sets a field's value as a date picker would (typing into
+    /// `datetime-local` depends on the browser's locale).
+    pub async fn set_value(&self, css: &str, value: &str) {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change', {bubbles: true}));",
+                "args": [{ ELEMENT: id }, value]
+            })),
+        )
+        .await;
+    }
+
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let id = self.find(css).await;
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{id}/property/{name}"),
+            None,
+        )
+        .await
+        .as_str()
+        .map(str::to_owned)
+    }
+
     pub async fn url(&self) -> String {
         self.cmd(reqwest::Method::GET, "/url", None)
             .await
@@ -288,7 +315,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         "rgba(179, 38, 30, 1)"
     );
     assert_eq!(b.text("#signed-in-user").await, "erin");
-    assert_eq!(b.texts("nav a").await, vec!["Dashboard"]);
+    assert_eq!(b.texts("nav a").await, vec!["Dashboard", "Changes"]);
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
     // Signed out: the dashboard sends back to the login page.
@@ -297,7 +324,10 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
 
     // The auditor sees the audit trail, which verifies.
     sign_in(&b, &url, "audrey", "audrey-long-password").await;
-    assert_eq!(b.texts("nav a").await, vec!["Dashboard", "Audit trail"]);
+    assert_eq!(
+        b.texts("nav a").await,
+        vec!["Dashboard", "Changes", "Audit trail"]
+    );
     b.click("nav a[href='/audit']").await;
     b.wait_url(|u| u.ends_with("/audit")).await;
     assert!(
@@ -313,12 +343,116 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     sign_in(&b, &url, "adam", "adam-long-password").await;
     assert_eq!(
         b.texts("nav a").await,
-        vec!["Dashboard", "Users", "Audit trail"]
+        vec!["Dashboard", "Changes", "Users", "Audit trail"]
     );
     b.click("nav a[href='/admin/users']").await;
     b.wait_url(|u| u.ends_with("/admin/users")).await;
     assert_eq!(b.count("#users tbody tr").await, 3);
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
+    b.close().await;
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool) {
+    add_user(&pool, "erin", &["engineer"], "erin-long-password");
+    let (_server, url) = start_server(&pool, "STAGING");
+    let b = Browser::start().await;
+    sign_in(&b, &url, "erin", "erin-long-password").await;
+    b.click("a[href='/changes/new']").await;
+    b.wait_url(|u| u.ends_with("/changes/new")).await;
+
+    b.type_into("#title", "Rotate the quokka certificates")
+        .await;
+    b.type_into(
+        "#description",
+        "Replace the expiring certificates on the edge.",
+    )
+    .await;
+    b.type_into("#justification", "They expire next week.")
+        .await;
+    b.type_into("#services", "edge-proxy").await;
+    b.click("input[name=environments][value=STAGE]").await;
+    b.click("input[name=environments][value=PROD]").await;
+    b.type_into("#implementation_plan", "Swap them with the pipeline.")
+        .await;
+    b.type_into("#test_plan", "TLS checks on STAGE.").await;
+    b.type_into("#rollback_plan", "Put the old ones back.")
+        .await;
+    // The mistake: the window ends before it starts.
+    b.set_value("#window_start", "2026-12-01T10:00").await;
+    b.set_value("#window_end", "2026-12-01T09:00").await;
+    b.click("#impact option[value='2']").await;
+    b.click("#likelihood option[value='4']").await;
+    b.click("input[name=customer_facing]").await;
+    // The risk preview follows the answers (computed by the server).
+    let mut level = String::new();
+    for _ in 0..50 {
+        if b.count("#risk-level").await > 0 {
+            level = b.text("#risk-level").await;
+            if level == "high" {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(level, "high");
+    b.click("#save").await;
+
+    // The error beside the field, the rest kept.
+    assert_eq!(
+        b.text("#window_end-error").await,
+        "The window must end after it starts."
+    );
+    assert_eq!(
+        b.attr("#title", "value").await.as_deref(),
+        Some("Rotate the quokka certificates")
+    );
+    assert_eq!(
+        b.attr("#rollback_plan", "value").await.as_deref(),
+        Some("Put the old ones back.")
+    );
+    b.set_value("#window_end", "2026-12-01T11:00").await;
+    b.click("#save").await;
+    b.wait_url(|u| u.contains("/changes/") && !u.ends_with("/new"))
+        .await;
+    assert_eq!(b.text("#change-state").await, "Draft");
+    let key = b.text("#change-key").await;
+
+    b.click("#submit-change").await;
+    for _ in 0..50 {
+        if b.text("#change-state").await == "Submitted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.text("#change-state").await, "Submitted");
+    assert_eq!(b.text("#change-revision").await, "revision 1");
+
+    // Found in the list by a word of its title.
+    b.goto(&format!("{url}/changes")).await;
+    b.type_into("#search", "quokka").await;
+    b.click("#apply-filters").await;
+    b.wait_url(|u| u.contains("q=quokka")).await;
+    assert_eq!(
+        b.texts("#changes tbody td:first-child a").await,
+        vec![key.clone()]
+    );
+    b.click("#changes tbody td:first-child a").await;
+    b.wait_url(|u| !u.contains("q=quokka")).await;
+
+    // An edit after submission is a new revision, with its diff on the page.
+    b.click("#edit-change").await;
+    b.wait_url(|u| u.ends_with("/edit")).await;
+    b.type_into("#title", "Rotate the quokka certificates on the edge")
+        .await;
+    b.click("#save").await;
+    b.wait_url(|u| !u.ends_with("/edit")).await;
+    assert_eq!(b.text("#change-revision").await, "revision 2");
+    let diff = b.text("#revision-2").await;
+    assert!(
+        diff.contains("Rotate the quokka certificates on the edge"),
+        "{diff}"
+    );
     b.close().await;
 }

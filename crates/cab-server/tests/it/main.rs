@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod auth;
 mod browser;
+mod changes;
 mod cli;
 mod common;
 mod csrf;
