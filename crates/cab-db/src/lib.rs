@@ -7,6 +7,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod changes;
+pub mod decisions;
 pub mod health;
 pub mod login_failures;
 pub mod sessions;

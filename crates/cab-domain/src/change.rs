@@ -74,6 +74,11 @@ vocabulary!(
     ChangeState {
         Draft = "draft" / "Draft",
         Submitted = "submitted" / "Submitted",
+        InAssessment = "in_assessment" / "In assessment",
+        InCabReview = "in_cab_review" / "In CAB review",
+        ChangesRequested = "changes_requested" / "Changes requested",
+        Approved = "approved" / "Approved",
+        Rejected = "rejected" / "Rejected",
         Withdrawn = "withdrawn" / "Withdrawn",
         Cancelled = "cancelled" / "Cancelled",
     }
@@ -82,7 +87,15 @@ vocabulary!(
 impl ChangeState {
     /// No further transitions and no edits.
     pub fn is_closed(self) -> bool {
-        matches!(self, ChangeState::Withdrawn | ChangeState::Cancelled)
+        matches!(
+            self,
+            ChangeState::Withdrawn | ChangeState::Cancelled | ChangeState::Rejected
+        )
+    }
+
+    /// Whether a decision has been made (approved or rejected).
+    pub fn is_decided(self) -> bool {
+        matches!(self, ChangeState::Approved | ChangeState::Rejected)
     }
 }
 
@@ -488,8 +501,8 @@ pub fn check_action(
                 return Err(not_author());
             }
             match change.state {
-                Draft => Ok(Submitted),
-                Submitted => Err(Denial::new(
+                Draft | ChangesRequested => Ok(Submitted),
+                Submitted | InAssessment | InCabReview | Approved => Err(Denial::new(
                     "invalid_transition",
                     "This change has already been submitted.",
                 )),
@@ -501,7 +514,11 @@ pub fn check_action(
                 return Err(not_author());
             }
             match change.state {
-                Draft | Submitted => Ok(Withdrawn),
+                Draft | Submitted | InAssessment | InCabReview | ChangesRequested => Ok(Withdrawn),
+                Approved => Err(Denial::new(
+                    "invalid_transition",
+                    "This change has been approved; it can be cancelled, not withdrawn.",
+                )),
                 _ => Err(closed()),
             }
         }
@@ -523,8 +540,9 @@ pub fn check_action(
     }
 }
 
+/// A complete change for tests of this crate.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
     use crate::risk::RiskAnswers;
 
@@ -562,6 +580,12 @@ mod tests {
             },
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::complete;
+    use super::*;
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field).collect()
@@ -686,6 +710,14 @@ mod tests {
             (&stranger, Draft, Submit, Err("not_author")),
             (&admin, Draft, Submit, Err("not_author")),
             (&author, Submitted, Submit, Err("invalid_transition")),
+            (&author, ChangesRequested, Submit, Ok(Submitted)),
+            (&contributor, ChangesRequested, Edit, Ok(ChangesRequested)),
+            (&author, Approved, Edit, Ok(Approved)),
+            (&author, InCabReview, Withdraw, Ok(Withdrawn)),
+            (&author, Approved, Withdraw, Err("invalid_transition")),
+            (&author, Rejected, Edit, Err("change_closed")),
+            (&cab, Approved, Cancel, Ok(Cancelled)),
+            (&cab, Rejected, Cancel, Err("change_closed")),
             (&author, Withdrawn, Submit, Err("change_closed")),
             (&author, Draft, Withdraw, Ok(Withdrawn)),
             (&author, Submitted, Withdraw, Ok(Withdrawn)),

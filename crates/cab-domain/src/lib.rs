@@ -5,6 +5,7 @@
 //! database. A refusal is a [`Denial`] value carrying a stable reason code and a
 //! sentence a person understands, never a bare `false`.
 
+pub mod approval;
 pub mod audit;
 pub mod change;
 pub mod denial;

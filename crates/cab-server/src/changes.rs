@@ -91,6 +91,11 @@ async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Chan
     view(row, contributors)
 }
 
+/// Loads and locks the change for the rest of the transaction.
+pub async fn load_locked(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView, AppError> {
+    load_with(conn, id, true).await
+}
+
 pub async fn load(pool: &PgPool, id: Uuid) -> Result<ChangeView, AppError> {
     let mut conn = pool.acquire().await?;
     load_with(&mut conn, id, false).await
@@ -113,7 +118,7 @@ pub async fn resolve_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
         .ok_or(AppError::NotFound("change"))
 }
 
-fn field_errors(errors: Vec<FieldError>) -> AppError {
+pub fn field_errors(errors: Vec<FieldError>) -> AppError {
     AppError::Fields(
         errors
             .into_iter()
@@ -366,6 +371,33 @@ pub async fn edit(
         };
         cab_db::changes::insert_revision(&mut tx, &revision_row).await?;
     }
+    // What was assessed or approved has changed: back to review, and the
+    // earlier votes and assessment (bound to the old revision) no longer count.
+    let material: Vec<&str> = changed
+        .iter()
+        .map(|c| c.field.as_str())
+        .filter(|f| cab_domain::approval::is_material(f))
+        .collect();
+    let back_to_review = !material.is_empty()
+        && matches!(
+            current.state,
+            ChangeState::Submitted
+                | ChangeState::InAssessment
+                | ChangeState::InCabReview
+                | ChangeState::Approved
+        );
+    if back_to_review {
+        let note = format!(
+            "Revision {revision} changed {} after {}; earlier votes and the assessment no longer count, so the change is back in review.",
+            material.join(", "),
+            if current.state == ChangeState::Approved {
+                "approval"
+            } else {
+                "submission"
+            },
+        );
+        cab_db::decisions::reopen(&mut tx, id, ChangeState::Submitted.as_str(), &note, now).await?;
+    }
     audit_log::record(
         &mut tx,
         Some(user.audit_actor()),
@@ -377,6 +409,8 @@ pub async fn edit(
             "revision": revision,
             "fields": changed.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(),
             "risk_level": saved.risk.level.as_str(),
+            "back_to_review": back_to_review,
+            "was": current.state.as_str(),
         }),
     )
     .await?;
@@ -417,6 +451,14 @@ pub async fn transition(
     }
     let now = Utc::now();
     let (revision, event) = match action {
+        ChangeAction::Submit if current.revision > 0 => {
+            // Resubmission after changes were requested: the edits made the revisions.
+            let errors = current.content.validate_for_submission();
+            if !errors.is_empty() {
+                return Err(field_errors(errors));
+            }
+            (current.revision, "change.resubmitted")
+        }
         ChangeAction::Submit => {
             let errors = current.content.validate_for_submission();
             if !errors.is_empty() {

@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod changes;
+pub mod decisions;
 mod extract;
 mod me;
 mod users;
@@ -31,6 +32,7 @@ pub use extract::{ApiPath, AppJson};
     tags(
         (name = "auth", description = "Access tokens and the caller"),
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
+        (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators)"),
     )
 )]
@@ -74,5 +76,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(changes::cancel_change))
         .routes(routes!(changes::list_revisions))
         .routes(routes!(changes::list_comments, changes::add_comment))
+        .routes(routes!(decisions::put_assessment))
+        .routes(routes!(decisions::start_assessment))
+        .routes(routes!(decisions::post_vote))
+        .routes(routes!(decisions::get_approvals))
+        .routes(routes!(decisions::post_retrospective))
+        .routes(routes!(decisions::get_quorum, decisions::put_quorum))
+        .routes(routes!(decisions::cab_queue))
         .split_for_parts()
 }

@@ -483,9 +483,48 @@ pub struct TimelineLine {
     pub detail: String,
 }
 
+/// The decision section of a change's page.
+pub struct DecisionView {
+    pub level: String,
+    pub still_needed: Vec<String>,
+    pub review_note: Option<String>,
+    pub assessment: Option<AssessmentSummary>,
+    pub trail: Vec<TrailLine>,
+    pub may_vote: bool,
+    pub may_assess: bool,
+    pub may_start: bool,
+    pub my_vote: Option<String>,
+    pub retrospective_due: Option<String>,
+    pub retrospective_done: Option<String>,
+    pub may_record_retrospective: bool,
+}
+
+pub struct AssessmentSummary {
+    pub by: String,
+    pub decision: String,
+    pub level: String,
+    pub lowers: bool,
+    pub lowering_justification: String,
+    pub conditions: Vec<String>,
+    pub classification: String,
+    pub testing: Vec<(String, String)>,
+}
+
+pub struct TrailLine {
+    pub kind: &'static str,
+    pub who: String,
+    pub roles: String,
+    pub revision: i32,
+    pub decision: String,
+    pub comment: String,
+    pub at: String,
+    pub status: &'static str,
+}
+
 #[derive(Template)]
 #[template(path = "changes/detail.html")]
 struct DetailPage {
+    d: DecisionView,
     layout: Layout,
     v: ChangeView,
     key: String,
@@ -548,7 +587,9 @@ async fn detail_page(
     let revisions = cab_db::changes::revisions(&mut conn, v.id).await?;
     let comments = cab_db::changes::comments(&mut conn, v.id).await?;
     let events = cab_db::audit::for_entity(&mut conn, "change", &v.id.to_string()).await?;
+    let facts = crate::decisions::facts(&mut conn, &v).await?;
     drop(conn);
+    let d = decision_view(viewer, &v, &facts);
     let c = &v.content;
     let offset = parse_offset(&c.window_tz);
     let show = |t: Option<DateTime<Utc>>| match (t, offset) {
@@ -614,6 +655,7 @@ async fn detail_page(
         ),
     ];
     let page = DetailPage {
+        d,
         layout: viewer.layout(format!("{} {}", v.key(), c.title)),
         key: v.key(),
         state_label: v.state.label(),
@@ -908,4 +950,103 @@ pub async fn list(
         error,
     };
     render(&page)
+}
+
+fn decision_view(
+    viewer: &Viewer,
+    v: &ChangeView,
+    facts: &crate::decisions::DecisionFacts,
+) -> DecisionView {
+    use cab_domain::approval::{AssessmentContent, Duty};
+    let under_review = cab_domain::approval::under_review(v.state);
+    let assessment = facts.current_assessment.as_ref().map(|a| {
+        let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
+        let testing = content
+            .as_ref()
+            .map(|c| {
+                [
+                    ("SAST", &c.sast),
+                    ("DAST", &c.dast),
+                    ("Penetration test", &c.pentest),
+                ]
+                .iter()
+                .map(|(name, t)| {
+                    let what = if t.required {
+                        "required"
+                    } else {
+                        "not required"
+                    };
+                    let detail = [t.evidence.as_str(), t.justification.as_str()]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" — ");
+                    (
+                        (*name).to_owned(),
+                        if detail.is_empty() {
+                            what.to_owned()
+                        } else {
+                            format!("{what}: {detail}")
+                        },
+                    )
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        AssessmentSummary {
+            by: a.assessor_username.clone(),
+            decision: a.decision.replace('_', " "),
+            level: a.assessed_level.clone(),
+            lowers: a.lowers_risk,
+            lowering_justification: content
+                .as_ref()
+                .map(|c| c.lowering_justification.clone())
+                .unwrap_or_default(),
+            conditions: content
+                .as_ref()
+                .map(|c| c.conditions.clone())
+                .unwrap_or_default(),
+            classification: content
+                .as_ref()
+                .map(|c| c.data_classification.label().to_owned())
+                .unwrap_or_default(),
+            testing,
+        }
+    });
+    let trail = crate::api::decisions::trail_entries(facts, v.revision)
+        .into_iter()
+        .map(|e| e.into_line())
+        .collect();
+    let retro_pending = facts.decision.retrospective_due_at.is_some()
+        && facts.decision.retrospective_done_at.is_none();
+    let mut decided = v.facts();
+    decided.state = ChangeState::InCabReview;
+    DecisionView {
+        level: facts.level.as_str().to_owned(),
+        still_needed: if under_review {
+            crate::api::decisions::still_needed(facts)
+        } else {
+            Vec::new()
+        },
+        review_note: facts
+            .decision
+            .review_note
+            .clone()
+            .filter(|_| !v.state.is_decided()),
+        assessment,
+        trail,
+        may_vote: crate::decisions::may(v, &viewer.user, Duty::Vote),
+        may_assess: crate::decisions::may(v, &viewer.user, Duty::Assess),
+        may_start: v.state == ChangeState::Submitted
+            && crate::decisions::may(v, &viewer.user, Duty::Assess),
+        my_vote: facts
+            .my_vote(viewer.user.id, v.revision)
+            .map(|x| x.choice.replace('_', " ")),
+        retrospective_due: facts.decision.retrospective_due_at.as_ref().map(when),
+        retrospective_done: facts.decision.retrospective_done_at.as_ref().map(when),
+        may_record_retrospective: retro_pending
+            && cab_domain::approval::check_duty(&decided, &viewer.user.change_actor(), Duty::Vote)
+                .is_ok(),
+    }
 }

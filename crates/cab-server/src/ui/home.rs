@@ -21,6 +21,7 @@ struct Dashboard {
     drafts: Vec<Row>,
     comments: Vec<(String, String, String, String, String)>,
     recent: Vec<Row>,
+    overdue: Vec<(String, String, String, String)>,
 }
 
 fn role_summary(role: Role) -> &'static str {
@@ -74,6 +75,8 @@ pub async fn dashboard(viewer: Viewer) -> Response {
         )
         .await?;
         let comments = cab_db::changes::comments_for_author(&mut conn, me, 10).await?;
+        let overdue =
+            cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
         let page = Dashboard {
             layout: viewer.layout("Dashboard"),
             name: if viewer.user.display_name.is_empty() {
@@ -97,6 +100,10 @@ pub async fn dashboard(viewer: Viewer) -> Response {
                 })
                 .collect(),
             recent: recent.into_iter().map(Row::from).collect(),
+            overdue: overdue
+                .into_iter()
+                .map(|(id, n, title, due)| (id.to_string(), format!("CHG-{n}"), title, when(&due)))
+                .collect(),
         };
         Ok::<_, AppError>(render(&page))
     };

@@ -3,7 +3,8 @@
 
 mod admin;
 mod audit;
-mod changes;
+pub mod changes;
+mod decisions;
 mod home;
 mod login;
 
@@ -51,6 +52,23 @@ pub fn router() -> Router<AppState> {
         .route("/changes/{id}/withdraw", post(changes::withdraw))
         .route("/changes/{id}/cancel", post(changes::cancel))
         .route("/changes/{id}/comments", post(changes::comment))
+        .route(
+            "/changes/{id}/assessment",
+            get(decisions::assess_form).post(decisions::assess_submit),
+        )
+        .route("/changes/{id}/assessment/start", post(decisions::start))
+        .route("/changes/{id}/votes", post(decisions::vote))
+        .route(
+            "/changes/{id}/retrospective",
+            post(decisions::retrospective),
+        )
+        .route("/assessments", get(decisions::reviewer_queue))
+        .route("/cab", get(decisions::cab_queue))
+        .route("/cab/agenda", get(decisions::cab_agenda))
+        .route(
+            "/admin/quorum",
+            get(decisions::quorum_form).post(decisions::quorum_submit),
+        )
 }
 
 pub struct NavLink {
@@ -61,9 +79,12 @@ pub struct NavLink {
 
 /// What a role may reach from the navigation; the handlers check again.
 pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
-    let items: [(&str, &str, &[Role]); 4] = [
+    let items: [(&str, &str, &[Role]); 7] = [
         ("/", "Dashboard", &[]),
         ("/changes", "Changes", &[]),
+        ("/assessments", "Assessments", &[Role::SecurityReviewer]),
+        ("/cab", "CAB queue", &[Role::CabMember]),
+        ("/admin/quorum", "Quorum", &[Role::Admin]),
         ("/admin/users", "Users", &[Role::Admin]),
         ("/audit", "Audit trail", &[Role::Auditor, Role::Admin]),
     ];
@@ -330,7 +351,15 @@ mod tests {
         );
         assert_eq!(
             labels(&[Role::Admin]),
-            vec!["Dashboard", "Changes", "Users", "Audit trail"]
+            vec!["Dashboard", "Changes", "Quorum", "Users", "Audit trail"]
+        );
+        assert_eq!(
+            labels(&[Role::CabMember]),
+            vec!["Dashboard", "Changes", "CAB queue"]
+        );
+        assert_eq!(
+            labels(&[Role::SecurityReviewer]),
+            vec!["Dashboard", "Changes", "Assessments"]
         );
     }
 

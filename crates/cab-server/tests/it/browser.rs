@@ -343,7 +343,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     sign_in(&b, &url, "adam", "adam-long-password").await;
     assert_eq!(
         b.texts("nav a").await,
-        vec!["Dashboard", "Changes", "Users", "Audit trail"]
+        vec!["Dashboard", "Changes", "Quorum", "Users", "Audit trail"]
     );
     b.click("nav a[href='/admin/users']").await;
     b.wait_url(|u| u.ends_with("/admin/users")).await;

@@ -258,6 +258,14 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("GET", "/api/v1/changes/{id}/revisions"),
         ("GET", "/api/v1/changes/{id}/comments"),
         ("POST", "/api/v1/changes/{id}/comments"),
+        ("PUT", "/api/v1/changes/{id}/assessment"),
+        ("POST", "/api/v1/changes/{id}/assessment/start"),
+        ("POST", "/api/v1/changes/{id}/votes"),
+        ("GET", "/api/v1/changes/{id}/approvals"),
+        ("POST", "/api/v1/changes/{id}/retrospective"),
+        ("GET", "/api/v1/settings/quorum"),
+        ("PUT", "/api/v1/settings/quorum"),
+        ("GET", "/api/v1/queues/cab"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

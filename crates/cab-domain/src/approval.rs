@@ -1,0 +1,947 @@
+//! Deciding on a change: the security impact assessment, CAB votes, the
+//! quorum policy, and the separation-of-duties rule that nobody decides on
+//! their own work. Every surface calls these functions.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::change::{Actor, ChangeFacts, ChangeState, ChangeType, FieldError};
+use crate::risk::RiskLevel;
+use crate::{Denial, Role};
+
+macro_rules! words {
+    ($name:ident { $($variant:ident = $text:literal / $label:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str { match self { $($name::$variant => $text),+ } }
+            pub fn label(self) -> &'static str { match self { $($name::$variant => $label),+ } }
+            pub fn parse(s: &str) -> Option<Self> { Self::ALL.iter().copied().find(|v| v.as_str() == s) }
+        }
+    };
+}
+
+words!(VoteChoice {
+    Approve = "approve" / "Approve",
+    Reject = "reject" / "Reject",
+    RequestChanges = "request_changes" / "Request changes",
+});
+
+words!(AssessmentDecision {
+    Accept = "accept" / "Accept",
+    AcceptWithConditions = "accept_with_conditions" / "Accept with conditions",
+    Reject = "reject" / "Reject",
+});
+
+words!(DataClassification {
+    Public = "public" / "Public",
+    Internal = "internal" / "Internal",
+    Confidential = "confidential" / "Confidential",
+    Restricted = "restricted" / "Restricted",
+});
+
+impl AssessmentDecision {
+    pub fn accepts(self) -> bool {
+        matches!(
+            self,
+            AssessmentDecision::Accept | AssessmentDecision::AcceptWithConditions
+        )
+    }
+}
+
+/// What deciding on a change takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Write the security impact assessment.
+    Assess,
+    /// Cast a CAB vote.
+    Vote,
+    /// Deploy to PROD (later features).
+    DeployProd,
+}
+
+impl Duty {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Duty::Assess => "change.assess",
+            Duty::Vote => "change.vote",
+            Duty::DeployProd => "change.deploy_prod",
+        }
+    }
+}
+
+/// States in which a change awaits its decision.
+pub fn under_review(state: ChangeState) -> bool {
+    matches!(
+        state,
+        ChangeState::Submitted | ChangeState::InAssessment | ChangeState::InCabReview
+    )
+}
+
+/// Separation of duties: whether `actor` may take on `duty` for this change.
+/// Checked in this order, so the reason given is the most fundamental one:
+/// pipelines never decide; nobody decides on their own work; the role is
+/// required (administration is no shortcut); the change must be awaiting it.
+pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(), Denial> {
+    if actor.is_service && duty != Duty::DeployProd {
+        return Err(Denial::new(
+            "service_account",
+            "Service accounts are for pipelines: they never assess or vote on changes.",
+        ));
+    }
+    if change.is_author(actor.id) {
+        return Err(match duty {
+            Duty::Assess => Denial::new(
+                "self_assessment",
+                "You wrote or contributed to this change, so you cannot assess it; another security reviewer must.",
+            ),
+            Duty::Vote => Denial::new(
+                "self_approval",
+                "You wrote or contributed to this change, so you cannot vote on it; other CAB members decide.",
+            ),
+            Duty::DeployProd => Denial::new(
+                "self_deployment",
+                "You wrote or contributed to this change, so you cannot deploy it to PROD; someone else must.",
+            ),
+        });
+    }
+    let (role, code, message) = match duty {
+        Duty::Assess => (
+            Role::SecurityReviewer,
+            "security_reviewer_required",
+            "Only security reviewers assess changes.",
+        ),
+        Duty::Vote => (
+            Role::CabMember,
+            "cab_member_required",
+            "Only CAB members vote on changes.",
+        ),
+        Duty::DeployProd => (
+            Role::ReleaseManager,
+            "release_manager_required",
+            "Only release managers deploy to PROD.",
+        ),
+    };
+    if !actor.roles.contains(role) {
+        return Err(Denial::new(code, message));
+    }
+    if matches!(duty, Duty::Assess | Duty::Vote) && !under_review(change.state) {
+        return Err(Denial::new(
+            "not_under_review",
+            format!(
+                "This change is {}; it is not awaiting a decision.",
+                change.state.label().to_lowercase()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What one risk level needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LevelRule {
+    /// Approving CAB members, each counted once.
+    pub approvals: u32,
+    /// Whether an accepting security assessment is needed too.
+    pub assessment: bool,
+}
+
+/// The quorum policy: configurable by an administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumPolicy {
+    pub low: LevelRule,
+    pub medium: LevelRule,
+    pub high: LevelRule,
+    pub critical: LevelRule,
+    /// Emergency changes, whatever their risk: an emergency CAB.
+    pub emergency: LevelRule,
+}
+
+impl Default for QuorumPolicy {
+    fn default() -> Self {
+        let rule = |approvals, assessment| LevelRule {
+            approvals,
+            assessment,
+        };
+        QuorumPolicy {
+            low: rule(1, false),
+            medium: rule(2, false),
+            high: rule(2, true),
+            critical: rule(3, true),
+            emergency: rule(1, true),
+        }
+    }
+}
+
+impl QuorumPolicy {
+    pub fn rule(&self, change_type: ChangeType, level: RiskLevel) -> LevelRule {
+        if change_type == ChangeType::Emergency {
+            return self.emergency;
+        }
+        match level {
+            RiskLevel::Low => self.low,
+            RiskLevel::Medium => self.medium,
+            RiskLevel::High => self.high,
+            RiskLevel::Critical => self.critical,
+        }
+    }
+
+    /// Approvals between 1 and 10, and never fewer for a higher level.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let levels = [
+            ("low", self.low),
+            ("medium", self.medium),
+            ("high", self.high),
+            ("critical", self.critical),
+            ("emergency", self.emergency),
+        ];
+        for (field, rule) in levels {
+            if !(1..=10).contains(&rule.approvals) {
+                errors.push(FieldError {
+                    field: leak(field),
+                    message: "Between 1 and 10 approvals.".into(),
+                });
+            }
+        }
+        for pair in levels[..4].windows(2) {
+            if pair[1].1.approvals < pair[0].1.approvals {
+                errors.push(FieldError {
+                    field: leak(pair[1].0),
+                    message: format!(
+                        "A {} change cannot need fewer approvals than a {} one.",
+                        pair[1].0, pair[0].0
+                    ),
+                });
+            }
+        }
+        errors
+    }
+}
+
+fn leak(s: &str) -> &'static str {
+    match s {
+        "low" => "low",
+        "medium" => "medium",
+        "high" => "high",
+        "critical" => "critical",
+        _ => "emergency",
+    }
+}
+
+/// A CAB member's current vote on the current revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ballot {
+    pub voter: Uuid,
+    pub choice: VoteChoice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Approved,
+    Rejected {
+        reason: String,
+    },
+    ChangesRequested,
+    /// Still needed, in words, e.g. "1 more CAB approval".
+    Pending {
+        needs: Vec<String>,
+    },
+}
+
+/// Applies the policy to the votes and the assessment of the current
+/// revision. Any reject rejects (a rejecting assessment too); a request for
+/// changes returns the change to its authors; otherwise the change is
+/// approved once enough distinct members approve (and, where the rule says
+/// so, an assessment accepts). Each person counts once: the last ballot of
+/// a voter is theirs.
+pub fn evaluate(
+    policy: &QuorumPolicy,
+    change_type: ChangeType,
+    level: RiskLevel,
+    ballots: &[Ballot],
+    assessment: Option<AssessmentDecision>,
+) -> Decision {
+    let mut latest: Vec<Ballot> = Vec::new();
+    for b in ballots {
+        latest.retain(|x| x.voter != b.voter);
+        latest.push(*b);
+    }
+    if latest.iter().any(|b| b.choice == VoteChoice::Reject) {
+        return Decision::Rejected {
+            reason: "a CAB member rejected it".into(),
+        };
+    }
+    if assessment == Some(AssessmentDecision::Reject) {
+        return Decision::Rejected {
+            reason: "the security assessment rejected it".into(),
+        };
+    }
+    if latest
+        .iter()
+        .any(|b| b.choice == VoteChoice::RequestChanges)
+    {
+        return Decision::ChangesRequested;
+    }
+    let rule = policy.rule(change_type, level);
+    let approvals = latest
+        .iter()
+        .filter(|b| b.choice == VoteChoice::Approve)
+        .count() as u32;
+    let mut needs = Vec::new();
+    if approvals < rule.approvals {
+        let missing = rule.approvals - approvals;
+        needs.push(format!(
+            "{missing} more CAB approval{}",
+            if missing == 1 { "" } else { "s" }
+        ));
+    }
+    if rule.assessment && !assessment.is_some_and(AssessmentDecision::accepts) {
+        needs.push("an accepting security assessment".into());
+    }
+    if needs.is_empty() {
+        Decision::Approved
+    } else {
+        Decision::Pending { needs }
+    }
+}
+
+/// One kind of security testing: required or not, and the evidence (a link)
+/// or the justification for it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TestRequirement {
+    pub required: bool,
+    pub evidence: String,
+    pub justification: String,
+}
+
+/// What the security reviewer writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssessmentContent {
+    pub data_classification: DataClassification,
+    pub security_implications: String,
+    pub sast: TestRequirement,
+    pub dast: TestRequirement,
+    pub pentest: TestRequirement,
+    pub residual_risk: String,
+    pub assessed_level: RiskLevel,
+    /// Required when the assessed level is below the engineer's.
+    pub lowering_justification: String,
+    pub decision: AssessmentDecision,
+    /// Shown to CAB and release managers; required to accept with conditions.
+    pub conditions: Vec<String>,
+}
+
+impl AssessmentContent {
+    /// Whether it lowers the engineer's level (flagged on the change).
+    pub fn lowers(&self, engineer_level: RiskLevel) -> bool {
+        self.assessed_level < engineer_level
+    }
+
+    pub fn validate(&self, engineer_level: RiskLevel) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut need = |field: &'static str, ok: bool, message: &str| {
+            if !ok {
+                errors.push(FieldError {
+                    field,
+                    message: message.to_owned(),
+                });
+            }
+        };
+        need(
+            "security_implications",
+            !self.security_implications.trim().is_empty(),
+            "Describe the security implications.",
+        );
+        need(
+            "residual_risk",
+            !self.residual_risk.trim().is_empty(),
+            "Describe the residual risk.",
+        );
+        for (field, t) in [
+            ("sast", &self.sast),
+            ("dast", &self.dast),
+            ("pentest", &self.pentest),
+        ] {
+            let link_ok = t.evidence.is_empty()
+                || ((t.evidence.starts_with("https://") || t.evidence.starts_with("http://"))
+                    && !t.evidence.chars().any(char::is_whitespace));
+            need(field, link_ok, "Evidence is an http(s) link.");
+            need(
+                field,
+                !t.required || !t.evidence.trim().is_empty() || !t.justification.trim().is_empty(),
+                "Required testing needs an evidence link or a justification.",
+            );
+        }
+        need(
+            "lowering_justification",
+            !self.lowers(engineer_level) || !self.lowering_justification.trim().is_empty(),
+            "Lowering the engineer's risk level needs a written justification.",
+        );
+        need(
+            "conditions",
+            self.decision != AssessmentDecision::AcceptWithConditions
+                || self.conditions.iter().any(|c| !c.trim().is_empty()),
+            "List the conditions.",
+        );
+        let long = [
+            &self.security_implications,
+            &self.residual_risk,
+            &self.lowering_justification,
+        ]
+        .iter()
+        .any(|s| s.chars().count() > 20_000);
+        need(
+            "security_implications",
+            !long,
+            "At most 20000 characters per field.",
+        );
+        errors
+    }
+}
+
+/// Fields whose change, once a change is approved, voids the approval: what
+/// CAB actually approved. Title, description, justification and priority
+/// are editorial.
+pub const MATERIAL_FIELDS: [&str; 23] = [
+    "type",
+    "category",
+    "services",
+    "environments",
+    "implementation_plan",
+    "test_plan",
+    "test_levels",
+    "test_evidence",
+    "rollback_plan",
+    "window_start",
+    "window_end",
+    "window_tz",
+    "pr_url",
+    "commit_sha",
+    "artifact_digest",
+    "contributors",
+    "impact",
+    "likelihood",
+    "touches_production_data",
+    "customer_facing",
+    "changes_security_control",
+    "rollback_untested",
+    "outside_usual_window",
+];
+
+pub fn is_material(field: &str) -> bool {
+    MATERIAL_FIELDS.contains(&field)
+}
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)] // the test tables read best with their row type inline
+mod tests {
+    use super::*;
+    use crate::RoleSet;
+    use ChangeType::{Emergency, Normal, Standard};
+    use RiskLevel::*;
+    use VoteChoice::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn approve(n: u128) -> Ballot {
+        Ballot {
+            voter: id(n),
+            choice: Approve,
+        }
+    }
+
+    #[test]
+    fn quorum_table() {
+        let p = QuorumPolicy::default();
+        let accept = Some(AssessmentDecision::Accept);
+        let cond = Some(AssessmentDecision::AcceptWithConditions);
+        let cases: Vec<(
+            ChangeType,
+            RiskLevel,
+            Vec<Ballot>,
+            Option<AssessmentDecision>,
+            Decision,
+        )> = vec![
+            (Normal, Low, vec![approve(1)], None, Decision::Approved),
+            (
+                Normal,
+                Low,
+                vec![],
+                None,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Normal,
+                Medium,
+                vec![approve(1)],
+                None,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Normal,
+                Medium,
+                vec![approve(1), approve(2)],
+                None,
+                Decision::Approved,
+            ),
+            // The same person twice counts once.
+            (
+                Normal,
+                Medium,
+                vec![approve(1), approve(1)],
+                None,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Normal,
+                High,
+                vec![approve(1), approve(2)],
+                None,
+                Decision::Pending {
+                    needs: vec!["an accepting security assessment".into()],
+                },
+            ),
+            (
+                Normal,
+                High,
+                vec![approve(1), approve(2)],
+                cond,
+                Decision::Approved,
+            ),
+            (
+                Normal,
+                Critical,
+                vec![approve(1), approve(2)],
+                accept,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Normal,
+                Critical,
+                vec![],
+                None,
+                Decision::Pending {
+                    needs: vec![
+                        "3 more CAB approvals".into(),
+                        "an accepting security assessment".into(),
+                    ],
+                },
+            ),
+            (
+                Normal,
+                Critical,
+                vec![approve(1), approve(2), approve(3)],
+                accept,
+                Decision::Approved,
+            ),
+            (
+                Normal,
+                Low,
+                vec![
+                    approve(1),
+                    Ballot {
+                        voter: id(2),
+                        choice: Reject,
+                    },
+                ],
+                None,
+                Decision::Rejected {
+                    reason: "a CAB member rejected it".into(),
+                },
+            ),
+            (
+                Normal,
+                Low,
+                vec![approve(1)],
+                Some(AssessmentDecision::Reject),
+                Decision::Rejected {
+                    reason: "the security assessment rejected it".into(),
+                },
+            ),
+            (
+                Normal,
+                Medium,
+                vec![
+                    approve(1),
+                    Ballot {
+                        voter: id(2),
+                        choice: RequestChanges,
+                    },
+                ],
+                None,
+                Decision::ChangesRequested,
+            ),
+            // A changed vote replaces the earlier one.
+            (
+                Normal,
+                Low,
+                vec![
+                    Ballot {
+                        voter: id(1),
+                        choice: RequestChanges,
+                    },
+                    approve(1),
+                ],
+                None,
+                Decision::Approved,
+            ),
+            // Emergency: one CAB approval and one accepting assessment, in any order.
+            (
+                Emergency,
+                Critical,
+                vec![approve(1)],
+                None,
+                Decision::Pending {
+                    needs: vec!["an accepting security assessment".into()],
+                },
+            ),
+            (
+                Emergency,
+                Critical,
+                vec![],
+                accept,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Emergency,
+                Critical,
+                vec![approve(1)],
+                accept,
+                Decision::Approved,
+            ),
+            (Standard, Low, vec![approve(1)], None, Decision::Approved),
+        ];
+        for (t, level, ballots, assessment, expected) in cases {
+            assert_eq!(
+                evaluate(&p, t, level, &ballots, assessment),
+                expected,
+                "{t:?} {level:?} {ballots:?} {assessment:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_validation() {
+        assert!(QuorumPolicy::default().validate().is_empty());
+        let mut p = QuorumPolicy::default();
+        p.high.approvals = 1;
+        assert_eq!(p.validate()[0].field, "high");
+        p = QuorumPolicy::default();
+        p.low.approvals = 0;
+        assert_eq!(p.validate()[0].field, "low");
+    }
+
+    fn actor(n: u128, roles: &[Role], is_service: bool) -> Actor {
+        Actor {
+            id: id(n),
+            roles: roles.iter().copied().collect::<RoleSet>(),
+            is_service,
+        }
+    }
+
+    #[test]
+    fn separation_of_duties_table() {
+        use ChangeState::*;
+        let author = 1;
+        let contributor = 2;
+        let change = |state| ChangeFacts {
+            state,
+            author: id(author),
+            contributors: vec![id(contributor)],
+        };
+        let all_roles = [
+            Role::Engineer,
+            Role::SecurityReviewer,
+            Role::CabMember,
+            Role::ReleaseManager,
+            Role::Auditor,
+            Role::Admin,
+        ];
+        // (who, roles, service, state, duty, expected)
+        let cases: Vec<(u128, Vec<Role>, bool, ChangeState, Duty, Result<(), &str>)> = vec![
+            (
+                author,
+                all_roles.to_vec(),
+                false,
+                Submitted,
+                Duty::Vote,
+                Err("self_approval"),
+            ),
+            (
+                contributor,
+                vec![Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Err("self_approval"),
+            ),
+            (
+                author,
+                vec![Role::SecurityReviewer],
+                false,
+                Submitted,
+                Duty::Assess,
+                Err("self_assessment"),
+            ),
+            (
+                contributor,
+                vec![Role::SecurityReviewer],
+                false,
+                Submitted,
+                Duty::Assess,
+                Err("self_assessment"),
+            ),
+            (
+                author,
+                vec![Role::ReleaseManager],
+                false,
+                Approved,
+                Duty::DeployProd,
+                Err("self_deployment"),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                false,
+                Submitted,
+                Duty::Vote,
+                Ok(()),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                false,
+                InAssessment,
+                Duty::Vote,
+                Ok(()),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Ok(()),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                false,
+                Draft,
+                Duty::Vote,
+                Err("not_under_review"),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                false,
+                Approved,
+                Duty::Vote,
+                Err("not_under_review"),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                false,
+                Rejected,
+                Duty::Vote,
+                Err("not_under_review"),
+            ),
+            (
+                3,
+                vec![Role::CabMember],
+                true,
+                InCabReview,
+                Duty::Vote,
+                Err("service_account"),
+            ),
+            (
+                3,
+                vec![Role::SecurityReviewer],
+                true,
+                Submitted,
+                Duty::Assess,
+                Err("service_account"),
+            ),
+            (
+                3,
+                vec![Role::Admin],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Err("cab_member_required"),
+            ),
+            (
+                3,
+                vec![Role::Admin, Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Ok(()),
+            ),
+            (
+                author,
+                vec![Role::Admin, Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Err("self_approval"),
+            ),
+            (
+                3,
+                vec![Role::Engineer, Role::Auditor, Role::ReleaseManager],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Err("cab_member_required"),
+            ),
+            (
+                3,
+                vec![Role::SecurityReviewer],
+                false,
+                Submitted,
+                Duty::Assess,
+                Ok(()),
+            ),
+            (
+                3,
+                vec![Role::CabMember, Role::Admin],
+                false,
+                Submitted,
+                Duty::Assess,
+                Err("security_reviewer_required"),
+            ),
+            (
+                3,
+                vec![Role::SecurityReviewer],
+                false,
+                Withdrawn,
+                Duty::Assess,
+                Err("not_under_review"),
+            ),
+            (
+                3,
+                vec![Role::ReleaseManager],
+                false,
+                Approved,
+                Duty::DeployProd,
+                Ok(()),
+            ),
+            (
+                3,
+                vec![Role::Admin],
+                false,
+                Approved,
+                Duty::DeployProd,
+                Err("release_manager_required"),
+            ),
+        ];
+        for (who, roles, service, state, duty, expected) in cases {
+            let got =
+                check_duty(&change(state), &actor(who, &roles, service), duty).map_err(|d| d.code);
+            assert_eq!(
+                got, expected,
+                "actor {who} {roles:?} service={service} {state:?} {duty:?}"
+            );
+        }
+        // Every single role, alone, for both duties on a change by someone else.
+        for role in all_roles {
+            let a = actor(9, &[role], false);
+            assert_eq!(
+                check_duty(&change(Submitted), &a, Duty::Vote).is_ok(),
+                role == Role::CabMember,
+                "{role}"
+            );
+            assert_eq!(
+                check_duty(&change(Submitted), &a, Duty::Assess).is_ok(),
+                role == Role::SecurityReviewer,
+                "{role}"
+            );
+        }
+    }
+
+    fn assessment() -> AssessmentContent {
+        AssessmentContent {
+            data_classification: DataClassification::Confidential,
+            security_implications: "Touches TLS termination.".into(),
+            sast: TestRequirement {
+                required: true,
+                evidence: "https://ci.example.com/sast/1".into(),
+                justification: String::new(),
+            },
+            dast: TestRequirement {
+                required: true,
+                evidence: String::new(),
+                justification: "Run on STAGE before PROD.".into(),
+            },
+            pentest: TestRequirement::default(),
+            residual_risk: "Low once certificates are pinned.".into(),
+            assessed_level: High,
+            lowering_justification: String::new(),
+            decision: AssessmentDecision::Accept,
+            conditions: vec![],
+        }
+    }
+
+    #[test]
+    fn assessment_rules() {
+        assert_eq!(
+            assessment().validate(Medium),
+            vec![],
+            "raising needs no justification"
+        );
+        let fields = |a: AssessmentContent, level| {
+            a.validate(level)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(assessment(), Critical),
+            vec!["lowering_justification"]
+        );
+        let mut a = assessment();
+        a.lowering_justification = "Only internal traffic.".into();
+        assert!(a.lowers(Critical));
+        assert_eq!(fields(a, Critical), Vec::<&str>::new());
+        let mut a = assessment();
+        a.decision = AssessmentDecision::AcceptWithConditions;
+        assert_eq!(fields(a, High), vec!["conditions"]);
+        let mut a = assessment();
+        a.pentest.required = true;
+        assert_eq!(fields(a, High), vec!["pentest"]);
+        let mut a = assessment();
+        a.sast.evidence = "javascript:alert(1)".into();
+        assert_eq!(fields(a, High), vec!["sast"]);
+        let mut a = assessment();
+        a.security_implications = " ".into();
+        assert_eq!(fields(a, High), vec!["security_implications"]);
+    }
+
+    #[test]
+    fn material_fields_are_known_fields() {
+        let c = crate::change::tests_support::complete();
+        let known: Vec<&str> = c.fields().into_iter().map(|(f, _)| f).collect();
+        for f in MATERIAL_FIELDS {
+            assert!(known.contains(&f), "{f}");
+        }
+        for editorial in ["title", "description", "justification", "priority"] {
+            assert!(!is_material(editorial));
+        }
+    }
+}

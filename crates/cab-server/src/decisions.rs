@@ -1,0 +1,534 @@
+//! Deciding on changes: security assessments, CAB votes under the quorum
+//! policy, and the separation-of-duties check in front of both. The API and
+//! the pages call these; each refusal is recorded.
+
+use cab_db::decisions::{AssessmentRow, NewAssessment, NewVote, VoteRow};
+use cab_domain::Denial;
+use cab_domain::approval::{
+    self, AssessmentContent, AssessmentDecision, Ballot, Decision, Duty, QuorumPolicy, VoteChoice,
+};
+use cab_domain::change::{ChangeState, ChangeType};
+use cab_domain::risk::RiskLevel;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::audit_log::{self, Entity};
+use crate::auth::CurrentUser;
+use crate::changes::{self, ChangeView};
+use crate::error::AppError;
+use crate::request::Origin;
+
+pub const QUORUM_SETTING: &str = "quorum_policy";
+/// How long after approval an emergency change's retrospective is due.
+pub const RETROSPECTIVE_DUE: Duration = Duration::hours(72);
+
+pub async fn policy(conn: &mut PgConnection) -> Result<QuorumPolicy, AppError> {
+    match cab_db::decisions::setting(conn, QUORUM_SETTING).await? {
+        None => Ok(QuorumPolicy::default()),
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("stored quorum policy is unreadable: {e}"))
+        }),
+    }
+}
+
+/// Everything a decision rests on, for the change's current revision.
+#[derive(Debug, Clone)]
+pub struct DecisionFacts {
+    pub policy: QuorumPolicy,
+    /// All assessments, oldest first (superseded ones included).
+    pub assessments: Vec<AssessmentRow>,
+    /// All votes, oldest first (superseded ones included).
+    pub votes: Vec<VoteRow>,
+    pub current_assessment: Option<AssessmentRow>,
+    pub ballots: Vec<Ballot>,
+    /// The level decisions use: the assessment's, if the current revision has one.
+    pub level: RiskLevel,
+    pub outcome: Decision,
+    pub decision: cab_db::decisions::DecisionRow,
+}
+
+impl DecisionFacts {
+    pub fn assessment_decision(&self) -> Option<AssessmentDecision> {
+        self.current_assessment
+            .as_ref()
+            .and_then(|a| AssessmentDecision::parse(&a.decision))
+    }
+
+    pub fn my_vote(&self, user: Uuid, revision: i32) -> Option<&VoteRow> {
+        self.votes
+            .iter()
+            .find(|v| v.voter_id == user && v.revision == revision && v.superseded_at.is_none())
+    }
+}
+
+pub async fn facts(
+    conn: &mut PgConnection,
+    change: &ChangeView,
+) -> Result<DecisionFacts, AppError> {
+    let policy = policy(conn).await?;
+    let assessments = cab_db::decisions::assessments(conn, change.id).await?;
+    let votes = cab_db::decisions::votes(conn, change.id).await?;
+    let decision = cab_db::decisions::decision(conn, change.id).await?;
+    let current_assessment = assessments
+        .iter()
+        .rev()
+        .find(|a| a.revision == change.revision && a.superseded_at.is_none())
+        .cloned();
+    let ballots: Vec<Ballot> = votes
+        .iter()
+        .filter(|v| v.revision == change.revision && v.superseded_at.is_none())
+        .filter_map(|v| {
+            Some(Ballot {
+                voter: v.voter_id,
+                choice: VoteChoice::parse(&v.choice)?,
+            })
+        })
+        .collect();
+    let level = current_assessment
+        .as_ref()
+        .and_then(|a| RiskLevel::parse(&a.assessed_level))
+        .unwrap_or(change.risk_level);
+    let assessment_decision = current_assessment
+        .as_ref()
+        .and_then(|a| AssessmentDecision::parse(&a.decision));
+    let outcome = approval::evaluate(
+        &policy,
+        change.content.change_type,
+        level,
+        &ballots,
+        assessment_decision,
+    );
+    Ok(DecisionFacts {
+        policy,
+        assessments,
+        votes,
+        current_assessment,
+        ballots,
+        level,
+        outcome,
+        decision,
+    })
+}
+
+/// Refuses (and records) a duty the user may not take on. If the facts
+/// behind the rule cannot be read, the answer is a refusal, never a yes.
+async fn check_duty(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    change: &ChangeView,
+    duty: Duty,
+) -> Result<(), AppError> {
+    match approval::check_duty(&change.facts(), &user.change_actor(), duty) {
+        Ok(()) => Ok(()),
+        Err(d) => Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            duty.as_str(),
+            Entity::new("change", change.id),
+            d,
+        )
+        .await),
+    }
+}
+
+/// Whether `user` may take on `duty` now (what the page offers).
+pub fn may(change: &ChangeView, user: &CurrentUser, duty: Duty) -> bool {
+    approval::check_duty(&change.facts(), &user.change_actor(), duty).is_ok()
+}
+
+async fn policy_unavailable(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    duty: Duty,
+    id: Uuid,
+    e: AppError,
+) -> AppError {
+    tracing::error!(error = %e, "decision facts could not be read; refusing");
+    audit_log::deny(
+        pool,
+        Some(user.audit_actor()),
+        origin,
+        duty.as_str(),
+        Entity::new("change", id),
+        Denial::new(
+            "policy_unavailable",
+            "The decision rules could not be checked just now, so nothing was recorded. Try again shortly.",
+        ),
+    )
+    .await
+}
+
+/// Applies the outcome of the current facts to the change's state, once.
+async fn settle(
+    tx: &mut PgConnection,
+    user: &CurrentUser,
+    origin: &Origin,
+    change: &ChangeView,
+    facts: &DecisionFacts,
+    now: DateTime<Utc>,
+) -> Result<ChangeState, AppError> {
+    let entity = || Entity::new("change", change.id);
+    let (state, event, payload) = match &facts.outcome {
+        Decision::Approved => {
+            let due = (change.content.change_type == ChangeType::Emergency)
+                .then(|| now + RETROSPECTIVE_DUE);
+            cab_db::decisions::decide(
+                tx,
+                change.id,
+                ChangeState::Approved.as_str(),
+                Some(change.revision),
+                due,
+                now,
+            )
+            .await?;
+            (
+                ChangeState::Approved,
+                "change.approved",
+                json!({ "number": change.number, "revision": change.revision, "level": facts.level.as_str(),
+                        "approvals": facts.ballots.iter().filter(|b| b.choice == VoteChoice::Approve).count(),
+                        "retrospective_due_at": due }),
+            )
+        }
+        Decision::Rejected { reason } => {
+            cab_db::decisions::decide(
+                tx,
+                change.id,
+                ChangeState::Rejected.as_str(),
+                None,
+                None,
+                now,
+            )
+            .await?;
+            (
+                ChangeState::Rejected,
+                "change.rejected",
+                json!({ "number": change.number, "revision": change.revision, "reason": reason }),
+            )
+        }
+        Decision::ChangesRequested => {
+            cab_db::decisions::reopen(
+                tx,
+                change.id,
+                ChangeState::ChangesRequested.as_str(),
+                "A CAB member requested changes.",
+                now,
+            )
+            .await?;
+            (
+                ChangeState::ChangesRequested,
+                "change.changes_requested",
+                json!({ "number": change.number, "revision": change.revision }),
+            )
+        }
+        Decision::Pending { .. } => return Ok(change.state),
+    };
+    audit_log::record(
+        tx,
+        Some(user.audit_actor()),
+        origin,
+        event,
+        entity(),
+        payload,
+    )
+    .await?;
+    Ok(state)
+}
+
+/// A security reviewer takes a submitted change into assessment.
+pub async fn start_assessment(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<ChangeView, AppError> {
+    let change = changes::load(pool, id).await?;
+    check_duty(pool, user, origin, &change, Duty::Assess).await?;
+    let mut tx = pool.begin().await?;
+    let current = changes::load_locked(&mut tx, id).await?;
+    if current.state != ChangeState::Submitted {
+        return Err(AppError::Conflict(Denial::new(
+            "invalid_transition",
+            format!(
+                "This change is {}; only a submitted change is taken into assessment.",
+                current.state.label().to_lowercase()
+            ),
+        )));
+    }
+    cab_db::decisions::set_state(&mut tx, id, ChangeState::InAssessment.as_str(), Utc::now())
+        .await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.assessment_started",
+        Entity::new("change", id),
+        json!({ "number": current.number, "revision": current.revision }),
+    )
+    .await?;
+    tx.commit().await?;
+    changes::load(pool, id).await
+}
+
+/// Saves the security impact assessment of the current revision.
+pub async fn assess(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    content: AssessmentContent,
+) -> Result<ChangeView, AppError> {
+    let change = changes::load(pool, id).await?;
+    check_duty(pool, user, origin, &change, Duty::Assess).await?;
+    let errors = content.validate(change.risk_level);
+    if !errors.is_empty() {
+        return Err(changes::field_errors(errors));
+    }
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    let current = changes::load_locked(&mut tx, id).await?;
+    // The facts may have moved since the check above: check again under the lock.
+    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
+        drop(tx);
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            Duty::Assess.as_str(),
+            Entity::new("change", id),
+            d,
+        )
+        .await);
+    }
+    let value = serde_json::to_value(&content).map_err(|e| AppError::Internal(e.into()))?;
+    let lowers = content.lowers(current.risk_level);
+    cab_db::decisions::insert_assessment(
+        &mut tx,
+        &NewAssessment {
+            id: Uuid::new_v4(),
+            change_id: id,
+            revision: current.revision,
+            assessor_id: user.id,
+            assessor_username: &user.username,
+            assessor_roles: &user.roles.names(),
+            content: &value,
+            decision: content.decision.as_str(),
+            assessed_level: content.assessed_level.as_str(),
+            lowers_risk: lowers,
+            at: now,
+        },
+    )
+    .await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.assessed",
+        Entity::new("change", id),
+        json!({
+            "number": current.number,
+            "revision": current.revision,
+            "decision": content.decision.as_str(),
+            "assessed_level": content.assessed_level.as_str(),
+            "engineer_level": current.risk_level.as_str(),
+            "lowers_risk": lowers,
+            "conditions": content.conditions,
+        }),
+    )
+    .await?;
+    if content.decision.accepts() && current.state != ChangeState::InCabReview {
+        cab_db::decisions::set_state(&mut tx, id, ChangeState::InCabReview.as_str(), now).await?;
+    }
+    let facts = match facts(&mut tx, &current).await {
+        Ok(f) => f,
+        Err(e) => {
+            drop(tx);
+            return Err(policy_unavailable(pool, user, origin, Duty::Assess, id, e).await);
+        }
+    };
+    settle(&mut tx, user, origin, &current, &facts, now).await?;
+    tx.commit().await?;
+    changes::load(pool, id).await
+}
+
+/// Casts (or changes) a CAB member's vote on the current revision. The
+/// change row is locked while the vote is counted, so when several members
+/// vote at once the change is approved exactly once.
+pub async fn vote(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    choice: VoteChoice,
+    comment: &str,
+    revision: Option<i32>,
+) -> Result<ChangeView, AppError> {
+    let comment = comment.trim();
+    let change = changes::load(pool, id).await?;
+    check_duty(pool, user, origin, &change, Duty::Vote).await?;
+    if choice != VoteChoice::Approve && comment.is_empty() {
+        return Err(AppError::invalid(
+            "comment",
+            "Say why: a comment is required to reject or request changes.",
+        ));
+    }
+    if comment.chars().count() > 10_000 {
+        return Err(AppError::invalid("comment", "At most 10000 characters."));
+    }
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    let current = changes::load_locked(&mut tx, id).await?;
+    let refused = |d: Denial| async {
+        audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            Duty::Vote.as_str(),
+            Entity::new("change", id),
+            d,
+        )
+        .await
+    };
+    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote) {
+        drop(tx);
+        return Err(refused(d).await);
+    }
+    if let Some(r) = revision
+        && r != current.revision
+    {
+        drop(tx);
+        return Err(refused(Denial::new(
+            "stale_revision",
+            format!("You voted on revision {r}, but the change is now at revision {}; read it again and vote on that.", current.revision),
+        ))
+        .await);
+    }
+    cab_db::decisions::insert_vote(
+        &mut tx,
+        &NewVote {
+            id: Uuid::new_v4(),
+            change_id: id,
+            revision: current.revision,
+            voter_id: user.id,
+            voter_username: &user.username,
+            voter_roles: &user.roles.names(),
+            choice: choice.as_str(),
+            comment,
+            at: now,
+        },
+    )
+    .await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.voted",
+        Entity::new("change", id),
+        json!({ "number": current.number, "revision": current.revision, "vote": choice.as_str(), "comment": comment }),
+    )
+    .await?;
+    let facts = match facts(&mut tx, &current).await {
+        Ok(f) => f,
+        Err(e) => {
+            drop(tx);
+            return Err(policy_unavailable(pool, user, origin, Duty::Vote, id, e).await);
+        }
+    };
+    settle(&mut tx, user, origin, &current, &facts, now).await?;
+    tx.commit().await?;
+    changes::load(pool, id).await
+}
+
+/// Records that an emergency change's retrospective review took place (a CAB
+/// member who did not work on the change).
+pub async fn complete_retrospective(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    notes: &str,
+) -> Result<ChangeView, AppError> {
+    let notes = notes.trim();
+    let change = changes::load(pool, id).await?;
+    let mut facts = change.facts();
+    // The same rule as a vote, on the decided change.
+    facts.state = ChangeState::InCabReview;
+    if let Err(d) = approval::check_duty(&facts, &user.change_actor(), Duty::Vote) {
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            "change.retrospective",
+            Entity::new("change", id),
+            d,
+        )
+        .await);
+    }
+    if notes.is_empty() {
+        return Err(AppError::invalid(
+            "notes",
+            "Summarise the retrospective review.",
+        ));
+    }
+    let mut tx = pool.begin().await?;
+    if !cab_db::decisions::complete_retrospective(&mut tx, id, Utc::now()).await? {
+        return Err(AppError::Conflict(Denial::new(
+            "no_retrospective_due",
+            "This change has no retrospective review due.",
+        )));
+    }
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "change.retrospective_completed",
+        Entity::new("change", id),
+        json!({ "number": change.number, "notes": notes }),
+    )
+    .await?;
+    tx.commit().await?;
+    changes::load(pool, id).await
+}
+
+/// An administrator sets the quorum policy.
+pub async fn set_policy(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    new: QuorumPolicy,
+) -> Result<QuorumPolicy, AppError> {
+    if let Err(d) = cab_domain::user_admin::require_admin(&user.actor()) {
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            "settings.quorum",
+            Entity::kind("settings"),
+            d,
+        )
+        .await);
+    }
+    let errors = new.validate();
+    if !errors.is_empty() {
+        return Err(changes::field_errors(errors));
+    }
+    let mut tx = pool.begin().await?;
+    let old = policy(&mut tx).await?;
+    let value = serde_json::to_value(new).map_err(|e| AppError::Internal(e.into()))?;
+    cab_db::decisions::put_setting(&mut tx, QUORUM_SETTING, &value, user.id, Utc::now()).await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "settings.quorum_changed",
+        Entity::new("settings", QUORUM_SETTING),
+        json!({ "from": old, "to": new }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(new)
+}

@@ -1,0 +1,431 @@
+//! Decision pages: the assessment form, votes, the reviewer and CAB queues,
+//! the printable agenda, and the quorum settings.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Redirect, Response};
+use cab_domain::Role;
+use cab_domain::approval::{
+    AssessmentContent, AssessmentDecision, DataClassification, Duty, LevelRule, QuorumPolicy,
+    TestRequirement, VoteChoice,
+};
+use cab_domain::risk::RiskLevel;
+
+use super::changes::Choice;
+use super::{FieldErrors, Layout, Viewer, render, when};
+use crate::changes::{self, ChangeView};
+use crate::decisions;
+use crate::error::AppError;
+use crate::request::Origin;
+
+type Pairs = Vec<(String, String)>;
+
+fn value(pairs: &Pairs, key: &str) -> String {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
+    let id = changes::resolve_id(&viewer.state.pool, raw).await?;
+    changes::load(&viewer.state.pool, id).await
+}
+
+#[derive(Template)]
+#[template(path = "decisions/assess.html")]
+struct AssessPage {
+    layout: Layout,
+    v: ChangeView,
+    key: String,
+    a: AssessmentContent,
+    errors: FieldErrors,
+    classes: Vec<Choice>,
+    levels: Vec<Choice>,
+    decisions: Vec<Choice>,
+    conditions: String,
+}
+
+fn blank_assessment(level: RiskLevel) -> AssessmentContent {
+    AssessmentContent {
+        data_classification: DataClassification::Internal,
+        security_implications: String::new(),
+        sast: TestRequirement::default(),
+        dast: TestRequirement::default(),
+        pentest: TestRequirement::default(),
+        residual_risk: String::new(),
+        assessed_level: level,
+        lowering_justification: String::new(),
+        decision: AssessmentDecision::Accept,
+        conditions: Vec::new(),
+    }
+}
+
+fn assess_page(
+    viewer: &Viewer,
+    v: ChangeView,
+    a: AssessmentContent,
+    errors: FieldErrors,
+) -> Response {
+    let status = if errors.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = AssessPage {
+        layout: viewer.layout(format!("Assess {}", v.key())),
+        key: v.key(),
+        classes: DataClassification::ALL
+            .iter()
+            .map(|c| Choice {
+                value: c.as_str(),
+                label: c.label(),
+                selected: *c == a.data_classification,
+            })
+            .collect(),
+        levels: RiskLevel::ALL
+            .iter()
+            .map(|l| Choice {
+                value: l.as_str(),
+                label: l.as_str(),
+                selected: *l == a.assessed_level,
+            })
+            .collect(),
+        decisions: AssessmentDecision::ALL
+            .iter()
+            .map(|d| Choice {
+                value: d.as_str(),
+                label: d.label(),
+                selected: *d == a.decision,
+            })
+            .collect(),
+        conditions: a.conditions.join("\n"),
+        a,
+        errors,
+        v,
+    };
+    (status, render(&page)).into_response()
+}
+
+pub async fn assess_form(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
+    let shown = async {
+        let v = load(&viewer, &id).await?;
+        if let Err(d) =
+            cab_domain::approval::check_duty(&v.facts(), &viewer.user.change_actor(), Duty::Assess)
+        {
+            return Err(crate::audit_log::deny(
+                &viewer.state.pool,
+                Some(viewer.user.audit_actor()),
+                &origin,
+                Duty::Assess.as_str(),
+                crate::audit_log::Entity::new("change", v.id),
+                d,
+            )
+            .await);
+        }
+        let a = blank_assessment(v.risk_level);
+        Ok(assess_page(&viewer, v, a, FieldErrors::default()))
+    };
+    shown.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+fn requirement(form: &Pairs, kind: &str) -> TestRequirement {
+    TestRequirement {
+        required: !value(form, &format!("{kind}_required")).is_empty(),
+        evidence: value(form, &format!("{kind}_evidence")).trim().to_owned(),
+        justification: value(form, &format!("{kind}_justification"))
+            .trim()
+            .to_owned(),
+    }
+}
+
+pub async fn assess_submit(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
+    let v = match load(&viewer, &id).await {
+        Ok(v) => v,
+        Err(e) => return viewer.error(e),
+    };
+    let a = AssessmentContent {
+        data_classification: DataClassification::parse(&value(&form, "data_classification"))
+            .unwrap_or(DataClassification::Internal),
+        security_implications: value(&form, "security_implications"),
+        sast: requirement(&form, "sast"),
+        dast: requirement(&form, "dast"),
+        pentest: requirement(&form, "pentest"),
+        residual_risk: value(&form, "residual_risk"),
+        assessed_level: RiskLevel::parse(&value(&form, "risk_level")).unwrap_or(v.risk_level),
+        lowering_justification: value(&form, "lowering_justification"),
+        decision: AssessmentDecision::parse(&value(&form, "decision"))
+            .unwrap_or(AssessmentDecision::Accept),
+        conditions: value(&form, "conditions")
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+    };
+    match decisions::assess(&viewer.state.pool, &viewer.user, &origin, v.id, a.clone()).await {
+        Ok(saved) => Redirect::to(&format!("/changes/{}#decision", saved.id)).into_response(),
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            match FieldErrors::absorb(e, "security_implications") {
+                Ok(errors) => assess_page(&viewer, v, a, errors),
+                Err(other) => viewer.error(other),
+            }
+        }
+        Err(e) => viewer.error(e),
+    }
+}
+
+pub async fn start(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
+    let done = async {
+        let v = load(&viewer, &id).await?;
+        decisions::start_assessment(&viewer.state.pool, &viewer.user, &origin, v.id).await?;
+        Ok::<_, AppError>(Redirect::to(&format!("/changes/{}/assessment", v.id)).into_response())
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn vote(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
+    let done = async {
+        let v = load(&viewer, &id).await?;
+        let choice = VoteChoice::parse(&value(&form, "vote")).ok_or_else(|| {
+            AppError::invalid("vote", "Choose approve, reject or request changes.")
+        })?;
+        let revision = value(&form, "revision").parse::<i32>().ok();
+        decisions::vote(
+            &viewer.state.pool,
+            &viewer.user,
+            &origin,
+            v.id,
+            choice,
+            &value(&form, "comment"),
+            revision,
+        )
+        .await?;
+        Ok::<_, AppError>(Redirect::to(&format!("/changes/{}#decision", v.id)).into_response())
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn retrospective(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
+    let done = async {
+        let v = load(&viewer, &id).await?;
+        decisions::complete_retrospective(
+            &viewer.state.pool,
+            &viewer.user,
+            &origin,
+            v.id,
+            &value(&form, "notes"),
+        )
+        .await?;
+        Ok::<_, AppError>(Redirect::to(&format!("/changes/{}#decision", v.id)).into_response())
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+pub struct QueueLine {
+    pub id: String,
+    pub key: String,
+    pub title: String,
+    pub state: String,
+    pub change_type: String,
+    pub risk: String,
+    pub author: String,
+    pub window: String,
+    pub needs: String,
+    pub my_vote: String,
+    pub submitted: String,
+}
+
+#[derive(Template)]
+#[template(path = "decisions/queue.html")]
+struct QueuePage {
+    layout: Layout,
+    heading: &'static str,
+    intro: &'static str,
+    cab: bool,
+    agenda: bool,
+    lines: Vec<QueueLine>,
+    overdue: Vec<(String, String, String, String)>,
+}
+
+fn window(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.as_ref().map(when).unwrap_or_else(|| "not planned".into())
+}
+
+pub async fn reviewer_queue(viewer: Viewer) -> Response {
+    let shown = async {
+        let mut conn = viewer.state.pool.acquire().await?;
+        let rows = cab_db::decisions::awaiting_assessment(&mut conn).await?;
+        let page = QueuePage {
+            layout: viewer.layout("Assessments"),
+            heading: "Waiting for security assessment",
+            intro: "Submitted changes whose current revision has no assessment, riskiest and oldest first.",
+            cab: false,
+            agenda: false,
+            lines: rows
+                .into_iter()
+                .map(|r| QueueLine {
+                    id: r.id.to_string(),
+                    key: format!("CHG-{}", r.number),
+                    title: r.title,
+                    state: r.state,
+                    change_type: r.change_type,
+                    risk: r.risk_level,
+                    author: r.author,
+                    window: window(&r.window_start),
+                    needs: String::new(),
+                    my_vote: String::new(),
+                    submitted: r.submitted_at.as_ref().map(when).unwrap_or_default(),
+                })
+                .collect(),
+            overdue: Vec::new(),
+        };
+        Ok::<_, AppError>(render(&page))
+    };
+    shown.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
+    let items = crate::queues::cab_queue(&viewer.state.pool, viewer.user.id).await?;
+    let mut conn = viewer.state.pool.acquire().await?;
+    let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
+    let page = QueuePage {
+        layout: viewer.layout(if agenda { "CAB agenda" } else { "CAB queue" }),
+        heading: if agenda {
+            "CAB meeting agenda"
+        } else {
+            "Awaiting CAB decision"
+        },
+        intro: if agenda {
+            "Changes to decide, by planned window and risk. Print this page for the meeting."
+        } else {
+            "Changes awaiting a decision, by planned window and risk, with what each still needs."
+        },
+        cab: true,
+        agenda,
+        lines: items
+            .into_iter()
+            .map(|i| QueueLine {
+                id: i.row.id.to_string(),
+                key: format!("CHG-{}", i.row.number),
+                title: i.row.title,
+                state: i.row.state,
+                change_type: i.row.change_type,
+                risk: i.level,
+                author: i.row.author,
+                window: window(&i.row.window_start),
+                needs: i.needs.join("; "),
+                my_vote: i.my_vote.unwrap_or_else(|| "—".into()),
+                submitted: i.row.submitted_at.as_ref().map(when).unwrap_or_default(),
+            })
+            .collect(),
+        overdue: overdue
+            .into_iter()
+            .map(|(id, n, title, due)| (id.to_string(), format!("CHG-{n}"), title, when(&due)))
+            .collect(),
+    };
+    Ok(render(&page))
+}
+
+pub async fn cab_queue(viewer: Viewer) -> Response {
+    cab_page(&viewer, false)
+        .await
+        .unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn cab_agenda(viewer: Viewer) -> Response {
+    cab_page(&viewer, true)
+        .await
+        .unwrap_or_else(|e| viewer.error(e))
+}
+
+#[derive(Template)]
+#[template(path = "decisions/quorum.html")]
+struct QuorumPage {
+    layout: Layout,
+    rules: Vec<(&'static str, u32, bool)>,
+    errors: FieldErrors,
+    saved: bool,
+    can_edit: bool,
+}
+
+fn rules(p: &QuorumPolicy) -> Vec<(&'static str, u32, bool)> {
+    vec![
+        ("low", p.low.approvals, p.low.assessment),
+        ("medium", p.medium.approvals, p.medium.assessment),
+        ("high", p.high.approvals, p.high.assessment),
+        ("critical", p.critical.approvals, p.critical.assessment),
+        ("emergency", p.emergency.approvals, p.emergency.assessment),
+    ]
+}
+
+pub async fn quorum_form(viewer: Viewer) -> Response {
+    let shown = async {
+        let mut conn = viewer.state.pool.acquire().await?;
+        let p = decisions::policy(&mut conn).await?;
+        Ok::<_, AppError>(render(&QuorumPage {
+            layout: viewer.layout("Quorum policy"),
+            rules: rules(&p),
+            errors: FieldErrors::default(),
+            saved: false,
+            can_edit: viewer.user.has(Role::Admin),
+        }))
+    };
+    shown.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
+    let rule = |name: &str| LevelRule {
+        approvals: value(&form, &format!("{name}_approvals"))
+            .parse()
+            .unwrap_or(0),
+        assessment: !value(&form, &format!("{name}_assessment")).is_empty(),
+    };
+    let p = QuorumPolicy {
+        low: rule("low"),
+        medium: rule("medium"),
+        high: rule("high"),
+        critical: rule("critical"),
+        emergency: rule("emergency"),
+    };
+    match decisions::set_policy(&viewer.state.pool, &viewer.user, &origin, p).await {
+        Ok(p) => render(&QuorumPage {
+            layout: viewer.layout("Quorum policy"),
+            rules: rules(&p),
+            errors: FieldErrors::default(),
+            saved: true,
+            can_edit: true,
+        }),
+        Err(e @ AppError::Fields(_)) => match FieldErrors::absorb(e, "low") {
+            Ok(errors) => {
+                let mut resp = render(&QuorumPage {
+                    layout: viewer.layout("Quorum policy"),
+                    rules: rules(&p),
+                    errors,
+                    saved: false,
+                    can_edit: true,
+                });
+                *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+                resp
+            }
+            Err(other) => viewer.error(other),
+        },
+        Err(e) => viewer.error(e),
+    }
+}
