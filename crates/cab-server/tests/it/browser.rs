@@ -263,6 +263,17 @@ impl Browser {
         .map(str::to_owned)
     }
 
+    /// Runs `script` in the page; it calls `arguments[arguments.length - 1]`
+    /// with its result.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
     pub async fn url(&self) -> String {
         self.cmd(reqwest::Method::GET, "/url", None)
             .await
@@ -454,5 +465,114 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
         diff.contains("Rotate the quokka certificates on the edge"),
         "{diff}"
     );
+    b.close().await;
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(pool: PgPool) {
+    add_user(
+        &pool,
+        "erin",
+        &["engineer", "cab_member"],
+        "erin-long-password",
+    );
+    add_user(&pool, "sam", &["security_reviewer"], "sam-long-password");
+    add_user(&pool, "carol", &["cab_member"], "carol-long-password");
+    add_user(&pool, "carl", &["cab_member"], "carl-long-password");
+    let (_server, url) = start_server(&pool, "STAGING");
+    // Erin files and submits a high-risk change through the API.
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{url}/api/v1/auth/token"))
+        .json(&json!({"username": "erin", "password": "erin-long-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let mut body = crate::changes::complete_change("Rotate the edge certificates");
+    body["risk"] = json!({"impact": 3, "likelihood": 3});
+    let change: Value = http
+        .post(format!("{url}/api/v1/changes"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = change["id"].as_str().unwrap().to_owned();
+    let submitted = http
+        .post(format!("{url}/api/v1/changes/{id}/submit"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 200);
+
+    let b = Browser::start().await;
+    // The security reviewer finds it in the queue and assesses it.
+    sign_in(&b, &url, "sam", "sam-long-password").await;
+    b.click("nav a[href='/assessments']").await;
+    b.wait_url(|u| u.ends_with("/assessments")).await;
+    b.click(&format!("#queue a[href='/changes/{id}']")).await;
+    b.wait_url(|u| u.contains(&id)).await;
+    b.click("#start-assessment").await;
+    b.wait_url(|u| u.ends_with("/assessment")).await;
+    b.type_into("#security_implications", "Touches TLS termination.")
+        .await;
+    b.click("input[name=sast_required]").await;
+    b.type_into("#sast_evidence", "https://ci.example.com/sast/9")
+        .await;
+    b.type_into("#residual_risk", "Low with pinning.").await;
+    b.click("#decision option[value='accept_with_conditions']")
+        .await;
+    b.type_into("#conditions", "Watch handshake errors for an hour")
+        .await;
+    b.click("#save-assessment").await;
+    b.wait_url(|u| u.ends_with("#decision")).await;
+    assert_eq!(b.text("#change-state").await, "In CAB review");
+    assert!(
+        b.text("#conditions")
+            .await
+            .contains("Watch handshake errors")
+    );
+    b.click("#logout").await;
+    b.wait_url(|u| u.ends_with("/login")).await;
+
+    // Two CAB members approve.
+    for (who, pw) in [
+        ("carol", "carol-long-password"),
+        ("carl", "carl-long-password"),
+    ] {
+        sign_in(&b, &url, who, pw).await;
+        b.click("nav a[href='/cab']").await;
+        b.wait_url(|u| u.ends_with("/cab")).await;
+        b.click(&format!("#queue a[href='/changes/{id}']")).await;
+        b.wait_url(|u| u.contains(&id)).await;
+        b.click("#cast-vote").await;
+        b.wait_url(|u| u.ends_with("#decision")).await;
+        b.click("#logout").await;
+        b.wait_url(|u| u.ends_with("/login")).await;
+    }
+
+    // The author, though a CAB member, finds no vote form, and a crafted POST is refused.
+    sign_in(&b, &url, "erin", "erin-long-password").await;
+    b.goto(&format!("{url}/changes/{id}")).await;
+    assert_eq!(b.text("#change-state").await, "Approved");
+    assert_eq!(b.count("#vote-form").await, 0);
+    assert_eq!(b.count("#approval-trail tbody tr").await, 3);
+    let status = b
+        .execute_async(&format!(
+            "const done = arguments[arguments.length - 1];
+             const body = new URLSearchParams({{_csrf: document.querySelector('input[name=_csrf]').value, vote: 'approve', revision: '1'}});
+             fetch('/changes/{id}/votes', {{method: 'POST', body}}).then(r => r.text().then(t => done([r.status, t])));"
+        ))
+        .await;
+    assert_eq!(status[0], 403);
+    assert!(status[1].as_str().unwrap().contains("cannot vote on it"));
     b.close().await;
 }

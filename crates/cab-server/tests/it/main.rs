@@ -12,5 +12,6 @@ mod changes;
 mod cli;
 mod common;
 mod csrf;
+mod decisions;
 mod ops;
 mod throttle;
