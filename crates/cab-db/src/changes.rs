@@ -21,6 +21,8 @@ pub struct ChangeRow {
     pub updated_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The standard-change template it was made from.
+    pub template_id: Option<Uuid>,
 }
 
 /// The columns a change's content is saved into.
@@ -146,7 +148,7 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Chan
         ChangeRow,
         r#"SELECT c.id, c.number, c.state, c.author_id, u.username AS author_username, c.content,
                   c.risk_level, c.risk_reasons, c.risk_version, c.revision, c.created_at, c.updated_at,
-                  c.submitted_at, c.closed_at
+                  c.submitted_at, c.closed_at, c.template_id
            FROM changes c JOIN users u ON u.id = c.author_id WHERE c.id = $1"#,
         id
     )
@@ -161,7 +163,7 @@ pub async fn find_for_update(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<
         ChangeRow,
         r#"SELECT c.id, c.number, c.state, c.author_id, u.username AS author_username, c.content,
                   c.risk_level, c.risk_reasons, c.risk_version, c.revision, c.created_at, c.updated_at,
-                  c.submitted_at, c.closed_at
+                  c.submitted_at, c.closed_at, c.template_id
            FROM changes c JOIN users u ON u.id = c.author_id WHERE c.id = $1 FOR UPDATE OF c"#,
         id
     )

@@ -11,6 +11,7 @@ pub mod decisions;
 pub mod health;
 pub mod login_failures;
 pub mod sessions;
+pub mod templates;
 pub mod users;
 
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

@@ -12,6 +12,7 @@ pub mod denial;
 pub mod password;
 pub mod risk;
 pub mod role;
+pub mod template;
 pub mod throttle;
 pub mod user_admin;
 

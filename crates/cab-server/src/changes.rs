@@ -36,6 +36,7 @@ pub struct ChangeView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
+    pub template_id: Option<Uuid>,
 }
 
 impl ChangeView {
@@ -77,6 +78,7 @@ fn view(row: ChangeRow, contributors: Vec<(Uuid, String)>) -> Result<ChangeView,
         created_at: row.created_at,
         updated_at: row.updated_at,
         submitted_at: row.submitted_at,
+        template_id: row.template_id,
     })
 }
 
@@ -266,6 +268,18 @@ pub async fn create(
     origin: &Origin,
     content: ChangeContent,
 ) -> Result<ChangeView, AppError> {
+    create_with(pool, user, origin, content, None).await
+}
+
+/// Files a new draft, from an approved standard-change template if one is
+/// named: the template's plans and risk are imposed.
+pub async fn create_with(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    content: ChangeContent,
+    template: Option<Uuid>,
+) -> Result<ChangeView, AppError> {
     if let Err(d) = change::check_create(&user.change_actor()) {
         return Err(audit_log::deny(
             pool,
@@ -277,6 +291,13 @@ pub async fn create(
         )
         .await);
     }
+    let content = match template {
+        Some(t) => {
+            let t = crate::templates::for_use(pool, user, origin, t).await?;
+            cab_domain::template::apply_template(&t.content, content)
+        }
+        None => content,
+    };
     let content = normalize(content, &user.username);
     let errors = content.validate();
     if !errors.is_empty() {
@@ -298,6 +319,9 @@ pub async fn create(
     .await?;
     cab_db::changes::set_contributors(&mut tx, id, &contributors).await?;
     cab_db::changes::remember_services(&mut tx, &content.services).await?;
+    if let Some(t) = template {
+        cab_db::templates::set_change_template(&mut tx, id, t).await?;
+    }
     audit_log::record(
         &mut tx,
         Some(user.audit_actor()),
@@ -310,6 +334,7 @@ pub async fn create(
             "type": content.change_type.as_str(),
             "risk_level": saved.risk.level.as_str(),
             "contributors": content.contributors,
+            "template": template,
         }),
     )
     .await?;
@@ -344,6 +369,16 @@ pub async fn edit(
         return Err(field_errors(errors));
     }
     let changed: Vec<FieldChange> = change::diff(&current.content, &content);
+    if cab_db::templates::template_of(&mut tx, id).await?.is_some()
+        && let Some(fixed) = changed
+            .iter()
+            .find(|c| cab_domain::template::FIXED_FIELDS.contains(&c.field.as_str()))
+    {
+        return Err(AppError::invalid(
+            &fixed.field,
+            "A standard change keeps its template's plans and risk; file a normal change to do otherwise.",
+        ));
+    }
     if changed.is_empty() {
         return Ok(current);
     }
@@ -486,6 +521,63 @@ pub async fn transition(
             )));
         }
     };
+    // A standard change from an approved template is approved on submission.
+    let template = if action == ChangeAction::Submit {
+        cab_db::templates::template_of(&mut tx, id).await?
+    } else {
+        None
+    };
+    if let Some(t) = template {
+        let row = cab_db::templates::find(&mut tx, t)
+            .await?
+            .ok_or(AppError::NotFound("template"))?;
+        let state = cab_domain::template::TemplateState::parse(&row.state);
+        if let Err(d) = cab_domain::template::check_template_action(
+            &user.change_actor(),
+            state,
+            Some(row.proposed_by),
+            cab_domain::template::TemplateAction::Use,
+        ) {
+            drop(tx);
+            return Err(audit_log::deny(
+                pool,
+                Some(user.audit_actor()),
+                origin,
+                "change.submit",
+                Entity::new("change", id),
+                d,
+            )
+            .await);
+        }
+        cab_db::decisions::decide(
+            &mut tx,
+            id,
+            ChangeState::Approved.as_str(),
+            Some(revision),
+            None,
+            now,
+        )
+        .await?;
+        sqlx::query!(
+            "UPDATE changes SET submitted_at = $2 WHERE id = $1",
+            id,
+            now
+        )
+        .execute(&mut *tx)
+        .await?;
+        audit_log::record(
+            &mut tx,
+            Some(user.audit_actor()),
+            origin,
+            "change.approved",
+            Entity::new("change", id),
+            json!({ "number": current.number, "revision": revision, "template": t, "template_name": row.name }),
+        )
+        .await?;
+        let updated = load_with(&mut tx, id, false).await?;
+        tx.commit().await?;
+        return Ok(updated);
+    }
     cab_db::changes::set_state(
         &mut tx,
         id,

@@ -10,7 +10,12 @@ use chrono::{Duration, Timelike, Utc};
 use sqlx::PgPool;
 
 use crate::auth::CurrentUser;
+use cab_domain::approval::{
+    AssessmentContent, AssessmentDecision, DataClassification, TestRequirement, VoteChoice,
+};
+
 use crate::changes;
+use crate::decisions;
 use crate::error::AppError;
 use crate::request::Origin;
 
@@ -146,6 +151,8 @@ pub async fn seed_changes(pool: &PgPool) -> Result<(), AppError> {
     let erin = person(pool, "erin").await?;
     let eddie = person(pool, "eddie").await?;
     let carol = person(pool, "carol").await?;
+    let carl = person(pool, "carl").await?;
+    let sam = person(pool, "sam").await?;
     let origin = Origin::cli();
     let base = Utc::now()
         .with_minute(0)
@@ -247,7 +254,130 @@ pub async fn seed_changes(pool: &PgPool) -> Result<(), AppError> {
                 Some("Superseded by a later change.".into()),
             )
             .await?;
+        } else if i % 3 == 1 {
+            // Assessed and decided: most approved, one sent back, one rejected.
+            let current = changes::load(pool, change.id).await?;
+            let decision = if i == 10 {
+                AssessmentDecision::Reject
+            } else {
+                AssessmentDecision::AcceptWithConditions
+            };
+            decisions::assess(
+                pool,
+                &sam,
+                &origin,
+                change.id,
+                demo_assessment(current.risk_level, decision),
+            )
+            .await?;
+            if i != 10 {
+                let second = if i == 22 {
+                    VoteChoice::RequestChanges
+                } else {
+                    VoteChoice::Approve
+                };
+                decisions::vote(
+                    pool,
+                    &carol,
+                    &origin,
+                    change.id,
+                    VoteChoice::Approve,
+                    "",
+                    None,
+                )
+                .await?;
+                let current = changes::load(pool, change.id).await?;
+                if cab_domain::approval::under_review(current.state) {
+                    decisions::vote(
+                        pool,
+                        &carl,
+                        &origin,
+                        change.id,
+                        second,
+                        "Add the dashboard you will watch.",
+                        None,
+                    )
+                    .await?;
+                }
+            }
+        } else if i % 9 == 0 {
+            // An emergency change, approved by the emergency CAB.
+            decisions::vote(
+                pool,
+                &carol,
+                &origin,
+                change.id,
+                VoteChoice::Approve,
+                "",
+                None,
+            )
+            .await?;
+            let current = changes::load(pool, change.id).await?;
+            decisions::assess(
+                pool,
+                &sam,
+                &origin,
+                change.id,
+                demo_assessment(current.risk_level, AssessmentDecision::Accept),
+            )
+            .await?;
         }
     }
+    // A standard-change template, approved by CAB.
+    let mut routine = crate::api::changes::blank_content();
+    routine.title = "Renew a TLS certificate from the internal CA".into();
+    routine.description = "Routine renewal before expiry.".into();
+    routine.category = Category::Configuration;
+    routine.implementation_plan = "Run the renewal job for the host.".into();
+    routine.test_plan = "The TLS check passes on the host.".into();
+    routine.rollback_plan = "Restore the previous certificate from the vault.".into();
+    routine.risk = RiskAnswers {
+        impact: 1,
+        likelihood: 1,
+        ..RiskAnswers::default()
+    };
+    let template =
+        crate::templates::propose(pool, &carol, &origin, "TLS certificate renewal", routine)
+            .await?;
+    crate::templates::vote(
+        pool,
+        &carl,
+        &origin,
+        template.row.id,
+        VoteChoice::Approve,
+        "",
+    )
+    .await?;
     Ok(())
+}
+
+fn demo_assessment(
+    level: cab_domain::risk::RiskLevel,
+    decision: AssessmentDecision,
+) -> AssessmentContent {
+    AssessmentContent {
+        data_classification: DataClassification::Internal,
+        security_implications: "Changes how the service talks to its neighbours; no new exposure."
+            .into(),
+        sast: TestRequirement {
+            required: true,
+            evidence: "https://ci.example.com/sast/latest".into(),
+            justification: String::new(),
+        },
+        dast: TestRequirement {
+            required: true,
+            evidence: String::new(),
+            justification: "Runs on STAGE before PROD.".into(),
+        },
+        pentest: TestRequirement::default(),
+        residual_risk: "Acceptable with monitoring during the window.".into(),
+        assessed_level: level,
+        lowering_justification: String::new(),
+        decision,
+        conditions: if decision == AssessmentDecision::AcceptWithConditions {
+            vec!["Watch error rates for an hour after the change.".into()]
+        } else {
+            Vec::new()
+        },
+    }
 }

@@ -21,6 +21,7 @@ pub mod queues;
 pub mod request;
 pub mod signin;
 pub mod state;
+pub mod templates;
 pub mod ui;
 
 use std::net::SocketAddr;

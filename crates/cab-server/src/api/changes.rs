@@ -105,6 +105,9 @@ pub struct ChangeInput {
     /// Usernames of people who worked on the change with the author.
     pub contributors: Option<Vec<String>>,
     pub risk: Option<RiskAnswersIo>,
+    /// On create only: an approved standard-change template to make the
+    /// change from (its plans and risk are imposed; it is approved on submission).
+    pub template: Option<Uuid>,
 }
 
 fn parse_one<T>(
@@ -154,6 +157,12 @@ pub fn blank_content() -> ChangeContent {
 
 impl ChangeInput {
     pub fn apply(self, mut c: ChangeContent) -> Result<ChangeContent, AppError> {
+        if self.template.is_some() {
+            return Err(AppError::invalid(
+                "template",
+                "A change's template is chosen when it is filed and cannot change.",
+            ));
+        }
         if let Some(v) = self.title {
             c.title = v;
         }
@@ -291,6 +300,8 @@ pub struct ChangeOut {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     submitted_at: Option<DateTime<Utc>>,
+    /// The standard-change template it was made from.
+    template: Option<Uuid>,
 }
 
 impl From<ChangeView> for ChangeOut {
@@ -354,6 +365,7 @@ impl From<ChangeView> for ChangeOut {
             created_at: v.created_at,
             updated_at: v.updated_at,
             submitted_at: v.submitted_at,
+            template: v.template_id,
         }
     }
 }
@@ -537,10 +549,11 @@ pub async fn create_change(
     State(state): State<AppState>,
     origin: Origin,
     ApiUser(user): ApiUser,
-    AppJson(body): AppJson<ChangeInput>,
+    AppJson(mut body): AppJson<ChangeInput>,
 ) -> ApiResult<(StatusCode, Json<ChangeOut>)> {
+    let template = body.template.take();
     let content = body.apply(blank_content())?;
-    let created = changes::create(&state.pool, &user, &origin, content).await?;
+    let created = changes::create_with(&state.pool, &user, &origin, content, template).await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 

@@ -7,6 +7,7 @@ pub mod changes;
 pub mod decisions;
 mod extract;
 mod me;
+mod templates;
 mod users;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,6 +34,7 @@ pub use extract::{ApiPath, AppJson};
         (name = "auth", description = "Access tokens and the caller"),
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
+        (name = "templates", description = "Standard-change templates, approved once by CAB"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators)"),
     )
 )]
@@ -83,5 +85,12 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(decisions::post_retrospective))
         .routes(routes!(decisions::get_quorum, decisions::put_quorum))
         .routes(routes!(decisions::cab_queue))
+        .routes(routes!(
+            templates::list_templates,
+            templates::propose_template
+        ))
+        .routes(routes!(templates::get_template))
+        .routes(routes!(templates::vote_template))
+        .routes(routes!(templates::retire_template))
         .split_for_parts()
 }

@@ -237,6 +237,8 @@ struct FormPage {
     known_services: Vec<String>,
     risk: RiskPreview,
     levels: Vec<(i16, &'static str)>,
+    /// (id, name) of the standard-change template it is made from.
+    template: Option<(String, String)>,
 }
 
 impl FormPage {
@@ -256,6 +258,18 @@ async fn form_page(
     raw_window: Option<(String, String)>,
     errors: FieldErrors,
     fresh_tz: bool,
+) -> Result<Response, AppError> {
+    form_page_from(viewer, existing, c, raw_window, errors, fresh_tz, None).await
+}
+
+async fn form_page_from(
+    viewer: &Viewer,
+    existing: Option<&ChangeView>,
+    c: ChangeContent,
+    raw_window: Option<(String, String)>,
+    errors: FieldErrors,
+    fresh_tz: bool,
+    template: Option<(String, String)>,
 ) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
     let known_services = cab_db::changes::known_services(&mut conn).await?;
@@ -302,6 +316,7 @@ async fn form_page(
         evidence: c.test_evidence.join("\n"),
         known_services,
         risk: risk_preview(&c.risk),
+        template,
         levels: vec![
             (1, "1 — negligible / rare"),
             (2, "2 — minor / unlikely"),
@@ -314,7 +329,12 @@ async fn form_page(
     Ok((status, render(&page)).into_response())
 }
 
-pub async fn new_form(viewer: Viewer, origin: Origin) -> Response {
+#[derive(serde::Deserialize)]
+pub struct FromTemplate {
+    template: Option<String>,
+}
+
+pub async fn new_form(viewer: Viewer, origin: Origin, Query(q): Query<FromTemplate>) -> Response {
     let shown = async {
         if let Err(d) = cab_domain::change::check_create(&viewer.user.change_actor()) {
             return Err(crate::audit_log::deny(
@@ -329,7 +349,17 @@ pub async fn new_form(viewer: Viewer, origin: Origin) -> Response {
         }
         let mut c = blank_content();
         c.window_tz = "+00:00".into();
-        form_page(&viewer, None, c, None, FieldErrors::default(), true).await
+        let mut from = None;
+        if let Some(raw) = q.template.filter(|t| !t.is_empty()) {
+            let id = raw.parse().map_err(|_| AppError::NotFound("template"))?;
+            let t =
+                crate::templates::for_use(&viewer.state.pool, &viewer.user, &origin, id).await?;
+            c.title = t.content.title.clone();
+            c.description = t.content.description.clone();
+            c = cab_domain::template::apply_template(&t.content, c);
+            from = Some((t.row.id.to_string(), t.row.name.clone()));
+        }
+        form_page_from(&viewer, None, c, None, FieldErrors::default(), true, from).await
     };
     shown.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -350,7 +380,15 @@ async fn reshow(
         }
     }
     let raw = Some((value(form, "window_start"), value(form, "window_end")));
-    form_page(viewer, existing, c, raw, errors, false)
+    // Keep the template the form was made from.
+    let template = match value(form, "template").parse::<uuid::Uuid>() {
+        Ok(id) => crate::templates::load(&viewer.state.pool, id)
+            .await
+            .ok()
+            .map(|t| (t.row.id.to_string(), t.row.name)),
+        Err(_) => None,
+    };
+    form_page_from(viewer, existing, c, raw, errors, false, template)
         .await
         .unwrap_or_else(|e| viewer.error(e))
 }
@@ -360,7 +398,16 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
     if !errors.is_empty() {
         return reshow(&viewer, None, &form, c, errors, None).await;
     }
-    match changes::create(&viewer.state.pool, &viewer.user, &origin, c.clone()).await {
+    let template = value(&form, "template").parse::<uuid::Uuid>().ok();
+    match changes::create_with(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        c.clone(),
+        template,
+    )
+    .await
+    {
         Ok(created) => Redirect::to(&format!("/changes/{}", created.id)).into_response(),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             reshow(&viewer, None, &form, c, FieldErrors::default(), Some(e)).await

@@ -7,6 +7,7 @@ pub mod changes;
 mod decisions;
 mod home;
 mod login;
+mod templates;
 
 pub use login::login_binding;
 
@@ -69,6 +70,10 @@ pub fn router() -> Router<AppState> {
             "/admin/quorum",
             get(decisions::quorum_form).post(decisions::quorum_submit),
         )
+        .route("/templates", get(templates::list).post(templates::propose))
+        .route("/templates/{id}", get(templates::show))
+        .route("/templates/{id}/votes", post(templates::vote))
+        .route("/templates/{id}/retire", post(templates::retire))
 }
 
 pub struct NavLink {
@@ -79,11 +84,16 @@ pub struct NavLink {
 
 /// What a role may reach from the navigation; the handlers check again.
 pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
-    let items: [(&str, &str, &[Role]); 7] = [
+    let items: [(&str, &str, &[Role]); 8] = [
         ("/", "Dashboard", &[]),
         ("/changes", "Changes", &[]),
         ("/assessments", "Assessments", &[Role::SecurityReviewer]),
         ("/cab", "CAB queue", &[Role::CabMember]),
+        (
+            "/templates",
+            "Standard changes",
+            &[Role::Engineer, Role::CabMember, Role::Admin],
+        ),
         ("/admin/quorum", "Quorum", &[Role::Admin]),
         ("/admin/users", "Users", &[Role::Admin]),
         ("/audit", "Audit trail", &[Role::Auditor, Role::Admin]),
@@ -344,18 +354,28 @@ mod tests {
                 .map(|l| l.label)
                 .collect()
         };
-        assert_eq!(labels(&[Role::Engineer]), vec!["Dashboard", "Changes"]);
+        assert_eq!(
+            labels(&[Role::Engineer]),
+            vec!["Dashboard", "Changes", "Standard changes"]
+        );
         assert_eq!(
             labels(&[Role::Auditor]),
             vec!["Dashboard", "Changes", "Audit trail"]
         );
         assert_eq!(
             labels(&[Role::Admin]),
-            vec!["Dashboard", "Changes", "Quorum", "Users", "Audit trail"]
+            vec![
+                "Dashboard",
+                "Changes",
+                "Standard changes",
+                "Quorum",
+                "Users",
+                "Audit trail"
+            ]
         );
         assert_eq!(
             labels(&[Role::CabMember]),
-            vec!["Dashboard", "Changes", "CAB queue"]
+            vec!["Dashboard", "Changes", "CAB queue", "Standard changes"]
         );
         assert_eq!(
             labels(&[Role::SecurityReviewer]),

@@ -326,7 +326,10 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         "rgba(179, 38, 30, 1)"
     );
     assert_eq!(b.text("#signed-in-user").await, "erin");
-    assert_eq!(b.texts("nav a").await, vec!["Dashboard", "Changes"]);
+    assert_eq!(
+        b.texts("nav a").await,
+        vec!["Dashboard", "Changes", "Standard changes"]
+    );
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
     // Signed out: the dashboard sends back to the login page.
@@ -354,7 +357,14 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     sign_in(&b, &url, "adam", "adam-long-password").await;
     assert_eq!(
         b.texts("nav a").await,
-        vec!["Dashboard", "Changes", "Quorum", "Users", "Audit trail"]
+        vec![
+            "Dashboard",
+            "Changes",
+            "Standard changes",
+            "Quorum",
+            "Users",
+            "Audit trail"
+        ]
     );
     b.click("nav a[href='/admin/users']").await;
     b.wait_url(|u| u.ends_with("/admin/users")).await;

@@ -767,3 +767,156 @@ async fn queues_and_agenda(pool: PgPool) {
             .contains("1 more CAB approval; an accepting security assessment")
     );
 }
+
+fn template_body(name: &str, impact: i64) -> Value {
+    json!({
+        "name": name,
+        "change": {
+            "title": "Renew a TLS certificate",
+            "description": "Routine renewal from the internal CA.",
+            "category": "configuration",
+            "implementation_plan": "Run the renewal job.",
+            "test_plan": "The TLS check passes.",
+            "rollback_plan": "Restore the previous certificate.",
+            "risk": {"impact": impact, "likelihood": 1}
+        }
+    })
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn standard_changes_from_an_approved_template_are_approved_on_submission(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let carl = app.api_login("carl", &[Role::CabMember]).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    // Only low-risk routines can be templates.
+    let resp = app
+        .api(
+            Method::POST,
+            "/api/v1/templates",
+            Some(&carol.token),
+            Some(template_body("Risky", 4)),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(resp.json()["field"], "impact");
+    // Engineers do not propose templates.
+    let resp = app
+        .api(
+            Method::POST,
+            "/api/v1/templates",
+            Some(&erin.token),
+            Some(template_body("Mine", 1)),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    let resp = app
+        .api(
+            Method::POST,
+            "/api/v1/templates",
+            Some(&carol.token),
+            Some(template_body("TLS renewal", 1)),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.body);
+    let tid = resp.json()["id"].as_str().unwrap().to_owned();
+
+    // Not approved yet: no change can be made from it.
+    let mut body = complete_change("Renew api.example.com");
+    body["template"] = json!(tid);
+    let resp = app
+        .api(
+            Method::POST,
+            "/api/v1/changes",
+            Some(&erin.token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(resp.problem_code(), "template_not_approved");
+
+    // The proposer cannot approve their own template.
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/templates/{tid}/votes"),
+            Some(&carol.token),
+            Some(json!({"vote": "approve"})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(resp.problem_code(), "self_approval");
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/templates/{tid}/votes"),
+            Some(&carl.token),
+            Some(json!({"vote": "approve"})),
+        )
+        .await;
+    assert_eq!(resp.json()["state"], "approved", "{}", resp.body);
+
+    // From the template: its plans are imposed, and submission approves it.
+    let created = app.file_change(&erin, body.clone()).await;
+    assert_eq!(created["type"], "standard");
+    assert_eq!(created["implementation_plan"], "Run the renewal job.");
+    assert_eq!(created["template"], tid.as_str());
+    let id = created["id"].as_str().unwrap().to_owned();
+    let resp = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/changes/{id}"),
+            Some(&erin.token),
+            Some(json!({"rollback_plan": "Something else"})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(resp.json()["field"], "rollback_plan");
+    let resp = app.change_action(&erin, &id, "submit", None).await;
+    assert_eq!(resp.json()["state"], "approved", "{}", resp.body);
+    let approved: Vec<Value> = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "change.approved")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(
+        approved[0]["template"],
+        tid.as_str(),
+        "the trail records which template approved it"
+    );
+
+    // Retired: no new changes from it.
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/templates/{tid}/retire"),
+            Some(&carol.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.json()["state"], "retired");
+    let resp = app
+        .api(
+            Method::POST,
+            "/api/v1/changes",
+            Some(&erin.token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(resp.problem_code(), "template_retired");
+
+    // The pages: the list, and no vote form for the proposer.
+    let s = app
+        .browser_login_with(carol.user.clone(), "carol-correct-horse-battery")
+        .await;
+    let page = app.get_page("/templates", Some(&s.cookie)).await;
+    assert!(page.body.contains("TLS renewal"));
+    let page = app
+        .get_page(&format!("/templates/{tid}"), Some(&s.cookie))
+        .await;
+    assert!(!page.body.contains("id=\"template-vote-form\""));
+}

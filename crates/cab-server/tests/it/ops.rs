@@ -266,6 +266,11 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("GET", "/api/v1/settings/quorum"),
         ("PUT", "/api/v1/settings/quorum"),
         ("GET", "/api/v1/queues/cab"),
+        ("GET", "/api/v1/templates"),
+        ("POST", "/api/v1/templates"),
+        ("GET", "/api/v1/templates/{id}"),
+        ("POST", "/api/v1/templates/{id}/votes"),
+        ("POST", "/api/v1/templates/{id}/retire"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

@@ -1,0 +1,286 @@
+//! Standard-change templates: proposed by CAB members or administrators,
+//! approved once by CAB under the normal policy, retired when no longer
+//! wanted. Changes made from an approved template are approved on submission.
+
+use cab_db::templates::{NewTemplateVote, TemplateRow, TemplateVoteRow};
+use cab_domain::approval::{self, Ballot, Decision, VoteChoice};
+use cab_domain::change::{ChangeContent, ChangeType};
+use cab_domain::risk::{RiskLevel, assess};
+use cab_domain::template::{self, TemplateAction, TemplateState};
+use chrono::Utc;
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::audit_log::{self, Entity};
+use crate::auth::CurrentUser;
+use crate::changes;
+use crate::error::AppError;
+use crate::request::Origin;
+
+#[derive(Debug, Clone)]
+pub struct TemplateView {
+    pub row: TemplateRow,
+    pub state: TemplateState,
+    pub content: ChangeContent,
+    pub votes: Vec<TemplateVoteRow>,
+}
+
+fn internal(e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(anyhow::anyhow!("stored template is unreadable: {e}"))
+}
+
+async fn view(conn: &mut PgConnection, row: TemplateRow) -> Result<TemplateView, AppError> {
+    let votes = cab_db::templates::votes(conn, row.id).await?;
+    Ok(TemplateView {
+        state: TemplateState::parse(&row.state).ok_or_else(|| internal(&row.state))?,
+        content: serde_json::from_value(row.content.clone()).map_err(internal)?,
+        votes,
+        row,
+    })
+}
+
+pub async fn load(pool: &PgPool, id: Uuid) -> Result<TemplateView, AppError> {
+    let mut conn = pool.acquire().await?;
+    let row = cab_db::templates::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("template"))?;
+    view(&mut conn, row).await
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<TemplateView>, AppError> {
+    let mut conn = pool.acquire().await?;
+    let rows = cab_db::templates::list(&mut conn).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(view(&mut conn, row).await?);
+    }
+    Ok(out)
+}
+
+async fn deny(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    action: TemplateAction,
+    id: Option<Uuid>,
+    d: cab_domain::Denial,
+) -> AppError {
+    let entity = match id {
+        Some(id) => Entity::new("template", id),
+        None => Entity::kind("template"),
+    };
+    audit_log::deny(
+        pool,
+        Some(user.audit_actor()),
+        origin,
+        action.as_str(),
+        entity,
+        d,
+    )
+    .await
+}
+
+pub async fn propose(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    name: &str,
+    content: ChangeContent,
+) -> Result<TemplateView, AppError> {
+    if let Err(d) =
+        template::check_template_action(&user.change_actor(), None, None, TemplateAction::Propose)
+    {
+        return Err(deny(pool, user, origin, TemplateAction::Propose, None, d).await);
+    }
+    let name = name.trim();
+    let mut content = changes::normalize(content, &user.username);
+    content.change_type = ChangeType::Standard;
+    content.contributors.clear();
+    let errors = template::validate_template(name, &content);
+    if !errors.is_empty() {
+        return Err(changes::field_errors(errors));
+    }
+    let id = Uuid::new_v4();
+    let value = serde_json::to_value(&content).map_err(|e| AppError::Internal(e.into()))?;
+    let level = assess(&content.risk).level;
+    let mut tx = pool.begin().await?;
+    match cab_db::templates::insert(
+        &mut tx,
+        id,
+        name,
+        &value,
+        level.as_str(),
+        user.id,
+        Utc::now(),
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(e) if cab_db::is_unique_violation(&e, "standard_templates_name_key") => {
+            return Err(AppError::invalid(
+                "name",
+                "A template with this name exists.",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "template.proposed",
+        Entity::new("template", id),
+        json!({ "name": name, "risk_level": level.as_str() }),
+    )
+    .await?;
+    tx.commit().await?;
+    load(pool, id).await
+}
+
+/// A CAB member's vote on a proposed template; approved under the normal
+/// policy for the template's (low) risk level.
+pub async fn vote(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    choice: VoteChoice,
+    comment: &str,
+) -> Result<TemplateView, AppError> {
+    let comment = comment.trim();
+    if choice != VoteChoice::Approve && comment.is_empty() {
+        return Err(AppError::invalid(
+            "comment",
+            "Say why: a comment is required to reject or request changes.",
+        ));
+    }
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    let row = cab_db::templates::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound("template"))?;
+    let current = view(&mut tx, row).await?;
+    if let Err(d) = template::check_template_action(
+        &user.change_actor(),
+        Some(current.state),
+        Some(current.row.proposed_by),
+        TemplateAction::Vote,
+    ) {
+        drop(tx);
+        return Err(deny(pool, user, origin, TemplateAction::Vote, Some(id), d).await);
+    }
+    cab_db::templates::insert_vote(
+        &mut tx,
+        &NewTemplateVote {
+            template_id: id,
+            voter_id: user.id,
+            voter_username: &user.username,
+            voter_roles: &user.roles.names(),
+            choice: choice.as_str(),
+            comment,
+            at: now,
+        },
+    )
+    .await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "template.voted",
+        Entity::new("template", id),
+        json!({ "name": current.row.name, "vote": choice.as_str(), "comment": comment }),
+    )
+    .await?;
+    let mut ballots: Vec<Ballot> = current
+        .votes
+        .iter()
+        .filter(|v| v.superseded_at.is_none())
+        .filter_map(|v| {
+            Some(Ballot {
+                voter: v.voter_id,
+                choice: VoteChoice::parse(&v.choice)?,
+            })
+        })
+        .collect();
+    ballots.push(Ballot {
+        voter: user.id,
+        choice,
+    });
+    let policy = crate::decisions::policy(&mut tx).await?;
+    let level = RiskLevel::parse(&current.row.risk_level).unwrap_or(RiskLevel::Low);
+    let outcome = approval::evaluate(&policy, ChangeType::Normal, level, &ballots, None);
+    let settled = match outcome {
+        Decision::Approved => Some((TemplateState::Approved, "template.approved")),
+        Decision::Rejected { .. } => Some((TemplateState::Retired, "template.rejected")),
+        Decision::ChangesRequested | Decision::Pending { .. } => None,
+    };
+    if let Some((state, event)) = settled {
+        cab_db::templates::set_state(&mut tx, id, state.as_str(), now).await?;
+        audit_log::record(
+            &mut tx,
+            Some(user.audit_actor()),
+            origin,
+            event,
+            Entity::new("template", id),
+            json!({ "name": current.row.name }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    load(pool, id).await
+}
+
+pub async fn retire(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<TemplateView, AppError> {
+    let mut tx = pool.begin().await?;
+    let row = cab_db::templates::find_for_update(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound("template"))?;
+    let state = TemplateState::parse(&row.state).ok_or_else(|| internal(&row.state))?;
+    if let Err(d) = template::check_template_action(
+        &user.change_actor(),
+        Some(state),
+        Some(row.proposed_by),
+        TemplateAction::Retire,
+    ) {
+        drop(tx);
+        return Err(deny(pool, user, origin, TemplateAction::Retire, Some(id), d).await);
+    }
+    cab_db::templates::set_state(&mut tx, id, TemplateState::Retired.as_str(), Utc::now()).await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "template.retired",
+        Entity::new("template", id),
+        json!({ "name": row.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    load(pool, id).await
+}
+
+/// The approved template a new change is made from; refused (and recorded)
+/// when it is not approved.
+pub async fn for_use(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<TemplateView, AppError> {
+    let t = load(pool, id).await?;
+    if let Err(d) = template::check_template_action(
+        &user.change_actor(),
+        Some(t.state),
+        Some(t.row.proposed_by),
+        TemplateAction::Use,
+    ) {
+        return Err(deny(pool, user, origin, TemplateAction::Use, Some(id), d).await);
+    }
+    Ok(t)
+}

@@ -1,0 +1,229 @@
+//! Standard-change template pages: the list with a proposal form, and each
+//! template with CAB's votes.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use cab_domain::approval::VoteChoice;
+use cab_domain::change::Category;
+use cab_domain::risk::RiskAnswers;
+use cab_domain::template::{TemplateAction, check_template_action};
+
+use super::changes::Choice;
+use super::{FieldErrors, Layout, Viewer, render, when};
+use crate::api::changes::blank_content;
+use crate::error::AppError;
+use crate::request::Origin;
+use crate::templates::{self, TemplateView};
+
+type Pairs = Vec<(String, String)>;
+
+fn value(pairs: &Pairs, key: &str) -> String {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+pub struct TemplateLine {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    pub proposer: String,
+    pub category: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "templates/list.html")]
+struct ListPage {
+    layout: Layout,
+    templates: Vec<TemplateLine>,
+    can_propose: bool,
+    errors: FieldErrors,
+    form: Pairs,
+    categories: Vec<Choice>,
+}
+
+impl ListPage {
+    fn field(&self, name: &str) -> String {
+        value(&self.form, name)
+    }
+}
+
+async fn list_page(
+    viewer: &Viewer,
+    form: Pairs,
+    errors: FieldErrors,
+) -> Result<Response, AppError> {
+    let all = templates::list(&viewer.state.pool).await?;
+    let chosen = value(&form, "category");
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = ListPage {
+        layout: viewer.layout("Standard changes"),
+        templates: all
+            .into_iter()
+            .map(|t| TemplateLine {
+                id: t.row.id.to_string(),
+                name: t.row.name,
+                state: t.state.as_str(),
+                proposer: t.row.proposer,
+                category: t.content.category.label(),
+            })
+            .collect(),
+        can_propose: check_template_action(
+            &viewer.user.change_actor(),
+            None,
+            None,
+            TemplateAction::Propose,
+        )
+        .is_ok(),
+        categories: Category::ALL
+            .iter()
+            .map(|c| Choice {
+                value: c.as_str(),
+                label: c.label(),
+                selected: c.as_str() == chosen,
+            })
+            .collect(),
+        errors,
+        form,
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+pub async fn list(viewer: Viewer) -> Response {
+    list_page(&viewer, Vec::new(), FieldErrors::default())
+        .await
+        .unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
+    let mut c = blank_content();
+    c.title = value(&form, "title");
+    c.description = value(&form, "description");
+    c.category = Category::parse(&value(&form, "category")).unwrap_or(Category::Configuration);
+    c.implementation_plan = value(&form, "implementation_plan");
+    c.test_plan = value(&form, "test_plan");
+    c.rollback_plan = value(&form, "rollback_plan");
+    c.risk = RiskAnswers {
+        impact: value(&form, "impact").parse().unwrap_or(0),
+        likelihood: value(&form, "likelihood").parse().unwrap_or(0),
+        ..RiskAnswers::default()
+    };
+    match templates::propose(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        &value(&form, "name"),
+        c,
+    )
+    .await
+    {
+        Ok(t) => Redirect::to(&format!("/templates/{}", t.row.id)).into_response(),
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            match FieldErrors::absorb(e, "name") {
+                Ok(errors) => list_page(&viewer, form, errors)
+                    .await
+                    .unwrap_or_else(|e| viewer.error(e)),
+                Err(other) => viewer.error(other),
+            }
+        }
+        Err(e) => viewer.error(e),
+    }
+}
+
+pub struct VoteLine {
+    pub who: String,
+    pub roles: String,
+    pub vote: String,
+    pub comment: String,
+    pub at: String,
+    pub superseded: bool,
+}
+
+#[derive(Template)]
+#[template(path = "templates/show.html")]
+struct ShowPage {
+    layout: Layout,
+    t: TemplateView,
+    state: &'static str,
+    votes: Vec<VoteLine>,
+    may_vote: bool,
+    may_retire: bool,
+    may_use: bool,
+}
+
+fn parse_id(raw: &str) -> Result<uuid::Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound("template"))
+}
+
+pub async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
+    let shown = async {
+        let t = templates::load(&viewer.state.pool, parse_id(&id)?).await?;
+        let actor = viewer.user.change_actor();
+        let check =
+            |a| check_template_action(&actor, Some(t.state), Some(t.row.proposed_by), a).is_ok();
+        let page = ShowPage {
+            layout: viewer.layout(format!("Template {}", t.row.name)),
+            state: t.state.as_str(),
+            votes: t
+                .votes
+                .iter()
+                .map(|v| VoteLine {
+                    who: v.voter_username.clone(),
+                    roles: v.voter_roles.join(", "),
+                    vote: v.choice.replace('_', " "),
+                    comment: v.comment.clone(),
+                    at: when(&v.created_at),
+                    superseded: v.superseded_at.is_some(),
+                })
+                .collect(),
+            may_vote: check(TemplateAction::Vote),
+            may_retire: check(TemplateAction::Retire),
+            may_use: check(TemplateAction::Use) && cab_domain::change::check_create(&actor).is_ok(),
+            t,
+        };
+        Ok::<_, AppError>(render(&page))
+    };
+    shown.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn vote(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+    Form(form): Form<Pairs>,
+) -> Response {
+    let done = async {
+        let id = parse_id(&id)?;
+        let choice = VoteChoice::parse(&value(&form, "vote"))
+            .ok_or_else(|| AppError::invalid("vote", "Choose a vote."))?;
+        templates::vote(
+            &viewer.state.pool,
+            &viewer.user,
+            &origin,
+            id,
+            choice,
+            &value(&form, "comment"),
+        )
+        .await?;
+        Ok::<_, AppError>(Redirect::to(&format!("/templates/{id}")).into_response())
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+pub async fn retire(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
+    let done = async {
+        let id = parse_id(&id)?;
+        templates::retire(&viewer.state.pool, &viewer.user, &origin, id).await?;
+        Ok::<_, AppError>(Redirect::to(&format!("/templates/{id}")).into_response())
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
