@@ -9,33 +9,19 @@ use crate::change::{Actor, ChangeFacts, ChangeState, ChangeType, FieldError};
 use crate::risk::RiskLevel;
 use crate::{Denial, Role};
 
-macro_rules! words {
-    ($name:ident { $($variant:ident = $text:literal / $label:literal),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str { match self { $($name::$variant => $text),+ } }
-            pub fn label(self) -> &'static str { match self { $($name::$variant => $label),+ } }
-            pub fn parse(s: &str) -> Option<Self> { Self::ALL.iter().copied().find(|v| v.as_str() == s) }
-        }
-    };
-}
-
-words!(VoteChoice {
+vocabulary!(VoteChoice {
     Approve = "approve" / "Approve",
     Reject = "reject" / "Reject",
     RequestChanges = "request_changes" / "Request changes",
 });
 
-words!(AssessmentDecision {
+vocabulary!(AssessmentDecision {
     Accept = "accept" / "Accept",
     AcceptWithConditions = "accept_with_conditions" / "Accept with conditions",
     Reject = "reject" / "Reject",
 });
 
-words!(DataClassification {
+vocabulary!(DataClassification {
     Public = "public" / "Public",
     Internal = "internal" / "Internal",
     Confidential = "confidential" / "Confidential",

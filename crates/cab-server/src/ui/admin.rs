@@ -13,26 +13,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{FieldErrors, Layout, Viewer, render, when};
+use super::{FormPairs as Pairs, form_value as value, form_values as values};
 use crate::accounts::{self, NewAccount, Operator};
 use crate::error::AppError;
 use crate::request::Origin;
-
-type Pairs = Vec<(String, String)>;
-
-fn values<'a>(pairs: &'a Pairs, key: &str) -> Vec<&'a str> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
-
-fn value(pairs: &Pairs, key: &str) -> String {
-    values(pairs, key)
-        .first()
-        .map(|s| (*s).to_owned())
-        .unwrap_or_default()
-}
 
 pub struct RoleChoice {
     pub name: &'static str,

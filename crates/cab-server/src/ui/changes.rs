@@ -16,27 +16,11 @@ use cab_domain::risk::{RiskAnswers, RiskLevel, assess};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use super::{FieldErrors, Layout, Viewer, render, urlencode, when};
+use super::{FormPairs as Pairs, form_value as value, form_values as values};
 use crate::api::changes::{ListQuery, blank_content, page};
 use crate::changes::{self, ChangeView};
 use crate::error::AppError;
 use crate::request::Origin;
-
-type Pairs = Vec<(String, String)>;
-
-fn values<'a>(pairs: &'a Pairs, key: &str) -> Vec<&'a str> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
-
-fn value(pairs: &Pairs, key: &str) -> String {
-    values(pairs, key)
-        .first()
-        .map(|s| (*s).to_owned())
-        .unwrap_or_default()
-}
 
 fn checked(pairs: &Pairs, key: &str) -> bool {
     !value(pairs, key).is_empty()

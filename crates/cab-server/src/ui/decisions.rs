@@ -14,20 +14,11 @@ use cab_domain::risk::RiskLevel;
 
 use super::changes::Choice;
 use super::{FieldErrors, Layout, Viewer, render, when};
+use super::{FormPairs as Pairs, form_value as value};
 use crate::changes::{self, ChangeView};
 use crate::decisions;
 use crate::error::AppError;
 use crate::request::Origin;
-
-type Pairs = Vec<(String, String)>;
-
-fn value(pairs: &Pairs, key: &str) -> String {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
-}
 
 async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
     let id = changes::resolve_id(&viewer.state.pool, raw).await?;

@@ -295,6 +295,27 @@ pub fn urlencode(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A form's fields in order, repeated names (checkboxes) included.
+pub type FormPairs = Vec<(String, String)>;
+
+/// Every value submitted under `key`.
+pub fn form_values<'a>(pairs: &'a FormPairs, key: &str) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// The first value submitted under `key`, or empty.
+pub fn form_value(pairs: &FormPairs, key: &str) -> String {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 /// Messages shown beside form fields, keyed by field name.
 #[derive(Default, Debug)]
 pub struct FieldErrors(BTreeMap<String, String>);

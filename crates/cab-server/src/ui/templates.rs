@@ -13,20 +13,11 @@ use cab_domain::template::{TemplateAction, check_template_action};
 
 use super::changes::Choice;
 use super::{FieldErrors, Layout, Viewer, render, when};
+use super::{FormPairs as Pairs, form_value as value};
 use crate::api::changes::blank_content;
 use crate::error::AppError;
 use crate::request::Origin;
 use crate::templates::{self, TemplateView};
-
-type Pairs = Vec<(String, String)>;
-
-fn value(pairs: &Pairs, key: &str) -> String {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
-}
 
 pub struct TemplateLine {
     pub id: String,
