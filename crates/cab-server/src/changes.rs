@@ -413,23 +413,23 @@ pub async fn edit(
         .map(|c| c.field.as_str())
         .filter(|f| cab_domain::approval::is_material(f))
         .collect();
-    let back_to_review = !material.is_empty()
-        && matches!(
-            current.state,
-            ChangeState::Submitted
-                | ChangeState::InAssessment
-                | ChangeState::InCabReview
-                | ChangeState::Approved
-        );
+    // Under review, votes and the assessment belong to a revision, so any
+    // edit calls for them again. Once approved, only an edit to what was
+    // approved does; an editorial one keeps the approval.
+    let under_review = cab_domain::approval::under_review(current.state);
+    let approved = current.state == ChangeState::Approved;
+    let back_to_review =
+        (under_review && !changed.is_empty()) || (approved && !material.is_empty());
     if back_to_review {
+        let fields: Vec<&str> = if approved {
+            material.clone()
+        } else {
+            changed.iter().map(|c| c.field.as_str()).collect()
+        };
         let note = format!(
             "Revision {revision} changed {} after {}; earlier votes and the assessment no longer count, so the change is back in review.",
-            material.join(", "),
-            if current.state == ChangeState::Approved {
-                "approval"
-            } else {
-                "submission"
-            },
+            fields.join(", "),
+            if approved { "approval" } else { "submission" },
         );
         cab_db::decisions::reopen(&mut tx, id, ChangeState::Submitted.as_str(), &note, now).await?;
     }

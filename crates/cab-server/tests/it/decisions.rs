@@ -920,3 +920,38 @@ async fn standard_changes_from_an_approved_template_are_approved_on_submission(p
         .await;
     assert!(!page.body.contains("id=\"template-vote-form\""));
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn any_edit_under_review_calls_for_fresh_votes(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let id = app.submitted_change(&erin, 2, 2, "normal").await;
+    app.vote(&carol, &id, "approve", "").await;
+    let resp = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/changes/{id}"),
+            Some(&erin.token),
+            Some(json!({"title": "A better title"})),
+        )
+        .await;
+    assert_eq!(resp.json()["state"], "submitted");
+    assert_eq!(resp.json()["revision"], 2);
+    let trail = app.approvals(&carol, &id).await;
+    assert_eq!(
+        trail["still_needed"],
+        json!(["2 more CAB approvals"]),
+        "carol's vote was on revision 1"
+    );
+    let s = app
+        .browser_login_with(carol.user.clone(), "carol-correct-horse-battery")
+        .await;
+    let page = app
+        .get_page(&format!("/changes/{id}"), Some(&s.cookie))
+        .await;
+    assert!(
+        page.body
+            .contains("Revision 2 changed title after submission")
+    );
+}
