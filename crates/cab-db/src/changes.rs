@@ -204,7 +204,25 @@ pub async fn set_contributors(
     )
     .execute(&mut *conn)
     .await?;
+    sqlx::query!(
+        "INSERT INTO change_contributor_history (change_id, user_id) SELECT $1, unnest($2::uuid[])
+         ON CONFLICT DO NOTHING",
+        id,
+        users
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// Everyone who has ever been a contributor, current ones included.
+pub async fn contributor_history(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "SELECT user_id FROM change_contributor_history WHERE change_id = $1",
+        id
+    )
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// Active users with these usernames, as (id, username).

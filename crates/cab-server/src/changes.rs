@@ -28,6 +28,8 @@ pub struct ChangeView {
     pub author: String,
     /// (id, username)
     pub contributors: Vec<(Uuid, String)>,
+    /// Everyone who has ever contributed, for separation of duties.
+    pub past_contributors: Vec<Uuid>,
     pub content: ChangeContent,
     pub risk_level: RiskLevel,
     pub risk_reasons: Vec<String>,
@@ -44,11 +46,19 @@ impl ChangeView {
         format!("CHG-{}", self.number)
     }
 
+    /// The facts rules use. Contributors include everyone who ever was one:
+    /// leaving the list does not make anyone eligible to decide on the work.
     pub fn facts(&self) -> ChangeFacts {
+        let mut contributors: Vec<Uuid> = self.contributors.iter().map(|(id, _)| *id).collect();
+        for id in &self.past_contributors {
+            if !contributors.contains(id) {
+                contributors.push(*id);
+            }
+        }
         ChangeFacts {
             state: self.state,
             author: self.author_id,
-            contributors: self.contributors.iter().map(|(id, _)| *id).collect(),
+            contributors,
         }
     }
 
@@ -62,8 +72,13 @@ fn internal(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(anyhow::anyhow!("stored change is unreadable: {e}"))
 }
 
-fn view(row: ChangeRow, contributors: Vec<(Uuid, String)>) -> Result<ChangeView, AppError> {
+fn view(
+    row: ChangeRow,
+    contributors: Vec<(Uuid, String)>,
+    past_contributors: Vec<Uuid>,
+) -> Result<ChangeView, AppError> {
     Ok(ChangeView {
+        past_contributors,
         id: row.id,
         number: row.number,
         state: ChangeState::parse(&row.state).ok_or_else(|| internal(&row.state))?,
@@ -90,7 +105,8 @@ async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Chan
     };
     let row = row.ok_or(AppError::NotFound("change"))?;
     let contributors = cab_db::changes::contributors(conn, id).await?;
-    view(row, contributors)
+    let past = cab_db::changes::contributor_history(conn, id).await?;
+    view(row, contributors, past)
 }
 
 /// Loads and locks the change for the rest of the transaction.
@@ -528,7 +544,8 @@ pub async fn transition(
         None
     };
     if let Some(t) = template {
-        let row = cab_db::templates::find(&mut tx, t)
+        // Locked, so a retirement committing now cannot slip past this check.
+        let row = cab_db::templates::find_for_update(&mut tx, t)
             .await?
             .ok_or(AppError::NotFound("template"))?;
         let state = cab_domain::template::TemplateState::parse(&row.state);
@@ -558,12 +575,15 @@ pub async fn transition(
             now,
         )
         .await?;
-        sqlx::query!(
-            "UPDATE changes SET submitted_at = $2 WHERE id = $1",
+        cab_db::changes::set_state(
+            &mut tx,
             id,
-            now
+            ChangeState::Approved.as_str(),
+            revision,
+            true,
+            false,
+            now,
         )
-        .execute(&mut *tx)
         .await?;
         audit_log::record(
             &mut tx,

@@ -239,6 +239,15 @@ async fn settle(
     Ok(state)
 }
 
+fn stale(read: i32, now: i32) -> Denial {
+    Denial::new(
+        "stale_revision",
+        format!(
+            "You read revision {read}, but the change is now at revision {now}; read it again and decide on that."
+        ),
+    )
+}
+
 /// A security reviewer takes a submitted change into assessment.
 pub async fn start_assessment(
     pool: &PgPool,
@@ -250,6 +259,18 @@ pub async fn start_assessment(
     check_duty(pool, user, origin, &change, Duty::Assess).await?;
     let mut tx = pool.begin().await?;
     let current = changes::load_locked(&mut tx, id).await?;
+    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
+        drop(tx);
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            Duty::Assess.as_str(),
+            Entity::new("change", id),
+            d,
+        )
+        .await);
+    }
     if current.state != ChangeState::Submitted {
         return Err(AppError::Conflict(Denial::new(
             "invalid_transition",
@@ -281,13 +302,10 @@ pub async fn assess(
     origin: &Origin,
     id: Uuid,
     content: AssessmentContent,
+    revision: Option<i32>,
 ) -> Result<ChangeView, AppError> {
     let change = changes::load(pool, id).await?;
     check_duty(pool, user, origin, &change, Duty::Assess).await?;
-    let errors = content.validate(change.risk_level);
-    if !errors.is_empty() {
-        return Err(changes::field_errors(errors));
-    }
     let now = Utc::now();
     let mut tx = pool.begin().await?;
     let current = changes::load_locked(&mut tx, id).await?;
@@ -303,6 +321,29 @@ pub async fn assess(
             d,
         )
         .await);
+    }
+    let Some(read) = revision else {
+        return Err(AppError::invalid(
+            "revision",
+            "Say which revision you assessed.",
+        ));
+    };
+    if read != current.revision {
+        drop(tx);
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            Duty::Assess.as_str(),
+            Entity::new("change", id),
+            stale(read, current.revision),
+        )
+        .await);
+    }
+    // Validated against the locked change: its level is the one being lowered or not.
+    let errors = content.validate(current.risk_level);
+    if !errors.is_empty() {
+        return Err(changes::field_errors(errors));
     }
     let value = serde_json::to_value(&content).map_err(|e| AppError::Internal(e.into()))?;
     let lowers = content.lowers(current.risk_level);
@@ -397,15 +438,15 @@ pub async fn vote(
         drop(tx);
         return Err(refused(d).await);
     }
-    if let Some(r) = revision
-        && r != current.revision
-    {
+    let Some(read) = revision else {
+        return Err(AppError::invalid(
+            "revision",
+            "Say which revision you voted on.",
+        ));
+    };
+    if read != current.revision {
         drop(tx);
-        return Err(refused(Denial::new(
-            "stale_revision",
-            format!("You voted on revision {r}, but the change is now at revision {}; read it again and vote on that.", current.revision),
-        ))
-        .await);
+        return Err(refused(stale(read, current.revision)).await);
     }
     cab_db::decisions::insert_vote(
         &mut tx,

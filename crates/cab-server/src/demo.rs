@@ -268,6 +268,7 @@ pub async fn seed_changes(pool: &PgPool) -> Result<(), AppError> {
                 &origin,
                 change.id,
                 demo_assessment(current.risk_level, decision),
+                Some(current.revision),
             )
             .await?;
             if i != 10 {
@@ -319,6 +320,7 @@ pub async fn seed_changes(pool: &PgPool) -> Result<(), AppError> {
                 &origin,
                 change.id,
                 demo_assessment(current.risk_level, AssessmentDecision::Accept),
+                Some(current.revision),
             )
             .await?;
         }

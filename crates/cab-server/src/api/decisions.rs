@@ -65,6 +65,8 @@ pub struct AssessmentIo {
     /// Required with accept_with_conditions; shown to CAB and release managers.
     #[serde(default)]
     pub conditions: Vec<String>,
+    /// The revision you assessed; refused if the change has moved on.
+    pub revision: i32,
 }
 
 fn pick<T: Copy>(
@@ -148,9 +150,10 @@ pub async fn put_assessment(
     AppJson(body): AppJson<AssessmentIo>,
 ) -> ApiResult<Json<ChangeOut>> {
     let id = changes::resolve_id(&state.pool, &id).await?;
+    let revision = body.revision;
     let content = body.into_content()?;
     Ok(Json(
-        decisions::assess(&state.pool, &user, &origin, id, content)
+        decisions::assess(&state.pool, &user, &origin, id, content, Some(revision))
             .await?
             .into(),
     ))
@@ -185,7 +188,7 @@ pub struct VoteIo {
     #[serde(default)]
     pub comment: String,
     /// The revision you read; a vote on an older revision is refused.
-    pub revision: Option<i32>,
+    pub revision: i32,
 }
 
 /// Vote on the change's current revision (CAB members who did not work on it).
@@ -224,7 +227,7 @@ pub async fn post_vote(
             id,
             choice,
             &body.comment,
-            body.revision,
+            Some(body.revision),
         )
         .await?
         .into(),

@@ -160,7 +160,17 @@ pub async fn assess_submit(
             .filter(|l| !l.is_empty())
             .collect(),
     };
-    match decisions::assess(&viewer.state.pool, &viewer.user, &origin, v.id, a.clone()).await {
+    let revision = value(&form, "revision").parse::<i32>().ok();
+    match decisions::assess(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        v.id,
+        a.clone(),
+        revision,
+    )
+    .await
+    {
         Ok(saved) => Redirect::to(&format!("/changes/{}#decision", saved.id)).into_response(),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             match FieldErrors::absorb(e, "security_implications") {

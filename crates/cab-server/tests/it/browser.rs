@@ -188,13 +188,22 @@ impl Browser {
         out
     }
 
+    /// The element's text; if the page is replaced under us (a form was
+    /// just submitted), looks the element up again.
     pub async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await
-            .as_str()
-            .unwrap()
-            .to_owned()
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            let id = self.find(css).await;
+            match self
+                .try_cmd(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                .await
+            {
+                Ok(v) => return v.as_str().unwrap_or_default().to_owned(),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("text of {css}: {last}");
     }
 
     pub async fn css_value(&self, css: &str, property: &str) -> String {

@@ -46,7 +46,24 @@ impl TestApp {
         id
     }
 
-    pub async fn assess(&self, who: &ApiClient, id: &str, body: Value) -> TestResponse {
+    /// The change's current revision, as a reader sees it.
+    pub async fn revision_of(&self, who: &ApiClient, id: &str) -> i64 {
+        let change = self
+            .api(
+                Method::GET,
+                &format!("/api/v1/changes/{id}"),
+                Some(&who.token),
+                None,
+            )
+            .await;
+        change.json()["revision"].as_i64().unwrap_or(0)
+    }
+
+    /// Assesses the revision the reviewer reads now (unless the body names one).
+    pub async fn assess(&self, who: &ApiClient, id: &str, mut body: Value) -> TestResponse {
+        if body.get("revision").is_none() {
+            body["revision"] = json!(self.revision_of(who, id).await);
+        }
         self.api(
             Method::PUT,
             &format!("/api/v1/changes/{id}/assessment"),
@@ -56,12 +73,14 @@ impl TestApp {
         .await
     }
 
+    /// Votes on the revision the member reads now.
     pub async fn vote(&self, who: &ApiClient, id: &str, vote: &str, comment: &str) -> TestResponse {
+        let revision = self.revision_of(who, id).await;
         self.api(
             Method::POST,
             &format!("/api/v1/changes/{id}/votes"),
             Some(&who.token),
-            Some(json!({"vote": vote, "comment": comment})),
+            Some(json!({"vote": vote, "comment": comment, "revision": revision})),
         )
         .await
     }
@@ -445,10 +464,8 @@ async fn editing_what_was_approved_sends_it_back_to_review(pool: PgPool) {
     let erin = app.api_login("erin", &[Role::Engineer]).await;
     let carol = app.api_login("carol", &[Role::CabMember]).await;
     let id = app.submitted_change(&erin, 1, 1, "normal").await;
-    assert_eq!(
-        app.vote(&carol, &id, "approve", "").await.json()["state"],
-        "approved"
-    );
+    let first = app.vote(&carol, &id, "approve", "").await;
+    assert_eq!(first.json()["state"], "approved", "{}", first.body);
 
     // Editorial: stays approved, as a new revision.
     let resp = app
@@ -874,6 +891,19 @@ async fn standard_changes_from_an_approved_template_are_approved_on_submission(p
     assert_eq!(resp.json()["field"], "rollback_plan");
     let resp = app.change_action(&erin, &id, "submit", None).await;
     assert_eq!(resp.json()["state"], "approved", "{}", resp.body);
+    assert_eq!(resp.json()["revision"], 1);
+    // An editorial edit later keeps the approval, as revision 2.
+    let resp = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/changes/{id}"),
+            Some(&erin.token),
+            Some(json!({"title": "Renew api.example.com today"})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(resp.json()["revision"], 2);
+    assert_eq!(resp.json()["state"], "approved");
     let approved: Vec<Value> = app
         .audit_events()
         .await
@@ -953,5 +983,82 @@ async fn any_edit_under_review_calls_for_fresh_votes(pool: PgPool) {
     assert!(
         page.body
             .contains("Revision 2 changed title after submission")
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn leaving_the_contributors_does_not_make_one_eligible(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let eddie = app
+        .api_login(
+            "eddie",
+            &[Role::Engineer, Role::CabMember, Role::SecurityReviewer],
+        )
+        .await;
+    let mut body = complete_change("Paired work");
+    body["contributors"] = json!(["eddie"]);
+    body["risk"] = json!({"impact": 1, "likelihood": 1});
+    let id = app.file_change(&erin, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.change_action(&erin, &id, "submit", None).await;
+    // Eddie drops himself from the change, then tries to approve and assess it.
+    let resp = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/changes/{id}"),
+            Some(&eddie.token),
+            Some(json!({"contributors": []})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(resp.json()["contributors"], json!([]));
+    let resp = app.vote(&eddie, &id, "approve", "").await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(resp.problem_code(), "self_approval");
+    let resp = app.assess(&eddie, &id, assessment("accept", "low")).await;
+    assert_eq!(resp.problem_code(), "self_assessment");
+    assert_eq!(app.change_row(&id).await.0, "submitted");
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn revisions_are_required_and_stale_assessments_refused(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let id = app.submitted_change(&erin, 3, 3, "normal").await;
+    // A vote must say which revision it is on.
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/votes"),
+            Some(&carol.token),
+            Some(json!({"vote": "approve"})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The author moves on to revision 2 while the reviewer reads revision 1.
+    app.api(
+        Method::PATCH,
+        &format!("/api/v1/changes/{id}"),
+        Some(&erin.token),
+        Some(json!({"title": "Edited meanwhile"})),
+    )
+    .await;
+    let mut body = assessment("accept", "high");
+    body["revision"] = json!(1);
+    let resp = app.assess(&sam, &id, body).await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(resp.problem_code(), "stale_revision");
+    assert_eq!(app.decision_rows().await, (0, 0));
+    // On the revision it now has, the assessment is taken.
+    assert_eq!(
+        app.assess(&sam, &id, assessment("accept", "high"))
+            .await
+            .status,
+        StatusCode::OK
     );
 }
