@@ -31,16 +31,27 @@ pub async fn create(
     Ok(())
 }
 
-/// The session's user, if the session is open, unexpired, not idle for longer
-/// than `idle_timeout` (web sessions only) and its user is active. Records the
+/// What a session lookup found.
+#[derive(Debug)]
+pub enum Touch {
+    /// Open; the activity is recorded.
+    Active(UserRow),
+    /// Open until now, but idle for longer than allowed: the caller ends it.
+    Idle(UserRow),
+    /// Ended, expired, unknown, or its user is disabled.
+    Gone,
+}
+
+/// Looks up an open, unexpired session of an active user. Web sessions idle
+/// for longer than `idle_timeout` come back as [`Touch::Idle`]. Records the
 /// activity, at most once a minute, to keep reads cheap.
-pub async fn touch_active(
+pub async fn touch(
     conn: &mut PgConnection,
     id: Uuid,
     kind: &str,
     now: DateTime<Utc>,
     idle_timeout: Duration,
-) -> sqlx::Result<Option<UserRow>> {
+) -> sqlx::Result<Touch> {
     let row = sqlx::query!(
         r#"SELECT s.last_seen_at,
                   u.id, u.username, u.display_name, u.password_hash, u.is_service, u.roles,
@@ -54,12 +65,11 @@ pub async fn touch_active(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    if kind == KIND_WEB && now - row.last_seen_at > idle_timeout {
-        end(conn, id, "idle timeout", now).await?;
-        return Ok(None);
-    }
-    if now - row.last_seen_at > Duration::minutes(1) {
+    let Some(row) = row else {
+        return Ok(Touch::Gone);
+    };
+    let idle = kind == KIND_WEB && now - row.last_seen_at > idle_timeout;
+    if !idle && now - row.last_seen_at > Duration::minutes(1) {
         sqlx::query!(
             "UPDATE sessions SET last_seen_at = $2 WHERE id = $1",
             id,
@@ -68,7 +78,7 @@ pub async fn touch_active(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(Some(UserRow {
+    let user = UserRow {
         id: row.id,
         username: row.username,
         display_name: row.display_name,
@@ -77,7 +87,12 @@ pub async fn touch_active(
         roles: row.roles,
         created_at: row.created_at,
         disabled_at: row.disabled_at,
-    }))
+    };
+    Ok(if idle {
+        Touch::Idle(user)
+    } else {
+        Touch::Active(user)
+    })
 }
 
 pub async fn end(

@@ -103,6 +103,42 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The session's user if it is open; an idle web session is ended here,
+/// with its audit event, and counts as gone.
+async fn session_user(
+    state: &AppState,
+    sid: Uuid,
+    kind: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<UserRow>, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    match cab_db::sessions::touch(&mut conn, sid, kind, now, state.settings.session_idle).await? {
+        cab_db::sessions::Touch::Active(user) => Ok(Some(user)),
+        cab_db::sessions::Touch::Gone => Ok(None),
+        cab_db::sessions::Touch::Idle(user) => {
+            drop(conn);
+            let mut tx = state.pool.begin().await?;
+            if cab_db::sessions::end(&mut tx, sid, "idle timeout", now).await? {
+                crate::audit_log::record(
+                    &mut tx,
+                    Some(AuditActor {
+                        id: Some(user.id),
+                        username: user.username.clone(),
+                        roles: user.roles.clone(),
+                    }),
+                    &crate::request::Origin::default(),
+                    "auth.session_expired",
+                    crate::audit_log::Entity::new("user", user.id),
+                    serde_json::json!({ "session": sid, "reason": "idle timeout" }),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(None)
+        }
+    }
+}
+
 /// The caller, `None` when no credential was presented at all.
 pub async fn authenticate(
     parts: &Parts,
@@ -136,18 +172,13 @@ pub async fn authenticate(
             .ok_or(AppError::Unauthenticated(
                 "The access token is invalid or has expired.",
             ))?;
-        let user = cab_db::sessions::touch_active(
-            &mut conn,
-            claims.sid,
-            cab_db::sessions::KIND_API,
-            now,
-            state.settings.session_idle,
-        )
-        .await?
-        .filter(|u| u.id == claims.sub)
-        .ok_or(AppError::Unauthenticated(
-            "The session behind this access token has ended.",
-        ))?;
+        drop(conn);
+        let user = session_user(state, claims.sid, cab_db::sessions::KIND_API, now)
+            .await?
+            .filter(|u| u.id == claims.sub)
+            .ok_or(AppError::Unauthenticated(
+                "The session behind this access token has ended.",
+            ))?;
         return CurrentUser::from_row(user, Some(claims.sid), Via::AccessToken).map(Some);
     }
     if let Some(token) = cookie(parts, SESSION_COOKIE) {
@@ -157,19 +188,12 @@ pub async fn authenticate(
             .ok_or(AppError::Unauthenticated(
                 "Your session is invalid or has expired. Sign in again.",
             ))?;
-        let mut conn = state.pool.acquire().await?;
-        let user = cab_db::sessions::touch_active(
-            &mut conn,
-            claims.sid,
-            cab_db::sessions::KIND_WEB,
-            now,
-            state.settings.session_idle,
-        )
-        .await?
-        .filter(|u| u.id == claims.sub)
-        .ok_or(AppError::Unauthenticated(
-            "Your session has ended. Sign in again.",
-        ))?;
+        let user = session_user(state, claims.sid, cab_db::sessions::KIND_WEB, now)
+            .await?
+            .filter(|u| u.id == claims.sub)
+            .ok_or(AppError::Unauthenticated(
+                "Your session has ended. Sign in again.",
+            ))?;
         return CurrentUser::from_row(user, Some(claims.sid), Via::Browser).map(Some);
     }
     Ok(None)

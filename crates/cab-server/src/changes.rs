@@ -368,6 +368,19 @@ pub async fn edit(
     id: Uuid,
     content: ChangeContent,
 ) -> Result<ChangeView, AppError> {
+    edit_with(pool, user, origin, id, |_| Ok(content)).await
+}
+
+/// Like [`edit`], with the new content computed from the current content
+/// under the row lock: a partial update (PATCH) then merges into the latest
+/// version instead of overwriting an edit that landed in between.
+pub async fn edit_with(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    update: impl FnOnce(ChangeContent) -> Result<ChangeContent, AppError>,
+) -> Result<ChangeView, AppError> {
     let mut tx = pool.begin().await?;
     let current = load_with(&mut tx, id, true).await?;
     if let Err(d) = change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit)
@@ -375,6 +388,7 @@ pub async fn edit(
         drop(tx);
         return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
     }
+    let content = update(current.content.clone())?;
     let content = normalize(content, &current.author);
     let errors = if current.state == ChangeState::Draft {
         content.validate()

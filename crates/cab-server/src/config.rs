@@ -70,6 +70,12 @@ pub struct ServerArgs {
     /// Minutes an API access token from /api/v1/auth/token stays valid.
     #[arg(long, env = "CAB_ACCESS_TOKEN_MINUTES", default_value_t = 15)]
     pub access_token_minutes: i64,
+
+    /// Addresses of reverse proxies in front of CAB, comma-separated. From
+    /// these peers only, the client address is taken from X-Forwarded-For
+    /// (for the audit trail and login throttling).
+    #[arg(long, env = "CAB_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 fn default_static_dir() -> &'static str {
@@ -85,6 +91,7 @@ pub struct Settings {
     pub session_idle: Duration,
     pub session_max: Duration,
     pub access_token_ttl: Duration,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -102,6 +109,7 @@ impl Settings {
             session_idle: Duration::minutes(args.session_idle_minutes),
             session_max: Duration::hours(args.session_max_hours),
             access_token_ttl: Duration::minutes(args.access_token_minutes),
+            trusted_proxies: args.trusted_proxies.clone(),
         })
     }
 
@@ -114,6 +122,7 @@ impl Settings {
             session_idle: Duration::minutes(30),
             session_max: Duration::hours(12),
             access_token_ttl: Duration::minutes(15),
+            trusted_proxies: Vec::new(),
         }
     }
 }

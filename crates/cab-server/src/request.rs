@@ -2,13 +2,15 @@
 //! responses can quote it) and the client address, for logs and the audit trail.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use cab_db::audit::AuditOrigin;
+
+use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -39,18 +41,42 @@ pub struct Origin {
     pub client_addr: Option<String>,
 }
 
+/// The client's address: the TCP peer, or, when the peer is one of our
+/// reverse proxies, the nearest address in `X-Forwarded-For` that is not.
+pub fn client_ip(parts: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip())?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|a| !trusted_proxies.contains(a))
+            .unwrap_or(peer),
+    )
+}
+
 impl Origin {
-    pub fn from_parts(parts: &Parts) -> Self {
+    pub fn from_parts(parts: &Parts, trusted_proxies: &[IpAddr]) -> Self {
         Origin {
             request_id: parts
                 .headers
                 .get(REQUEST_ID_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            client_addr: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ci| ci.0.ip().to_string()),
+            client_addr: client_ip(parts, trusted_proxies).map(|ip| ip.to_string()),
         }
     }
 
@@ -72,10 +98,13 @@ impl Origin {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Origin {
+impl FromRequestParts<AppState> for Origin {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Origin::from_parts(parts))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Origin::from_parts(parts, &state.settings.trusted_proxies))
     }
 }

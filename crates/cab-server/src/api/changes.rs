@@ -600,9 +600,8 @@ pub async fn patch_change(
     let current = changes::load(&state.pool, id).await?;
     // Refuse strangers before looking at what they sent.
     changes::authorize(&state.pool, &user, &origin, &current, ChangeAction::Edit).await?;
-    let content = body.apply(current.content)?;
     Ok(Json(
-        changes::edit(&state.pool, &user, &origin, id, content)
+        changes::edit_with(&state.pool, &user, &origin, id, |latest| body.apply(latest))
             .await?
             .into(),
     ))

@@ -315,6 +315,16 @@ async fn idle_sessions_end(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(reason, "idle timeout");
+    let expired = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "auth.session_expired")
+        .count();
+    assert_eq!(
+        expired, 1,
+        "the end of an idle session is in the audit trail"
+    );
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]

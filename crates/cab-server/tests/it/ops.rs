@@ -341,3 +341,37 @@ async fn internal_errors_are_generic_and_carry_the_request_id(pool: PgPool) {
     );
     assert!(!page.body.contains("api_tokens"));
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn client_addresses_come_through_trusted_proxies_only(pool: PgPool) {
+    let mut settings = Settings::for_tests();
+    settings.trusted_proxies = vec!["10.0.0.1".parse().unwrap()];
+    let app = TestApp::from_state(AppState::new(pool, settings, TEST_SECRET).unwrap());
+    let attempt = |peer: [u8; 4]| {
+        axum::http::Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/auth/token")
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", "198.51.100.7, 203.0.113.9")
+            .body(axum::body::Body::from(
+                r#"{"username":"nobody","password":"wrong-password-here"}"#,
+            ))
+            .map(|r| (r, std::net::SocketAddr::from((peer, 4000))))
+            .unwrap()
+    };
+    // Through the proxy: the nearest untrusted address in the header.
+    let (req, peer) = attempt([10, 0, 0, 1]);
+    app.send_from(peer, req).await;
+    // From anywhere else the header is ignored.
+    let (req, peer) = attempt([192, 0, 2, 5]);
+    app.send_from(peer, req).await;
+    let addrs: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT client_addr FROM audit_events ORDER BY seq")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        addrs,
+        vec![Some("203.0.113.9".to_owned()), Some("192.0.2.5".to_owned())]
+    );
+}
