@@ -49,6 +49,24 @@ fn choices<T: Copy + PartialEq>(
         .collect()
 }
 
+/// Choices whose selected one is named by its text (a query parameter).
+fn selected_by_text<T: Copy>(
+    all: &[T],
+    now: &str,
+    f: impl Fn(T) -> (&'static str, &'static str),
+) -> Vec<Choice> {
+    all.iter()
+        .map(|v| {
+            let (value, label) = f(*v);
+            Choice {
+                value,
+                label,
+                selected: value == now,
+            }
+        })
+        .collect()
+}
+
 /// UTC offsets offered for the planned window, as `+HH:MM`.
 fn offsets() -> Vec<String> {
     let mut minutes: Vec<i32> = (-12..=14).map(|h| h * 60).collect();
@@ -922,7 +940,6 @@ pub async fn list(
     let risk_now = one(&q.risk);
     let cat_now = one(&q.category);
     let sort_now = q.sort.clone().unwrap_or_else(|| "newest".into());
-    let pick = |now: &str, v: &'static str| now == v;
     let page = ListPage {
         layout: viewer.layout("Changes"),
         rows: rows.into_iter().map(Row::from).collect(),
@@ -937,46 +954,11 @@ pub async fn list(
         service: one(&q.service),
         author: one(&q.author),
         mine: matches!(q.mine.as_deref(), Some("true" | "on" | "1")),
-        states: ChangeState::ALL
-            .iter()
-            .map(|s| Choice {
-                value: s.as_str(),
-                label: s.label(),
-                selected: pick(&state_now, s.as_str()),
-            })
-            .collect(),
-        types: ChangeType::ALL
-            .iter()
-            .map(|s| Choice {
-                value: s.as_str(),
-                label: s.label(),
-                selected: pick(&type_now, s.as_str()),
-            })
-            .collect(),
-        risks: RiskLevel::ALL
-            .iter()
-            .map(|s| Choice {
-                value: s.as_str(),
-                label: s.as_str(),
-                selected: pick(&risk_now, s.as_str()),
-            })
-            .collect(),
-        categories: Category::ALL
-            .iter()
-            .map(|s| Choice {
-                value: s.as_str(),
-                label: s.label(),
-                selected: pick(&cat_now, s.as_str()),
-            })
-            .collect(),
-        sorts: Sort::ALL
-            .iter()
-            .map(|s| Choice {
-                value: s.as_str(),
-                label: s.as_str(),
-                selected: pick(&sort_now, s.as_str()),
-            })
-            .collect(),
+        states: selected_by_text(ChangeState::ALL, &state_now, |v| (v.as_str(), v.label())),
+        types: selected_by_text(ChangeType::ALL, &type_now, |v| (v.as_str(), v.label())),
+        risks: selected_by_text(&RiskLevel::ALL, &risk_now, |v| (v.as_str(), v.as_str())),
+        categories: selected_by_text(Category::ALL, &cat_now, |v| (v.as_str(), v.label())),
+        sorts: selected_by_text(&Sort::ALL, &sort_now, |v| (v.as_str(), v.as_str())),
         can_create: viewer.user.has(Role::Engineer),
         error,
     };
