@@ -157,8 +157,8 @@ pub async fn authenticate(
             .ok_or(AppError::Unauthenticated(
                 "The Authorization header must be 'Bearer <token>'.",
             ))?;
-        let mut conn = state.pool.acquire().await?;
         if token.starts_with(API_TOKEN_PREFIX) {
+            let mut conn = state.pool.acquire().await?;
             let user = cab_db::api_tokens::authenticate(&mut conn, &api_token_hash(token), now)
                 .await?
                 .ok_or(AppError::Unauthenticated(
@@ -172,7 +172,6 @@ pub async fn authenticate(
             .ok_or(AppError::Unauthenticated(
                 "The access token is invalid or has expired.",
             ))?;
-        drop(conn);
         let user = session_user(state, claims.sid, cab_db::sessions::KIND_API, now)
             .await?
             .filter(|u| u.id == claims.sub)

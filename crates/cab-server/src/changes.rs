@@ -109,6 +109,11 @@ async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Chan
     view(row, contributors, past)
 }
 
+/// Loads the change on a connection the caller already holds.
+pub async fn load_on(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView, AppError> {
+    load_with(conn, id, false).await
+}
+
 /// Loads and locks the change for the rest of the transaction.
 pub async fn load_locked(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView, AppError> {
     load_with(conn, id, true).await

@@ -112,27 +112,24 @@ pub async fn facts(
     })
 }
 
-/// Refuses (and records) a duty the user may not take on. If the facts
-/// behind the rule cannot be read, the answer is a refusal, never a yes.
-async fn check_duty(
+/// Records a refused attempt on a change and returns the error to answer with.
+async fn refuse(
     pool: &PgPool,
     user: &CurrentUser,
     origin: &Origin,
-    change: &ChangeView,
-    duty: Duty,
-) -> Result<(), AppError> {
-    match approval::check_duty(&change.facts(), &user.change_actor(), duty) {
-        Ok(()) => Ok(()),
-        Err(d) => Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            duty.as_str(),
-            Entity::new("change", change.id),
-            d,
-        )
-        .await),
-    }
+    attempted: &str,
+    id: Uuid,
+    d: Denial,
+) -> AppError {
+    audit_log::deny(
+        pool,
+        Some(user.audit_actor()),
+        origin,
+        attempted,
+        Entity::new("change", id),
+        d,
+    )
+    .await
 }
 
 /// Whether `user` may take on `duty` now (what the page offers).
@@ -149,18 +146,11 @@ async fn policy_unavailable(
     e: AppError,
 ) -> AppError {
     tracing::error!(error = %e, "decision facts could not be read; refusing");
-    audit_log::deny(
-        pool,
-        Some(user.audit_actor()),
-        origin,
-        duty.as_str(),
-        Entity::new("change", id),
-        Denial::new(
-            "policy_unavailable",
-            "The decision rules could not be checked just now, so nothing was recorded. Try again shortly.",
-        ),
-    )
-    .await
+    let d = Denial::new(
+        "policy_unavailable",
+        "The decision rules could not be checked just now, so nothing was recorded. Try again shortly.",
+    );
+    refuse(pool, user, origin, duty.as_str(), id, d).await
 }
 
 /// Applies the outcome of the current facts to the change's state, once.
@@ -255,21 +245,11 @@ pub async fn start_assessment(
     origin: &Origin,
     id: Uuid,
 ) -> Result<ChangeView, AppError> {
-    let change = changes::load(pool, id).await?;
-    check_duty(pool, user, origin, &change, Duty::Assess).await?;
     let mut tx = pool.begin().await?;
     let current = changes::load_locked(&mut tx, id).await?;
     if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
         drop(tx);
-        return Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            Duty::Assess.as_str(),
-            Entity::new("change", id),
-            d,
-        )
-        .await);
+        return Err(refuse(pool, user, origin, Duty::Assess.as_str(), id, d).await);
     }
     if current.state != ChangeState::Submitted {
         return Err(AppError::Conflict(Denial::new(
@@ -304,23 +284,13 @@ pub async fn assess(
     content: AssessmentContent,
     revision: Option<i32>,
 ) -> Result<ChangeView, AppError> {
-    let change = changes::load(pool, id).await?;
-    check_duty(pool, user, origin, &change, Duty::Assess).await?;
     let now = Utc::now();
     let mut tx = pool.begin().await?;
+    // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
-    // The facts may have moved since the check above: check again under the lock.
     if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
         drop(tx);
-        return Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            Duty::Assess.as_str(),
-            Entity::new("change", id),
-            d,
-        )
-        .await);
+        return Err(refuse(pool, user, origin, Duty::Assess.as_str(), id, d).await);
     }
     let Some(read) = revision else {
         return Err(AppError::invalid(
@@ -330,12 +300,12 @@ pub async fn assess(
     };
     if read != current.revision {
         drop(tx);
-        return Err(audit_log::deny(
+        return Err(refuse(
             pool,
-            Some(user.audit_actor()),
+            user,
             origin,
             Duty::Assess.as_str(),
-            Entity::new("change", id),
+            id,
             stale(read, current.revision),
         )
         .await);
@@ -409,8 +379,14 @@ pub async fn vote(
     revision: Option<i32>,
 ) -> Result<ChangeView, AppError> {
     let comment = comment.trim();
-    let change = changes::load(pool, id).await?;
-    check_duty(pool, user, origin, &change, Duty::Vote).await?;
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    // Checked under the row lock, so the facts cannot move before the write.
+    let current = changes::load_locked(&mut tx, id).await?;
+    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote) {
+        drop(tx);
+        return Err(refuse(pool, user, origin, Duty::Vote.as_str(), id, d).await);
+    }
     if choice != VoteChoice::Approve && comment.is_empty() {
         return Err(AppError::invalid(
             "comment",
@@ -420,24 +396,6 @@ pub async fn vote(
     if comment.chars().count() > 10_000 {
         return Err(AppError::invalid("comment", "At most 10000 characters."));
     }
-    let now = Utc::now();
-    let mut tx = pool.begin().await?;
-    let current = changes::load_locked(&mut tx, id).await?;
-    let refused = |d: Denial| async {
-        audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            Duty::Vote.as_str(),
-            Entity::new("change", id),
-            d,
-        )
-        .await
-    };
-    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote) {
-        drop(tx);
-        return Err(refused(d).await);
-    }
     let Some(read) = revision else {
         return Err(AppError::invalid(
             "revision",
@@ -446,7 +404,15 @@ pub async fn vote(
     };
     if read != current.revision {
         drop(tx);
-        return Err(refused(stale(read, current.revision)).await);
+        return Err(refuse(
+            pool,
+            user,
+            origin,
+            Duty::Vote.as_str(),
+            id,
+            stale(read, current.revision),
+        )
+        .await);
     }
     cab_db::decisions::insert_vote(
         &mut tx,
@@ -499,15 +465,7 @@ pub async fn complete_retrospective(
     // The same rule as a vote, on the decided change.
     facts.state = ChangeState::InCabReview;
     if let Err(d) = approval::check_duty(&facts, &user.change_actor(), Duty::Vote) {
-        return Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            "change.retrospective",
-            Entity::new("change", id),
-            d,
-        )
-        .await);
+        return Err(refuse(pool, user, origin, "change.retrospective", id, d).await);
     }
     if notes.is_empty() {
         return Err(AppError::invalid(

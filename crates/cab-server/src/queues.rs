@@ -23,7 +23,7 @@ pub async fn cab_queue(pool: &PgPool, me: Uuid) -> Result<Vec<QueueItem>, AppErr
     let rows = cab_db::decisions::awaiting_decision(&mut conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let change = changes::load(pool, row.id).await?;
+        let change = changes::load_on(&mut conn, row.id).await?;
         let facts = decisions::facts(&mut conn, &change).await?;
         out.push(QueueItem {
             level: facts.level.as_str().to_owned(),

@@ -597,9 +597,7 @@ pub async fn patch_change(
     AppJson(body): AppJson<ChangeInput>,
 ) -> ApiResult<Json<ChangeOut>> {
     let id = resolve(&state, &id).await?;
-    let current = changes::load(&state.pool, id).await?;
-    // Refuse strangers before looking at what they sent.
-    changes::authorize(&state.pool, &user, &origin, &current, ChangeAction::Edit).await?;
+    // Strangers are refused under the row lock, before the body is applied.
     Ok(Json(
         changes::edit_with(&state.pool, &user, &origin, id, |latest| body.apply(latest))
             .await?
