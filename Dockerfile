@@ -9,9 +9,8 @@ RUN cargo build --release --locked --bin cab
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --home /app cab
 COPY --from=build /src/target/release/cab /usr/local/bin/cab
-COPY static /app/static
-ENV CAB_STATIC_DIR=/app/static \
-    CAB_LISTEN=0.0.0.0:8080 \
+# The stylesheet and scripts are built into the binary.
+ENV CAB_LISTEN=0.0.0.0:8080 \
     CAB_LOG_FORMAT=json
 USER cab
 EXPOSE 8080

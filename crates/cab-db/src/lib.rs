@@ -8,6 +8,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod changes;
 pub mod decisions;
+pub mod demo;
 pub mod health;
 pub mod login_failures;
 pub mod sessions;

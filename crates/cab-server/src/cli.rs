@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::{self, NewAccount, Operator};
 use crate::config::{DatabaseArgs, LogFormat, ServerArgs, Settings, check_secret_key};
-use crate::crypto::{Passwords, generate_password, random_token};
+use crate::crypto::{Passwords, random_token};
 use crate::error::AppError;
 use crate::request::Origin;
 use crate::state::AppState;
@@ -55,12 +55,17 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Prepare the `cab_demo` database, seed one user per role (printing their
-    /// passwords) and start the server.
+    /// Build the demo board (once) in its own database, give one user per
+    /// role a new password (printed), and start the server.
     Demo {
-        /// Database server to use; the demo always uses the database `cab_demo` on it.
-        #[arg(long, env = "DATABASE_URL", default_value = crate::config::DEFAULT_DATABASE_URL, hide_env_values = true)]
-        database_url: String,
+        /// PostgreSQL server to use (default postgres://postgres@127.0.0.1:5432);
+        /// a database named in it is the demo's unless --database says otherwise.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// The demo's database [default: the one named in DATABASE_URL, else cab_demo].
+        /// A database holding anything but a demo board is left alone.
+        #[arg(long)]
+        database: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -131,8 +136,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo {
             database_url,
+            database,
             server,
-        } => demo(&database_url, server).await?,
+        } => demo(database_url, database, server).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -149,7 +155,7 @@ async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow
     Ok(())
 }
 
-fn cli_error(e: AppError) -> anyhow::Error {
+pub(crate) fn cli_error(e: AppError) -> anyhow::Error {
     match e {
         AppError::Internal(inner) => inner,
         other => anyhow::anyhow!(other.detail()),
@@ -279,77 +285,20 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
     }
 }
 
-/// The demo's people: one per role, and a second engineer and CAB member
-/// so that changes have contributors and decisions need more than one voice.
-pub const DEMO_USERS: [(&str, &str, &str); 8] = [
-    ("erin", "Erin Engineer", "engineer"),
-    ("eddie", "Eddie Engineer", "engineer"),
-    ("sam", "Sam Security", "security_reviewer"),
-    ("carol", "Carol CAB", "cab_member"),
-    ("carl", "Carl CAB", "cab_member"),
-    ("rita", "Rita Release", "release_manager"),
-    ("audrey", "Audrey Auditor", "auditor"),
-    ("adam", "Adam Admin", "admin"),
-];
-
-/// Creates the demo users that are missing and gives every one of them a
-/// fresh password. Returns (username, role, password).
-pub async fn seed_demo(
-    pool: &sqlx::PgPool,
-    passwords: &Passwords,
-) -> anyhow::Result<Vec<(String, String, String)>> {
-    let origin = Origin::cli();
-    let mut out = Vec::new();
-    for (username, name, role) in DEMO_USERS {
-        let password = generate_password();
-        let mut conn = pool.acquire().await?;
-        let existing = cab_db::users::find_by_username(&mut conn, username).await?;
-        drop(conn);
-        match existing {
-            Some(user) => accounts::set_password(
-                pool,
-                passwords,
-                &Operator::Cli,
-                &origin,
-                user.id,
-                password.clone(),
-            )
-            .await
-            .map_err(cli_error)?,
-            None => {
-                accounts::create(
-                    pool,
-                    passwords,
-                    &Operator::Cli,
-                    &origin,
-                    NewAccount {
-                        username: username.into(),
-                        display_name: name.into(),
-                        roles: vec![role.into()],
-                        password: Some(password.clone()),
-                        service: false,
-                    },
-                )
-                .await
-                .map_err(cli_error)?;
-            }
-        }
-        out.push((username.to_owned(), role.to_owned(), password));
-    }
-    Ok(out)
-}
-
-async fn demo(database_url: &str, mut server: ServerArgs) -> anyhow::Result<()> {
-    let opts = crate::db::options(database_url)?.database("cab_demo");
-    crate::db::ensure_database(&opts).await?;
-    let pool = crate::db::pool(opts, 10);
-    cab_db::MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying migrations")?;
-    let passwords = Passwords::new(2)?;
-    let users = seed_demo(&pool, &passwords).await?;
-    crate::demo::seed_changes(&pool).await.map_err(cli_error)?;
+async fn demo(
+    database_url: Option<String>,
+    database: Option<String>,
+    mut server: ServerArgs,
+) -> anyhow::Result<()> {
+    let url_given = database_url.is_some();
+    let opts = crate::db::options(
+        database_url
+            .as_deref()
+            .unwrap_or(crate::config::DEFAULT_DATABASE_URL),
+    )?;
+    let name = crate::demo::database_name(database.as_deref(), url_given, &opts);
+    println!("CAB demo: preparing the board in database {name}…");
+    let prepared = crate::demo::prepare(&opts, &name).await?;
     if server.env_label == "LOCAL" {
         server.env_label = "DEMO".into();
     }
@@ -358,13 +307,18 @@ async fn demo(database_url: &str, mut server: ServerArgs) -> anyhow::Result<()> 
         // Demo only: a key for this run; sessions end when it stops.
         None => random_token(48).into_bytes(),
     };
-    println!("CAB demo: database cab_demo, one user per role (passwords are new on every run):");
+    println!(
+        "CAB demo: {} board in database {name}; one user per role (passwords are new on every run):",
+        if prepared.rebuilt { "a new" } else { "the existing" }
+    );
     println!();
     println!("  {:<8} {:<18} PASSWORD", "USERNAME", "ROLE");
-    for (u, r, p) in &users {
-        println!("  {u:<8} {r:<18} {p}");
+    for c in &prepared.credentials {
+        println!("  {:<8} {:<18} {}", c.username, c.role, c.password);
     }
     println!();
-    println!("Open http://{} and sign in.", server.listen);
-    serve(pool, &server, &secret).await
+    if server.listen.port() != 0 {
+        println!("Open http://{} and sign in.", server.listen);
+    }
+    serve(prepared.pool, &server, &secret).await
 }

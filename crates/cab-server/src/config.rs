@@ -55,9 +55,10 @@ pub struct ServerArgs {
     #[arg(long, env = "CAB_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,
 
-    /// Directory of static assets (CSS, scripts).
-    #[arg(long, env = "CAB_STATIC_DIR", default_value = default_static_dir())]
-    pub static_dir: PathBuf,
+    /// A folder of static assets (CSS, scripts) to serve instead of the copy
+    /// built into the binary; for working on the stylesheet. Read at start-up.
+    #[arg(long, env = "CAB_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
 
     /// Minutes of inactivity after which a browser session ends.
     #[arg(long, env = "CAB_SESSION_IDLE_MINUTES", default_value_t = 30)]
@@ -78,16 +79,13 @@ pub struct ServerArgs {
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
-fn default_static_dir() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../static")
-}
-
 /// Settings the running server needs, checked once at start-up.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub env_label: String,
     pub secure_cookies: bool,
-    pub static_dir: PathBuf,
+    /// `None`: the assets built into the binary.
+    pub static_dir: Option<PathBuf>,
     pub session_idle: Duration,
     pub session_max: Duration,
     pub access_token_ttl: Duration,
@@ -118,7 +116,7 @@ impl Settings {
         Self {
             env_label: "TEST".into(),
             secure_cookies: false,
-            static_dir: PathBuf::from(default_static_dir()),
+            static_dir: None,
             session_idle: Duration::minutes(30),
             session_max: Duration::hours(12),
             access_token_ttl: Duration::minutes(15),

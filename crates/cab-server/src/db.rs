@@ -33,8 +33,7 @@ pub async fn ensure_database(opts: &PgConnectOptions) -> anyhow::Result<()> {
             .fetch_one(&mut conn)
             .await?;
     if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        sqlx::query(&format!("CREATE DATABASE {quoted}"))
+        sqlx::query(&format!("CREATE DATABASE {}", quoted(&name)))
             .execute(&mut conn)
             .await
             .with_context(|| format!("creating database {name}"))?;
@@ -64,4 +63,110 @@ pub async fn prepare(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .await
         .context("applying migrations")?;
     Ok(pool)
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn maintenance(server: &PgConnectOptions) -> anyhow::Result<sqlx::PgConnection> {
+    server
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach PostgreSQL at {}:{}",
+                server.get_host(),
+                server.get_port()
+            )
+        })
+}
+
+/// Whether connecting failed because the database does not exist.
+pub fn is_missing_database(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"))
+}
+
+const SCRATCH_MARK: &str = "__building_";
+
+/// A fresh name for a database in which the board `name` is built before it
+/// is renamed into place: `<name>__building_<unix seconds>_<random>`.
+pub fn scratch_name(name: &str) -> String {
+    let stamp = chrono::Utc::now().timestamp();
+    let suffix = format!("{SCRATCH_MARK}{stamp}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    // PostgreSQL names are at most 63 bytes.
+    let keep = name
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|end| end + suffix.len() <= 63)
+        .last()
+        .unwrap_or(0);
+    format!("{}{suffix}", &name[..keep])
+}
+
+/// Drops scratch databases for `name` left behind by a run that was killed
+/// (older than ten minutes, so a run still building is not disturbed).
+pub async fn drop_stale_scratch(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    let mut conn = maintenance(server).await?;
+    let prefix = scratch_name(name);
+    let prefix = &prefix[..prefix.find(SCRATCH_MARK).unwrap_or(0) + SCRATCH_MARK.len()];
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)",
+    )
+    .bind(prefix)
+    .fetch_all(&mut conn)
+    .await?;
+    let cutoff = chrono::Utc::now().timestamp() - 600;
+    for old in names {
+        let stamp = old[prefix.len()..]
+            .split('_')
+            .next()
+            .and_then(|s| s.parse::<i64>().ok());
+        if stamp.is_some_and(|s| s < cutoff) {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(&old)))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("dropping the abandoned database {old}"))?;
+        }
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+pub async fn create_database(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    let mut conn = maintenance(server).await?;
+    sqlx::query(&format!("CREATE DATABASE {}", quoted(name)))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    conn.close().await.ok();
+    Ok(())
+}
+
+pub async fn drop_database(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    let mut conn = maintenance(server).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(name)))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("dropping database {name}"))?;
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// Puts the database `from` in the place of `to`, dropping whatever `to`
+/// held. The rename is atomic: `to` is never seen half-built.
+pub async fn replace_database(server: &PgConnectOptions, from: &str, to: &str) -> anyhow::Result<()> {
+    let mut conn = maintenance(server).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(to)))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("dropping database {to}"))?;
+    sqlx::query(&format!("ALTER DATABASE {} RENAME TO {}", quoted(from), quoted(to)))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("renaming database {from} to {to}"))?;
+    conn.close().await.ok();
+    Ok(())
 }

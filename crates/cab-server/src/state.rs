@@ -20,7 +20,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(pool: PgPool, settings: Settings, secret_key: &[u8]) -> anyhow::Result<Self> {
         let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let assets = Assets::load(&settings.static_dir)?;
+        let assets = Assets::load(settings.static_dir.as_deref())?;
         Ok(Self {
             pool,
             keys: Keys::new(secret_key),
