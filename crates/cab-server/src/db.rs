@@ -92,10 +92,12 @@ pub fn is_missing_database(err: &sqlx::Error) -> bool {
 const SCRATCH_MARK: &str = "__building_";
 
 /// A fresh name for a database in which the board `name` is built before it
-/// is renamed into place: `<name>__building_<unix seconds>_<random>`.
+/// is renamed into place: `<name>__building_<random>`.
 pub fn scratch_name(name: &str) -> String {
-    let stamp = chrono::Utc::now().timestamp();
-    let suffix = format!("{SCRATCH_MARK}{stamp}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let suffix = format!(
+        "{SCRATCH_MARK}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     // PostgreSQL names are at most 63 bytes.
     let keep = name
         .char_indices()
@@ -106,30 +108,38 @@ pub fn scratch_name(name: &str) -> String {
     format!("{}{suffix}", &name[..keep])
 }
 
-/// Drops scratch databases for `name` left behind by a run that was killed
-/// (older than ten minutes, so a run still building is not disturbed).
-pub async fn drop_stale_scratch(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+/// Holds a PostgreSQL advisory lock named `key` for as long as the returned
+/// connection is open, so that two processes preparing the same database
+/// take turns.
+pub async fn hold_lock(server: &PgConnectOptions, key: &str) -> anyhow::Result<sqlx::PgConnection> {
     let mut conn = maintenance(server).await?;
-    let prefix = scratch_name(name);
-    let prefix = &prefix[..prefix.find(SCRATCH_MARK).unwrap_or(0) + SCRATCH_MARK.len()];
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)",
-    )
-    .bind(prefix)
-    .fetch_all(&mut conn)
-    .await?;
-    let cutoff = chrono::Utc::now().timestamp() - 600;
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(&mut conn)
+        .await
+        .context("waiting for another `cab demo` on the same database")?;
+    Ok(conn)
+}
+
+/// Drops the scratch databases for `name` that a killed run left behind.
+/// Call it holding the lock for `name`: no other run is building one then.
+pub async fn drop_scratch(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    let mut conn = maintenance(server).await?;
+    let scratch = scratch_name(name);
+    let prefix = &scratch[..scratch.find(SCRATCH_MARK).unwrap_or(0) + SCRATCH_MARK.len()];
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(prefix)
+            .fetch_all(&mut conn)
+            .await?;
     for old in names {
-        let stamp = old[prefix.len()..]
-            .split('_')
-            .next()
-            .and_then(|s| s.parse::<i64>().ok());
-        if stamp.is_some_and(|s| s < cutoff) {
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(&old)))
-                .execute(&mut conn)
-                .await
-                .with_context(|| format!("dropping the abandoned database {old}"))?;
-        }
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quoted(&old)
+        ))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("dropping the abandoned database {old}"))?;
     }
     conn.close().await.ok();
     Ok(())
@@ -147,26 +157,40 @@ pub async fn create_database(server: &PgConnectOptions, name: &str) -> anyhow::R
 
 pub async fn drop_database(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
     let mut conn = maintenance(server).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(name)))
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("dropping database {name}"))?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quoted(name)
+    ))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("dropping database {name}"))?;
     conn.close().await.ok();
     Ok(())
 }
 
 /// Puts the database `from` in the place of `to`, dropping whatever `to`
 /// held. The rename is atomic: `to` is never seen half-built.
-pub async fn replace_database(server: &PgConnectOptions, from: &str, to: &str) -> anyhow::Result<()> {
+pub async fn replace_database(
+    server: &PgConnectOptions,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
     let mut conn = maintenance(server).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quoted(to)))
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("dropping database {to}"))?;
-    sqlx::query(&format!("ALTER DATABASE {} RENAME TO {}", quoted(from), quoted(to)))
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("renaming database {from} to {to}"))?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quoted(to)
+    ))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("dropping database {to}"))?;
+    sqlx::query(&format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quoted(from),
+        quoted(to)
+    ))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("renaming database {from} to {to}"))?;
     conn.close().await.ok();
     Ok(())
 }

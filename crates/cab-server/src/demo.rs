@@ -20,8 +20,8 @@ use cab_domain::change::{
 use cab_domain::risk::{RiskAnswers, RiskLevel};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use serde_json::json;
-use sqlx::{ConnectOptions, Connection, PgPool};
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
 use uuid::Uuid;
 
 use crate::accounts::{self, NewAccount, Operator};
@@ -88,27 +88,20 @@ pub async fn prepare(server: &PgConnectOptions, name: &str) -> anyhow::Result<Pr
     let passwords = Passwords::new(2)?;
     let target = server.clone().database(name);
     let mut rebuilt = false;
-    let found = inspect(&target, name).await?;
-    if found == Found::Foreign {
-        refuse_foreign(name)?;
-    }
-    if found == Found::Rebuild {
-        let scratch = crate::db::scratch_name(name);
-        crate::db::drop_stale_scratch(server, name).await?;
-        crate::db::create_database(server, &scratch).await?;
-        let built = build(&server.clone().database(&scratch), &passwords).await;
-        if let Err(e) = built {
-            crate::db::drop_database(server, &scratch).await.ok();
-            return Err(e.context("seeding the demo board (nothing was kept)"));
-        }
-        // Another `cab demo` may have finished the same board meanwhile.
-        let now_found = inspect(&target, name).await?;
-        if now_found != Found::Rebuild {
-            crate::db::drop_database(server, &scratch).await?;
-            if now_found == Found::Foreign {
-                refuse_foreign(name)?;
+    // Two runs on one database take turns: the second finds the first's board.
+    let lock = crate::db::hold_lock(server, &format!("cab demo {name}")).await?;
+    match inspect(&target, name).await? {
+        Found::Current => {}
+        Found::Foreign => refuse_foreign(name)?,
+        Found::Rebuild => {
+            crate::db::drop_scratch(server, name).await?;
+            let scratch = crate::db::scratch_name(name);
+            crate::db::create_database(server, &scratch).await?;
+            let built = build(&server.clone().database(&scratch), &passwords).await;
+            if let Err(e) = built {
+                crate::db::drop_database(server, &scratch).await.ok();
+                return Err(e.context("seeding the demo board (nothing was kept)"));
             }
-        } else {
             crate::db::replace_database(server, &scratch, name).await?;
             rebuilt = true;
         }
@@ -119,6 +112,7 @@ pub async fn prepare(server: &PgConnectOptions, name: &str) -> anyhow::Result<Pr
         .await
         .context("applying migrations")?;
     let credentials = renew_passwords(&pool, &passwords).await?;
+    lock.close().await.ok();
     Ok(Prepared {
         pool,
         credentials,
@@ -199,10 +193,7 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
 }
 
 /// Gives every demo person a fresh password (and nothing else changes).
-async fn renew_passwords(
-    pool: &PgPool,
-    passwords: &Passwords,
-) -> anyhow::Result<Vec<Credential>> {
+async fn renew_passwords(pool: &PgPool, passwords: &Passwords) -> anyhow::Result<Vec<Credential>> {
     let mut out = Vec::new();
     for (username, _, role) in PEOPLE {
         let user = person_row(pool, username).await?;
@@ -271,8 +262,17 @@ enum Fate {
 
 /// The board's 34 hand-filed changes (two more come from the standard-change
 /// template): title, description, category, services, fate, risk level.
+type Seed = (
+    &'static str,
+    &'static str,
+    Category,
+    &'static [&'static str],
+    Fate,
+    RiskLevel,
+);
+
 #[rustfmt::skip]
-const CHANGES: [(&str, &str, Category, &[&str], Fate, RiskLevel); 34] = [
+const CHANGES: [Seed; 34] = [
     ("Upgrade OpenSSL on edge proxies", "Move the edge proxy fleet to the patched OpenSSL release.", Category::SecurityPatch, &["edge-proxy"], Fate::Emergency, RiskLevel::High),
     ("Rotate TLS certificates for api.example.com", "Replace the certificates that expire next month.", Category::Configuration, &["edge-proxy", "payments-api"], Fate::Approved, RiskLevel::Low),
     ("Add idempotency keys to payment capture", "Capture requests carry an idempotency key so retries never double-charge.", Category::Feature, &["payments-api"], Fate::OneApprovalOfTwo, RiskLevel::Medium),
@@ -327,7 +327,7 @@ fn answers(level: RiskLevel, i: usize) -> RiskAnswers {
 
 fn content(i: usize, base: DateTime<Utc>) -> ChangeContent {
     let (title, description, category, services, fate, level) = CHANGES[i];
-    let other = if i % 3 == 0 { "erin" } else { "eddie" };
+    let other = if i.is_multiple_of(3) { "erin" } else { "eddie" };
     let environments = match i % 4 {
         0 => vec![Environment::Dev, Environment::Test],
         1 => vec![Environment::Test, Environment::Stage],
@@ -360,9 +360,9 @@ fn content(i: usize, base: DateTime<Utc>) -> ChangeContent {
         test_plan: "Unit and integration suites in CI; smoke tests on STAGE before PROD.".into(),
         test_levels: TestLevels {
             unit: true,
-            integration: i % 2 == 0,
-            system: i % 3 == 0,
-            acceptance: i % 5 == 0,
+            integration: i.is_multiple_of(2),
+            system: i.is_multiple_of(3),
+            acceptance: i.is_multiple_of(5),
         },
         test_evidence: vec![format!("https://ci.example.com/runs/{}", 4000 + i)],
         rollback_plan: "Redeploy the previous release from the pipeline; restore the config from version control.".into(),
@@ -464,7 +464,7 @@ pub async fn seed_board(
         .unwrap_or(now);
     let mut states = Vec::new();
     for (i, &(.., fate, _)) in CHANGES.iter().enumerate() {
-        let author = if i % 3 == 0 { &eddie } else { &erin };
+        let author = if i.is_multiple_of(3) { &eddie } else { &erin };
         let c = changes::create(pool, author, &origin, content(i, base)).await?;
         if fate == Fate::Draft {
             states.push(c.state);
@@ -486,9 +486,7 @@ pub async fn seed_board(
             Fate::InAssessment => {
                 decisions::start_assessment(pool, &cast.sam, &origin, c.id).await?
             }
-            Fate::AwaitingVotes => {
-                cast.assess(pool, &c, AssessmentDecision::Accept).await?
-            }
+            Fate::AwaitingVotes => cast.assess(pool, &c, AssessmentDecision::Accept).await?,
             Fate::OneApprovalOfTwo => {
                 let c = cast.assess(pool, &c, AssessmentDecision::Accept).await?;
                 cast.vote(pool, &cast.carol, &c, VoteChoice::Approve, "")
@@ -507,9 +505,9 @@ pub async fn seed_board(
                     .await?;
                 if fate == Fate::Resubmitted {
                     let mut edited = c.content.clone();
-                    edited
-                        .implementation_plan
-                        .push_str("\n4. Watch the gateway's 429 rate on the API dashboard for an hour.");
+                    edited.implementation_plan.push_str(
+                        "\n4. Watch the gateway's 429 rate on the API dashboard for an hour.",
+                    );
                     changes::edit(pool, author, &origin, c.id, edited).await?;
                     submit(pool, author, c.id).await?
                 } else {
@@ -536,9 +534,7 @@ pub async fn seed_board(
                 )
                 .await?
             }
-            Fate::RejectedBySecurity => {
-                cast.assess(pool, &c, AssessmentDecision::Reject).await?
-            }
+            Fate::RejectedBySecurity => cast.assess(pool, &c, AssessmentDecision::Reject).await?,
             Fate::Withdrawn => {
                 changes::transition(pool, author, &origin, c.id, ChangeAction::Withdraw, None)
                     .await?
@@ -556,7 +552,13 @@ pub async fn seed_board(
             }
             Fate::Emergency | Fate::EmergencyReviewed => {
                 let c = cast
-                    .vote(pool, &cast.carol, &c, VoteChoice::Approve, "Go: exploited in the wild.")
+                    .vote(
+                        pool,
+                        &cast.carol,
+                        &c,
+                        VoteChoice::Approve,
+                        "Go: exploited in the wild.",
+                    )
                     .await?;
                 let c = cast.assess(pool, &c, AssessmentDecision::Accept).await?;
                 if fate == Fate::EmergencyReviewed {
@@ -609,9 +611,14 @@ async fn seed_standard_changes(
         likelihood: 1,
         ..RiskAnswers::default()
     };
-    let template =
-        crate::templates::propose(pool, &cast.carol, &origin, "TLS certificate renewal", routine)
-            .await?;
+    let template = crate::templates::propose(
+        pool,
+        &cast.carol,
+        &origin,
+        "TLS certificate renewal",
+        routine,
+    )
+    .await?;
     crate::templates::vote(
         pool,
         &cast.carl,
@@ -622,7 +629,10 @@ async fn seed_standard_changes(
     )
     .await?;
     let mut states = Vec::new();
-    for (n, host) in ["intranet.example.com", "wiki.example.com"].iter().enumerate() {
+    for (n, host) in ["intranet.example.com", "wiki.example.com"]
+        .iter()
+        .enumerate()
+    {
         let start = base + Duration::days(2 + n as i64) + Duration::hours(9);
         let mut c = crate::api::changes::blank_content();
         c.title = format!("Renew the TLS certificate of {host}");

@@ -68,11 +68,12 @@ impl Drop for Databases {
 
 async fn databases_starting_with(prefix: &str) -> Vec<String> {
     let mut conn = PgConnection::connect(&server_url()).await.unwrap();
-    let names = sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
-        .bind(prefix)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let names =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(prefix)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
     conn.close().await.unwrap();
     names
 }
@@ -206,16 +207,23 @@ async fn form_sign_in(url: &str, user: &str, password: &str) -> String {
         .await
         .unwrap();
     assert!(r.status().is_success(), "{user} signs in: {}", r.status());
-    assert!(!r.url().path().ends_with("/login"), "{user} stayed on the sign-in page");
+    assert!(
+        !r.url().path().ends_with("/login"),
+        "{user} stayed on the sign-in page"
+    );
     r.text().await.unwrap()
 }
 
 /// The counts per state that the README's "demo board" table promises.
 fn readme_board() -> Vec<(ChangeState, usize)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-        .unwrap();
-    let start = readme.find("<!-- board:start -->").expect("README marks the board table");
-    let end = readme.find("<!-- board:end -->").expect("README marks the table's end");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme
+        .find("<!-- board:start -->")
+        .expect("README marks the board table");
+    let end = readme
+        .find("<!-- board:end -->")
+        .expect("README marks the table's end");
     let mut out = Vec::new();
     for row in readme[start..end].lines().filter(|l| l.starts_with('|')) {
         let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
@@ -258,7 +266,13 @@ async fn check_board(http: &reqwest::Client, url: &str, viewer: &str) {
         .collect();
     assert_eq!(approved.len(), 1, "one approved standard-change template");
 
-    let emergencies = get(http, url, viewer, "/api/v1/changes?type=emergency&limit=200").await;
+    let emergencies = get(
+        http,
+        url,
+        viewer,
+        "/api/v1/changes?type=emergency&limit=200",
+    )
+    .await;
     let mut awaiting_retrospective = 0;
     for c in emergencies["items"].as_array().unwrap() {
         let trail = get(
@@ -275,12 +289,18 @@ async fn check_board(http: &reqwest::Client, url: &str, viewer: &str) {
             awaiting_retrospective += 1;
         }
     }
-    assert_eq!(awaiting_retrospective, 1, "an emergency change awaits its retrospective");
+    assert_eq!(
+        awaiting_retrospective, 1,
+        "an emergency change awaits its retrospective"
+    );
 }
 
 #[tokio::test]
 async fn the_quick_start_serves_the_promised_board_to_every_printed_user() {
-    let name = format!("cab_quickstart_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = format!(
+        "cab_quickstart_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let _cleanup = Databases(vec![name.clone()]);
     let http = reqwest::Client::new();
 
@@ -288,7 +308,9 @@ async fn the_quick_start_serves_the_promised_board_to_every_printed_user() {
     let demo = start_demo(&["--database", &name], &[]);
     wait_ready(&http, &demo.url).await;
     assert!(
-        demo.banner.iter().any(|l| l.contains(&format!("a new board in database {name}"))),
+        demo.banner
+            .iter()
+            .any(|l| l.contains(&format!("a new board in database {name}"))),
         "{:#?}",
         demo.banner
     );
@@ -326,11 +348,17 @@ async fn the_quick_start_serves_the_promised_board_to_every_printed_user() {
     let demo = start_demo(&[], &[("DATABASE_URL", &url_for(&name))]);
     wait_ready(&http, &demo.url).await;
     assert!(
-        demo.banner.iter().any(|l| l.contains(&format!("the existing board in database {name}"))),
+        demo.banner
+            .iter()
+            .any(|l| l.contains(&format!("the existing board in database {name}"))),
         "{:#?}",
         demo.banner
     );
-    assert!(token(&http, &demo.url, "erin", &old_password).await.is_none());
+    assert!(
+        token(&http, &demo.url, "erin", &old_password)
+            .await
+            .is_none()
+    );
     let erin = token(&http, &demo.url, "erin", &demo.users["erin"].1)
         .await
         .expect("the new password works");
@@ -339,14 +367,23 @@ async fn the_quick_start_serves_the_promised_board_to_every_printed_user() {
 
 #[tokio::test]
 async fn a_half_built_board_is_rebuilt_and_someone_elses_database_is_left_alone() {
-    let half = format!("cab_halfboard_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let foreign = format!("cab_foreign_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let half = format!(
+        "cab_halfboard_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let foreign = format!(
+        "cab_foreign_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let _cleanup = Databases(vec![half.clone(), foreign.clone()]);
     let http = reqwest::Client::new();
 
     // Stopped while seeding: the database it was asked for never appears
     // half-built, and the next run builds the whole board.
-    let killed = format!("cab_killed_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let killed = format!(
+        "cab_killed_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let _cleanup_killed = Databases(vec![killed.clone()]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_cab"))
         .args(["demo", "--listen", "127.0.0.1:0", "--database", &killed])
@@ -356,15 +393,22 @@ async fn a_half_built_board_is_rebuilt_and_someone_elses_database_is_left_alone(
         .spawn()
         .unwrap();
     for _ in 0..200 {
-        if databases_starting_with(&format!("{killed}__building_")).await.len() == 1 {
+        if databases_starting_with(&format!("{killed}__building_"))
+            .await
+            .len()
+            == 1
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!database_exists(&killed).await, "no half-built board in {killed}");
+    assert!(
+        !database_exists(&killed).await,
+        "no half-built board in {killed}"
+    );
     let demo = start_demo(&["--database", &killed], &[]);
     wait_ready(&http, &demo.url).await;
     let erin = token(&http, &demo.url, "erin", &demo.users["erin"].1)
@@ -380,7 +424,11 @@ async fn a_half_built_board_is_rebuilt_and_someone_elses_database_is_left_alone(
         .env("DATABASE_URL", url_for(&half))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let demo = start_demo(&["--database", &half], &[]);
     wait_ready(&http, &demo.url).await;
     assert!(
@@ -409,7 +457,9 @@ async fn a_half_built_board_is_rebuilt_and_someone_elses_database_is_left_alone(
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("database {foreign} holds data that is not a CAB demo board")),
+        stderr.contains(&format!(
+            "database {foreign} holds data that is not a CAB demo board"
+        )),
         "{stderr}"
     );
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices")
@@ -419,4 +469,39 @@ async fn a_half_built_board_is_rebuilt_and_someone_elses_database_is_left_alone(
     assert_eq!(kept, 1);
     conn.close().await.unwrap();
     assert!(database_exists(&foreign).await);
+}
+
+#[tokio::test]
+async fn two_demos_started_at_once_on_one_database_share_one_board() {
+    let name = format!(
+        "cab_twice_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let _cleanup = Databases(vec![name.clone()]);
+    let http = reqwest::Client::new();
+    let first = std::thread::spawn({
+        let name = name.clone();
+        move || start_demo(&["--database", &name], &[])
+    });
+    let second = std::thread::spawn({
+        let name = name.clone();
+        move || start_demo(&["--database", &name], &[])
+    });
+    let demos = [first.join().unwrap(), second.join().unwrap()];
+    let built: Vec<bool> = demos
+        .iter()
+        .map(|d| d.banner.iter().any(|l| l.contains("a new board")))
+        .collect();
+    assert_eq!(
+        built.iter().filter(|b| **b).count(),
+        1,
+        "one of them builds the board"
+    );
+    // The one that waited printed the passwords that are in force.
+    let later = &demos[built.iter().position(|b| !b).unwrap()];
+    wait_ready(&http, &later.url).await;
+    let erin = token(&http, &later.url, "erin", &later.users["erin"].1)
+        .await
+        .expect("the later run's password works");
+    check_board(&http, &later.url, &erin).await;
 }
