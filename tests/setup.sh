@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes this machine ready to run CAB's tests: PostgreSQL accepting
-# connections on 127.0.0.1:5432, and Chromium with ChromeDriver for the
-# browser tests. Idempotent; safe to run again. Meant to be sourced.
+# connections on 127.0.0.1:5432, and Chromium with ChromeDriver and axe-core
+# for the browser tests. Idempotent; safe to run again. Meant to be sourced.
 
 cab_as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -29,4 +29,22 @@ cab_ensure_browser() {
   echo "Installing Chromium and ChromeDriver for the browser tests" >&2
   cab_as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive cab_as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
+# axe-core, the accessibility engine the browser tests run on every page.
+CAB_AXE_VERSION=4.10.3
+cab_ensure_axe() {
+  local dir=target/axe
+  if [ -f "$dir/node_modules/axe-core/axe.min.js" ] \
+    && grep -q "\"version\": \"$CAB_AXE_VERSION\"" "$dir/node_modules/axe-core/package.json"; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "Installing npm to fetch axe-core" >&2
+    cab_as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive cab_as_root apt-get install -y -qq npm >/dev/null
+  fi
+  echo "Installing axe-core $CAB_AXE_VERSION for the browser tests" >&2
+  mkdir -p "$dir"
+  npm install --prefix "$dir" --no-save --no-audit --no-fund --silent "axe-core@$CAB_AXE_VERSION" >/dev/null
 }

@@ -377,6 +377,17 @@ impl Sort {
         }
     }
 
+    /// The order as people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Sort::Newest => "Newest first",
+            Sort::Oldest => "Oldest first",
+            Sort::Updated => "Recently updated",
+            Sort::Window => "Soonest window first",
+            Sort::Risk => "Riskiest first",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Sort> {
         Sort::ALL.into_iter().find(|x| x.as_str() == s)
     }

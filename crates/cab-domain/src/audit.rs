@@ -11,6 +11,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -18,6 +19,77 @@ use uuid::Uuid;
 /// The `prev_hash` of the first event.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 const ENCODING_TAG: &[u8] = b"cab-audit-v1";
+
+vocabulary!(
+    /// What an audit event records: its `action`. The text is stored and
+    /// hashed, so it never changes; the label names the kind of event.
+    AuditAction {
+        ChangeCreated = "change.created" / "Change filed",
+        ChangeEdited = "change.edited" / "Change edited",
+        ChangeSubmitted = "change.submitted" / "Change submitted",
+        ChangeResubmitted = "change.resubmitted" / "Change resubmitted",
+        ChangeWithdrawn = "change.withdrawn" / "Change withdrawn",
+        ChangeCancelled = "change.cancelled" / "Change cancelled",
+        ChangeCommented = "change.commented" / "Comment",
+        AssessmentStarted = "change.assessment_started" / "Assessment started",
+        ChangeAssessed = "change.assessed" / "Security assessment",
+        ChangeVoted = "change.voted" / "CAB vote",
+        ChangeApproved = "change.approved" / "Change approved",
+        ChangeRejected = "change.rejected" / "Change rejected",
+        ChangesRequested = "change.changes_requested" / "Changes requested",
+        RetrospectiveCompleted = "change.retrospective_completed" / "Retrospective review",
+        TemplateProposed = "template.proposed" / "Template proposed",
+        TemplateVoted = "template.voted" / "Template vote",
+        TemplateApproved = "template.approved" / "Template approved",
+        TemplateRejected = "template.rejected" / "Template rejected",
+        TemplateRetired = "template.retired" / "Template retired",
+        UserCreated = "user.created" / "Account created",
+        UserRolesChanged = "user.roles_changed" / "Roles changed",
+        UserDisabled = "user.disabled" / "Account disabled",
+        UserPasswordSet = "user.password_set" / "Password set",
+        ApiTokenCreated = "api_token.created" / "API token issued",
+        ApiTokenRevoked = "api_token.revoked" / "API token revoked",
+        LoginSucceeded = "auth.login_succeeded" / "Signed in",
+        LoginFailed = "auth.login_failed" / "Sign-in failed",
+        LoginLocked = "auth.login_locked" / "Sign-in locked",
+        Logout = "auth.logout" / "Signed out",
+        SessionExpired = "auth.session_expired" / "Session ended",
+        QuorumChanged = "settings.quorum_changed" / "Quorum policy changed",
+        DemoSeeded = "demo.seeded" / "Demo data",
+        AccessDenied = "access.denied" / "Refused",
+    }
+);
+
+vocabulary!(
+    /// What a refused attempt tried to do: `attempted` in the payload of an
+    /// [`AuditAction::AccessDenied`] event. The label completes "tried to …",
+    /// followed by the thing acted on, if any.
+    Attempt {
+        ChangeCreate = "change.create" / "file a change request",
+        ChangeEdit = "change.edit" / "edit",
+        ChangeSubmit = "change.submit" / "submit",
+        ChangeWithdraw = "change.withdraw" / "withdraw",
+        ChangeCancel = "change.cancel" / "cancel",
+        ChangeComment = "change.comment" / "comment on",
+        ChangeAssess = "change.assess" / "assess",
+        ChangeVote = "change.vote" / "vote on",
+        ChangeDeployProd = "change.deploy_prod" / "deploy to PROD",
+        ChangeRetrospective = "change.retrospective" / "record the retrospective review of",
+        TemplatePropose = "template.propose" / "propose a standard-change template",
+        TemplateVote = "template.vote" / "vote on",
+        TemplateRetire = "template.retire" / "retire",
+        TemplateUse = "template.use" / "make a change from",
+        UserRead = "user.read" / "open the user administration",
+        UserCreate = "user.create" / "create an account",
+        UserSetRoles = "user.set_roles" / "change the roles of",
+        UserDisable = "user.disable" / "disable",
+        UserSetPassword = "user.set_password" / "set the password of",
+        ApiTokenCreate = "api_token.create" / "issue an API token to",
+        ApiTokenRevoke = "api_token.revoke" / "revoke an API token of",
+        AuditRead = "audit.read" / "read the audit trail",
+        QuorumSet = "settings.quorum" / "change the quorum policy",
+    }
+);
 
 /// One audit event's content: everything that is hashed.
 #[derive(Debug, Clone, PartialEq)]
@@ -283,6 +355,39 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use serde_json::json;
+
+    #[test]
+    fn every_action_the_rules_name_is_an_attempt() {
+        use crate::approval::Duty;
+        use crate::change::ChangeAction;
+        use crate::template::TemplateAction;
+        let named = ChangeAction::ALL
+            .iter()
+            .map(|a| a.as_str())
+            .chain(
+                [Duty::Assess, Duty::Vote, Duty::DeployProd]
+                    .into_iter()
+                    .map(Duty::as_str),
+            )
+            .chain(
+                [
+                    TemplateAction::Propose,
+                    TemplateAction::Vote,
+                    TemplateAction::Retire,
+                    TemplateAction::Use,
+                ]
+                .into_iter()
+                .map(TemplateAction::as_str),
+            );
+        for name in named {
+            assert!(Attempt::parse(name).is_some(), "{name}");
+        }
+        assert_eq!(
+            AuditAction::parse("change.voted"),
+            Some(AuditAction::ChangeVoted)
+        );
+        assert_eq!(AuditAction::parse("change.vote"), None);
+    }
 
     fn record(seq: i64) -> AuditRecord {
         AuditRecord {

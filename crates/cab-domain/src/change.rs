@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::risk::{RiskAnswers, check_answers};
+use crate::risk::{RiskAnswers, answer_errors};
 use crate::{Denial, Role, RoleSet};
 
 vocabulary!(
@@ -240,7 +240,7 @@ impl ChangeContent {
         if self.contributors.len() > 20 {
             errors.push(err("contributors", "At most 20 contributors."));
         }
-        if let Err((field, message)) = check_answers(&self.risk) {
+        for (field, message) in answer_errors(&self.risk) {
             errors.push(err(field, message));
         }
         errors
@@ -348,6 +348,41 @@ impl ChangeContent {
             ("outside_usual_window", yes(r.outside_usual_window).into()),
         ]
     }
+}
+
+/// The name people know a field of [`ChangeContent::fields`] by (the form's
+/// label); `None` for a name that is not a field.
+pub fn field_label(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "title" => "Title",
+        "description" => "Description",
+        "justification" => "Business justification",
+        "type" => "Type",
+        "category" => "Category",
+        "priority" => "Priority",
+        "services" => "Affected services",
+        "environments" => "Target environments",
+        "implementation_plan" => "Implementation plan",
+        "test_plan" => "Test plan",
+        "test_levels" => "Testing levels",
+        "test_evidence" => "Test evidence",
+        "rollback_plan" => "Rollback plan",
+        "window_start" => "Window start",
+        "window_end" => "Window end",
+        "window_tz" => "Window UTC offset",
+        "pr_url" => "Pull request",
+        "commit_sha" => "Commit SHA",
+        "artifact_digest" => "Artifact digest",
+        "contributors" => "Contributors",
+        "impact" => "Impact",
+        "likelihood" => "Likelihood",
+        "touches_production_data" => "Touches production data",
+        "customer_facing" => "Customer-facing",
+        "changes_security_control" => "Changes a security control",
+        "rollback_untested" => "Rollback impossible or untested",
+        "outside_usual_window" => "Outside a usual window",
+        _ => return None,
+    })
 }
 
 /// One field that differs between two revisions.
@@ -573,6 +608,19 @@ mod tests {
     }
 
     #[test]
+    fn unanswered_risk_names_impact_and_likelihood() {
+        let mut c = complete();
+        c.risk.impact = 0;
+        c.risk.likelihood = 0;
+        let errors = c.validate();
+        let named = fields(&errors);
+        assert!(
+            named.contains(&"impact") && named.contains(&"likelihood"),
+            "{named:?}"
+        );
+    }
+
+    #[test]
     fn each_submission_rule_names_its_field() {
         type Mutation = Box<dyn Fn(&mut ChangeContent)>;
         let cases: Vec<(Mutation, &str)> = vec![
@@ -630,6 +678,15 @@ mod tests {
         assert_eq!(c.validate(), vec![]);
         c.commit_sha = "nothex!".into();
         assert_eq!(fields(&c.validate()), vec!["commit_sha"]);
+    }
+
+    #[test]
+    fn every_field_has_a_label() {
+        for (field, _) in complete().fields() {
+            assert!(field_label(field).is_some(), "{field}");
+        }
+        assert_eq!(field_label("window_start"), Some("Window start"));
+        assert_eq!(field_label("nonsense"), None);
     }
 
     #[test]

@@ -33,6 +33,16 @@ impl RiskLevel {
         }
     }
 
+    /// The level as people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "Low",
+            RiskLevel::Medium => "Medium",
+            RiskLevel::High => "High",
+            RiskLevel::Critical => "Critical",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|l| l.as_str() == s)
     }
@@ -68,13 +78,30 @@ pub struct RiskAssessment {
 
 /// Whether impact and likelihood are in range; the only way answers can be wrong.
 pub fn check_answers(a: &RiskAnswers) -> Result<(), (&'static str, &'static str)> {
-    if !(1..=4).contains(&a.impact) {
-        return Err(("impact", "Impact is from 1 (negligible) to 4 (severe)."));
+    answer_errors(a).into_iter().next().map_or(Ok(()), Err)
+}
+
+/// Every answer out of range, as (field, message): both scales are named
+/// when both are missing.
+pub fn answer_errors(a: &RiskAnswers) -> Vec<(&'static str, &'static str)> {
+    let mut errors = Vec::new();
+    match a.impact {
+        1..=4 => {}
+        0 => errors.push((
+            "impact",
+            "Choose the impact, from 1 (negligible) to 4 (severe).",
+        )),
+        _ => errors.push(("impact", "Impact is from 1 (negligible) to 4 (severe).")),
     }
-    if !(1..=4).contains(&a.likelihood) {
-        return Err(("likelihood", "Likelihood is from 1 (rare) to 4 (likely)."));
+    match a.likelihood {
+        1..=4 => {}
+        0 => errors.push((
+            "likelihood",
+            "Choose the likelihood, from 1 (rare) to 4 (likely).",
+        )),
+        _ => errors.push(("likelihood", "Likelihood is from 1 (rare) to 4 (likely).")),
     }
-    Ok(())
+    errors
 }
 
 /// The rules, version 1:
@@ -226,5 +253,10 @@ mod tests {
             "likelihood"
         );
         assert!(check_answers(&answers(4, 1, "")).is_ok());
+        let both: Vec<_> = answer_errors(&answers(0, 0, ""))
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        assert_eq!(both, ["impact", "likelihood"]);
     }
 }

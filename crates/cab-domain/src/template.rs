@@ -24,6 +24,15 @@ impl TemplateState {
         }
     }
 
+    /// The state as people read it.
+    pub fn label(self) -> &'static str {
+        match self {
+            TemplateState::Proposed => "Proposed",
+            TemplateState::Approved => "Approved",
+            TemplateState::Retired => "Retired",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [
             TemplateState::Proposed,

@@ -105,7 +105,10 @@ pub async fn serve(State(state): State<AppState>, UrlPath(name): UrlPath<String>
     match state.assets.get(&name) {
         Some(bytes) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&name))),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(content_type(&name)),
+                ),
                 (
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=31536000, immutable"),

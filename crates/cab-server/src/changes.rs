@@ -463,7 +463,7 @@ pub async fn edit_with(
         };
         let note = format!(
             "Revision {revision} changed {} after {}; earlier votes and the assessment no longer count, so the change is back in review.",
-            fields.join(", "),
+            field_names(&fields),
             if approved { "approval" } else { "submission" },
         );
         cab_db::decisions::reopen(&mut tx, id, ChangeState::Submitted.as_str(), &note, now).await?;
@@ -487,6 +487,27 @@ pub async fn edit_with(
     let updated = load_with(&mut tx, id, false).await?;
     tx.commit().await?;
     Ok(updated)
+}
+
+/// Fields by the names people know them by, as a list in a sentence:
+/// "the title", "window start and window end".
+fn field_names(fields: &[&str]) -> String {
+    let names: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            let label = change::field_label(f).unwrap_or("another field");
+            let mut chars = label.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        })
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => "nothing".into(),
+    }
 }
 
 /// Submit, withdraw or cancel. Cancelling needs a reason.

@@ -309,7 +309,11 @@ async fn demo(
     };
     println!(
         "CAB demo: {} board in database {name}; one user per role (passwords are new on every run):",
-        if prepared.rebuilt { "a new" } else { "the existing" }
+        if prepared.rebuilt {
+            "a new"
+        } else {
+            "the existing"
+        }
     );
     println!();
     println!("  {:<8} {:<18} PASSWORD", "USERNAME", "ROLE");

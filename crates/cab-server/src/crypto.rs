@@ -135,16 +135,19 @@ pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     csrf: Arc<Vec<u8>>,
+    notice: Arc<Vec<u8>>,
 }
 
 impl Keys {
     pub fn new(secret: &[u8]) -> Self {
         let jwt = jwt_key(secret);
         let csrf = hmac_bytes(secret, b"cab csrf key");
+        let notice = hmac_bytes(secret, b"cab notice key");
         Self {
             encoding: EncodingKey::from_secret(&jwt),
             decoding: DecodingKey::from_secret(&jwt),
             csrf: Arc::new(csrf),
+            notice: Arc::new(notice),
         }
     }
 
@@ -191,6 +194,17 @@ impl Keys {
 
     pub fn csrf_matches(&self, binding: &str, presented: &str) -> bool {
         let expected = self.csrf_token(binding);
+        expected.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+
+    /// A tag proving the server itself wrote a one-time notice: an HMAC
+    /// with a key of its own, so a cookie planted by anyone else says nothing.
+    pub fn notice_tag(&self, message: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_bytes(&self.notice, message.as_bytes()))
+    }
+
+    pub fn notice_matches(&self, message: &str, presented: &str) -> bool {
+        let expected = self.notice_tag(message);
         expected.as_bytes().ct_eq(presented.as_bytes()).into()
     }
 }

@@ -32,6 +32,7 @@ pub struct TokenResponse {
 /// Exchange a username and password for a short-lived access token.
 #[utoipa::path(
     post, path = "/api/v1/auth/token", tag = "auth", security(),
+    operation_id = "create_access_token",
     request_body = TokenRequest,
     responses(
         (status = 200, body = TokenResponse),

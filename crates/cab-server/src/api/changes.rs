@@ -417,6 +417,7 @@ pub struct ChangePage {
 
 /// Filters shared by the change list page and the API.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub state: Option<String>,
     #[serde(rename = "type")]

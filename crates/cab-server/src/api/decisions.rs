@@ -318,42 +318,6 @@ pub fn trail_entries(facts: &DecisionFacts, revision: i32) -> Vec<TrailEntry> {
     entries
 }
 
-impl TrailEntry {
-    /// The line on the change's page.
-    pub fn into_line(self) -> crate::ui::changes::TrailLine {
-        let mut comment = self.comment;
-        if !self.conditions.is_empty() {
-            comment = format!("{comment} Conditions: {}", self.conditions.join("; "));
-        }
-        if let Some(level) = &self.assessed_level {
-            comment = format!(
-                "assessed {level}{}. {comment}",
-                if self.lowers_risk == Some(true) {
-                    " (lowered)"
-                } else {
-                    ""
-                }
-            );
-        }
-        crate::ui::changes::TrailLine {
-            kind: self.kind,
-            who: self.who,
-            roles: self.roles.join(", "),
-            revision: self.revision,
-            decision: self.decision.replace('_', " "),
-            comment: comment.trim().to_owned(),
-            at: crate::ui::when(&self.at),
-            status: if self.superseded {
-                "superseded"
-            } else if self.stale {
-                "earlier revision"
-            } else {
-                "current"
-            },
-        }
-    }
-}
-
 pub fn still_needed(facts: &DecisionFacts) -> Vec<String> {
     match &facts.outcome {
         Decision::Pending { needs } => needs.clone(),

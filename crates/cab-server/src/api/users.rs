@@ -263,6 +263,7 @@ pub async fn list_tokens(
 /// Issue an API token to a service account. The token is in this response only.
 #[utoipa::path(
     post, path = "/api/v1/users/{id}/tokens", tag = "users",
+    operation_id = "create_api_token",
     params(("id" = Uuid, Path)),
     request_body = CreateToken,
     responses(

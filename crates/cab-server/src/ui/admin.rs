@@ -3,15 +3,17 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use cab_db::api_tokens::ApiTokenRow;
 use cab_db::users::UserRow;
 use cab_domain::Role;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::notice::{Notice, redirect_with};
+use super::words::role_labels;
 use super::{FieldErrors, Layout, Viewer, render, when};
 use super::{FormPairs as Pairs, form_value as value, form_values as values};
 use crate::accounts::{self, NewAccount, Operator};
@@ -51,11 +53,7 @@ impl From<&UserRow> for UserLine {
             id: u.id,
             username: u.username.clone(),
             display_name: u.display_name.clone(),
-            roles: if u.roles.is_empty() {
-                "—".into()
-            } else {
-                u.roles.join(", ")
-            },
+            roles: role_labels(&u.roles),
             kind: if u.is_service {
                 "Service account"
             } else {
@@ -203,7 +201,6 @@ struct UserPage {
     user: UserLine,
     is_service: bool,
     is_self: bool,
-    notice: Option<String>,
     secret: Option<(String, String)>,
     errors: FieldErrors,
     roles: Vec<RoleChoice>,
@@ -231,14 +228,17 @@ async fn detail_page(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
+    let mut layout = viewer.layout(format!("User {}", user.username));
+    if notice.is_some() {
+        layout.notice = notice;
+    }
     let page = UserPage {
-        layout: viewer.layout(format!("User {}", user.username)),
+        layout,
         is_service: user.is_service,
         is_self: user.id == viewer.user.id,
         roles: role_choices(&user.roles),
         user: UserLine::from(&user),
         tokens: tokens.iter().map(TokenLine::from).collect(),
-        notice,
         secret,
         errors,
     };
@@ -249,33 +249,10 @@ fn parse_id(raw: &str) -> Result<Uuid, AppError> {
     raw.parse().map_err(|_| AppError::NotFound("user"))
 }
 
-#[derive(Deserialize)]
-pub struct Saved {
-    saved: Option<String>,
-}
-
-pub async fn show(
-    viewer: Viewer,
-    origin: Origin,
-    Path(id): Path<String>,
-    Query(q): Query<Saved>,
-) -> Response {
-    let notice = match q.saved.as_deref() {
-        Some("roles") => Some("Roles saved. The account's sessions have ended.".to_owned()),
-        Some("disabled") => Some("Account disabled. Its sessions have ended.".to_owned()),
-        Some("revoked") => Some("Token revoked.".to_owned()),
-        _ => None,
-    };
+pub async fn show(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
     let shown = async {
         accounts::authorize_read(&viewer.state.pool, &viewer.user, &origin).await?;
-        detail_page(
-            &viewer,
-            parse_id(&id)?,
-            notice,
-            None,
-            FieldErrors::default(),
-        )
-        .await
+        detail_page(&viewer, parse_id(&id)?, None, None, FieldErrors::default()).await
     };
     shown.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -301,7 +278,11 @@ pub async fn set_roles(
         )
         .await
         {
-            Ok(_) => Ok(Redirect::to(&format!("/admin/users/{id}?saved=roles")).into_response()),
+            Ok(_) => Ok(redirect_with(
+                &viewer,
+                &format!("/admin/users/{id}"),
+                Notice::RolesSaved,
+            )),
             Err(AppError::Invalid { field, message }) => {
                 let mut errors = FieldErrors::default();
                 errors.insert(&field, message);
@@ -323,9 +304,11 @@ pub async fn disable(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> 
             id,
         )
         .await?;
-        Ok::<_, AppError>(
-            Redirect::to(&format!("/admin/users/{id}?saved=disabled")).into_response(),
-        )
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/admin/users/{id}"),
+            Notice::AccountDisabled,
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -392,7 +375,11 @@ pub async fn revoke_token(
             token_id,
         )
         .await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/admin/users/{id}?saved=revoked")).into_response())
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/admin/users/{id}"),
+            Notice::TokenRevoked,
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }

@@ -5,17 +5,20 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use cab_db::changes::{ChangeSummary, Sort};
 use cab_domain::Role;
+use cab_domain::approval::{AssessmentDecision, DataClassification, VoteChoice};
 use cab_domain::change::{
     Category, ChangeAction, ChangeContent, ChangeState, ChangeType, Environment, FieldChange,
-    Priority, TestLevels,
+    Priority, TestLevels, field_label,
 };
 use cab_domain::risk::{RiskAnswers, RiskLevel, assess};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
-use super::{FieldErrors, Layout, Viewer, render, urlencode, when};
+use super::notice::{Notice, redirect_with};
+use super::words::{Link, People, Sentence, Subjects, role_labels, stored};
+use super::{FieldErrors, Layout, Viewer, message, render, urlencode, when};
 use super::{FormPairs as Pairs, form_value as value, form_values as values};
 use crate::api::changes::{ListQuery, blank_content, page};
 use crate::changes::{self, ChangeView};
@@ -191,7 +194,7 @@ use chrono::Offset;
 
 /// The risk a form's answers give; no level until both scales are answered.
 pub struct RiskPreview {
-    pub level: Option<&'static str>,
+    pub level: Option<RiskLevel>,
     pub reasons: Vec<String>,
 }
 
@@ -211,7 +214,7 @@ fn risk_preview(answers: &RiskAnswers) -> RiskPreview {
     }
     let r = assess(answers);
     RiskPreview {
-        level: Some(r.level.as_str()),
+        level: Some(r.level),
         reasons: r.reasons,
     }
 }
@@ -410,7 +413,13 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
     )
     .await
     {
-        Ok(created) => Redirect::to(&format!("/changes/{}", created.id)).into_response(),
+        Ok(created) => redirect_with(
+            &viewer,
+            &format!("/changes/{}", created.id),
+            Notice::ChangeCreated {
+                number: created.number,
+            },
+        ),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             reshow(&viewer, None, &form, c, FieldErrors::default(), Some(e)).await
         }
@@ -482,7 +491,13 @@ pub async fn update(
     )
     .await
     {
-        Ok(saved) => Redirect::to(&format!("/changes/{}", saved.id)).into_response(),
+        Ok(saved) => redirect_with(
+            &viewer,
+            &format!("/changes/{}", saved.id),
+            Notice::ChangeSaved {
+                number: saved.number,
+            },
+        ),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             reshow(
                 &viewer,
@@ -505,18 +520,61 @@ pub async fn preview_risk(_viewer: Viewer, Query(form): Query<Pairs>) -> Respons
     })
 }
 
+/// One fact on a change's page: text, text as written (line breaks kept),
+/// or links, of which only web addresses can be followed.
 pub struct Field {
     pub label: &'static str,
-    pub value: String,
+    pub text: String,
     pub multiline: bool,
+    pub links: Vec<Link>,
+}
+
+impl Field {
+    fn text(label: &'static str, text: impl Into<String>) -> Self {
+        Field {
+            label,
+            text: text.into(),
+            multiline: false,
+            links: Vec::new(),
+        }
+    }
+
+    fn prose(label: &'static str, text: impl Into<String>) -> Self {
+        Field {
+            multiline: true,
+            ..Field::text(label, text)
+        }
+    }
+
+    fn links<'a>(label: &'static str, items: impl IntoIterator<Item = &'a str>) -> Self {
+        Field {
+            links: items
+                .into_iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(Link::new)
+                .collect(),
+            ..Field::text(label, "")
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.links.is_empty()
+    }
+}
+
+/// One changed field of a revision, by its label.
+pub struct DiffLine {
+    pub field: &'static str,
+    pub before: String,
+    pub after: String,
 }
 
 pub struct RevisionLine {
     pub number: i32,
     pub at: String,
     pub by: String,
-    pub risk: String,
-    pub diff: Vec<FieldChange>,
+    pub risk: Option<RiskLevel>,
+    pub diff: Vec<DiffLine>,
 }
 
 pub struct CommentLine {
@@ -527,14 +585,14 @@ pub struct CommentLine {
 
 pub struct TimelineLine {
     pub at: String,
-    pub actor: String,
+    /// The stored action, kept as `data-action` for scripts and tests.
     pub action: String,
-    pub detail: String,
+    pub sentence: Sentence,
 }
 
 /// The decision section of a change's page.
 pub struct DecisionView {
-    pub level: String,
+    pub level: RiskLevel,
     pub still_needed: Vec<String>,
     pub review_note: Option<String>,
     pub assessment: Option<AssessmentSummary>,
@@ -542,32 +600,81 @@ pub struct DecisionView {
     pub may_vote: bool,
     pub may_assess: bool,
     pub may_start: bool,
-    pub my_vote: Option<String>,
+    pub my_vote: Option<VoteChoice>,
     pub retrospective_due: Option<String>,
     pub retrospective_done: Option<String>,
     pub may_record_retrospective: bool,
 }
 
+/// One kind of security testing in an assessment.
+pub struct TestingLine {
+    pub name: &'static str,
+    pub required: bool,
+    pub evidence: Option<Link>,
+    pub justification: String,
+}
+
 pub struct AssessmentSummary {
     pub by: String,
-    pub decision: String,
-    pub level: String,
+    pub decision: Option<AssessmentDecision>,
+    pub level: Option<RiskLevel>,
     pub lowers: bool,
     pub lowering_justification: String,
     pub conditions: Vec<String>,
-    pub classification: String,
-    pub testing: Vec<(String, String)>,
+    pub classification: Option<DataClassification>,
+    pub testing: Vec<TestingLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailKind {
+    Assessment,
+    Vote,
+}
+
+impl TrailKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TrailKind::Assessment => "Security assessment",
+            TrailKind::Vote => "CAB vote",
+        }
+    }
+}
+
+/// Whether an assessment or vote still counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailStatus {
+    Current,
+    Superseded,
+    EarlierRevision,
+}
+
+impl TrailStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            TrailStatus::Current => "Counts",
+            TrailStatus::Superseded => "Replaced by a later one",
+            TrailStatus::EarlierRevision => "On an earlier revision",
+        }
+    }
+
+    pub fn class(self) -> &'static str {
+        match self {
+            TrailStatus::Current => "trail-current",
+            TrailStatus::Superseded => "trail-superseded",
+            TrailStatus::EarlierRevision => "trail-earlier",
+        }
+    }
 }
 
 pub struct TrailLine {
-    pub kind: &'static str,
+    pub kind: TrailKind,
     pub who: String,
     pub roles: String,
     pub revision: i32,
     pub decision: String,
     pub comment: String,
     pub at: String,
-    pub status: &'static str,
+    pub status: TrailStatus,
 }
 
 #[derive(Template)]
@@ -577,8 +684,6 @@ struct DetailPage {
     layout: Layout,
     v: ChangeView,
     key: String,
-    state_label: &'static str,
-    type_label: &'static str,
     fields: Vec<Field>,
     revisions: Vec<RevisionLine>,
     comments: Vec<CommentLine>,
@@ -588,57 +693,22 @@ struct DetailPage {
     can_withdraw: bool,
     can_cancel: bool,
     errors: FieldErrors,
-    notice: Option<String>,
-}
-
-fn describe(action: &str, payload: &serde_json::Value) -> String {
-    let s = |k: &str| {
-        payload
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    match action {
-        "change.created" => format!("filed as a draft, risk {}", s("risk_level")),
-        "change.edited" => {
-            let fields: Vec<String> = payload
-                .get("fields")
-                .and_then(|f| f.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            format!(
-                "edited ({}); revision {}",
-                fields.join(", "),
-                payload.get("revision").cloned().unwrap_or_default()
-            )
-        }
-        "change.submitted" => "submitted (revision 1)".into(),
-        "change.withdrawn" => "withdrawn".into(),
-        "change.cancelled" => format!("cancelled: {}", s("reason")),
-        "change.commented" => "commented".into(),
-        "access.denied" => format!("refused {}: {}", s("attempted"), s("reason")),
-        other => other.to_owned(),
-    }
 }
 
 async fn detail_page(
     viewer: &Viewer,
     v: ChangeView,
     errors: FieldErrors,
-    notice: Option<String>,
 ) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
     let revisions = cab_db::changes::revisions(&mut conn, v.id).await?;
     let comments = cab_db::changes::comments(&mut conn, v.id).await?;
     let events = cab_db::audit::for_entity(&mut conn, "change", &v.id.to_string()).await?;
     let facts = crate::decisions::facts(&mut conn, &v).await?;
+    let subjects = Subjects::for_change(People::load(&mut conn).await?, v.id, v.number);
     drop(conn);
-    let d = decision_view(viewer, &v, &facts);
+    let people = &subjects.people;
+    let d = decision_view(viewer, &v, &facts, people);
     let c = &v.content;
     let offset = parse_offset(&c.window_tz);
     let show = |t: Option<DateTime<Utc>>| match (t, offset) {
@@ -663,78 +733,76 @@ async fn detail_page(
     .map(|(_, n)| *n)
     .collect::<Vec<_>>()
     .join(", ");
-    let f = |label: &'static str, value: String, multiline: bool| Field {
-        label,
-        value,
-        multiline,
-    };
     let fields = vec![
-        f("Description", c.description.clone(), true),
-        f("Business justification", c.justification.clone(), true),
-        f("Category", c.category.label().into(), false),
-        f("Priority", c.priority.label().into(), false),
-        f("Affected services", c.services.join(", "), false),
-        f(
+        Field::prose("Description", c.description.clone()),
+        Field::prose("Business justification", c.justification.clone()),
+        Field::text("Category", c.category.label()),
+        Field::text("Priority", c.priority.label()),
+        Field::text("Affected services", c.services.join(", ")),
+        Field::text(
             "Target environments",
             c.environments
                 .iter()
-                .map(|e| e.as_str())
+                .map(|e| e.label())
                 .collect::<Vec<_>>()
                 .join(", "),
-            false,
         ),
-        f("Planned window", window, false),
-        f("Implementation plan", c.implementation_plan.clone(), true),
-        f("Test plan", c.test_plan.clone(), true),
-        f("Testing levels", levels, false),
-        f("Test evidence", c.test_evidence.join("\n"), true),
-        f("Rollback plan", c.rollback_plan.clone(), true),
-        f("Pull request", c.pr_url.clone(), false),
-        f("Commit", c.commit_sha.clone(), false),
-        f("Artifact digest", c.artifact_digest.clone(), false),
-        f("Author", v.author.clone(), false),
-        f(
+        Field::text("Planned window", window),
+        Field::prose("Implementation plan", c.implementation_plan.clone()),
+        Field::prose("Test plan", c.test_plan.clone()),
+        Field::text("Testing levels", levels),
+        Field::links("Test evidence", c.test_evidence.iter().map(String::as_str)),
+        Field::prose("Rollback plan", c.rollback_plan.clone()),
+        Field::links("Pull request", [c.pr_url.as_str()]),
+        Field::text("Commit", c.commit_sha.clone()),
+        Field::text("Artifact digest", c.artifact_digest.clone()),
+        Field::text("Author", people.name(&v.author)),
+        Field::text(
             "Contributors",
             v.contributors
                 .iter()
-                .map(|(_, u)| u.as_str())
+                .map(|(_, u)| people.name(u))
                 .collect::<Vec<_>>()
                 .join(", "),
-            false,
         ),
     ];
     let page = DetailPage {
         d,
         layout: viewer.layout(format!("{} {}", v.key(), c.title)),
         key: v.key(),
-        state_label: v.state.label(),
-        type_label: c.change_type.label(),
         fields,
         revisions: revisions
             .into_iter()
             .map(|r| RevisionLine {
                 number: r.number,
                 at: when(&r.created_at),
-                by: r.created_by,
-                risk: r.risk_level,
-                diff: serde_json::from_value(r.diff).unwrap_or_default(),
+                by: people.name(&r.created_by),
+                risk: RiskLevel::parse(&r.risk_level),
+                diff: serde_json::from_value::<Vec<FieldChange>>(r.diff)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| DiffLine {
+                        field: field_label(&f.field).unwrap_or("Another field"),
+                        before: f.before,
+                        after: f.after,
+                    })
+                    .collect(),
             })
             .collect(),
         comments: comments
             .into_iter()
             .map(|c| CommentLine {
-                author: c.author,
+                author: people.name(&c.author),
                 at: when(&c.created_at),
                 body: c.body,
             })
             .collect(),
         timeline: events
-            .into_iter()
+            .iter()
             .map(|e| TimelineLine {
                 at: when(&e.occurred_at),
-                actor: e.actor_username.unwrap_or_default(),
-                detail: describe(&e.action, &e.payload),
-                action: e.action,
+                action: e.action.clone(),
+                sentence: subjects.describe(e),
             })
             .collect(),
         can_edit: v.allows(&viewer.user, ChangeAction::Edit),
@@ -742,7 +810,6 @@ async fn detail_page(
         can_withdraw: v.allows(&viewer.user, ChangeAction::Withdraw),
         can_cancel: v.allows(&viewer.user, ChangeAction::Cancel),
         errors,
-        notice,
         v,
     };
     let status = if page.errors.is_empty() {
@@ -756,7 +823,7 @@ async fn detail_page(
 pub async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
     let shown = async {
         let v = load(&viewer, &id).await?;
-        detail_page(&viewer, v, FieldErrors::default(), None).await
+        detail_page(&viewer, v, FieldErrors::default()).await
     };
     shown.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -780,10 +847,26 @@ async fn act(
         )
         .await
         {
-            Ok(v) => Ok(Redirect::to(&format!("/changes/{}", v.id)).into_response()),
+            Ok(v) => {
+                let number = v.number;
+                let notice = match action {
+                    ChangeAction::Submit => Notice::ChangeSubmitted {
+                        number,
+                        state: v.state,
+                    },
+                    ChangeAction::Withdraw => Notice::ChangeWithdrawn { number },
+                    ChangeAction::Cancel => Notice::ChangeCancelled { number },
+                    ChangeAction::Edit | ChangeAction::Comment => Notice::ChangeSaved { number },
+                };
+                Ok(redirect_with(
+                    &viewer,
+                    &format!("/changes/{}", v.id),
+                    notice,
+                ))
+            }
             Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
                 let errors = FieldErrors::absorb(e, "title")?;
-                detail_page(&viewer, current, errors, None).await
+                detail_page(&viewer, current, errors).await
             }
             Err(e) => Err(e),
         }
@@ -832,10 +915,16 @@ pub async fn comment(
         )
         .await
         {
-            Ok(_) => Ok(Redirect::to(&format!("/changes/{}#comments", current.id)).into_response()),
+            Ok(_) => Ok(redirect_with(
+                &viewer,
+                &format!("/changes/{}#comments", current.id),
+                Notice::Commented {
+                    number: current.number,
+                },
+            )),
             Err(e @ AppError::Invalid { .. }) => {
                 let errors = FieldErrors::absorb(e, "body")?;
-                detail_page(&viewer, current, errors, None).await
+                detail_page(&viewer, current, errors).await
             }
             Err(e) => Err(e),
         }
@@ -843,13 +932,14 @@ pub async fn comment(
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
 
+/// A change in a list.
 pub struct Row {
     pub id: String,
     pub key: String,
     pub title: String,
-    pub state: String,
-    pub change_type: String,
-    pub risk: String,
+    pub state: ChangeState,
+    pub change_type: ChangeType,
+    pub risk: RiskLevel,
     pub services: String,
     pub environments: String,
     pub author: String,
@@ -857,15 +947,17 @@ pub struct Row {
     pub updated: String,
 }
 
-impl From<ChangeSummary> for Row {
-    fn from(s: ChangeSummary) -> Self {
-        Row {
+impl TryFrom<ChangeSummary> for Row {
+    type Error = AppError;
+
+    fn try_from(s: ChangeSummary) -> Result<Self, AppError> {
+        Ok(Row {
             id: s.id.to_string(),
             key: format!("CHG-{}", s.number),
+            state: stored(ChangeState::parse(&s.state), "state", &s.state)?,
+            change_type: stored(ChangeType::parse(&s.change_type), "type", &s.change_type)?,
+            risk: stored(RiskLevel::parse(&s.risk_level), "risk level", &s.risk_level)?,
             title: s.title,
-            state: s.state,
-            change_type: s.change_type,
-            risk: s.risk_level,
             services: s.services.join(", "),
             environments: s.environments.join(", "),
             author: s.author,
@@ -874,8 +966,13 @@ impl From<ChangeSummary> for Row {
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_default(),
             updated: s.updated_at.format("%Y-%m-%d %H:%M").to_string(),
-        }
+        })
     }
+}
+
+/// Rows for a list page.
+pub fn rows(summaries: Vec<ChangeSummary>) -> Result<Vec<Row>, AppError> {
+    summaries.into_iter().map(Row::try_from).collect()
 }
 
 #[derive(Template)]
@@ -929,10 +1026,13 @@ pub async fn list(
     let one = |v: &Option<String>| v.clone().unwrap_or_default();
     let (rows, next, error) = match q.filter(viewer.user.id) {
         Ok(filter) => match page(&viewer.state, &filter, 50).await {
-            Ok((rows, next)) => (rows, next, None),
+            Ok((found, next)) => match rows(found) {
+                Ok(rows) => (rows, next, None),
+                Err(e) => return viewer.error(e),
+            },
             Err(e) => return viewer.error(e),
         },
-        Err(e) => (Vec::new(), None, Some(e.detail())),
+        Err(e) => (Vec::new(), None, Some(message(&e))),
     };
     let base = query_string(&q);
     let state_now = one(&q.state);
@@ -942,7 +1042,7 @@ pub async fn list(
     let sort_now = q.sort.clone().unwrap_or_else(|| "newest".into());
     let page = ListPage {
         layout: viewer.layout("Changes"),
-        rows: rows.into_iter().map(Row::from).collect(),
+        rows,
         next: next.map(|c| {
             if base.is_empty() {
                 format!("?cursor={c}")
@@ -956,19 +1056,90 @@ pub async fn list(
         mine: matches!(q.mine.as_deref(), Some("true" | "on" | "1")),
         states: selected_by_text(ChangeState::ALL, &state_now, |v| (v.as_str(), v.label())),
         types: selected_by_text(ChangeType::ALL, &type_now, |v| (v.as_str(), v.label())),
-        risks: selected_by_text(&RiskLevel::ALL, &risk_now, |v| (v.as_str(), v.as_str())),
+        risks: selected_by_text(&RiskLevel::ALL, &risk_now, |v| (v.as_str(), v.label())),
         categories: selected_by_text(Category::ALL, &cat_now, |v| (v.as_str(), v.label())),
-        sorts: selected_by_text(&Sort::ALL, &sort_now, |v| (v.as_str(), v.as_str())),
+        sorts: selected_by_text(&Sort::ALL, &sort_now, |v| (v.as_str(), v.label())),
         can_create: viewer.user.has(Role::Engineer),
         error,
     };
     render(&page)
 }
 
+/// The approval trail: every assessment and vote, oldest first, superseded
+/// ones and those on earlier revisions included.
+fn trail(
+    facts: &crate::decisions::DecisionFacts,
+    revision: i32,
+    people: &People,
+) -> Vec<TrailLine> {
+    use cab_domain::approval::AssessmentContent;
+    let status = |superseded: bool, on: i32| {
+        if superseded {
+            TrailStatus::Superseded
+        } else if on != revision {
+            TrailStatus::EarlierRevision
+        } else {
+            TrailStatus::Current
+        }
+    };
+    let mut lines: Vec<(DateTime<Utc>, TrailLine)> = facts
+        .assessments
+        .iter()
+        .map(|a| {
+            let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
+            let mut decision = AssessmentDecision::parse(&a.decision)
+                .map_or("Assessment", AssessmentDecision::label)
+                .to_owned();
+            if let Some(level) = RiskLevel::parse(&a.assessed_level) {
+                decision = format!("{decision}, {} risk", level.label().to_lowercase());
+            }
+            if a.lowers_risk {
+                decision.push_str(" (lowered)");
+            }
+            let mut comment = content
+                .as_ref()
+                .map(|c| c.residual_risk.clone())
+                .unwrap_or_default();
+            if let Some(c) = content.as_ref().filter(|c| !c.conditions.is_empty()) {
+                comment = format!("{comment} Conditions: {}", c.conditions.join("; "));
+            }
+            let line = TrailLine {
+                kind: TrailKind::Assessment,
+                who: people.name(&a.assessor_username),
+                roles: role_labels(&a.assessor_roles),
+                revision: a.revision,
+                decision,
+                comment: comment.trim().to_owned(),
+                at: when(&a.created_at),
+                status: status(a.superseded_at.is_some(), a.revision),
+            };
+            (a.created_at, line)
+        })
+        .chain(facts.votes.iter().map(|v| {
+            let line = TrailLine {
+                kind: TrailKind::Vote,
+                who: people.name(&v.voter_username),
+                roles: role_labels(&v.voter_roles),
+                revision: v.revision,
+                decision: VoteChoice::parse(&v.choice)
+                    .map_or("Vote", VoteChoice::label)
+                    .to_owned(),
+                comment: v.comment.clone(),
+                at: when(&v.created_at),
+                status: status(v.superseded_at.is_some(), v.revision),
+            };
+            (v.created_at, line)
+        }))
+        .collect();
+    lines.sort_by_key(|(at, _)| *at);
+    lines.into_iter().map(|(_, line)| line).collect()
+}
+
 fn decision_view(
     viewer: &Viewer,
     v: &ChangeView,
     facts: &crate::decisions::DecisionFacts,
+    people: &People,
 ) -> DecisionView {
     use cab_domain::approval::{AssessmentContent, Duty};
     let under_review = cab_domain::approval::under_review(v.state);
@@ -982,35 +1153,22 @@ fn decision_view(
                     ("DAST", &c.dast),
                     ("Penetration test", &c.pentest),
                 ]
-                .iter()
-                .map(|(name, t)| {
-                    let what = if t.required {
-                        "required"
-                    } else {
-                        "not required"
-                    };
-                    let detail = [t.evidence.as_str(), t.justification.as_str()]
-                        .iter()
-                        .filter(|s| !s.is_empty())
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(" — ");
-                    (
-                        (*name).to_owned(),
-                        if detail.is_empty() {
-                            what.to_owned()
-                        } else {
-                            format!("{what}: {detail}")
-                        },
-                    )
+                .into_iter()
+                .map(|(name, t)| TestingLine {
+                    name,
+                    required: t.required,
+                    evidence: Some(t.evidence.as_str())
+                        .filter(|e| !e.trim().is_empty())
+                        .map(Link::new),
+                    justification: t.justification.clone(),
                 })
                 .collect()
             })
             .unwrap_or_default();
         AssessmentSummary {
-            by: a.assessor_username.clone(),
-            decision: a.decision.replace('_', " "),
-            level: a.assessed_level.clone(),
+            by: people.name(&a.assessor_username),
+            decision: AssessmentDecision::parse(&a.decision),
+            level: RiskLevel::parse(&a.assessed_level),
             lowers: a.lowers_risk,
             lowering_justification: content
                 .as_ref()
@@ -1020,23 +1178,16 @@ fn decision_view(
                 .as_ref()
                 .map(|c| c.conditions.clone())
                 .unwrap_or_default(),
-            classification: content
-                .as_ref()
-                .map(|c| c.data_classification.label().to_owned())
-                .unwrap_or_default(),
+            classification: content.as_ref().map(|c| c.data_classification),
             testing,
         }
     });
-    let trail = crate::api::decisions::trail_entries(facts, v.revision)
-        .into_iter()
-        .map(|e| e.into_line())
-        .collect();
     let retro_pending = facts.decision.retrospective_due_at.is_some()
         && facts.decision.retrospective_done_at.is_none();
     let mut decided = v.facts();
     decided.state = ChangeState::InCabReview;
     DecisionView {
-        level: facts.level.as_str().to_owned(),
+        level: facts.level,
         still_needed: if under_review {
             crate::api::decisions::still_needed(facts)
         } else {
@@ -1048,14 +1199,14 @@ fn decision_view(
             .clone()
             .filter(|_| !v.state.is_decided()),
         assessment,
-        trail,
+        trail: trail(facts, v.revision, people),
         may_vote: crate::decisions::may(v, &viewer.user, Duty::Vote),
         may_assess: crate::decisions::may(v, &viewer.user, Duty::Assess),
         may_start: v.state == ChangeState::Submitted
             && crate::decisions::may(v, &viewer.user, Duty::Assess),
         my_vote: facts
             .my_vote(viewer.user.id, v.revision)
-            .map(|x| x.choice.replace('_', " ")),
+            .and_then(|x| VoteChoice::parse(&x.choice)),
         retrospective_due: facts.decision.retrospective_due_at.as_ref().map(when),
         retrospective_done: facts.decision.retrospective_done_at.as_ref().map(when),
         may_record_retrospective: retro_pending

@@ -4,15 +4,18 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::Path;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use cab_domain::Role;
 use cab_domain::approval::{
     AssessmentContent, AssessmentDecision, DataClassification, Duty, LevelRule, QuorumPolicy,
     TestRequirement, VoteChoice,
 };
+use cab_domain::change::{ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
 use super::changes::Choice;
+use super::notice::{Notice, redirect_with};
+use super::words::stored;
 use super::{FieldErrors, Layout, Viewer, render, when};
 use super::{FormPairs as Pairs, form_value as value};
 use crate::changes::{self, ChangeView};
@@ -80,7 +83,7 @@ fn assess_page(
             .iter()
             .map(|l| Choice {
                 value: l.as_str(),
-                label: l.as_str(),
+                label: l.label(),
                 selected: *l == a.assessed_level,
             })
             .collect(),
@@ -171,7 +174,14 @@ pub async fn assess_submit(
     )
     .await
     {
-        Ok(saved) => Redirect::to(&format!("/changes/{}#decision", saved.id)).into_response(),
+        Ok(saved) => redirect_with(
+            &viewer,
+            &format!("/changes/{}#decision", saved.id),
+            Notice::Assessed {
+                number: saved.number,
+                state: saved.state,
+            },
+        ),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             match FieldErrors::absorb(e, "security_implications") {
                 Ok(errors) => assess_page(&viewer, v, a, errors),
@@ -186,7 +196,11 @@ pub async fn start(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Re
     let done = async {
         let v = load(&viewer, &id).await?;
         decisions::start_assessment(&viewer.state.pool, &viewer.user, &origin, v.id).await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/changes/{}/assessment", v.id)).into_response())
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/changes/{}/assessment", v.id),
+            Notice::AssessmentStarted { number: v.number },
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -203,7 +217,7 @@ pub async fn vote(
             AppError::invalid("vote", "Choose approve, reject or request changes.")
         })?;
         let revision = value(&form, "revision").parse::<i32>().ok();
-        decisions::vote(
+        let after = decisions::vote(
             &viewer.state.pool,
             &viewer.user,
             &origin,
@@ -213,7 +227,16 @@ pub async fn vote(
             revision,
         )
         .await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/changes/{}#decision", v.id)).into_response())
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/changes/{}#decision", v.id),
+            Notice::Voted {
+                number: v.number,
+                revision: v.revision,
+                choice,
+                state: after.state,
+            },
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -234,7 +257,11 @@ pub async fn retrospective(
             &value(&form, "notes"),
         )
         .await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/changes/{}#decision", v.id)).into_response())
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/changes/{}#decision", v.id),
+            Notice::RetrospectiveRecorded { number: v.number },
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -243,14 +270,38 @@ pub struct QueueLine {
     pub id: String,
     pub key: String,
     pub title: String,
-    pub state: String,
-    pub change_type: String,
-    pub risk: String,
+    pub state: ChangeState,
+    pub change_type: ChangeType,
+    pub risk: RiskLevel,
     pub author: String,
     pub window: String,
     pub needs: String,
-    pub my_vote: String,
+    pub my_vote: Option<VoteChoice>,
     pub submitted: String,
+}
+
+impl QueueLine {
+    /// A queue row; `level` is the one decisions use, `needs` what is missing.
+    fn new(
+        r: cab_db::decisions::QueueRow,
+        level: &str,
+        needs: String,
+        my_vote: Option<VoteChoice>,
+    ) -> Result<Self, AppError> {
+        Ok(QueueLine {
+            id: r.id.to_string(),
+            key: format!("CHG-{}", r.number),
+            state: stored(ChangeState::parse(&r.state), "state", &r.state)?,
+            change_type: stored(ChangeType::parse(&r.change_type), "type", &r.change_type)?,
+            risk: stored(RiskLevel::parse(level), "risk level", level)?,
+            window: window(&r.window_start),
+            submitted: r.submitted_at.as_ref().map(when).unwrap_or_default(),
+            title: r.title,
+            author: r.author,
+            needs,
+            my_vote,
+        })
+    }
 }
 
 #[derive(Template)]
@@ -273,28 +324,18 @@ pub async fn reviewer_queue(viewer: Viewer) -> Response {
     let shown = async {
         let mut conn = viewer.state.pool.acquire().await?;
         let rows = cab_db::decisions::awaiting_assessment(&mut conn).await?;
+        let mut lines = Vec::with_capacity(rows.len());
+        for r in rows {
+            let level = r.risk_level.clone();
+            lines.push(QueueLine::new(r, &level, String::new(), None)?);
+        }
         let page = QueuePage {
             layout: viewer.layout("Assessments"),
             heading: "Waiting for security assessment",
             intro: "Submitted changes whose current revision has no assessment, riskiest and oldest first.",
             cab: false,
             agenda: false,
-            lines: rows
-                .into_iter()
-                .map(|r| QueueLine {
-                    id: r.id.to_string(),
-                    key: format!("CHG-{}", r.number),
-                    title: r.title,
-                    state: r.state,
-                    change_type: r.change_type,
-                    risk: r.risk_level,
-                    author: r.author,
-                    window: window(&r.window_start),
-                    needs: String::new(),
-                    my_vote: String::new(),
-                    submitted: r.submitted_at.as_ref().map(when).unwrap_or_default(),
-                })
-                .collect(),
+            lines,
             overdue: Vec::new(),
         };
         Ok::<_, AppError>(render(&page))
@@ -306,6 +347,16 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     let items = crate::queues::cab_queue(&viewer.state.pool, viewer.user.id).await?;
     let mut conn = viewer.state.pool.acquire().await?;
     let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
+    let mut lines = Vec::with_capacity(items.len());
+    for i in items {
+        let my_vote = i.my_vote.as_deref().and_then(VoteChoice::parse);
+        lines.push(QueueLine::new(
+            i.row,
+            &i.level,
+            i.needs.join("; "),
+            my_vote,
+        )?);
+    }
     let page = QueuePage {
         layout: viewer.layout(if agenda { "CAB agenda" } else { "CAB queue" }),
         heading: if agenda {
@@ -320,22 +371,7 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
         },
         cab: true,
         agenda,
-        lines: items
-            .into_iter()
-            .map(|i| QueueLine {
-                id: i.row.id.to_string(),
-                key: format!("CHG-{}", i.row.number),
-                title: i.row.title,
-                state: i.row.state,
-                change_type: i.row.change_type,
-                risk: i.level,
-                author: i.row.author,
-                window: window(&i.row.window_start),
-                needs: i.needs.join("; "),
-                my_vote: i.my_vote.unwrap_or_else(|| "—".into()),
-                submitted: i.row.submitted_at.as_ref().map(when).unwrap_or_default(),
-            })
-            .collect(),
+        lines,
         overdue: overdue
             .into_iter()
             .map(|(id, n, title, due)| (id.to_string(), format!("CHG-{n}"), title, when(&due)))
@@ -356,23 +392,42 @@ pub async fn cab_agenda(viewer: Viewer) -> Response {
         .unwrap_or_else(|e| viewer.error(e))
 }
 
+/// One line of the quorum policy: a risk level, or emergency changes.
+pub struct QuorumRule {
+    /// The form fields' prefix.
+    pub name: &'static str,
+    pub label: String,
+    pub approvals: u32,
+    pub assessment: bool,
+}
+
 #[derive(Template)]
 #[template(path = "decisions/quorum.html")]
 struct QuorumPage {
     layout: Layout,
-    rules: Vec<(&'static str, u32, bool)>,
+    rules: Vec<QuorumRule>,
     errors: FieldErrors,
-    saved: bool,
     can_edit: bool,
 }
 
-fn rules(p: &QuorumPolicy) -> Vec<(&'static str, u32, bool)> {
+fn rules(p: &QuorumPolicy) -> Vec<QuorumRule> {
+    let level = |l: RiskLevel, r: LevelRule| QuorumRule {
+        name: l.as_str(),
+        label: format!("{} risk", l.label()),
+        approvals: r.approvals,
+        assessment: r.assessment,
+    };
     vec![
-        ("low", p.low.approvals, p.low.assessment),
-        ("medium", p.medium.approvals, p.medium.assessment),
-        ("high", p.high.approvals, p.high.assessment),
-        ("critical", p.critical.approvals, p.critical.assessment),
-        ("emergency", p.emergency.approvals, p.emergency.assessment),
+        level(RiskLevel::Low, p.low),
+        level(RiskLevel::Medium, p.medium),
+        level(RiskLevel::High, p.high),
+        level(RiskLevel::Critical, p.critical),
+        QuorumRule {
+            name: "emergency",
+            label: format!("{} changes, any risk", ChangeType::Emergency.label()),
+            approvals: p.emergency.approvals,
+            assessment: p.emergency.assessment,
+        },
     ]
 }
 
@@ -384,7 +439,6 @@ pub async fn quorum_form(viewer: Viewer) -> Response {
             layout: viewer.layout("Quorum policy"),
             rules: rules(&p),
             errors: FieldErrors::default(),
-            saved: false,
             can_edit: viewer.user.has(Role::Admin),
         }))
     };
@@ -406,20 +460,13 @@ pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pair
         emergency: rule("emergency"),
     };
     match decisions::set_policy(&viewer.state.pool, &viewer.user, &origin, p).await {
-        Ok(p) => render(&QuorumPage {
-            layout: viewer.layout("Quorum policy"),
-            rules: rules(&p),
-            errors: FieldErrors::default(),
-            saved: true,
-            can_edit: true,
-        }),
+        Ok(_) => redirect_with(&viewer, "/admin/quorum", Notice::QuorumSaved),
         Err(e @ AppError::Fields(_)) => match FieldErrors::absorb(e, "low") {
             Ok(errors) => {
                 let mut resp = render(&QuorumPage {
                     layout: viewer.layout("Quorum policy"),
                     rules: rules(&p),
                     errors,
-                    saved: false,
                     can_edit: true,
                 });
                 *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;

@@ -6,7 +6,8 @@ use cab_db::changes::{ChangeFilter, Sort};
 use cab_domain::Role;
 use cab_domain::change::ChangeState;
 
-use super::changes::Row;
+use super::changes::{Row, rows};
+use super::words::People;
 use super::{Layout, Viewer, render, when};
 use crate::error::AppError;
 
@@ -15,25 +16,48 @@ use crate::error::AppError;
 struct Dashboard {
     layout: Layout,
     name: String,
-    roles: Vec<(&'static str, &'static str)>,
+    roles: Vec<Role>,
     can_create: bool,
-    counts: Vec<(&'static str, &'static str, i64)>,
+    counts: Vec<StateCount>,
     drafts: Vec<Row>,
     comments: Vec<(String, String, String, String, String)>,
     recent: Vec<Row>,
     overdue: Vec<(String, String, String, String)>,
 }
 
+/// How many changes are in one state.
+struct StateCount {
+    state: ChangeState,
+    count: i64,
+}
+
+impl Dashboard {
+    fn summary(&self, role: &Role) -> &'static str {
+        role_summary(*role)
+    }
+}
+
+/// What each role does in CAB today: only what its pages offer.
 fn role_summary(role: Role) -> &'static str {
     use Role::*;
     match role {
-        Engineer => "You file change requests and see them through.",
-        SecurityReviewer => "You assess the security impact of submitted changes.",
-        CabMember => "You vote on changes under the quorum policy.",
-        ReleaseManager => "You plan releases and promote changes between environments.",
-        Auditor => "You read and export the approval and audit trail.",
+        Engineer => {
+            "You file change requests, edit and submit them, and withdraw them while they are open. You can start one from an approved standard-change template."
+        }
+        SecurityReviewer => {
+            "You take submitted changes from the Assessments queue and write their security impact assessment."
+        }
+        CabMember => {
+            "You vote on changes in the CAB queue (with a printable agenda) and on proposed standard-change templates, record the retrospective review of emergency changes, and can cancel a change."
+        }
+        ReleaseManager => {
+            "You see every change with its planned window and approval trail, and can cancel a change."
+        }
+        Auditor => {
+            "You read the audit trail, with a check that its hash chain is intact, and every change's approval trail and timeline."
+        }
         Admin => {
-            "You manage users, service accounts and settings. This gives no approval or deployment power."
+            "You manage accounts, service accounts and their API tokens, the quorum policy and standard-change templates, and can cancel a change. It gives no power to assess or vote on changes."
         }
     }
 }
@@ -45,12 +69,12 @@ pub async fn dashboard(viewer: Viewer) -> Response {
         let counted = cab_db::changes::counts_by_state(&mut conn, None).await?;
         let counts = ChangeState::ALL
             .iter()
-            .map(|s| {
-                let n = counted
+            .map(|s| StateCount {
+                state: *s,
+                count: counted
                     .iter()
                     .find(|(k, _)| k == s.as_str())
-                    .map_or(0, |(_, n)| *n);
-                (s.as_str(), s.label(), n)
+                    .map_or(0, |(_, n)| *n),
             })
             .collect();
         let drafts = cab_db::changes::list(
@@ -77,6 +101,7 @@ pub async fn dashboard(viewer: Viewer) -> Response {
         let comments = cab_db::changes::comments_for_author(&mut conn, me, 10).await?;
         let overdue =
             cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
+        let people = People::load(&mut conn).await?;
         let page = Dashboard {
             layout: viewer.layout("Dashboard"),
             name: if viewer.user.display_name.is_empty() {
@@ -84,22 +109,23 @@ pub async fn dashboard(viewer: Viewer) -> Response {
             } else {
                 viewer.user.display_name.clone()
             },
-            roles: viewer
-                .user
-                .roles
-                .iter()
-                .map(|r| (r.label(), role_summary(r)))
-                .collect(),
+            roles: viewer.user.roles.iter().collect(),
             can_create: viewer.user.has(Role::Engineer),
             counts,
-            drafts: drafts.into_iter().map(Row::from).collect(),
+            drafts: rows(drafts)?,
             comments: comments
                 .into_iter()
                 .map(|(id, n, title, who, at)| {
-                    (id.to_string(), format!("CHG-{n}"), title, who, when(&at))
+                    (
+                        id.to_string(),
+                        format!("CHG-{n}"),
+                        title,
+                        people.name(&who),
+                        when(&at),
+                    )
                 })
                 .collect(),
-            recent: recent.into_iter().map(Row::from).collect(),
+            recent: rows(recent)?,
             overdue: overdue
                 .into_iter()
                 .map(|(id, n, title, due)| (id.to_string(), format!("CHG-{n}"), title, when(&due)))

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Layout, Viewer, error_page, expire_cookie, render};
+use super::{Layout, Viewer, cookie_attrs, error_page, expire_cookie, render};
 use crate::auth::{self, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::crypto::random_token;
 use crate::error::AppError;
@@ -43,14 +43,6 @@ fn safe_next(next: Option<&str>) -> String {
 
 pub fn login_binding(cookie: &str) -> String {
     format!("login:{cookie}")
-}
-
-fn cookie_attrs(state: &AppState) -> &'static str {
-    if state.settings.secure_cookies {
-        "Path=/; HttpOnly; SameSite=Strict; Secure"
-    } else {
-        "Path=/; HttpOnly; SameSite=Strict"
-    }
 }
 
 fn login_page(

@@ -7,7 +7,9 @@ pub mod changes;
 mod decisions;
 mod home;
 mod login;
+pub mod notice;
 mod templates;
+mod words;
 
 pub use login::login_binding;
 
@@ -17,7 +19,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cab_domain::{Role, RoleSet};
@@ -74,6 +76,7 @@ pub fn router() -> Router<AppState> {
         .route("/templates/{id}", get(templates::show))
         .route("/templates/{id}/votes", post(templates::vote))
         .route("/templates/{id}/retire", post(templates::retire))
+        .layer(axum::middleware::from_fn(notice::clear_when_shown))
 }
 
 pub struct NavLink {
@@ -124,6 +127,8 @@ pub struct Layout {
     pub css: String,
     /// Appended to asset URLs as `?v=`.
     pub asset_version: String,
+    /// What the last action did, said once (see [`notice`]).
+    pub notice: Option<String>,
 }
 
 pub struct LayoutUser {
@@ -167,6 +172,7 @@ impl Layout {
             csrf,
             css: state.assets.url("app.css"),
             asset_version: state.assets.version.clone(),
+            notice: None,
         }
     }
 
@@ -183,6 +189,55 @@ struct ErrorPage {
     status: u16,
     heading: String,
     detail: String,
+    back: BackLink,
+}
+
+/// Where an error page sends people back to.
+pub struct BackLink {
+    pub href: String,
+    pub label: &'static str,
+}
+
+impl BackLink {
+    fn dashboard() -> Self {
+        BackLink {
+            href: "/".into(),
+            label: "Back to the dashboard",
+        }
+    }
+}
+
+/// A path segment that names a change, template or account: an id or a
+/// change number, nothing else.
+fn is_id(segment: &str) -> bool {
+    segment.parse::<uuid::Uuid>().is_ok() || {
+        let digits = segment.strip_prefix("CHG-").unwrap_or(segment);
+        !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
+/// The page of the thing a request acted on (the change, template or
+/// account), for the way back from an error; the dashboard when there is
+/// none, when it is the page that failed, or when the person cannot open it.
+pub fn back_link(method: &Method, path: &str, user: Option<&CurrentUser>) -> BackLink {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let admin = user.is_some_and(|u| u.has(Role::Admin));
+    let (href, label) = match segments.as_slice() {
+        ["changes", id, ..] if is_id(id) => (format!("/changes/{id}"), "Back to the change"),
+        ["changes", "new"] => ("/changes".to_owned(), "Back to the changes"),
+        ["templates", id, ..] if is_id(id) => (format!("/templates/{id}"), "Back to the template"),
+        ["templates"] => ("/templates".to_owned(), "Back to the standard changes"),
+        ["admin", "users", id, ..] if admin && is_id(id) => {
+            (format!("/admin/users/{id}"), "Back to the account")
+        }
+        ["admin", "users"] if admin => ("/admin/users".to_owned(), "Back to the users"),
+        ["admin", "quorum"] => ("/admin/quorum".to_owned(), "Back to the quorum policy"),
+        _ => return BackLink::dashboard(),
+    };
+    if *method == Method::GET && href == path {
+        return BackLink::dashboard();
+    }
+    BackLink { href, label }
 }
 
 pub fn render<T: Template>(page: &T) -> Response {
@@ -195,8 +250,31 @@ pub fn render<T: Template>(page: &T) -> Response {
     }
 }
 
+/// What an error says to people on a page: its sentence, without the
+/// field codes the API names.
+pub fn message(err: &AppError) -> String {
+    match err {
+        AppError::Invalid { message, .. } => message.clone(),
+        AppError::Fields(errors) => errors
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => err.detail(),
+    }
+}
+
 /// An error as a page in the site's layout.
 pub fn error_page(state: &AppState, user: Option<&CurrentUser>, err: AppError) -> Response {
+    error_page_with(state, user, err, BackLink::dashboard())
+}
+
+fn error_page_with(
+    state: &AppState,
+    user: Option<&CurrentUser>,
+    err: AppError,
+    back: BackLink,
+) -> Response {
     let status = err.status();
     if let AppError::Internal(e) = &err {
         tracing::error!(error = ?e, "internal error");
@@ -209,7 +287,8 @@ pub fn error_page(state: &AppState, user: Option<&CurrentUser>, err: AppError) -
         layout: Layout::new(state, user, "", csrf).titled(err.title()),
         status: status.as_u16(),
         heading: err.title().to_owned(),
-        detail: err.detail(),
+        detail: message(&err),
+        back,
     };
     let mut resp = render(&page);
     *resp.status_mut() = status;
@@ -232,11 +311,17 @@ pub struct Viewer {
     pub user: CurrentUser,
     pub state: AppState,
     pub path: String,
+    pub method: Method,
+    /// Left by the action that led here; shown once.
+    pub notice: Option<notice::Notice>,
 }
 
 impl Viewer {
     pub fn layout(&self, title: impl Into<String>) -> Layout {
-        Layout::new(&self.state, Some(&self.user), &self.path, self.csrf()).titled(title)
+        let mut layout =
+            Layout::new(&self.state, Some(&self.user), &self.path, self.csrf()).titled(title);
+        layout.notice = self.notice.map(notice::Notice::sentence);
+        layout
     }
 
     pub fn csrf(&self) -> String {
@@ -247,12 +332,22 @@ impl Viewer {
     }
 
     pub fn error(&self, err: AppError) -> Response {
-        error_page(&self.state, Some(&self.user), err)
+        let back = back_link(&self.method, &self.path, Some(&self.user));
+        error_page_with(&self.state, Some(&self.user), err, back)
     }
 }
 
 pub fn expire_cookie(name: &str) -> String {
     format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+}
+
+/// The attributes of every cookie CAB sets for pages.
+pub fn cookie_attrs(state: &AppState) -> &'static str {
+    if state.settings.secure_cookies {
+        "Path=/; HttpOnly; SameSite=Strict; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Strict"
+    }
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -273,11 +368,19 @@ impl FromRequestParts<AppState> for Viewer {
             Redirect::to(&target)
         };
         match auth::authenticate(parts, state).await {
-            Ok(Some(user)) => Ok(Viewer {
-                user,
-                state: state.clone(),
-                path,
-            }),
+            Ok(Some(user)) => {
+                let notice = match (user.session, auth::cookie(parts, notice::NOTICE_COOKIE)) {
+                    (Some(sid), Some(value)) => notice::read(&state.keys, sid, value),
+                    _ => None,
+                };
+                Ok(Viewer {
+                    user,
+                    state: state.clone(),
+                    path,
+                    method: parts.method.clone(),
+                    notice,
+                })
+            }
             Ok(None) => Err(to_login().into_response()),
             Err(AppError::Unauthenticated(_)) => Err((
                 [(header::SET_COOKIE, expire_cookie(SESSION_COOKIE))],
@@ -316,6 +419,14 @@ pub fn form_value(pairs: &FormPairs, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// One line of the error summary on top of a re-shown form.
+pub struct ErrorLink {
+    /// The id of the field's element.
+    pub target: String,
+    pub label: String,
+    pub message: String,
+}
+
 /// Messages shown beside form fields, keyed by field name.
 #[derive(Default, Debug)]
 pub struct FieldErrors(BTreeMap<String, String>);
@@ -338,6 +449,42 @@ impl FieldErrors {
         for (field, message) in other.0 {
             self.0.entry(field).or_insert(message);
         }
+    }
+
+    /// The summary on top of a re-shown form: each error with the label of
+    /// its field, in the order `fields` (name, label) gives, which is the
+    /// form's. A summary line links to the element whose id is the field's
+    /// name. Errors of fields not listed come last, under their own name.
+    pub fn summary<'a>(
+        &self,
+        fields: impl AsRef<[(&'a str, &'a str)]>,
+    ) -> Vec<ErrorLink> {
+        let mut out = Vec::new();
+        let mut listed = Vec::new();
+        for &(field, label) in fields.as_ref() {
+            if let Some(message) = self.0.get(field) {
+                out.push(ErrorLink {
+                    target: field.to_owned(),
+                    label: label.to_owned(),
+                    message: message.clone(),
+                });
+            }
+            listed.push(field);
+        }
+        for (field, message) in &self.0 {
+            if !listed.contains(&field.as_str()) {
+                let mut label = field.replace('_', " ");
+                if let Some(first) = label.get(..1) {
+                    label = first.to_uppercase() + &label[1..];
+                }
+                out.push(ErrorLink {
+                    target: field.clone(),
+                    label,
+                    message: message.clone(),
+                });
+            }
+        }
+        out
     }
 
     /// A validation or conflict error becomes a message beside its field;
@@ -402,6 +549,52 @@ mod tests {
             labels(&[Role::SecurityReviewer]),
             vec!["Dashboard", "Changes", "Assessments"]
         );
+    }
+
+    #[test]
+    fn the_error_summary_follows_the_form_and_names_each_field() {
+        let mut errors = FieldErrors::default();
+        errors.insert("likelihood", "Choose the likelihood.");
+        errors.insert("impact", "Choose the impact.");
+        errors.insert("odd_one", "Something else.");
+        let lines: Vec<_> = errors
+            .summary([("impact", "Impact"), ("likelihood", "Likelihood")])
+            .into_iter()
+            .map(|l| format!("{} {}: {}", l.target, l.label, l.message))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "impact Impact: Choose the impact.",
+                "likelihood Likelihood: Choose the likelihood.",
+                "odd_one Odd one: Something else."
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_lead_back_to_what_was_acted_on() {
+        let id = "7d1f0a3e-5a5e-4c4e-9a38-2f6f0f6f0f6f";
+        let back = |m: Method, p: &str| back_link(&m, p, None).href;
+        assert_eq!(
+            back(Method::POST, &format!("/changes/{id}/votes")),
+            format!("/changes/{id}")
+        );
+        assert_eq!(
+            back(Method::GET, &format!("/changes/{id}/assessment")),
+            format!("/changes/{id}")
+        );
+        assert_eq!(back(Method::GET, "/changes/12/edit"), "/changes/12");
+        assert_eq!(
+            back(Method::POST, &format!("/templates/{id}/retire")),
+            format!("/templates/{id}")
+        );
+        // The page that failed itself, something that is no id, or an
+        // administration page a non-administrator cannot open: the dashboard.
+        assert_eq!(back(Method::GET, &format!("/changes/{id}")), "/");
+        assert_eq!(back(Method::POST, "/changes/javascript:x/votes"), "/");
+        assert_eq!(back(Method::POST, &format!("/admin/users/{id}/roles")), "/");
+        assert_eq!(back(Method::GET, "/audit"), "/");
     }
 
     #[test]

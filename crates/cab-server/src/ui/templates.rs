@@ -5,13 +5,15 @@ use askama::Template;
 use axum::Form;
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use cab_domain::approval::VoteChoice;
 use cab_domain::change::Category;
-use cab_domain::risk::RiskAnswers;
-use cab_domain::template::{TemplateAction, check_template_action};
+use cab_domain::risk::{RiskAnswers, RiskLevel};
+use cab_domain::template::{TemplateAction, TemplateState, check_template_action};
 
 use super::changes::Choice;
+use super::notice::{Notice, redirect_with};
+use super::words::{People, role_labels};
 use super::{FieldErrors, Layout, Viewer, render, when};
 use super::{FormPairs as Pairs, form_value as value};
 use crate::api::changes::blank_content;
@@ -22,7 +24,7 @@ use crate::templates::{self, TemplateView};
 pub struct TemplateLine {
     pub id: String,
     pub name: String,
-    pub state: &'static str,
+    pub state: TemplateState,
     pub proposer: String,
     pub category: &'static str,
 }
@@ -50,6 +52,7 @@ async fn list_page(
     errors: FieldErrors,
 ) -> Result<Response, AppError> {
     let all = templates::list(&viewer.state.pool).await?;
+    let people = People::load(&mut *viewer.state.pool.acquire().await?).await?;
     let chosen = value(&form, "category");
     let status = if errors.is_empty() {
         StatusCode::OK
@@ -63,8 +66,8 @@ async fn list_page(
             .map(|t| TemplateLine {
                 id: t.row.id.to_string(),
                 name: t.row.name,
-                state: t.state.as_str(),
-                proposer: t.row.proposer,
+                state: t.state,
+                proposer: people.name(&t.row.proposer),
                 category: t.content.category.label(),
             })
             .collect(),
@@ -117,7 +120,11 @@ pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) ->
     )
     .await
     {
-        Ok(t) => Redirect::to(&format!("/templates/{}", t.row.id)).into_response(),
+        Ok(t) => redirect_with(
+            &viewer,
+            &format!("/templates/{}", t.row.id),
+            Notice::TemplateProposed,
+        ),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             match FieldErrors::absorb(e, "name") {
                 Ok(errors) => list_page(&viewer, form, errors)
@@ -133,7 +140,7 @@ pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) ->
 pub struct VoteLine {
     pub who: String,
     pub roles: String,
-    pub vote: String,
+    pub vote: Option<VoteChoice>,
     pub comment: String,
     pub at: String,
     pub superseded: bool,
@@ -144,7 +151,8 @@ pub struct VoteLine {
 struct ShowPage {
     layout: Layout,
     t: TemplateView,
-    state: &'static str,
+    proposer: String,
+    risk: Option<RiskLevel>,
     votes: Vec<VoteLine>,
     may_vote: bool,
     may_retire: bool,
@@ -158,19 +166,21 @@ fn parse_id(raw: &str) -> Result<uuid::Uuid, AppError> {
 pub async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
     let shown = async {
         let t = templates::load(&viewer.state.pool, parse_id(&id)?).await?;
+        let people = People::load(&mut *viewer.state.pool.acquire().await?).await?;
         let actor = viewer.user.change_actor();
         let check =
             |a| check_template_action(&actor, Some(t.state), Some(t.row.proposed_by), a).is_ok();
         let page = ShowPage {
             layout: viewer.layout(format!("Template {}", t.row.name)),
-            state: t.state.as_str(),
+            proposer: people.name(&t.row.proposer),
+            risk: RiskLevel::parse(&t.row.risk_level),
             votes: t
                 .votes
                 .iter()
                 .map(|v| VoteLine {
-                    who: v.voter_username.clone(),
-                    roles: v.voter_roles.join(", "),
-                    vote: v.choice.replace('_', " "),
+                    who: people.name(&v.voter_username),
+                    roles: role_labels(&v.voter_roles),
+                    vote: VoteChoice::parse(&v.choice),
                     comment: v.comment.clone(),
                     at: when(&v.created_at),
                     superseded: v.superseded_at.is_some(),
@@ -196,7 +206,7 @@ pub async fn vote(
         let id = parse_id(&id)?;
         let choice = VoteChoice::parse(&value(&form, "vote"))
             .ok_or_else(|| AppError::invalid("vote", "Choose a vote."))?;
-        templates::vote(
+        let after = templates::vote(
             &viewer.state.pool,
             &viewer.user,
             &origin,
@@ -205,7 +215,14 @@ pub async fn vote(
             &value(&form, "comment"),
         )
         .await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/templates/{id}")).into_response())
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/templates/{id}"),
+            Notice::TemplateVoted {
+                choice,
+                state: after.state,
+            },
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -214,7 +231,11 @@ pub async fn retire(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> R
     let done = async {
         let id = parse_id(&id)?;
         templates::retire(&viewer.state.pool, &viewer.user, &origin, id).await?;
-        Ok::<_, AppError>(Redirect::to(&format!("/templates/{id}")).into_response())
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/templates/{id}"),
+            Notice::TemplateRetired,
+        ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }

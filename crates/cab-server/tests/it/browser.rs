@@ -11,6 +11,28 @@ use sqlx::PgPool;
 use crate::cli::{add_user, start_server};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// The window the journeys run in, and the phone width every page must fit.
+const DESKTOP: (i64, i64) = (1280, 900);
+const PHONE: (i64, i64) = (390, 844);
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+/// axe-core's script: `CAB_AXE_JS`, or where tests/run.sh installs it.
+fn axe_source() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let path = std::env::var("CAB_AXE_JS").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../target/axe/node_modules/axe-core/axe.min.js"
+            )
+            .into()
+        });
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("axe-core not found at {path} ({e}); tests/run.sh installs it")
+        })
+    })
+}
 
 /// Just enough of the W3C WebDriver protocol for our journeys.
 pub struct Browser {
@@ -65,7 +87,8 @@ impl Browser {
                 "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-quic", "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                         "--disable-component-update", "--disable-sync",
+                         format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
                          format!("--user-data-dir={}", profile.display())]
             }
         }}});
@@ -283,6 +306,182 @@ impl Browser {
         .await
     }
 
+    /// Presses a key (a WebDriver key code such as `\u{E004}`, Tab) on
+    /// whatever has the focus.
+    pub async fn press(&self, key: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            Some(json!({ "actions": [{
+                "type": "key", "id": "keyboard",
+                "actions": [{ "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }]
+            }]})),
+        )
+        .await;
+    }
+
+    /// Runs `script` in the page and returns its result.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    /// Runs axe-core over the page against WCAG 2.1 A and AA and axe's best
+    /// practices; fails listing every violation of serious or critical impact
+    /// (those of lesser impact are printed).
+    pub async fn check_accessibility(&self, what: &str) {
+        let (serious, lesser) = self.axe_violations().await;
+        let url = self.url().await;
+        if !lesser.is_empty() {
+            eprintln!(
+                "accessibility notes on {what} ({url}):\n{}",
+                lesser.join("\n")
+            );
+        }
+        assert!(
+            serious.is_empty(),
+            "accessibility violations on {what} ({url}):\n{}",
+            serious.join("\n")
+        );
+    }
+
+    /// axe-core's violations on the page, one line each (rule, impact, help,
+    /// the elements): those of serious or critical impact, then the others.
+    pub async fn axe_violations(&self) -> (Vec<String>, Vec<String>) {
+        // Let a page that is still loading (a form just submitted) settle.
+        self.wait_loaded().await;
+        // Injected through WebDriver, which the page's CSP does not govern.
+        let loaded = self
+            .execute(&format!(
+                "if (!window.axe) {{ {} }} return typeof window.axe;",
+                axe_source()
+            ))
+            .await;
+        assert_eq!(loaded, "object", "axe-core did not load");
+        let found = self
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {
+                   runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']},
+                   resultTypes: ['violations']
+                 }).then(r => done(r.violations.map(v => ({
+                   id: v.id, impact: v.impact, help: v.help,
+                   nodes: v.nodes.map(n => n.target.join(' '))
+                 }))), e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));",
+            )
+            .await;
+        let (mut serious, mut lesser) = (Vec::new(), Vec::new());
+        for v in found.as_array().unwrap() {
+            let line = format!(
+                "  {} ({}): {} — {}",
+                v["id"].as_str().unwrap_or_default(),
+                v["impact"].as_str().unwrap_or("?"),
+                v["help"].as_str().unwrap_or_default(),
+                v["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if matches!(v["impact"].as_str(), Some("serious" | "critical")) {
+                serious.push(line);
+            } else {
+                lesser.push(line);
+            }
+        }
+        (serious, lesser)
+    }
+
+    /// At a phone's width (390 CSS pixels) the page does not scroll
+    /// sideways; fails naming the elements that stick out.
+    pub async fn check_fits_phone(&self, what: &str) {
+        if let Some(wide) = self.phone_overflow().await {
+            panic!("{what} ({}) {wide}", self.url().await);
+        }
+    }
+
+    /// Why the page scrolls sideways at a phone's width, if it does. The
+    /// window narrows for the measurement and widens again after it.
+    pub async fn phone_overflow(&self) -> Option<String> {
+        self.wait_loaded().await;
+        self.set_window(PHONE.0, PHONE.1).await;
+        let got = self
+            .execute(
+                "const w = window.innerWidth;
+                 const wide = [...document.querySelectorAll('body *')]
+                   .filter(e => e.getBoundingClientRect().right > w + 1)
+                   .filter(e => {
+                     for (let p = e.parentElement; p && p !== document.body; p = p.parentElement) {
+                       if (getComputedStyle(p).overflowX !== 'visible') return false;
+                     }
+                     return true;
+                   })
+                   .slice(0, 8)
+                   .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + String(e.className).replace(/ /g, '.') : ''));
+                 return [w, document.documentElement.scrollWidth, wide];",
+            )
+            .await;
+        self.set_window(DESKTOP.0, DESKTOP.1).await;
+        let inner = got[0].as_i64().unwrap();
+        let scroll = got[1].as_i64().unwrap();
+        assert!(
+            (PHONE.0 - 20..=PHONE.0).contains(&inner),
+            "the window did not narrow to a phone's width: {inner}"
+        );
+        (scroll > inner).then(|| {
+            format!(
+                "scrolls sideways at {inner} px: {scroll} px wide; sticking out: {}",
+                got[2]
+            )
+        })
+    }
+
+    /// Both checks, as every page of a journey gets them.
+    pub async fn check_page(&self, what: &str) {
+        self.check_accessibility(what).await;
+        self.check_fits_phone(what).await;
+    }
+
+    async fn set_window(&self, width: i64, height: i64) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+        // The new viewport applies once the page has laid out again.
+        for _ in 0..50 {
+            let inner = self.execute("return window.innerWidth;").await;
+            if inner.as_i64().is_some_and(|w| w <= width) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_loaded(&self) {
+        for _ in 0..50 {
+            if let Ok(v) = self
+                .try_cmd(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({ "script": "return document.readyState;", "args": [] })),
+                )
+                .await
+                && v == "complete"
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn url(&self) -> String {
         self.cmd(reqwest::Method::GET, "/url", None)
             .await
@@ -318,6 +517,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
 
     // A wrong password: the form says so and keeps the username.
     b.goto(&format!("{url}/login")).await;
+    b.check_page("the login page").await;
     b.type_into("#username", "erin").await;
     b.type_into("#password", "not-her-password").await;
     b.click("button[type=submit]").await;
@@ -325,6 +525,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         b.text("#login-error").await,
         "Invalid username or password."
     );
+    b.check_page("the login page after a wrong password").await;
 
     // The engineer: environment label in red, no admin or audit navigation.
     sign_in(&b, &url, "erin", "erin-long-password").await;
@@ -339,6 +540,22 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         b.texts("nav a").await,
         vec!["Dashboard", "Changes", "Standard changes"]
     );
+    b.check_page("the engineer's dashboard").await;
+    // The first Tab reaches the skip link, shown; it leads to the content.
+    b.press(TAB).await;
+    assert_eq!(
+        b.execute("const a = document.activeElement; return [a.className, a.getBoundingClientRect().top >= 0];")
+            .await,
+        json!(["skip-link", true])
+    );
+    b.press(ENTER).await;
+    assert_eq!(b.execute("return document.activeElement.id;").await, "main");
+    // Pages refused or missing are pages in the layout too.
+    b.goto(&format!("{url}/admin/users")).await;
+    b.check_page("the 403 page").await;
+    b.goto(&format!("{url}/changes/{}", uuid::Uuid::new_v4()))
+        .await;
+    b.check_page("the 404 page").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
     // Signed out: the dashboard sends back to the login page.
@@ -351,6 +568,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         b.texts("nav a").await,
         vec!["Dashboard", "Changes", "Audit trail"]
     );
+    b.check_page("the auditor's dashboard").await;
     b.click("nav a[href='/audit']").await;
     b.wait_url(|u| u.ends_with("/audit")).await;
     assert!(
@@ -359,6 +577,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
             .starts_with("The chain verifies")
     );
     assert!(b.count("#audit-events tbody tr").await >= 4);
+    b.check_page("the audit trail").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
 
@@ -375,9 +594,29 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
             "Audit trail"
         ]
     );
+    b.check_page("the administrator's dashboard").await;
     b.click("nav a[href='/admin/users']").await;
     b.wait_url(|u| u.ends_with("/admin/users")).await;
     assert_eq!(b.count("#users tbody tr").await, 3);
+    b.check_page("the user list").await;
+    // A new account without a username: the error is tied to its field.
+    b.click("#new-user-form button[type=submit]").await;
+    b.find("#username-error").await;
+    assert_eq!(
+        b.attr("#username", "ariaInvalid").await.as_deref(),
+        Some("true")
+    );
+    b.check_page("the new account form with errors").await;
+    b.click("#users a[href^='/admin/users/']").await;
+    b.wait_url(|u| u.contains("/admin/users/")).await;
+    b.find("#user-roles").await;
+    b.check_page("a user's page").await;
+    b.click("nav a[href='/admin/quorum']").await;
+    b.wait_url(|u| u.ends_with("/admin/quorum")).await;
+    b.check_page("the quorum policy").await;
+    b.click("nav a[href='/audit']").await;
+    b.wait_url(|u| u.ends_with("/audit")).await;
+    b.check_page("the audit trail as an administrator").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
     b.close().await;
@@ -391,6 +630,48 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
     sign_in(&b, &url, "erin", "erin-long-password").await;
     b.click("a[href='/changes/new']").await;
     b.wait_url(|u| u.ends_with("/changes/new")).await;
+    b.check_page("the new change form").await;
+
+    // Saved empty: a summary on top names each field in error and links to
+    // it, and takes the focus; each field points at its message.
+    b.click("#save").await;
+    b.find("#error-summary").await;
+    let summary = b.text("#error-summary").await;
+    assert!(
+        summary.contains("Impact") && summary.contains("Likelihood"),
+        "{summary}"
+    );
+    assert!(b.count("#error-summary a[href='#impact']").await == 1);
+    assert!(b.count("#error-summary a[href='#likelihood']").await == 1);
+    let mut focused = Value::Null;
+    for _ in 0..50 {
+        focused = b.execute("return document.activeElement.id;").await;
+        if focused == "error-summary" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(focused, "error-summary");
+    for field in ["impact", "likelihood"] {
+        assert_eq!(
+            b.attr(&format!("#{field}"), "ariaInvalid").await.as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            b.execute(&format!(
+                "return document.getElementById('{field}').getAttribute('aria-describedby');"
+            ))
+            .await,
+            format!("{field}-error")
+        );
+    }
+    b.check_page("the change form re-shown with errors").await;
+    // The summary's link takes the keyboard to the field.
+    b.click("#error-summary a[href='#impact']").await;
+    assert_eq!(
+        b.execute("return document.activeElement.id;").await,
+        "impact"
+    );
 
     b.type_into("#title", "Rotate the quokka certificates")
         .await;
@@ -420,13 +701,13 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
     for _ in 0..50 {
         if b.count("#risk-level").await > 0 {
             level = b.text("#risk-level").await;
-            if level == "high" {
+            if level == "High" {
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(level, "high");
+    assert_eq!(level, "High");
     b.click("#save").await;
 
     // The error beside the field, the rest kept.
@@ -442,12 +723,14 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
         b.attr("#rollback_plan", "value").await.as_deref(),
         Some("Put the old ones back.")
     );
+    b.check_page("the change form with a wrong window").await;
     b.set_value("#window_end", "2026-12-01T11:00").await;
     b.click("#save").await;
     b.wait_url(|u| u.contains("/changes/") && !u.ends_with("/new"))
         .await;
     assert_eq!(b.text("#change-state").await, "Draft");
     let key = b.text("#change-key").await;
+    b.check_page("a draft change").await;
 
     b.click("#submit-change").await;
     for _ in 0..50 {
@@ -458,6 +741,7 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
     }
     assert_eq!(b.text("#change-state").await, "Submitted");
     assert_eq!(b.text("#change-revision").await, "revision 1");
+    b.check_page("a submitted change").await;
 
     // Found in the list by a word of its title.
     b.goto(&format!("{url}/changes")).await;
@@ -468,12 +752,14 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
         b.texts("#changes tbody td:first-child a").await,
         vec![key.clone()]
     );
+    b.check_page("the change list").await;
     b.click("#changes tbody td:first-child a").await;
     b.wait_url(|u| !u.contains("q=quokka")).await;
 
     // An edit after submission is a new revision, with its diff on the page.
     b.click("#edit-change").await;
     b.wait_url(|u| u.ends_with("/edit")).await;
+    b.check_page("the edit form").await;
     b.type_into("#title", "Rotate the quokka certificates on the edge")
         .await;
     b.click("#save").await;
@@ -484,6 +770,8 @@ async fn an_engineer_files_fixes_submits_finds_and_revises_a_change(pool: PgPool
         diff.contains("Rotate the quokka certificates on the edge"),
         "{diff}"
     );
+    b.check_page("a change with a revision diff").await;
+
     b.close().await;
 }
 
@@ -498,6 +786,7 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
     add_user(&pool, "sam", &["security_reviewer"], "sam-long-password");
     add_user(&pool, "carol", &["cab_member"], "carol-long-password");
     add_user(&pool, "carl", &["cab_member"], "carl-long-password");
+    add_user(&pool, "rita", &["release_manager"], "rita-long-password");
     let (_server, url) = start_server(&pool, "STAGING");
     // Erin files and submits a high-risk change through the API.
     let http = reqwest::Client::new();
@@ -535,12 +824,19 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
     let b = Browser::start().await;
     // The security reviewer finds it in the queue and assesses it.
     sign_in(&b, &url, "sam", "sam-long-password").await;
+    b.check_page("the security reviewer's dashboard").await;
     b.click("nav a[href='/assessments']").await;
     b.wait_url(|u| u.ends_with("/assessments")).await;
+    b.check_page("the assessment queue").await;
     b.click(&format!("#queue a[href='/changes/{id}']")).await;
     b.wait_url(|u| u.contains(&id)).await;
+    b.check_page("a change awaiting assessment").await;
     b.click("#start-assessment").await;
     b.wait_url(|u| u.ends_with("/assessment")).await;
+    b.check_page("the assessment form").await;
+    b.click("#save-assessment").await;
+    b.find("#error-summary").await;
+    b.check_page("the assessment form with errors").await;
     b.type_into("#security_implications", "Touches TLS termination.")
         .await;
     b.click("input[name=sast_required]").await;
@@ -559,6 +855,7 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
             .await
             .contains("Watch handshake errors")
     );
+    b.check_page("an assessed change").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
 
@@ -568,10 +865,16 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
         ("carl", "carl-long-password"),
     ] {
         sign_in(&b, &url, who, pw).await;
+        b.check_page("a CAB member's dashboard").await;
         b.click("nav a[href='/cab']").await;
         b.wait_url(|u| u.ends_with("/cab")).await;
+        b.check_page("the CAB queue").await;
+        b.click("a[href='/cab/agenda']").await;
+        b.wait_url(|u| u.ends_with("/cab/agenda")).await;
+        b.check_page("the CAB agenda").await;
         b.click(&format!("#queue a[href='/changes/{id}']")).await;
         b.wait_url(|u| u.contains(&id)).await;
+        b.check_page("a change with a vote form").await;
         b.click("#cast-vote").await;
         b.wait_url(|u| u.ends_with("#decision")).await;
         b.click("#logout").await;
@@ -584,6 +887,7 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
     assert_eq!(b.text("#change-state").await, "Approved");
     assert_eq!(b.count("#vote-form").await, 0);
     assert_eq!(b.count("#approval-trail tbody tr").await, 3);
+    b.check_page("an approved change").await;
     let status = b
         .execute_async(&format!(
             "const done = arguments[arguments.length - 1];
@@ -593,5 +897,75 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
         .await;
     assert_eq!(status[0], 403);
     assert!(status[1].as_str().unwrap().contains("cannot vote on it"));
+
+    // Standard changes, which a CAB member may propose: the list, a proposal with errors, then a proposal.
+    b.click("nav a[href='/templates']").await;
+    b.wait_url(|u| u.ends_with("/templates")).await;
+    b.check_page("the standard changes").await;
+    b.click("#propose-template button[type=submit]").await;
+    b.find("#error-summary").await;
+    b.check_page("a template proposal with errors").await;
+    b.type_into("#name", "Renew a certificate").await;
+    b.type_into("#title", "Renew the certificate of a service")
+        .await;
+    b.type_into("#description", "Replace a certificate before it expires.")
+        .await;
+    b.type_into("#implementation_plan", "Run the renewal pipeline.")
+        .await;
+    b.type_into("#test_plan", "TLS checks.").await;
+    b.type_into("#rollback_plan", "Put the old one back.").await;
+    b.type_into("#impact", "1").await;
+    b.type_into("#likelihood", "1").await;
+    b.click("#propose-template button[type=submit]").await;
+    b.wait_url(|u| u.contains("/templates/")).await;
+    b.find("#template-state").await;
+    b.check_page("a proposed template").await;
+    b.click("#logout").await;
+    b.wait_url(|u| u.ends_with("/login")).await;
+
+    // The release manager sees the approved change.
+    sign_in(&b, &url, "rita", "rita-long-password").await;
+    b.check_page("the release manager's dashboard").await;
+    b.goto(&format!("{url}/changes/{id}")).await;
+    b.check_page("an approved change as the release manager")
+        .await;
+    b.close().await;
+}
+
+/// The checks themselves can fail: a picture without a text alternative, and
+/// a page wider than a phone, are caught.
+#[tokio::test]
+async fn the_page_checks_catch_a_missing_alt_text_and_a_page_too_wide_for_a_phone() {
+    let b = Browser::start().await;
+    let page = |body: &str| {
+        let html = format!(
+            "<!doctype html><html lang=\"en\"><head><title>Check</title></head><body><main><h1>Check</h1>{body}</main></body></html>"
+        );
+        let encoded: String = html
+            .bytes()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    char::from(c).to_string()
+                } else {
+                    format!("%{c:02X}")
+                }
+            })
+            .collect();
+        format!("data:text/html;charset=utf-8,{encoded}")
+    };
+    b.goto(&page("<p>Nothing wrong here.</p>")).await;
+    b.check_page("a page with nothing wrong").await;
+
+    b.goto(&page(
+        "<img src=\"data:image/gif;base64,R0lGODlhAQABAAAAACw=\"><div style=\"width: 800px\">Wide</div>",
+    ))
+    .await;
+    let (serious, _) = b.axe_violations().await;
+    assert!(
+        serious.iter().any(|v| v.contains("image-alt (critical)")),
+        "{serious:?}"
+    );
+    let wide = b.phone_overflow().await.expect("the page is too wide");
+    assert!(wide.contains("div"), "{wide}");
     b.close().await;
 }

@@ -503,8 +503,13 @@ async fn editing_what_was_approved_sends_it_back_to_review(pool: PgPool) {
         .await;
     assert!(page.body.contains("id=\"review-note\""));
     assert!(
-        page.body.contains("window_start, window_end"),
-        "the page says why"
+        page.body.contains("changed window start, window end"),
+        "the page says why, in words: {}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("window_start"),
+        "no field codes on the page"
     );
     assert!(page.body.contains("back in review"));
     assert_eq!(

@@ -4,6 +4,7 @@
 // A failed expectation in a test helper is a failed test: panicking is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accessibility;
 mod admin;
 mod audit;
 mod auth;
@@ -13,5 +14,8 @@ mod cli;
 mod common;
 mod csrf;
 mod decisions;
+mod openapi;
 mod ops;
+mod quickstart;
 mod throttle;
+mod words;

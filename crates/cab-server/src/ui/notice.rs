@@ -1,0 +1,407 @@
+//! One-time notices: after a form's action succeeds, the handler redirects
+//! (303) and sets a short-lived cookie naming what happened; the next page
+//! says so once, near the top of `<main>`, and the cookie is cleared. It
+//! works without JavaScript.
+//!
+//! The cookie carries a code from the closed list below (and numbers or
+//! codes of domain values), never text: the sentence is chosen here. It is
+//! signed with a key derived from `CAB_SECRET_KEY` and bound to the session,
+//! so nobody else can make a page say anything, or replay a notice into
+//! another session.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use cab_domain::approval::VoteChoice;
+use cab_domain::change::ChangeState;
+use cab_domain::template::TemplateState;
+use uuid::Uuid;
+
+use super::{Viewer, expire_cookie};
+use crate::crypto::Keys;
+
+pub const NOTICE_COOKIE: &str = "cab_notice";
+/// Long enough to follow the redirect, short enough not to linger.
+const MAX_AGE_SECONDS: u32 = 60;
+
+/// What just happened, as the next page tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    ChangeCreated {
+        number: i64,
+    },
+    ChangeSaved {
+        number: i64,
+    },
+    ChangeSubmitted {
+        number: i64,
+        state: ChangeState,
+    },
+    ChangeWithdrawn {
+        number: i64,
+    },
+    ChangeCancelled {
+        number: i64,
+    },
+    Commented {
+        number: i64,
+    },
+    AssessmentStarted {
+        number: i64,
+    },
+    Assessed {
+        number: i64,
+        state: ChangeState,
+    },
+    Voted {
+        number: i64,
+        revision: i32,
+        choice: VoteChoice,
+        state: ChangeState,
+    },
+    RetrospectiveRecorded {
+        number: i64,
+    },
+    TemplateProposed,
+    TemplateVoted {
+        choice: VoteChoice,
+        state: TemplateState,
+    },
+    TemplateRetired,
+    RolesSaved,
+    AccountDisabled,
+    TokenRevoked,
+    QuorumSaved,
+}
+
+/// What a decision led to, as a sentence after the notice's first one.
+fn outcome(number: i64, state: ChangeState) -> String {
+    match state {
+        ChangeState::Approved => format!(" CHG-{number} is now approved."),
+        ChangeState::Rejected => format!(" CHG-{number} is rejected."),
+        ChangeState::ChangesRequested => {
+            format!(" CHG-{number} goes back to its authors for changes.")
+        }
+        ChangeState::InCabReview => format!(" CHG-{number} is now in CAB review."),
+        _ => String::new(),
+    }
+}
+
+impl Notice {
+    /// The sentence people read.
+    pub fn sentence(self) -> String {
+        use Notice::*;
+        match self {
+            ChangeCreated { number } => format!(
+                "CHG-{number} is saved as a draft. Submit it for review when it is complete."
+            ),
+            ChangeSaved { number } => format!("Your changes to CHG-{number} are saved."),
+            ChangeSubmitted {
+                number,
+                state: ChangeState::Approved,
+            } => format!(
+                "CHG-{number} is submitted and approved: it follows an approved standard-change template."
+            ),
+            ChangeSubmitted { number, .. } => format!(
+                "CHG-{number} is submitted for review. Security reviewers and CAB members can now see it in their queues."
+            ),
+            ChangeWithdrawn { number } => format!("CHG-{number} is withdrawn."),
+            ChangeCancelled { number } => format!("CHG-{number} is cancelled."),
+            Commented { number } => format!("Your comment on CHG-{number} is posted."),
+            AssessmentStarted { number } => {
+                format!("You have taken CHG-{number} into assessment. Write the assessment below.")
+            }
+            Assessed { number, state } => format!(
+                "Your security assessment of CHG-{number} is saved.{}",
+                outcome(number, state)
+            ),
+            Voted {
+                number,
+                revision,
+                choice,
+                state,
+            } => {
+                let what = match choice {
+                    VoteChoice::Approve => "to approve",
+                    VoteChoice::Reject => "to reject",
+                    VoteChoice::RequestChanges => "to request changes to",
+                };
+                format!(
+                    "Your vote {what} revision {revision} of CHG-{number} is recorded.{}",
+                    outcome(number, state)
+                )
+            }
+            RetrospectiveRecorded { number } => {
+                format!("The retrospective review of CHG-{number} is recorded.")
+            }
+            TemplateProposed => {
+                "The template is proposed. CAB members vote on it before anyone can use it.".into()
+            }
+            TemplateVoted { choice, state } => {
+                let what = match choice {
+                    VoteChoice::Approve => "to approve",
+                    VoteChoice::Reject => "to reject",
+                    VoteChoice::RequestChanges => "to request changes to",
+                };
+                let after = match state {
+                    TemplateState::Approved => {
+                        " The template is now approved: engineers can make changes from it."
+                    }
+                    TemplateState::Retired => " The template is rejected.",
+                    TemplateState::Proposed => "",
+                };
+                format!("Your vote {what} this template is recorded.{after}")
+            }
+            TemplateRetired => {
+                "The template is retired: no new changes can be made from it.".into()
+            }
+            RolesSaved => "Roles saved. The account's sessions have ended.".into(),
+            AccountDisabled => "Account disabled. Its sessions have ended.".into(),
+            TokenRevoked => "Token revoked. It no longer works.".into(),
+            QuorumSaved => "Quorum policy saved. It applies to every decision from now on.".into(),
+        }
+    }
+
+    /// The cookie's content before signing: a code and its arguments, each
+    /// a number or the code of a domain value, joined by `.`.
+    fn encode(self) -> String {
+        use Notice::*;
+        match self {
+            ChangeCreated { number } => format!("created.{number}"),
+            ChangeSaved { number } => format!("saved.{number}"),
+            ChangeSubmitted { number, state } => format!("submitted.{number}.{}", state.as_str()),
+            ChangeWithdrawn { number } => format!("withdrawn.{number}"),
+            ChangeCancelled { number } => format!("cancelled.{number}"),
+            Commented { number } => format!("commented.{number}"),
+            AssessmentStarted { number } => format!("assessing.{number}"),
+            Assessed { number, state } => format!("assessed.{number}.{}", state.as_str()),
+            Voted {
+                number,
+                revision,
+                choice,
+                state,
+            } => format!(
+                "voted.{number}.{revision}.{}.{}",
+                choice.as_str(),
+                state.as_str()
+            ),
+            RetrospectiveRecorded { number } => format!("retrospective.{number}"),
+            TemplateProposed => "template_proposed".into(),
+            TemplateVoted { choice, state } => {
+                format!("template_voted.{}.{}", choice.as_str(), state.as_str())
+            }
+            TemplateRetired => "template_retired".into(),
+            RolesSaved => "roles_saved".into(),
+            AccountDisabled => "account_disabled".into(),
+            TokenRevoked => "token_revoked".into(),
+            QuorumSaved => "quorum_saved".into(),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Notice> {
+        use Notice::*;
+        let parts: Vec<&str> = s.split('.').collect();
+        let number = |i: usize| parts.get(i).and_then(|n| n.parse::<i64>().ok());
+        let state = |i: usize| parts.get(i).and_then(|x| ChangeState::parse(x));
+        let choice = |i: usize| parts.get(i).and_then(|x| VoteChoice::parse(x));
+        let notice = match (parts[0], parts.len()) {
+            ("created", 2) => ChangeCreated { number: number(1)? },
+            ("saved", 2) => ChangeSaved { number: number(1)? },
+            ("submitted", 3) => ChangeSubmitted {
+                number: number(1)?,
+                state: state(2)?,
+            },
+            ("withdrawn", 2) => ChangeWithdrawn { number: number(1)? },
+            ("cancelled", 2) => ChangeCancelled { number: number(1)? },
+            ("commented", 2) => Commented { number: number(1)? },
+            ("assessing", 2) => AssessmentStarted { number: number(1)? },
+            ("assessed", 3) => Assessed {
+                number: number(1)?,
+                state: state(2)?,
+            },
+            ("voted", 5) => Voted {
+                number: number(1)?,
+                revision: parts[2].parse().ok()?,
+                choice: choice(3)?,
+                state: state(4)?,
+            },
+            ("retrospective", 2) => RetrospectiveRecorded { number: number(1)? },
+            ("template_proposed", 1) => TemplateProposed,
+            ("template_voted", 3) => TemplateVoted {
+                choice: choice(1)?,
+                state: TemplateState::parse(parts[2])?,
+            },
+            ("template_retired", 1) => TemplateRetired,
+            ("roles_saved", 1) => RolesSaved,
+            ("account_disabled", 1) => AccountDisabled,
+            ("token_revoked", 1) => TokenRevoked,
+            ("quorum_saved", 1) => QuorumSaved,
+            _ => return None,
+        };
+        Some(notice)
+    }
+}
+
+/// What the tag signs: the notice, bound to one session.
+fn signed_message(session: Uuid, encoded: &str) -> String {
+    format!("notice:{session}:{encoded}")
+}
+
+/// The cookie value for `notice` in `session`: `<code>.<tag>`.
+pub fn cookie_value(keys: &Keys, session: Uuid, notice: Notice) -> String {
+    let encoded = notice.encode();
+    let tag = keys.notice_tag(&signed_message(session, &encoded));
+    format!("{encoded}.{tag}")
+}
+
+/// The notice a cookie value names, if the server set it for this session.
+pub fn read(keys: &Keys, session: Uuid, value: &str) -> Option<Notice> {
+    let (encoded, tag) = value.rsplit_once('.')?;
+    if !keys.notice_matches(&signed_message(session, encoded), tag) {
+        return None;
+    }
+    Notice::decode(encoded)
+}
+
+/// A 303 to `to` that leaves `notice` for the next page.
+pub fn redirect_with(viewer: &Viewer, to: &str, notice: Notice) -> Response {
+    let mut resp = Redirect::to(to).into_response();
+    let Some(session) = viewer.user.session else {
+        return resp;
+    };
+    let cookie = format!(
+        "{NOTICE_COOKIE}={}; Max-Age={MAX_AGE_SECONDS}; {}",
+        cookie_value(&viewer.state.keys, session, notice),
+        super::cookie_attrs(&viewer.state)
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn sets_notice(resp: &Response) -> bool {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.starts_with(&format!("{NOTICE_COOKIE}=")))
+}
+
+/// Clears the notice cookie once a page has been shown with it: any answer
+/// that is not a redirect and does not leave a new notice.
+pub async fn clear_when_shown(req: Request, next: Next) -> Response {
+    let had_notice = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|kv| {
+            kv.trim()
+                .split_once('=')
+                .is_some_and(|(k, _)| k == NOTICE_COOKIE)
+        });
+    let mut resp = next.run(req).await;
+    if had_notice
+        && !resp.status().is_redirection()
+        && !sets_notice(&resp)
+        && let Ok(v) = HeaderValue::from_str(&expire_cookie(NOTICE_COOKIE))
+    {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Notice> {
+        use Notice::*;
+        vec![
+            ChangeCreated { number: 1 },
+            ChangeSaved { number: 2 },
+            ChangeSubmitted {
+                number: 3,
+                state: ChangeState::Submitted,
+            },
+            ChangeSubmitted {
+                number: 3,
+                state: ChangeState::Approved,
+            },
+            ChangeWithdrawn { number: 4 },
+            ChangeCancelled { number: 5 },
+            Commented { number: 6 },
+            AssessmentStarted { number: 7 },
+            Assessed {
+                number: 8,
+                state: ChangeState::InCabReview,
+            },
+            Voted {
+                number: 9,
+                revision: 2,
+                choice: VoteChoice::RequestChanges,
+                state: ChangeState::ChangesRequested,
+            },
+            RetrospectiveRecorded { number: 10 },
+            TemplateProposed,
+            TemplateVoted {
+                choice: VoteChoice::Approve,
+                state: TemplateState::Approved,
+            },
+            TemplateRetired,
+            RolesSaved,
+            AccountDisabled,
+            TokenRevoked,
+            QuorumSaved,
+        ]
+    }
+
+    #[test]
+    fn every_notice_survives_its_cookie() {
+        let keys = Keys::new(b"a secret key that is long enough for tests");
+        let sid = Uuid::from_u128(1);
+        for n in all() {
+            let value = cookie_value(&keys, sid, n);
+            assert!(
+                value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{value}"
+            );
+            assert_eq!(read(&keys, sid, &value), Some(n), "{value}");
+            assert!(!n.sentence().contains('_'), "{}", n.sentence());
+        }
+    }
+
+    #[test]
+    fn only_the_server_writes_notices_and_only_for_one_session() {
+        let keys = Keys::new(b"a secret key that is long enough for tests");
+        let sid = Uuid::from_u128(1);
+        let value = cookie_value(&keys, sid, Notice::ChangeCreated { number: 12 });
+        // Another session, another key, a changed number, no tag: nothing.
+        assert_eq!(read(&keys, Uuid::from_u128(2), &value), None);
+        let other = Keys::new(b"another secret key that is long enough!!");
+        assert_eq!(read(&other, sid, &value), None);
+        let forged = value.replacen("created.12", "created.13", 1);
+        assert_eq!(read(&keys, sid, &forged), None);
+        assert_eq!(read(&keys, sid, "created.12"), None);
+        assert_eq!(read(&keys, sid, "<script>alert(1)</script>"), None);
+    }
+
+    #[test]
+    fn a_vote_that_settles_the_change_says_so() {
+        let n = Notice::Voted {
+            number: 12,
+            revision: 2,
+            choice: VoteChoice::Approve,
+            state: ChangeState::Approved,
+        };
+        assert_eq!(
+            n.sentence(),
+            "Your vote to approve revision 2 of CHG-12 is recorded. CHG-12 is now approved."
+        );
+    }
+}
