@@ -455,10 +455,7 @@ impl FieldErrors {
     /// its field, in the order `fields` (name, label) gives, which is the
     /// form's. A summary line links to the element whose id is the field's
     /// name. Errors of fields not listed come last, under their own name.
-    pub fn summary<'a>(
-        &self,
-        fields: impl AsRef<[(&'a str, &'a str)]>,
-    ) -> Vec<ErrorLink> {
+    pub fn summary<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> Vec<ErrorLink> {
         let mut out = Vec::new();
         let mut listed = Vec::new();
         for &(field, label) in fields.as_ref() {
