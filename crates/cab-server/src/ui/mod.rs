@@ -186,7 +186,6 @@ impl Layout {
 #[template(path = "error.html")]
 struct ErrorPage {
     layout: Layout,
-    status: u16,
     heading: String,
     detail: String,
     back: BackLink,
@@ -285,7 +284,6 @@ fn error_page_with(
         .unwrap_or_default();
     let page = ErrorPage {
         layout: Layout::new(state, user, "", csrf).titled(err.title()),
-        status: status.as_u16(),
         heading: err.title().to_owned(),
         detail: message(&err),
         back,
