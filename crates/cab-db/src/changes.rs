@@ -605,3 +605,41 @@ pub async fn comments_for_author(
         .map(|r| (r.change_id, r.number, r.title, r.username, r.created_at))
         .collect())
 }
+
+/// Fixes the quorum policy a submitted change is decided under.
+pub async fn fix_quorum_policy(
+    conn: &mut PgConnection,
+    id: Uuid,
+    policy: &Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE changes SET quorum_policy = $2 WHERE id = $1",
+        id,
+        policy
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The quorum policy fixed at submission, if the change has been submitted.
+pub async fn quorum_policy(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Value>> {
+    Ok(
+        sqlx::query_scalar!("SELECT quorum_policy FROM changes WHERE id = $1", id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Records the service account that filed a change for its author.
+pub async fn set_filed_by(conn: &mut PgConnection, id: Uuid, filed_by: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE changes SET filed_by = $2 WHERE id = $1",
+        id,
+        filed_by
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

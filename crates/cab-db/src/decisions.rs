@@ -340,3 +340,57 @@ pub async fn put_setting(
     .await?;
     Ok(())
 }
+
+/// Everyone who has assessed, and everyone who has voted on, a change (any
+/// revision, superseded or not).
+pub async fn participants(
+    conn: &mut PgConnection,
+    change_id: Uuid,
+) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>)> {
+    let assessors = sqlx::query_scalar!(
+        "SELECT DISTINCT assessor_id FROM change_assessments WHERE change_id = $1",
+        change_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let voters = sqlx::query_scalar!(
+        "SELECT DISTINCT voter_id FROM change_votes WHERE change_id = $1",
+        change_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((assessors, voters))
+}
+
+/// Whether each of `ids` is active now, and the roles each holds now.
+pub async fn standing_of(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, bool, Vec<String>)>> {
+    let rows = sqlx::query!(
+        "SELECT id, disabled_at IS NULL AS \"active!\", roles FROM users WHERE id = ANY($1)",
+        ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.active, r.roles))
+        .collect())
+}
+
+/// Bounds how long the rest of the transaction waits for a lock another
+/// transaction holds (`SET LOCAL lock_timeout`); past it the waiting
+/// statement fails with `lock_not_available` (55P03) instead of hanging.
+pub async fn limit_lock_wait(
+    conn: &mut PgConnection,
+    wait: std::time::Duration,
+) -> sqlx::Result<()> {
+    // `set_config` is `SET LOCAL` with a bound value; it reads no table, so
+    // there is nothing for the offline query check to verify.
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(format!("{}ms", wait.as_millis().max(1)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -10,8 +10,9 @@ pub mod changes;
 pub mod decisions;
 pub mod demo;
 pub mod health;
-pub mod login_failures;
+pub mod role_grants;
 pub mod sessions;
+pub mod signin_attempts;
 pub mod templates;
 pub mod users;
 

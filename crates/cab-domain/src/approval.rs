@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::change::{Actor, ChangeFacts, ChangeState, ChangeType, FieldError};
 use crate::risk::RiskLevel;
-use crate::{Denial, Role};
+use crate::{Denial, Role, RoleSet};
 
 vocabulary!(VoteChoice {
     Approve = "approve" / "Approve",
@@ -68,8 +68,10 @@ pub fn under_review(state: ChangeState) -> bool {
 
 /// Separation of duties: whether `actor` may take on `duty` for this change.
 /// Checked in this order, so the reason given is the most fundamental one:
-/// pipelines never decide; nobody decides on their own work; the role is
-/// required (administration is no shortcut); the change must be awaiting it.
+/// pipelines never decide; nobody decides on their own work; one person is
+/// never two of the independent voices (the assessment and a CAB vote); the
+/// role is required (administration is no shortcut); the change must be
+/// awaiting it.
 pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(), Denial> {
     if actor.is_service && duty != Duty::DeployProd {
         return Err(Denial::new(
@@ -92,6 +94,18 @@ pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(),
                 "You wrote or contributed to this change, so you cannot deploy it to PROD; someone else must.",
             ),
         });
+    }
+    if duty == Duty::Vote && change.assessors.contains(&actor.id) {
+        return Err(Denial::new(
+            "assessor_cannot_vote",
+            "You wrote the security assessment of this change, so you cannot also vote on it: the assessment and the CAB approvals come from different people.",
+        ));
+    }
+    if duty == Duty::Assess && change.voters.contains(&actor.id) {
+        return Err(Denial::new(
+            "voter_cannot_assess",
+            "You have voted on this change, so you cannot also assess it: the assessment and the CAB approvals come from different people.",
+        ));
     }
     let (role, code, message) = match duty {
         Duty::Assess => (
@@ -120,6 +134,30 @@ pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(),
                 "This change is {}; it is not awaiting a decision.",
                 change.state.label().to_lowercase()
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// The fewest CAB approvals an emergency change of high or critical risk
+/// needs, whatever the policy's emergency rule says.
+pub const EMERGENCY_HIGH_RISK_APPROVALS: u32 = 2;
+
+/// Whether `who` may be added as a contributor of the change: not once they
+/// have assessed it or voted on it. Otherwise an author could make a vote
+/// against them disappear (a contributor's vote never counts), or a
+/// decider could turn into an author after the fact.
+pub fn check_new_contributor(change: &ChangeFacts, who: Uuid, name: &str) -> Result<(), Denial> {
+    if change.voters.contains(&who) {
+        return Err(Denial::new(
+            "contributor_has_decided",
+            format!("{name} has voted on this change, so they cannot be added as a contributor."),
+        ));
+    }
+    if change.assessors.contains(&who) {
+        return Err(Denial::new(
+            "contributor_has_decided",
+            format!("{name} has assessed this change, so they cannot be added as a contributor."),
         ));
     }
     Ok(())
@@ -162,9 +200,19 @@ impl Default for QuorumPolicy {
 }
 
 impl QuorumPolicy {
+    /// What a change of this type and level needs. An emergency change
+    /// takes the emergency rule, but one of high or critical risk always
+    /// needs at least two CAB approvals: its author chose the emergency path,
+    /// so that choice alone never brings a critical change down to a single
+    /// approver. (With the accepting assessment from a third person, no
+    /// fewer than three independent people decide it.)
     pub fn rule(&self, change_type: ChangeType, level: RiskLevel) -> LevelRule {
         if change_type == ChangeType::Emergency {
-            return self.emergency;
+            let mut rule = self.emergency;
+            if level >= RiskLevel::High {
+                rule.approvals = rule.approvals.max(EMERGENCY_HIGH_RISK_APPROVALS);
+            }
+            return rule;
         }
         match level {
             RiskLevel::Low => self.low,
@@ -222,6 +270,52 @@ fn leak(s: &str) -> &'static str {
 pub struct Ballot {
     pub voter: Uuid,
     pub choice: VoteChoice,
+    /// Whether it counts at the moment of decision.
+    pub standing: Standing,
+}
+
+/// Whether a vote or an assessment counts at the moment of decision, and
+/// if not, why not. Only people who are active and still hold the role
+/// count; and the assessor's vote never counts (they are one voice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Counts,
+    /// The account has been disabled since.
+    Disabled,
+    /// The person no longer holds the role the decision needs.
+    RoleWithdrawn,
+    /// The voter wrote the assessment (a vote cast before that was refused).
+    Assessor,
+}
+
+impl Standing {
+    pub fn counts(self) -> bool {
+        self == Standing::Counts
+    }
+
+    /// Why it no longer counts, as the change's page says it.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Standing::Counts => None,
+            Standing::Disabled => Some("does not count: the account has been disabled"),
+            Standing::RoleWithdrawn => Some("does not count: the person no longer holds the role"),
+            Standing::Assessor => {
+                Some("does not count: the same person wrote the security assessment")
+            }
+        }
+    }
+}
+
+/// The standing of a decision made by someone who is `active` now, holds
+/// `roles` now, and needs `role` for it.
+pub fn standing(active: bool, roles: &RoleSet, role: Role) -> Standing {
+    if !active {
+        Standing::Disabled
+    } else if !roles.contains(role) {
+        Standing::RoleWithdrawn
+    } else {
+        Standing::Counts
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +336,9 @@ pub enum Decision {
 /// changes returns the change to its authors; otherwise the change is
 /// approved once enough distinct members approve (and, where the rule says
 /// so, an assessment accepts). Each person counts once: the last ballot of
-/// a voter is theirs.
+/// a voter is theirs. Ballots that do not count (see [`Standing`]) are left
+/// out entirely; `assessment` is the current assessment's decision if it
+/// counts, `None` otherwise.
 pub fn evaluate(
     policy: &QuorumPolicy,
     change_type: ChangeType,
@@ -255,6 +351,7 @@ pub fn evaluate(
         latest.retain(|x| x.voter != b.voter);
         latest.push(*b);
     }
+    latest.retain(|b| b.standing.counts());
     if latest.iter().any(|b| b.choice == VoteChoice::Reject) {
         return Decision::Rejected {
             reason: "a CAB member rejected it".into(),
@@ -321,13 +418,42 @@ pub struct AssessmentContent {
 }
 
 impl AssessmentContent {
+    /// Control characters in any of its text, field by field (see
+    /// [`crate::text::text_problem`]); a testing requirement's evidence and
+    /// justification are its kind's field.
+    fn character_errors(&self) -> Vec<FieldError> {
+        let mut texts: Vec<(&'static str, &str)> = vec![
+            ("security_implications", &self.security_implications),
+            ("residual_risk", &self.residual_risk),
+            ("lowering_justification", &self.lowering_justification),
+        ];
+        for (field, t) in [
+            ("sast", &self.sast),
+            ("dast", &self.dast),
+            ("pentest", &self.pentest),
+        ] {
+            texts.push((field, &t.evidence));
+            texts.push((field, &t.justification));
+        }
+        texts.extend(self.conditions.iter().map(|c| ("conditions", c.as_str())));
+        let mut errors: Vec<FieldError> = Vec::new();
+        for (field, value) in texts {
+            if errors.iter().all(|e| e.field != field)
+                && let Err(e) = crate::text::check_text(field, value)
+            {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
     /// Whether it lowers the engineer's level (flagged on the change).
     pub fn lowers(&self, engineer_level: RiskLevel) -> bool {
         self.assessed_level < engineer_level
     }
 
     pub fn validate(&self, engineer_level: RiskLevel) -> Vec<FieldError> {
-        let mut errors = Vec::new();
+        let mut errors = self.character_errors();
         let mut need = |field: &'static str, ok: bool, message: &str| {
             if !ok {
                 errors.push(FieldError {
@@ -434,10 +560,22 @@ mod tests {
         Uuid::from_u128(n)
     }
 
-    fn approve(n: u128) -> Ballot {
+    fn ballot(n: u128, choice: VoteChoice) -> Ballot {
         Ballot {
             voter: id(n),
-            choice: Approve,
+            choice,
+            standing: Standing::Counts,
+        }
+    }
+
+    fn approve(n: u128) -> Ballot {
+        ballot(n, Approve)
+    }
+
+    fn not_counting(n: u128, choice: VoteChoice, standing: Standing) -> Ballot {
+        Ballot {
+            standing,
+            ..ballot(n, choice)
         }
     }
 
@@ -536,13 +674,7 @@ mod tests {
             (
                 Normal,
                 Low,
-                vec![
-                    approve(1),
-                    Ballot {
-                        voter: id(2),
-                        choice: Reject,
-                    },
-                ],
+                vec![approve(1), ballot(2, Reject)],
                 None,
                 Decision::Rejected {
                     reason: "a CAB member rejected it".into(),
@@ -560,13 +692,7 @@ mod tests {
             (
                 Normal,
                 Medium,
-                vec![
-                    approve(1),
-                    Ballot {
-                        voter: id(2),
-                        choice: RequestChanges,
-                    },
-                ],
+                vec![approve(1), ballot(2, RequestChanges)],
                 None,
                 Decision::ChangesRequested,
             ),
@@ -574,20 +700,14 @@ mod tests {
             (
                 Normal,
                 Low,
-                vec![
-                    Ballot {
-                        voter: id(1),
-                        choice: RequestChanges,
-                    },
-                    approve(1),
-                ],
+                vec![ballot(1, RequestChanges), approve(1)],
                 None,
                 Decision::Approved,
             ),
             // Emergency: one CAB approval and one accepting assessment, in any order.
             (
                 Emergency,
-                Critical,
+                Medium,
                 vec![approve(1)],
                 None,
                 Decision::Pending {
@@ -596,7 +716,7 @@ mod tests {
             ),
             (
                 Emergency,
-                Critical,
+                Medium,
                 vec![],
                 accept,
                 Decision::Pending {
@@ -605,9 +725,72 @@ mod tests {
             ),
             (
                 Emergency,
+                Medium,
+                vec![approve(1)],
+                accept,
+                Decision::Approved,
+            ),
+            (Emergency, Low, vec![approve(1)], accept, Decision::Approved),
+            // ...but its author's choice of the emergency path never brings a
+            // high or critical change down to one approver.
+            (
+                Emergency,
                 Critical,
                 vec![approve(1)],
                 accept,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Emergency,
+                High,
+                vec![approve(1)],
+                accept,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Emergency,
+                Critical,
+                vec![approve(1), approve(2)],
+                accept,
+                Decision::Approved,
+            ),
+            // Votes that no longer count are left out entirely.
+            (
+                Normal,
+                Medium,
+                vec![approve(1), not_counting(2, Approve, Standing::Disabled)],
+                None,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Normal,
+                Low,
+                vec![not_counting(2, Approve, Standing::RoleWithdrawn)],
+                None,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Emergency,
+                Low,
+                vec![not_counting(3, Approve, Standing::Assessor)],
+                accept,
+                Decision::Pending {
+                    needs: vec!["1 more CAB approval".into()],
+                },
+            ),
+            (
+                Normal,
+                Low,
+                vec![approve(1), not_counting(2, Reject, Standing::Disabled)],
+                None,
                 Decision::Approved,
             ),
             (Standard, Low, vec![approve(1)], None, Decision::Approved),
@@ -641,14 +824,66 @@ mod tests {
     }
 
     #[test]
+    fn people_who_decided_are_not_added_as_contributors() {
+        let change = ChangeFacts {
+            state: ChangeState::InCabReview,
+            author: id(1),
+            contributors: vec![],
+            assessors: vec![id(7)],
+            voters: vec![id(8)],
+        };
+        assert_eq!(
+            check_new_contributor(&change, id(8), "Carol").map_err(|d| d.code),
+            Err("contributor_has_decided")
+        );
+        assert_eq!(
+            check_new_contributor(&change, id(7), "Sam").map_err(|d| d.code),
+            Err("contributor_has_decided")
+        );
+        assert!(check_new_contributor(&change, id(9), "Eddie").is_ok());
+    }
+
+    #[test]
+    fn only_active_people_holding_the_role_count() {
+        let member: RoleSet = [Role::CabMember].into_iter().collect();
+        let reviewer: RoleSet = [Role::SecurityReviewer].into_iter().collect();
+        assert_eq!(standing(true, &member, Role::CabMember), Standing::Counts);
+        assert_eq!(
+            standing(false, &member, Role::CabMember),
+            Standing::Disabled
+        );
+        assert_eq!(
+            standing(true, &reviewer, Role::CabMember),
+            Standing::RoleWithdrawn
+        );
+        assert_eq!(
+            standing(false, &reviewer, Role::CabMember),
+            Standing::Disabled
+        );
+        assert!(Standing::Counts.counts() && Standing::Counts.reason().is_none());
+        for s in [
+            Standing::Disabled,
+            Standing::RoleWithdrawn,
+            Standing::Assessor,
+        ] {
+            assert!(!s.counts());
+            assert!(s.reason().is_some_and(|r| r.starts_with("does not count")));
+        }
+    }
+
+    #[test]
     fn separation_of_duties_table() {
         use ChangeState::*;
         let author = 1;
         let contributor = 2;
+        let assessor = 7;
+        let voter = 8;
         let change = |state| ChangeFacts {
             state,
             author: id(author),
             contributors: vec![id(contributor)],
+            assessors: vec![id(assessor)],
+            voters: vec![id(voter)],
         };
         let all_roles = [
             Role::Engineer,
@@ -831,6 +1066,49 @@ mod tests {
             (
                 3,
                 vec![Role::Admin],
+                false,
+                Approved,
+                Duty::DeployProd,
+                Err("release_manager_required"),
+            ),
+            // One person is never two of the independent voices: whoever
+            // assessed it does not vote, whoever voted does not assess,
+            // whatever roles they hold.
+            (
+                assessor,
+                vec![Role::SecurityReviewer, Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Err("assessor_cannot_vote"),
+            ),
+            (
+                assessor,
+                vec![Role::SecurityReviewer, Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Assess,
+                Ok(()),
+            ),
+            (
+                voter,
+                vec![Role::SecurityReviewer, Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Assess,
+                Err("voter_cannot_assess"),
+            ),
+            (
+                voter,
+                vec![Role::SecurityReviewer, Role::CabMember],
+                false,
+                InCabReview,
+                Duty::Vote,
+                Ok(()),
+            ),
+            (
+                assessor,
+                vec![Role::SecurityReviewer, Role::CabMember],
                 false,
                 Approved,
                 Duty::DeployProd,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::risk::{RiskAnswers, answer_errors};
-use crate::{Denial, Role, RoleSet};
+use crate::{Denial, Role, RoleSet, text};
 
 vocabulary!(
     /// How a change is governed: standard (pre-approved routine), normal, or emergency.
@@ -190,7 +190,8 @@ impl ChangeContent {
             errors.push(err(
                 "services",
                 format!(
-                    "'{bad}' is not a service name: use lowercase letters, digits, '.', '_' or '-'."
+                    "{} is not a service name: use lowercase letters, digits, '.', '_' or '-'.",
+                    text::quoted(bad)
                 ),
             ));
         }
@@ -205,7 +206,7 @@ impl ChangeContent {
         if let Some(bad) = self.test_evidence.iter().find(|l| !is_link(l)) {
             errors.push(err(
                 "test_evidence",
-                format!("'{bad}' is not an http(s) link."),
+                format!("{} is not an http(s) link.", text::quoted(bad)),
             ));
         }
         if self.test_evidence.len() > 20 {
@@ -243,7 +244,29 @@ impl ChangeContent {
         for (field, message) in answer_errors(&self.risk) {
             errors.push(err(field, message));
         }
-        errors
+        // A field refused for its characters is told that alone, first.
+        let characters = self.character_errors();
+        errors.retain(|e| characters.iter().all(|c| c.field != e.field));
+        characters.into_iter().chain(errors).collect()
+    }
+
+    /// Characters no field may hold (see [`text`]), checked over every
+    /// field of [`fields`](Self::fields), so a field added later is checked
+    /// too. Free text refuses control characters; the fields people tell
+    /// changes apart by (the title, service and contributor names, the
+    /// window's zone) also refuse invisible formatting characters.
+    fn character_errors(&self) -> Vec<FieldError> {
+        const NAMES: [&str; 4] = ["title", "services", "contributors", "window_tz"];
+        self.fields()
+            .into_iter()
+            .filter_map(|(field, value)| {
+                if NAMES.contains(&field) {
+                    text::check_name(field, &value).err()
+                } else {
+                    text::check_text(field, &value).err()
+                }
+            })
+            .collect()
     }
 
     /// What a change needs before it can be submitted, on top of [`validate`](Self::validate).
@@ -421,6 +444,10 @@ pub struct ChangeFacts {
     pub state: ChangeState,
     pub author: Uuid,
     pub contributors: Vec<Uuid>,
+    /// Everyone who has written a security assessment of it (any revision).
+    pub assessors: Vec<Uuid>,
+    /// Everyone who has cast a CAB vote on it (any revision).
+    pub voters: Vec<Uuid>,
 }
 
 impl ChangeFacts {
@@ -468,6 +495,39 @@ pub fn check_create(actor: &Actor) -> Result<(), Denial> {
             "engineer_required",
             "Only engineers file change requests.",
         ))
+    }
+}
+
+/// Who a new change's author is. A person files their own changes; a
+/// pipeline (service account) files a change on behalf of a named person,
+/// who is then its author, so that separation of duties binds the person
+/// who wrote the change and not the pipeline that carried it. `person` is
+/// the named person's account: (actor, active).
+pub fn filing_author<'a>(
+    filer: &'a Actor,
+    on_behalf_of: Option<(&'a Actor, bool)>,
+) -> Result<&'a Actor, Denial> {
+    match (filer.is_service, on_behalf_of) {
+        (false, None) => Ok(filer),
+        (false, Some((person, _))) if person.id == filer.id => Ok(filer),
+        (false, Some(_)) => Err(Denial::new(
+            "on_behalf_of_not_allowed",
+            "Only pipelines file changes on someone's behalf; file your own change yourself.",
+        )),
+        (true, None) => Err(Denial::new(
+            "on_behalf_of_required",
+            "A change filed by a pipeline names the person it is filed for (on_behalf_of): that person is its author.",
+        )),
+        (true, Some((person, active))) => {
+            if person.is_service || !active {
+                return Err(Denial::new(
+                    "on_behalf_of_invalid",
+                    "A change is filed on behalf of an active person, not a service account.",
+                ));
+            }
+            check_create(person)?;
+            Ok(person)
+        }
     }
 }
 
@@ -663,6 +723,61 @@ mod tests {
     }
 
     #[test]
+    fn no_field_holds_a_control_character() {
+        type Mutation = fn(&mut ChangeContent, String);
+        let cases: [(Mutation, &str); 15] = [
+            (|c, v| c.title = v, "title"),
+            (|c, v| c.description = v, "description"),
+            (|c, v| c.justification = v, "justification"),
+            (|c, v| c.services = vec![v], "services"),
+            (|c, v| c.implementation_plan = v, "implementation_plan"),
+            (|c, v| c.test_plan = v, "test_plan"),
+            (|c, v| c.test_evidence = vec![v], "test_evidence"),
+            (|c, v| c.rollback_plan = v, "rollback_plan"),
+            (|c, v| c.window_tz = v, "window_tz"),
+            (|c, v| c.pr_url = v, "pr_url"),
+            (|c, v| c.commit_sha = v, "commit_sha"),
+            (|c, v| c.artifact_digest = v, "artifact_digest"),
+            (|c, v| c.contributors = vec![v], "contributors"),
+            (|c, v| c.title = format!("{v} and more"), "title"),
+            (
+                |c, v| c.description = format!("line one\n{v}"),
+                "description",
+            ),
+        ];
+        for control in ['\0', '\u{1}', '\u{1b}', '\u{7f}', '\u{9b}'] {
+            for (mutate, field) in cases {
+                let mut c = complete();
+                mutate(&mut c, format!("https://x.example/a{control}b"));
+                let errors = c.validate();
+                assert_eq!(errors.first().map(|e| e.field), Some(field), "{control:?}");
+                assert!(
+                    errors[0].message.contains("control character"),
+                    "{field}: {}",
+                    errors[0].message
+                );
+                assert!(
+                    errors.iter().filter(|e| e.field == field).count() == 1,
+                    "one message per field: {errors:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn titles_and_names_refuse_disguising_characters_free_text_keeps_them() {
+        let mut c = complete();
+        c.title = "Update invoice\u{202E}fdp.exe".into();
+        c.services = vec!["pay\u{200B}ments".into()];
+        c.contributors = vec!["ann\u{2066}".into()];
+        c.description = "Hebrew \u{200F}עברית\u{200F} with marks is fine here.".into();
+        let errors = c.validate();
+        assert_eq!(fields(&errors), vec!["title", "services", "contributors"]);
+        assert!(errors[0].message.contains("U+202E RIGHT-TO-LEFT OVERRIDE"));
+        assert!(errors[1].message.contains("U+200B ZERO WIDTH SPACE"));
+    }
+
+    #[test]
     fn rollback_plan_is_only_required_for_prod() {
         let mut c = complete();
         c.rollback_plan.clear();
@@ -727,7 +842,42 @@ mod tests {
             state,
             author: author.id,
             contributors: vec![contributor.id],
+            assessors: Vec::new(),
+            voters: Vec::new(),
         };
+        // A pipeline files for a person, who is the author; a person files alone.
+        let mut pipeline = actor(20, &[Role::Engineer]);
+        pipeline.is_service = true;
+        let erin = actor(21, &[Role::Engineer]);
+        let auditor = actor(22, &[Role::Auditor]);
+        assert_eq!(
+            filing_author(&pipeline, Some((&erin, true))).map(|a| a.id),
+            Ok(erin.id)
+        );
+        for (on_behalf, code) in [
+            (None, "on_behalf_of_required"),
+            (Some((&erin, false)), "on_behalf_of_invalid"),
+            (Some((&pipeline, true)), "on_behalf_of_invalid"),
+            (Some((&auditor, true)), "engineer_required"),
+        ] {
+            assert_eq!(
+                filing_author(&pipeline, on_behalf)
+                    .map(|a| a.id)
+                    .map_err(|d| d.code),
+                Err(code)
+            );
+        }
+        assert_eq!(filing_author(&erin, None).map(|a| a.id), Ok(erin.id));
+        assert_eq!(
+            filing_author(&erin, Some((&erin, true))).map(|a| a.id),
+            Ok(erin.id)
+        );
+        assert_eq!(
+            filing_author(&erin, Some((&auditor, true)))
+                .map(|a| a.id)
+                .map_err(|d| d.code),
+            Err("on_behalf_of_not_allowed")
+        );
         // (who, state, action, expected next state or denial code)
         let table: Vec<(&Actor, ChangeState, ChangeAction, Result<ChangeState, &str>)> = vec![
             (&author, Draft, Edit, Ok(Draft)),

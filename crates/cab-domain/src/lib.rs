@@ -36,9 +36,11 @@ pub mod audit;
 pub mod change;
 pub mod denial;
 pub mod password;
+pub mod redirect;
 pub mod risk;
 pub mod role;
 pub mod template;
+pub mod text;
 pub mod throttle;
 pub mod user_admin;
 

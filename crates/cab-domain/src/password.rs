@@ -1,13 +1,18 @@
 //! Rules for passwords people choose. Hashing lives in the server; this is
 //! only what makes a password acceptable.
 
-use crate::Denial;
+use crate::{Denial, text};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Long enough for any passphrase, short enough that hashing cannot be abused.
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
 pub fn validate_new_password(password: &str) -> Result<(), Denial> {
+    // Nobody types one; a password holding one was pasted from somewhere
+    // it does not belong, and could not be typed at the sign-in form.
+    if let Some(message) = text::text_problem(password) {
+        return Err(Denial::new("password_control_character", message));
+    }
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Err(Denial::new(
@@ -28,6 +33,9 @@ pub fn validate_new_password(password: &str) -> Result<(), Denial> {
 /// starting with a letter or digit. Kept narrow so that names are unambiguous
 /// in the audit trail and in URLs.
 pub fn validate_username(username: &str) -> Result<(), Denial> {
+    if let Some(message) = text::name_problem(username) {
+        return Err(Denial::new("invalid_username", message));
+    }
     let ok_len = (2..=64).contains(&username.len());
     let ok_chars = username
         .chars()
@@ -44,6 +52,24 @@ pub fn validate_username(username: &str) -> Result<(), Denial> {
             "A username is 2 to 64 characters: lowercase letters, digits, '.', '_' or '-', starting with a letter or digit.",
         ))
     }
+}
+
+/// The most characters of a display name.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// Display names are free in their letters, but, like every name, hold no
+/// control or invisible formatting character (see [`text::name_problem`]).
+pub fn validate_display_name(display_name: &str) -> Result<(), Denial> {
+    if let Some(message) = text::name_problem(display_name) {
+        return Err(Denial::new("invalid_display_name", message));
+    }
+    if display_name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(Denial::new(
+            "invalid_display_name",
+            format!("At most {MAX_DISPLAY_NAME_CHARS} characters."),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -63,6 +89,36 @@ mod tests {
             validate_new_password(&"x".repeat(257)).unwrap_err().code,
             "password_too_long"
         );
+    }
+
+    #[test]
+    fn a_password_holds_no_control_character() {
+        for bad in ["correct\0horse battery", "correct\u{1b}horse battery"] {
+            assert_eq!(
+                validate_new_password(bad).unwrap_err().code,
+                "password_control_character"
+            );
+        }
+        assert!(validate_new_password("correct\thorse battery").is_ok());
+    }
+
+    #[test]
+    fn names_say_which_character_they_refuse() {
+        for (name, named) in [
+            ("ad\0am", "U+0000 NULL"),
+            ("adm\u{202E}ni", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+            ("ad\u{200B}am", "U+200B ZERO WIDTH SPACE"),
+        ] {
+            let d = validate_username(name).unwrap_err();
+            assert_eq!(d.code, "invalid_username");
+            assert!(d.message.contains(named), "{}", d.message);
+            let d = validate_display_name(name).unwrap_err();
+            assert_eq!(d.code, "invalid_display_name");
+            assert!(d.message.contains(named), "{}", d.message);
+        }
+        assert!(validate_display_name("Zoë O'Brien-Łukasiewicz").is_ok());
+        assert!(validate_display_name("").is_ok());
+        assert!(validate_display_name(&"x".repeat(101)).is_err());
     }
 
     #[test]

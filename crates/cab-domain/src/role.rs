@@ -66,8 +66,8 @@ impl fmt::Display for UnknownRole {
         let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
         write!(
             f,
-            "unknown role '{}'; known roles are {}",
-            self.0,
+            "unknown role {}; known roles are {}",
+            crate::text::quoted(&self.0),
             known.join(", ")
         )
     }

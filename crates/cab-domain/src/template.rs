@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::change::{Actor, ChangeContent, ChangeType, FieldError};
 use crate::risk::{RiskLevel, assess};
-use crate::{Denial, Role};
+use crate::{Denial, Role, text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateState {
@@ -148,7 +148,21 @@ pub fn validate_template(name: &str, content: &ChangeContent) -> Vec<FieldError>
             });
         }
     }
-    if name.trim().is_empty() || name.chars().count() > 200 {
+    if content.services.is_empty() {
+        errors.push(FieldError {
+            field: "services",
+            message: "Name the services CAB approves this template for: a change from it stays within them.".into(),
+        });
+    }
+    if content.environments.is_empty() {
+        errors.push(FieldError {
+            field: "environments",
+            message: "Choose the environments CAB approves this template for: a change from it stays within them.".into(),
+        });
+    }
+    if let Err(e) = text::check_name("name", name) {
+        errors.push(e);
+    } else if name.trim().is_empty() || name.chars().count() > 200 {
         errors.push(FieldError {
             field: "name",
             message: "Give the template a name of 1 to 200 characters.".into(),
@@ -182,6 +196,48 @@ pub const FIXED_FIELDS: [&str; 12] = [
     "changes_security_control",
     "rollback_untested",
 ];
+
+/// What a change made from `template` asks for beyond what CAB approved
+/// when it approved the template, in words: services or environments the
+/// template does not name, or a higher risk level than the template's.
+/// Empty: the change is within the template's scope and is approved on
+/// submission. Otherwise it is reviewed like any other change.
+pub fn outside_scope(template: &ChangeContent, change: &ChangeContent) -> Vec<String> {
+    let mut beyond = Vec::new();
+    let services: Vec<&str> = change
+        .services
+        .iter()
+        .filter(|s| !template.services.contains(s))
+        .map(String::as_str)
+        .collect();
+    if !services.is_empty() {
+        beyond.push(format!(
+            "services the template does not cover: {}",
+            services.join(", ")
+        ));
+    }
+    let environments: Vec<&str> = change
+        .environments
+        .iter()
+        .filter(|e| !template.environments.contains(e))
+        .map(|e| e.label())
+        .collect();
+    if !environments.is_empty() {
+        beyond.push(format!(
+            "environments the template does not cover: {}",
+            environments.join(", ")
+        ));
+    }
+    let (approved, asked) = (assess(&template.risk).level, assess(&change.risk).level);
+    if asked > approved {
+        beyond.push(format!(
+            "{} risk, above the template's {}",
+            asked.as_str(),
+            approved.as_str()
+        ));
+    }
+    beyond
+}
 
 /// `content` with the template's fixed fields imposed, as a standard change.
 pub fn apply_template(template: &ChangeContent, mut content: ChangeContent) -> ChangeContent {
@@ -328,6 +384,29 @@ mod tests {
     }
 
     #[test]
+    fn a_template_name_holds_no_control_or_disguising_character() {
+        let mut c = complete();
+        c.risk.impact = 1;
+        c.risk.likelihood = 1;
+        for (name, named) in [
+            ("Rotate\0 certificates", "U+0000 NULL"),
+            (
+                "Rotate \u{202E}setacifitrec",
+                "U+202E RIGHT-TO-LEFT OVERRIDE",
+            ),
+            (
+                "Rotate\u{2066} certificates",
+                "U+2066 LEFT-TO-RIGHT ISOLATE",
+            ),
+        ] {
+            let errors = validate_template(name, &c);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, "name");
+            assert!(errors[0].message.contains(named), "{}", errors[0].message);
+        }
+    }
+
+    #[test]
     fn a_template_imposes_its_fixed_fields() {
         let mut t = complete();
         t.implementation_plan = "The fixed plan.".into();
@@ -338,5 +417,50 @@ mod tests {
         assert_eq!(applied.implementation_plan, "The fixed plan.");
         assert_eq!(applied.title, "My title");
         assert_eq!(applied.change_type, ChangeType::Standard);
+    }
+
+    #[test]
+    fn a_change_from_a_template_stays_within_its_scope() {
+        use crate::change::Environment::{Dev, Prod, Stage};
+        let mut template = complete();
+        template.services = vec!["intranet".into(), "wiki".into()];
+        template.environments = vec![Dev, Stage];
+        template.risk.impact = 1;
+        template.risk.likelihood = 1;
+        let within = apply_template(&template, {
+            let mut c = complete();
+            c.services = vec!["wiki".into()];
+            c.environments = vec![Stage];
+            c
+        });
+        assert!(outside_scope(&template, &within).is_empty());
+
+        let mut prod = within.clone();
+        prod.environments = vec![Stage, Prod];
+        assert_eq!(
+            outside_scope(&template, &prod),
+            vec!["environments the template does not cover: PROD".to_owned()]
+        );
+        let mut other = within.clone();
+        other.services = vec!["wiki".into(), "payments-api".into()];
+        assert_eq!(
+            outside_scope(&template, &other),
+            vec!["services the template does not cover: payments-api".to_owned()]
+        );
+        // A flag the change may set raises its risk above the template's.
+        let mut late = within.clone();
+        late.risk.outside_usual_window = true;
+        assert_eq!(
+            outside_scope(&template, &late),
+            vec!["medium risk, above the template's low".to_owned()]
+        );
+        // A template naming nothing covers nothing.
+        let mut empty = template.clone();
+        empty.services.clear();
+        empty.environments.clear();
+        assert_eq!(outside_scope(&empty, &within).len(), 2);
+        let errors = validate_template("Empty", &empty);
+        assert!(errors.iter().any(|e| e.field == "services"));
+        assert!(errors.iter().any(|e| e.field == "environments"));
     }
 }

@@ -1,9 +1,20 @@
 //! Login throttling: when an account or a client address must wait before it
 //! may try a password again.
 //!
-//! Only failed password checks count. Attempts refused while a lock is in force
-//! never reach the password check, so they are not failures; the lock that
-//! follows the next real failure is twice as long as the one before.
+//! An attempt counts from the moment it is let through to the password check,
+//! and counts as a failure until the check says otherwise. Letting it through
+//! and counting it are one step in the store, serialised per account and per
+//! address, so however many attempts arrive at once, no more passwords are
+//! checked than the budget allows. An attempt still unsettled after [`WINDOW`]
+//! was abandoned (the server stopped mid-check); it keeps counting as a
+//! failure.
+//!
+//! Attempts refused while a lock is in force never reach the password check,
+//! so they are not counted; the lock that follows the next counted attempt is
+//! twice as long as the one before.
+//!
+//! A successful sign-in settles as [`settle_success`] says: alone, it forgives
+//! the account's earlier failures; amid other attempts, it forgives nothing.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -38,8 +49,9 @@ impl LoginGate {
     }
 }
 
-/// Whether an account may attempt a password now, given its failed attempts
-/// since its last successful login (any order).
+/// Whether an account may attempt a password now, given the start times of
+/// its attempts that count (failed, still being checked, or successes amid
+/// other attempts; any order).
 ///
 /// A streak of failures locks the account once five of them fall within
 /// fifteen minutes; each later failure in the streak doubles the lock, up to an
@@ -75,8 +87,9 @@ pub fn account_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate
     }
 }
 
-/// Whether a client address may attempt a password now, given its failures
-/// (against any account) in the last [`WINDOW`].
+/// Whether a client address may attempt a password now, given its failed
+/// attempts and those still being checked (against any account) in the last
+/// [`WINDOW`].
 pub fn address_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate {
     let mut recent: Vec<DateTime<Utc>> = failures
         .iter()
@@ -91,6 +104,35 @@ pub fn address_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate
     let release = recent[recent.len() - ADDRESS_FAILURES] + WINDOW;
     LoginGate::Locked {
         retry_after: release - now,
+    }
+}
+
+/// How a successful sign-in is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuccessSettlement {
+    /// The failures settled before it began are forgiven, and it does not
+    /// count itself.
+    Forgives,
+    /// It forgives nothing, and counts like a failure until it leaves the
+    /// window.
+    Counts,
+}
+
+/// A success that overlapped no other attempt on the account (none was being
+/// checked when it was let through, none was let through or still being
+/// checked when it ended) is the person signing in after their own typos: it
+/// forgives them.
+///
+/// A success amid other attempts cannot vouch for them: forgiving would hand
+/// whoever sent them a fresh budget while their guesses are still out, and
+/// ceasing to count would free a place for one more guess. So it changes
+/// nothing for the others, and a flood of attempts checks no more passwords
+/// in all, right or wrong, than the budget allows.
+pub fn settle_success(overlapped: bool) -> SuccessSettlement {
+    if overlapped {
+        SuccessSettlement::Counts
+    } else {
+        SuccessSettlement::Forgives
     }
 }
 
@@ -186,6 +228,23 @@ mod tests {
         };
         assert_eq!(gate.retry_after_secs(), Some(2));
         assert_eq!(LoginGate::Open.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn attempts_being_checked_close_the_gate_like_failures() {
+        // Five let through at once, none settled yet: the sixth must wait,
+        // whatever the five turn out to be.
+        let f = [mins(0); ACCOUNT_FAILURES];
+        assert!(matches!(
+            account_gate(&f, mins(0)),
+            LoginGate::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn only_a_success_alone_forgives() {
+        assert_eq!(settle_success(false), SuccessSettlement::Forgives);
+        assert_eq!(settle_success(true), SuccessSettlement::Counts);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 
 use cab_db::api_tokens::{ApiTokenRow, NewApiToken};
 use cab_db::audit::AuditActor;
+use cab_db::role_grants::{NewRoleGrant, RoleGrantLine, RoleGrantRow};
 use cab_db::users::{NewUser, UserRow};
-use cab_domain::user_admin::{self, Account, Actor};
+use cab_domain::user_admin::{self, Account, Actor, GrantState, RoleChangePlan, RoleGrant};
 use cab_domain::{Denial, Role, RoleSet, password};
-use chrono::Utc;
-use serde_json::json;
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::audit_log::{self, Entity};
@@ -53,7 +54,32 @@ impl Operator<'_> {
             Operator::Cli => None,
         }
     }
+
+    /// How roles are given: through the app, the two-person rule holds (a
+    /// guarded role waits for a second administrator); from the command line
+    /// they apply at once, since whoever runs it holds the database anyway.
+    fn plan(&self, old: &RoleSet, new: &RoleSet) -> RoleChangePlan {
+        match self {
+            Operator::User(_) => user_admin::plan_role_change(old, new),
+            Operator::Cli => RoleChangePlan {
+                now: new.clone(),
+                awaiting: RoleSet::new(),
+            },
+        }
+    }
+
+    /// Marks an audit payload written from the command line as such, so
+    /// auditors see which role changes bypassed the two-person rule.
+    fn mark(&self, mut payload: Value) -> Value {
+        if let (Operator::Cli, Some(fields)) = (self, payload.as_object_mut()) {
+            fields.insert("via".into(), json!(VIA_COMMAND_LINE));
+        }
+        payload
+    }
 }
+
+/// `via` in the audit payload of an account change made from the command line.
+pub const VIA_COMMAND_LINE: &str = "command line";
 
 fn account(row: &UserRow) -> Result<Account, AppError> {
     Ok(Account {
@@ -109,6 +135,8 @@ pub struct NewAccount {
 pub struct CreatedAccount {
     pub user: UserRow,
     pub generated_password: Option<String>,
+    /// The guarded roles asked for, waiting for a second administrator.
+    pub pending: Option<RoleGrantRow>,
 }
 
 pub async fn create(
@@ -122,9 +150,8 @@ pub async fn create(
     let username = new.username.trim().to_owned();
     password::validate_username(&username).map_err(|d| AppError::invalid("username", d.message))?;
     let display_name = new.display_name.trim().to_owned();
-    if display_name.chars().count() > 100 {
-        return Err(AppError::invalid("display_name", "At most 100 characters."));
-    }
+    password::validate_display_name(&display_name)
+        .map_err(|d| AppError::invalid("display_name", d.message))?;
     let roles = parse_roles(&new.roles)?;
     user_admin::check_role_assignment(new.service, &roles)
         .map_err(|d| AppError::invalid("roles", d.message))?;
@@ -149,8 +176,9 @@ pub async fn create(
         (Some(passwords.hash(pw).await?), generated)
     };
 
+    let plan = op.plan(&RoleSet::new(), &roles);
     let mut tx = pool.begin().await?;
-    let role_names = roles.names();
+    let role_names = plan.now.names();
     let inserted = cab_db::users::insert(
         &mut tx,
         &NewUser {
@@ -169,7 +197,10 @@ pub async fn create(
         Err(e) if cab_db::is_unique_violation(&e, "users_username_key") => {
             return Err(AppError::Conflict(Denial::new(
                 "username_taken",
-                format!("The username '{username}' is already taken."),
+                format!(
+                    "The username {} is already taken.",
+                    cab_domain::text::quoted(&username)
+                ),
             )));
         }
         Err(e) => return Err(e.into()),
@@ -180,20 +211,66 @@ pub async fn create(
         origin,
         "user.created",
         Entity::new("user", user.id),
-        json!({
+        op.mark(json!({
             "username": user.username,
             "display_name": user.display_name,
             "roles": user.roles,
             "is_service": user.is_service,
             "password_generated": generated_password.is_some(),
-        }),
+        })),
     )
     .await?;
+    let pending = match op.user_id() {
+        Some(by) if !plan.awaiting.is_empty() => {
+            Some(request_roles(&mut tx, op, origin, &user, &plan.awaiting, by, Utc::now()).await?)
+        }
+        _ => None,
+    };
     tx.commit().await?;
     Ok(CreatedAccount {
         user,
         generated_password,
+        pending,
     })
+}
+
+/// Records a request for guarded roles, to be confirmed by a second
+/// administrator, in the caller's transaction.
+async fn request_roles(
+    tx: &mut PgConnection,
+    op: &Operator<'_>,
+    origin: &Origin,
+    target: &UserRow,
+    roles: &RoleSet,
+    by: Uuid,
+    at: DateTime<Utc>,
+) -> Result<RoleGrantRow, AppError> {
+    let names = roles.names();
+    let grant = cab_db::role_grants::insert(
+        tx,
+        &NewRoleGrant {
+            id: Uuid::new_v4(),
+            user_id: target.id,
+            roles: &names,
+            requested_by: by,
+            requested_at: at,
+        },
+    )
+    .await?;
+    audit_log::record(
+        tx,
+        Some(op.audit_actor()),
+        origin,
+        "user.roles_requested",
+        Entity::new("user", target.id),
+        json!({
+            "username": target.username,
+            "grant": grant.id,
+            "roles": names,
+        }),
+    )
+    .await?;
+    Ok(grant)
 }
 
 async fn deny_on(
@@ -215,14 +292,26 @@ async fn deny_on(
     .await
 }
 
-/// Sets an account's roles and ends its sessions, so the change applies at once.
+/// What a role change did: the account as it is now, and the request
+/// waiting for a second administrator, if any.
+#[derive(Debug)]
+pub struct RoleChange {
+    pub user: UserRow,
+    pub pending: Option<RoleGrantRow>,
+}
+
+/// Sets an account's roles and ends its sessions, so the change applies at
+/// once; except that through the app, a guarded role the account does not
+/// hold yet (see [`user_admin::grant_needs_second_admin`]) is only requested,
+/// and holds once a second administrator confirms it. A new request replaces
+/// the account's open one unless it asks for the same roles.
 pub async fn set_roles(
     pool: &PgPool,
     op: &Operator<'_>,
     origin: &Origin,
     target_id: Uuid,
     roles: &[String],
-) -> Result<UserRow, AppError> {
+) -> Result<RoleChange, AppError> {
     require_admin(pool, op, origin, "user.set_roles").await?;
     let new_roles = parse_roles(roles)?;
     let mut tx = pool.begin().await?;
@@ -235,18 +324,134 @@ pub async fn set_roles(
         drop(tx);
         return Err(deny_on(pool, op, origin, "user.set_roles", target_id, d).await);
     }
-    let names = new_roles.names();
-    cab_db::users::set_roles(&mut tx, target_id, &names).await?;
+    let old_roles = account(&target)?.roles;
+    let plan = op.plan(&old_roles, &new_roles);
+    let now = Utc::now();
+    let mut pending = None;
+    if let Some(open) = cab_db::role_grants::open_for_user_for_update(&mut tx, target_id).await? {
+        let same = RoleSet::parse(&open.roles).is_ok_and(|r| r == plan.awaiting);
+        if same {
+            pending = Some(open);
+        } else {
+            cab_db::role_grants::cancel(&mut tx, open.id, None, now).await?;
+            audit_log::record(
+                &mut tx,
+                Some(op.audit_actor()),
+                origin,
+                "user.roles_cancelled",
+                Entity::new("user", target_id),
+                op.mark(json!({
+                    "username": target.username,
+                    "grant": open.id,
+                    "roles": open.roles,
+                    "replaced": true,
+                })),
+            )
+            .await?;
+        }
+    }
+    let names = plan.now.names();
+    let mut user = target.clone();
+    if plan.now != old_roles || plan.awaiting.is_empty() {
+        cab_db::users::set_roles(&mut tx, target_id, &names).await?;
+        let ended =
+            cab_db::sessions::end_all_for_user(&mut tx, target_id, "roles changed", now).await?;
+        audit_log::record(
+            &mut tx,
+            Some(op.audit_actor()),
+            origin,
+            "user.roles_changed",
+            Entity::new("user", target_id),
+            op.mark(json!({
+                "username": target.username,
+                "from": target.roles,
+                "to": names,
+                "sessions_ended": ended,
+            })),
+        )
+        .await?;
+        user.roles = names;
+    }
+    if let (None, Some(by)) = (&pending, op.user_id())
+        && !plan.awaiting.is_empty()
+    {
+        pending = Some(request_roles(&mut tx, op, origin, &user, &plan.awaiting, by, now).await?);
+    }
+    tx.commit().await?;
+    Ok(RoleChange { user, pending })
+}
+
+fn grant_facts(row: &RoleGrantRow) -> Result<RoleGrant, AppError> {
+    let state = match (row.confirmed_at, row.cancelled_at) {
+        (Some(_), _) => GrantState::Confirmed,
+        (None, Some(_)) => GrantState::Cancelled,
+        (None, None) => GrantState::Pending,
+    };
+    Ok(RoleGrant {
+        requested_by: row.requested_by,
+        roles: RoleSet::parse(&row.roles).map_err(|e| AppError::Internal(e.into()))?,
+        state,
+    })
+}
+
+/// The request and its account, both locked (the account first, as in every
+/// role change).
+async fn lock_grant(
+    tx: &mut PgConnection,
+    grant_id: Uuid,
+) -> Result<(RoleGrantRow, UserRow), AppError> {
+    let grant = cab_db::role_grants::find(tx, grant_id)
+        .await?
+        .ok_or(AppError::NotFound("role request"))?;
+    let target = cab_db::users::find_by_id_for_update(tx, grant.user_id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let grant = cab_db::role_grants::find_for_update(tx, grant_id)
+        .await?
+        .ok_or(AppError::NotFound("role request"))?;
+    Ok((grant, target))
+}
+
+/// A second administrator confirms a request: the roles are added to the
+/// account's and its sessions end, so they apply at once.
+pub async fn confirm_grant(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    grant_id: Uuid,
+) -> Result<RoleChange, AppError> {
+    let op = Operator::User(user);
+    require_admin(pool, &op, origin, "user.confirm_roles").await?;
+    let mut tx = pool.begin().await?;
+    let (grant, target) = lock_grant(&mut tx, grant_id).await?;
+    let facts = grant_facts(&grant)?;
+    if let Err(d) = user_admin::check_confirm_grant(&user.actor(), &facts, &account(&target)?) {
+        drop(tx);
+        return Err(deny_on(pool, &op, origin, "user.confirm_roles", target.id, d).await);
+    }
+    let mut roles = account(&target)?.roles;
+    for role in facts.roles.iter() {
+        roles.insert(role);
+    }
+    let names = roles.names();
+    let now = Utc::now();
+    let requester = cab_db::users::find_by_id(&mut tx, grant.requested_by).await?;
+    cab_db::role_grants::confirm(&mut tx, grant.id, user.id, now).await?;
+    cab_db::users::set_roles(&mut tx, target.id, &names).await?;
     let ended =
-        cab_db::sessions::end_all_for_user(&mut tx, target_id, "roles changed", Utc::now()).await?;
+        cab_db::sessions::end_all_for_user(&mut tx, target.id, "roles changed", now).await?;
     audit_log::record(
         &mut tx,
-        Some(op.audit_actor()),
+        Some(user.audit_actor()),
         origin,
-        "user.roles_changed",
-        Entity::new("user", target_id),
+        "user.roles_confirmed",
+        Entity::new("user", target.id),
         json!({
             "username": target.username,
+            "grant": grant.id,
+            "roles": grant.roles,
+            "requested_by": requester.map(|r| r.username),
+            "requested_by_id": grant.requested_by,
             "from": target.roles,
             "to": names,
             "sessions_ended": ended,
@@ -254,10 +459,77 @@ pub async fn set_roles(
     )
     .await?;
     tx.commit().await?;
-    Ok(UserRow {
-        roles: names,
-        ..target
+    Ok(RoleChange {
+        user: UserRow {
+            roles: names,
+            ..target
+        },
+        pending: None,
     })
+}
+
+/// Withdraws an open request; the account keeps the roles it holds.
+pub async fn cancel_grant(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    grant_id: Uuid,
+) -> Result<RoleGrantRow, AppError> {
+    let op = Operator::User(user);
+    require_admin(pool, &op, origin, "user.cancel_roles").await?;
+    let mut tx = pool.begin().await?;
+    let (grant, target) = lock_grant(&mut tx, grant_id).await?;
+    if let Err(d) = user_admin::check_cancel_grant(&user.actor(), &grant_facts(&grant)?) {
+        drop(tx);
+        return Err(deny_on(pool, &op, origin, "user.cancel_roles", target.id, d).await);
+    }
+    let now = Utc::now();
+    cab_db::role_grants::cancel(&mut tx, grant.id, Some(user.id), now).await?;
+    audit_log::record(
+        &mut tx,
+        Some(user.audit_actor()),
+        origin,
+        "user.roles_cancelled",
+        Entity::new("user", target.id),
+        json!({
+            "username": target.username,
+            "grant": grant.id,
+            "roles": grant.roles,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(RoleGrantRow {
+        cancelled_by: Some(user.id),
+        cancelled_at: Some(now),
+        ..grant
+    })
+}
+
+/// How many settled requests the lists show besides the open ones.
+pub const RECENT_GRANTS: i64 = 50;
+
+/// Open requests and recent settled ones, for administrators and auditors;
+/// of one account when `user_id` is given. Anyone else's attempt is recorded.
+pub async fn role_grants(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    user_id: Option<Uuid>,
+) -> Result<Vec<RoleGrantLine>, AppError> {
+    if let Err(d) = user_admin::check_read_grants(&user.actor()) {
+        return Err(audit_log::deny(
+            pool,
+            Some(user.audit_actor()),
+            origin,
+            "role_grant.read",
+            Entity::kind("role_grant"),
+            d,
+        )
+        .await);
+    }
+    let mut conn = pool.acquire().await?;
+    Ok(cab_db::role_grants::lines(&mut conn, user_id, RECENT_GRANTS).await?)
 }
 
 /// Disables an account and ends its sessions; its API tokens stop working.
@@ -352,6 +624,7 @@ pub async fn issue_token(
 ) -> Result<IssuedToken, AppError> {
     require_admin(pool, op, origin, "api_token.create").await?;
     let name = name.trim();
+    cab_domain::text::check_name("name", name)?;
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::invalid(
             "name",

@@ -80,7 +80,9 @@ pub async fn deny(
         tracing::error!(error = %e, attempted, "could not record a denied attempt");
     }
     match denial.code {
-        "already_disabled" | "invalid_transition" | "change_closed" => AppError::Conflict(denial),
+        "already_disabled" | "invalid_transition" | "change_closed" | "grant_closed" => {
+            AppError::Conflict(denial)
+        }
         _ => AppError::Forbidden(denial),
     }
 }

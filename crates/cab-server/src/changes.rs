@@ -8,6 +8,7 @@ use cab_domain::change::{
     normalize_service,
 };
 use cab_domain::risk::{RiskAssessment, RiskLevel, assess};
+use cab_domain::text;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -30,6 +31,9 @@ pub struct ChangeView {
     pub contributors: Vec<(Uuid, String)>,
     /// Everyone who has ever contributed, for separation of duties.
     pub past_contributors: Vec<Uuid>,
+    /// Everyone who has assessed it, and everyone who has voted on it.
+    pub assessors: Vec<Uuid>,
+    pub voters: Vec<Uuid>,
     pub content: ChangeContent,
     pub risk_level: RiskLevel,
     pub risk_reasons: Vec<String>,
@@ -59,6 +63,8 @@ impl ChangeView {
             state: self.state,
             author: self.author_id,
             contributors,
+            assessors: self.assessors.clone(),
+            voters: self.voters.clone(),
         }
     }
 
@@ -76,9 +82,12 @@ fn view(
     row: ChangeRow,
     contributors: Vec<(Uuid, String)>,
     past_contributors: Vec<Uuid>,
+    (assessors, voters): (Vec<Uuid>, Vec<Uuid>),
 ) -> Result<ChangeView, AppError> {
     Ok(ChangeView {
         past_contributors,
+        assessors,
+        voters,
         id: row.id,
         number: row.number,
         state: ChangeState::parse(&row.state).ok_or_else(|| internal(&row.state))?,
@@ -106,7 +115,8 @@ async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Chan
     let row = row.ok_or(AppError::NotFound("change"))?;
     let contributors = cab_db::changes::contributors(conn, id).await?;
     let past = cab_db::changes::contributor_history(conn, id).await?;
-    view(row, contributors, past)
+    let participants = cab_db::decisions::participants(conn, id).await?;
+    view(row, contributors, past, participants)
 }
 
 /// Loads the change on a connection the caller already holds.
@@ -192,6 +202,18 @@ pub fn normalize(mut c: ChangeContent, author: &str) -> ChangeContent {
 
 /// The ids of the named contributors; an unknown or disabled name is a field error.
 async fn contributor_ids(conn: &mut PgConnection, names: &[String]) -> Result<Vec<Uuid>, AppError> {
+    Ok(contributor_people(conn, names)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// The contributors named, as (id, username); every name must be an active user.
+async fn contributor_people(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<Vec<(Uuid, String)>, AppError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
@@ -199,10 +221,10 @@ async fn contributor_ids(conn: &mut PgConnection, names: &[String]) -> Result<Ve
     if let Some(missing) = names.iter().find(|n| !found.iter().any(|(_, u)| u == *n)) {
         return Err(AppError::invalid(
             "contributors",
-            format!("No active user is named '{missing}'."),
+            format!("No active user is named {}.", text::quoted(missing)),
         ));
     }
-    Ok(found.into_iter().map(|(id, _)| id).collect())
+    Ok(found)
 }
 
 struct Saved {
@@ -301,8 +323,22 @@ pub async fn create_with(
     content: ChangeContent,
     template: Option<Uuid>,
 ) -> Result<ChangeView, AppError> {
-    if let Err(d) = change::check_create(&user.change_actor()) {
-        return Err(audit_log::deny(
+    create_for(pool, user, origin, content, template, None).await
+}
+
+/// Files a new draft; a pipeline names the person it files for
+/// (`on_behalf_of`), who becomes the author (see
+/// `cab_domain::change::filing_author`).
+pub async fn create_for(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    content: ChangeContent,
+    template: Option<Uuid>,
+    on_behalf_of: Option<&str>,
+) -> Result<ChangeView, AppError> {
+    let refuse = |d| async move {
+        audit_log::deny(
             pool,
             Some(user.audit_actor()),
             origin,
@@ -310,8 +346,45 @@ pub async fn create_with(
             Entity::kind("change"),
             d,
         )
-        .await);
+        .await
+    };
+    if let Err(d) = change::check_create(&user.change_actor()) {
+        return Err(refuse(d).await);
     }
+    let person = match on_behalf_of.map(str::trim) {
+        None => None,
+        Some(name) => {
+            text::check_name("on_behalf_of", name)?;
+            let mut conn = pool.acquire().await?;
+            let row = cab_db::users::find_by_username(&mut conn, name)
+                .await?
+                .ok_or_else(|| {
+                    AppError::invalid("on_behalf_of", "No account has this username.")
+                })?;
+            let roles =
+                cab_domain::RoleSet::parse(&row.roles).map_err(|e| AppError::Internal(e.into()))?;
+            let actor = change::Actor {
+                id: row.id,
+                roles,
+                is_service: row.is_service,
+            };
+            Some((actor, row.is_active(), row.username))
+        }
+    };
+    let filer = user.change_actor();
+    let (author_id, author_name) =
+        match change::filing_author(&filer, person.as_ref().map(|(a, active, _)| (a, *active))) {
+            Ok(a) if a.id == user.id => (user.id, user.username.clone()),
+            Ok(a) => (
+                a.id,
+                person
+                    .as_ref()
+                    .map(|(_, _, name)| name.clone())
+                    .unwrap_or_default(),
+            ),
+            Err(d) => return Err(refuse(d).await),
+        };
+    let filed_by = (author_id != user.id).then_some(user.id);
     let content = match template {
         Some(t) => {
             let t = crate::templates::for_use(pool, user, origin, t).await?;
@@ -319,7 +392,7 @@ pub async fn create_with(
         }
         None => content,
     };
-    let content = normalize(content, &user.username);
+    let content = normalize(content, &author_name);
     let errors = content.validate();
     if !errors.is_empty() {
         return Err(field_errors(errors));
@@ -332,7 +405,7 @@ pub async fn create_with(
     let number = cab_db::changes::insert(
         &mut tx,
         id,
-        user.id,
+        author_id,
         ChangeState::Draft.as_str(),
         &columns(&content, &saved),
         now,
@@ -342,6 +415,9 @@ pub async fn create_with(
     cab_db::changes::remember_services(&mut tx, &content.services).await?;
     if let Some(t) = template {
         cab_db::templates::set_change_template(&mut tx, id, t).await?;
+    }
+    if let Some(pipeline) = filed_by {
+        cab_db::changes::set_filed_by(&mut tx, id, pipeline).await?;
     }
     audit_log::record(
         &mut tx,
@@ -356,6 +432,8 @@ pub async fn create_with(
             "risk_level": saved.risk.level.as_str(),
             "contributors": content.contributors,
             "template": template,
+            "author": author_name,
+            "filed_by": filed_by.map(|_| &user.username),
         }),
     )
     .await?;
@@ -419,7 +497,18 @@ pub async fn edit_with(
     }
     let saved = prepare(&content)?;
     let now = Utc::now();
-    let contributors = contributor_ids(&mut tx, &content.contributors).await?;
+    let people = contributor_people(&mut tx, &content.contributors).await?;
+    let facts = current.facts();
+    for (who, name) in &people {
+        if facts.contributors.contains(who) {
+            continue;
+        }
+        if let Err(d) = cab_domain::approval::check_new_contributor(&facts, *who, name) {
+            drop(tx);
+            return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
+        }
+    }
+    let contributors: Vec<Uuid> = people.into_iter().map(|(id, _)| id).collect();
     let revision = if current.state == ChangeState::Draft {
         current.revision
     } else {
@@ -531,6 +620,9 @@ pub async fn transition(
     let reason = reason
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
+    if let Some(r) = &reason {
+        text::check_text("reason", r)?;
+    }
     if action == ChangeAction::Cancel && reason.is_none() {
         return Err(AppError::invalid(
             "reason",
@@ -577,12 +669,35 @@ pub async fn transition(
             )));
         }
     };
-    // A standard change from an approved template is approved on submission.
+    if action == ChangeAction::Submit {
+        // The quorum this submission is decided under: a later change of the
+        // policy applies to later submissions only.
+        let policy = match crate::decisions::policy(&mut tx).await {
+            Ok(p) => p,
+            Err(AppError::Internal(e)) => {
+                tracing::error!(error = %e, "the quorum policy cannot be read");
+                drop(tx);
+                let d = cab_domain::Denial::new(
+                    "policy_unavailable",
+                    "The decision rules could not be read just now, so the change was not submitted. Try again shortly.",
+                );
+                return Err(deny(pool, user, origin, action, Some(id), d).await);
+            }
+            Err(e) => return Err(e),
+        };
+        let policy = serde_json::to_value(policy).map_err(|e| AppError::Internal(e.into()))?;
+        cab_db::changes::fix_quorum_policy(&mut tx, id, &policy).await?;
+    }
+    // A standard change from an approved template is approved on submission,
+    // if it stays within what CAB approved; beyond that it is reviewed like
+    // any other change.
     let template = if action == ChangeAction::Submit {
         cab_db::templates::template_of(&mut tx, id).await?
     } else {
         None
     };
+    let mut outside_template: Vec<String> = Vec::new();
+    let mut template_row = None;
     if let Some(t) = template {
         // Locked, so a retirement committing now cannot slip past this check.
         let row = cab_db::templates::find_for_update(&mut tx, t)
@@ -606,6 +721,14 @@ pub async fn transition(
             )
             .await);
         }
+        let approved: cab_domain::change::ChangeContent =
+            serde_json::from_value(row.content.clone()).map_err(|e| {
+                AppError::Internal(anyhow::anyhow!("stored template is unreadable: {e}"))
+            })?;
+        outside_template = cab_domain::template::outside_scope(&approved, &current.content);
+        template_row = Some(row);
+    }
+    if let Some(row) = template_row.filter(|_| outside_template.is_empty()) {
         cab_db::decisions::decide(
             &mut tx,
             id,
@@ -631,7 +754,7 @@ pub async fn transition(
             origin,
             "change.approved",
             Entity::new("change", id),
-            json!({ "number": current.number, "revision": revision, "template": t, "template_name": row.name }),
+            json!({ "number": current.number, "revision": revision, "template": row.id, "template_name": row.name }),
         )
         .await?;
         let updated = load_with(&mut tx, id, false).await?;
@@ -660,6 +783,7 @@ pub async fn transition(
             "to": next.as_str(),
             "revision": revision,
             "reason": reason,
+            "outside_template": (!outside_template.is_empty()).then_some(&outside_template),
         }),
     )
     .await?;
@@ -682,6 +806,7 @@ pub async fn comment(
     if body.chars().count() > 10_000 {
         return Err(AppError::invalid("body", "At most 10000 characters."));
     }
+    text::check_text("body", body)?;
     let current = load(pool, id).await?;
     authorize(pool, user, origin, &current, ChangeAction::Comment).await?;
     let comment_id = Uuid::new_v4();

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::accounts::{self, NewAccount, Operator};
-use crate::config::{DatabaseArgs, LogFormat, ServerArgs, Settings, check_secret_key};
+use crate::config::{DatabaseArgs, LogFormat, MigrateArgs, ServerArgs, Settings, check_secret_key};
 use crate::crypto::{Passwords, random_token};
 use crate::error::AppError;
 use crate::request::Origin;
@@ -29,17 +29,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: create the database if needed, apply migrations, listen.
+    /// Run the server: migrate (with CAB_MIGRATE_DATABASE_URL, or when
+    /// DATABASE_URL's account owns the tables), then listen.
     Serve {
         #[command(flatten)]
         db: DatabaseArgs,
         #[command(flatten)]
+        migrate: MigrateArgs,
+        #[command(flatten)]
         server: ServerArgs,
     },
-    /// Create the database if needed, apply migrations and exit.
+    /// Create the database if needed, apply migrations and exit. With
+    /// CAB_MIGRATE_DATABASE_URL, also create the owner role and the role in
+    /// DATABASE_URL, and grant that role only what CAB needs.
     Migrate {
         #[command(flatten)]
         db: DatabaseArgs,
+        #[command(flatten)]
+        migrate: MigrateArgs,
     },
     /// Manage accounts.
     User {
@@ -117,21 +124,36 @@ pub enum AuditCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     crate::init_logging(cli.log_format);
     match cli.command {
-        Command::Serve { db, server } => {
+        Command::Serve {
+            db,
+            migrate,
+            server,
+        } => {
             let secret = check_secret_key(server.secret_key.as_deref())?;
-            let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            let pool = crate::db::open(&db, Some(&migrate)).await?;
+            warn_if_audit_exposed(&pool).await?;
             serve(pool, &server, &secret).await?;
         }
-        Command::Migrate { db } => {
-            crate::db::prepare(&db.database_url, db.db_max_connections).await?;
-            println!("migrations applied");
+        Command::Migrate { db, migrate } => {
+            let pool = crate::db::open(&db, Some(&migrate)).await?;
+            pool.close().await;
+            if migrate.migrate_database_url.is_some() {
+                let serving = crate::db::options(&db.database_url)?;
+                println!(
+                    "migrations applied as {}; {} may read and write CAB's tables, and only read and append to the audit trail",
+                    migrate.owner_role,
+                    serving.get_username()
+                );
+            } else {
+                println!("migrations applied");
+            }
         }
         Command::User { db, command } => {
-            let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            let pool = crate::db::open(&db, None).await?;
             user_command(&pool, command).await?;
         }
         Command::Audit { db, command } => {
-            let pool = crate::db::prepare(&db.database_url, db.db_max_connections).await?;
+            let pool = crate::db::open(&db, None).await?;
             return audit_command(&pool, command).await;
         }
         Command::Demo {
@@ -141,6 +163,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => demo(database_url, database, server).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns at start-up when the account CAB serves as could weaken the audit
+/// trail's protections (a superuser, or the tables' owner, as when one URL
+/// does everything). `cab demo` serves as the superuser on purpose and does
+/// not ask.
+async fn warn_if_audit_exposed(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await?;
+    let account = crate::db::Account::of(&mut conn).await?;
+    if let Some(why) = account.audit_exposure() {
+        tracing::warn!(
+            role = %account.name,
+            "CAB serves as the database role {}, which {why}. Serve as a role of its own: \
+             run `cab migrate` with CAB_MIGRATE_DATABASE_URL set to this account's URL and \
+             DATABASE_URL to the new role's (e.g. postgres://cab_app:PASSWORD@HOST/cab); \
+             see \"Database roles\" in the README",
+            account.name
+        );
+    }
+    Ok(())
 }
 
 async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow::Result<()> {
@@ -233,7 +275,8 @@ async fn user_command(pool: &sqlx::PgPool, command: UserCommand) -> anyhow::Resu
             let user = find_user(pool, &username).await?;
             let updated = accounts::set_roles(pool, &Operator::Cli, &origin, user.id, &roles)
                 .await
-                .map_err(cli_error)?;
+                .map_err(cli_error)?
+                .user;
             println!("{}: {}", updated.username, updated.roles.join(", "));
         }
         UserCommand::Disable { username } => {

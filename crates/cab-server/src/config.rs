@@ -20,7 +20,11 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL connection URL. The database is created if it does not exist.
+    /// PostgreSQL URL of the role CAB serves as, e.g.
+    /// postgres://cab_app:PASSWORD@HOST/cab. An account that owns CAB's
+    /// tables (or a superuser) also creates the database and migrates, and
+    /// `cab serve` then warns that it could switch off the audit trail's
+    /// protections.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true, global = true)]
     pub database_url: String,
 
@@ -32,6 +36,23 @@ pub struct DatabaseArgs {
         global = true
     )]
     pub db_max_connections: u32,
+}
+
+/// How `cab migrate` (and `cab serve`, when given it) sets up the database.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL URL of an account that may create roles (a superuser, or a
+    /// role with CREATEROLE), used only to migrate: it creates the database,
+    /// the owner role and the role named in DATABASE_URL (with the password
+    /// written there) when missing, applies migrations as the owner, and
+    /// grants the serving role what CAB needs and no more.
+    #[arg(long, env = "CAB_MIGRATE_DATABASE_URL", hide_env_values = true)]
+    pub migrate_database_url: Option<String>,
+
+    /// The role that owns CAB's database and tables (created NOLOGIN when
+    /// missing). Only it can switch off the audit trail's protections.
+    #[arg(long, env = "CAB_OWNER_ROLE", default_value = crate::db::roles::DEFAULT_OWNER_ROLE)]
+    pub owner_role: String,
 }
 
 #[derive(Debug, Clone, Args)]

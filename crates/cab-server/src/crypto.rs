@@ -20,6 +20,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+mod jwt_hmac;
+
 /// Audience of browser session cookies.
 pub const AUD_WEB: &str = "cab-web";
 /// Audience of API access tokens.
@@ -140,6 +142,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(secret: &[u8]) -> Self {
+        jwt_hmac::install();
         let jwt = jwt_key(secret);
         let csrf = hmac_bytes(secret, b"cab csrf key");
         let notice = hmac_bytes(secret, b"cab notice key");

@@ -5,10 +5,12 @@
 use cab_db::decisions::{AssessmentRow, NewAssessment, NewVote, VoteRow};
 use cab_domain::Denial;
 use cab_domain::approval::{
-    self, AssessmentContent, AssessmentDecision, Ballot, Decision, Duty, QuorumPolicy, VoteChoice,
+    self, AssessmentContent, AssessmentDecision, Ballot, Decision, Duty, QuorumPolicy, Standing,
+    VoteChoice,
 };
 use cab_domain::change::{ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
+use cab_domain::{Role, RoleSet};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -47,6 +49,12 @@ pub struct DecisionFacts {
     pub level: RiskLevel,
     pub outcome: Decision,
     pub decision: cab_db::decisions::DecisionRow,
+    /// Whether each voter's vote counts now (active, still a CAB member,
+    /// not the assessor).
+    pub voter_standing: Vec<(Uuid, Standing)>,
+    /// Whether the current assessment counts now (its author active and
+    /// still a security reviewer).
+    pub assessment_standing: Option<Standing>,
 }
 
 impl DecisionFacts {
@@ -54,6 +62,14 @@ impl DecisionFacts {
         self.current_assessment
             .as_ref()
             .and_then(|a| AssessmentDecision::parse(&a.decision))
+    }
+
+    /// Why a voter's vote does not count, if it does not.
+    pub fn vote_standing(&self, voter: Uuid) -> Standing {
+        self.voter_standing
+            .iter()
+            .find(|(v, _)| *v == voter)
+            .map_or(Standing::Counts, |(_, s)| *s)
     }
 
     pub fn my_vote(&self, user: Uuid, revision: i32) -> Option<&VoteRow> {
@@ -67,7 +83,15 @@ pub async fn facts(
     conn: &mut PgConnection,
     change: &ChangeView,
 ) -> Result<DecisionFacts, AppError> {
-    let policy = policy(conn).await?;
+    // Fixed when the change was submitted; a draft reads today's policy.
+    let policy = match cab_db::changes::quorum_policy(conn, change.id).await? {
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!(
+                "the change's quorum policy is unreadable: {e}"
+            ))
+        })?,
+        None => policy(conn).await?,
+    };
     let assessments = cab_db::decisions::assessments(conn, change.id).await?;
     let votes = cab_db::decisions::votes(conn, change.id).await?;
     let decision = cab_db::decisions::decision(conn, change.id).await?;
@@ -76,6 +100,41 @@ pub async fn facts(
         .rev()
         .find(|a| a.revision == change.revision && a.superseded_at.is_none())
         .cloned();
+    // Who counts is decided now, at the moment of decision, not when they voted.
+    let mut people: Vec<Uuid> = votes.iter().map(|v| v.voter_id).collect();
+    people.extend(current_assessment.iter().map(|a| a.assessor_id));
+    people.sort();
+    people.dedup();
+    let now = cab_db::decisions::standing_of(conn, &people).await?;
+    let standing_now = |who: Uuid, role: Role| {
+        now.iter()
+            .find(|(id, _, _)| *id == who)
+            .map_or(Standing::Disabled, |(_, active, roles)| {
+                // Unreadable roles grant nothing.
+                RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
+                    approval::standing(*active, &roles, role)
+                })
+            })
+    };
+    let assessor = current_assessment.as_ref().map(|a| a.assessor_id);
+    let voter_standing: Vec<(Uuid, Standing)> = people
+        .iter()
+        .filter(|p| votes.iter().any(|v| v.voter_id == **p))
+        .map(|p| {
+            let s = if Some(*p) == assessor {
+                Standing::Assessor
+            } else {
+                standing_now(*p, Role::CabMember)
+            };
+            (*p, s)
+        })
+        .collect();
+    let standing_of_voter = |voter: Uuid| {
+        voter_standing
+            .iter()
+            .find(|(v, _)| *v == voter)
+            .map_or(Standing::Disabled, |(_, s)| *s)
+    };
     let ballots: Vec<Ballot> = votes
         .iter()
         .filter(|v| v.revision == change.revision && v.superseded_at.is_none())
@@ -83,6 +142,7 @@ pub async fn facts(
             Some(Ballot {
                 voter: v.voter_id,
                 choice: VoteChoice::parse(&v.choice)?,
+                standing: standing_of_voter(v.voter_id),
             })
         })
         .collect();
@@ -90,8 +150,10 @@ pub async fn facts(
         .as_ref()
         .and_then(|a| RiskLevel::parse(&a.assessed_level))
         .unwrap_or(change.risk_level);
+    let assessment_standing = assessor.map(|a| standing_now(a, Role::SecurityReviewer));
     let assessment_decision = current_assessment
         .as_ref()
+        .filter(|_| assessment_standing.is_some_and(Standing::counts))
         .and_then(|a| AssessmentDecision::parse(&a.decision));
     let outcome = approval::evaluate(
         &policy,
@@ -109,6 +171,8 @@ pub async fn facts(
         level,
         outcome,
         decision,
+        voter_standing,
+        assessment_standing,
     })
 }
 
@@ -146,11 +210,51 @@ async fn policy_unavailable(
     e: AppError,
 ) -> AppError {
     tracing::error!(error = %e, "decision facts could not be read; refusing");
-    let d = Denial::new(
+    refuse(pool, user, origin, duty.as_str(), id, unavailable()).await
+}
+
+fn unavailable() -> Denial {
+    Denial::new(
         "policy_unavailable",
         "The decision rules could not be checked just now, so nothing was recorded. Try again shortly.",
-    );
-    refuse(pool, user, origin, duty.as_str(), id, d).await
+    )
+}
+
+/// The longest a decision waits for a lock another request holds on the
+/// change (or template). Past it the decision is refused as
+/// `policy_unavailable`, so a stuck lock cannot hold requests, or the
+/// pool's connections, for long.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A decision's transaction: its lock waits are bounded by [`LOCK_WAIT`].
+pub(crate) async fn begin_deciding(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AppError> {
+    let mut tx = pool.begin().await?;
+    cab_db::decisions::limit_lock_wait(&mut tx, LOCK_WAIT).await?;
+    Ok(tx)
+}
+
+/// A decision that failed on the way (the database, a lock not granted in
+/// time, a record that cannot be read) decided nothing: it is a refusal,
+/// recorded as `policy_unavailable` like one, never a server error.
+/// Refusals and invalid input pass through as they are.
+pub(crate) async fn refused_if_failed<T>(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    done: Result<T, AppError>,
+) -> Result<T, AppError> {
+    match done {
+        Err(e @ (AppError::Internal(_) | AppError::Unavailable)) => {
+            tracing::error!(error = %e, attempted, "a decision failed; refusing");
+            let actor = Some(user.audit_actor());
+            Err(audit_log::deny(pool, actor, origin, attempted, entity, unavailable()).await)
+        }
+        other => other,
+    }
 }
 
 /// Applies the outcome of the current facts to the change's state, once.
@@ -245,7 +349,19 @@ pub async fn start_assessment(
     origin: &Origin,
     id: Uuid,
 ) -> Result<ChangeView, AppError> {
-    let mut tx = pool.begin().await?;
+    let done = take_into_assessment(pool, user, origin, id).await;
+    let change = Entity::new("change", id);
+    refused_if_failed(pool, user, origin, Duty::Assess.as_str(), change, done).await?;
+    changes::load(pool, id).await
+}
+
+async fn take_into_assessment(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<(), AppError> {
+    let mut tx = begin_deciding(pool).await?;
     let current = changes::load_locked(&mut tx, id).await?;
     if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
         drop(tx);
@@ -272,7 +388,7 @@ pub async fn start_assessment(
     )
     .await?;
     tx.commit().await?;
-    changes::load(pool, id).await
+    Ok(())
 }
 
 /// Saves the security impact assessment of the current revision.
@@ -284,8 +400,22 @@ pub async fn assess(
     content: AssessmentContent,
     revision: Option<i32>,
 ) -> Result<ChangeView, AppError> {
+    let done = record_assessment(pool, user, origin, id, content, revision).await;
+    let change = Entity::new("change", id);
+    refused_if_failed(pool, user, origin, Duty::Assess.as_str(), change, done).await?;
+    changes::load(pool, id).await
+}
+
+async fn record_assessment(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    content: AssessmentContent,
+    revision: Option<i32>,
+) -> Result<(), AppError> {
     let now = Utc::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
     if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
@@ -363,7 +493,7 @@ pub async fn assess(
     };
     settle(&mut tx, user, origin, &current, &facts, now).await?;
     tx.commit().await?;
-    changes::load(pool, id).await
+    Ok(())
 }
 
 /// Casts (or changes) a CAB member's vote on the current revision. The
@@ -378,9 +508,24 @@ pub async fn vote(
     comment: &str,
     revision: Option<i32>,
 ) -> Result<ChangeView, AppError> {
+    let done = cast_vote(pool, user, origin, id, choice, comment, revision).await;
+    let change = Entity::new("change", id);
+    refused_if_failed(pool, user, origin, Duty::Vote.as_str(), change, done).await?;
+    changes::load(pool, id).await
+}
+
+async fn cast_vote(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    choice: VoteChoice,
+    comment: &str,
+    revision: Option<i32>,
+) -> Result<(), AppError> {
     let comment = comment.trim();
     let now = Utc::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
     if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote) {
@@ -396,6 +541,7 @@ pub async fn vote(
     if comment.chars().count() > 10_000 {
         return Err(AppError::invalid("comment", "At most 10000 characters."));
     }
+    cab_domain::text::check_text("comment", comment)?;
     let Some(read) = revision else {
         return Err(AppError::invalid(
             "revision",
@@ -447,7 +593,7 @@ pub async fn vote(
     };
     settle(&mut tx, user, origin, &current, &facts, now).await?;
     tx.commit().await?;
-    changes::load(pool, id).await
+    Ok(())
 }
 
 /// Records that an emergency change's retrospective review took place (a CAB
@@ -459,6 +605,19 @@ pub async fn complete_retrospective(
     id: Uuid,
     notes: &str,
 ) -> Result<ChangeView, AppError> {
+    let done = record_retrospective(pool, user, origin, id, notes).await;
+    let change = Entity::new("change", id);
+    refused_if_failed(pool, user, origin, "change.retrospective", change, done).await?;
+    changes::load(pool, id).await
+}
+
+async fn record_retrospective(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    notes: &str,
+) -> Result<(), AppError> {
     let notes = notes.trim();
     let change = changes::load(pool, id).await?;
     let mut facts = change.facts();
@@ -473,7 +632,8 @@ pub async fn complete_retrospective(
             "Summarise the retrospective review.",
         ));
     }
-    let mut tx = pool.begin().await?;
+    cab_domain::text::check_text("notes", notes)?;
+    let mut tx = begin_deciding(pool).await?;
     if !cab_db::decisions::complete_retrospective(&mut tx, id, Utc::now()).await? {
         return Err(AppError::Conflict(Denial::new(
             "no_retrospective_due",
@@ -490,7 +650,7 @@ pub async fn complete_retrospective(
     )
     .await?;
     tx.commit().await?;
-    changes::load(pool, id).await
+    Ok(())
 }
 
 /// An administrator sets the quorum policy.

@@ -35,7 +35,7 @@ use crate::request::Origin;
 
 /// Raised whenever the board gains data (a new feature's examples): a board
 /// of an older version is then rebuilt on the next `cab demo`.
-pub const BOARD_VERSION: i64 = 2;
+pub const BOARD_VERSION: i64 = 4;
 
 /// The audit action of the last event of a finished board.
 pub const SEEDED: &str = "demo.seeded";
@@ -174,6 +174,9 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
         let counts = seed_board(&pool, Utc::now())
             .await
             .map_err(crate::cli::cli_error)?;
+        seed_role_request(&pool)
+            .await
+            .map_err(crate::cli::cli_error)?;
         let mut conn = pool.acquire().await?;
         audit_log::record(
             &mut conn,
@@ -260,7 +263,7 @@ enum Fate {
     EmergencyReviewed,
 }
 
-/// The board's 34 hand-filed changes (two more come from the standard-change
+/// The board's 33 hand-filed changes (three more come from the standard-change
 /// template): title, description, category, services, fate, risk level.
 type Seed = (
     &'static str,
@@ -272,7 +275,7 @@ type Seed = (
 );
 
 #[rustfmt::skip]
-const CHANGES: [Seed; 34] = [
+const CHANGES: [Seed; 33] = [
     ("Upgrade OpenSSL on edge proxies", "Move the edge proxy fleet to the patched OpenSSL release.", Category::SecurityPatch, &["edge-proxy"], Fate::Emergency, RiskLevel::High),
     ("Rotate TLS certificates for api.example.com", "Replace the certificates that expire next month.", Category::Configuration, &["edge-proxy", "payments-api"], Fate::Approved, RiskLevel::Low),
     ("Add idempotency keys to payment capture", "Capture requests carry an idempotency key so retries never double-charge.", Category::Feature, &["payments-api"], Fate::OneApprovalOfTwo, RiskLevel::Medium),
@@ -306,7 +309,6 @@ const CHANGES: [Seed; 34] = [
     ("Add a read replica for analytics", "Reports stop competing with checkout for the primary.", Category::Infrastructure, &["ledger", "reporting"], Fate::Submitted, RiskLevel::Medium),
     ("Restrict S3 bucket policies", "Deny public access on every bucket by organisation policy.", Category::SecurityPatch, &["storage"], Fate::InAssessment, RiskLevel::High),
     ("Fix duplicate welcome emails", "A retry sent the welcome email twice to some customers.", Category::BugFix, &["notifications"], Fate::Cancelled, RiskLevel::Low),
-    ("Rename the checkout feature flag", "Tidy the flag names before the audit.", Category::Configuration, &["storefront"], Fate::Draft, RiskLevel::Low),
 ];
 
 /// Risk answers that land on `level` (see `cab_domain::risk::assess`).
@@ -443,6 +445,24 @@ impl Cast {
     }
 }
 
+/// Adam asks for Rita to join CAB as well: the request waits on the users
+/// page for a second administrator, as the two-person rule has it.
+async fn seed_role_request(pool: &PgPool) -> Result<(), AppError> {
+    let adam = person(pool, "adam").await?;
+    let rita = person(pool, "rita").await?;
+    let mut roles = rita.roles.names();
+    roles.push("cab_member".into());
+    accounts::set_roles(
+        pool,
+        &Operator::User(&adam),
+        &Origin::cli(),
+        rita.id,
+        &roles,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Seeds the board's changes and the approved standard-change template.
 /// Returns the number of changes in each state.
 pub async fn seed_board(
@@ -561,6 +581,13 @@ pub async fn seed_board(
                     )
                     .await?;
                 let c = cast.assess(pool, &c, AssessmentDecision::Accept).await?;
+                // A high-risk emergency needs a second CAB approval.
+                let c = if c.state == ChangeState::Approved {
+                    c
+                } else {
+                    cast.vote(pool, &cast.carl, &c, VoteChoice::Approve, "Agreed; go.")
+                        .await?
+                };
                 if fate == Fate::EmergencyReviewed {
                     decisions::complete_retrospective(
                         pool,
@@ -590,8 +617,8 @@ async fn submit(pool: &PgPool, author: &CurrentUser, id: Uuid) -> Result<ChangeV
     changes::transition(pool, author, &Origin::cli(), id, ChangeAction::Submit, None).await
 }
 
-/// A standard-change template approved by CAB, and two changes made from it
-/// (approved on submission).
+/// A standard-change template approved by CAB, and three changes made from
+/// it: two within its scope (approved on submission), one beyond it.
 async fn seed_standard_changes(
     pool: &PgPool,
     cast: &Cast,
@@ -611,6 +638,9 @@ async fn seed_standard_changes(
         likelihood: 1,
         ..RiskAnswers::default()
     };
+    // What CAB approves it for: a change from it stays within these.
+    routine.services = vec!["intranet".into()];
+    routine.environments = vec![Environment::Stage, Environment::Prod];
     let template = crate::templates::propose(
         pool,
         &cast.carol,
@@ -629,9 +659,15 @@ async fn seed_standard_changes(
     )
     .await?;
     let mut states = Vec::new();
-    for (n, host) in ["intranet.example.com", "wiki.example.com"]
-        .iter()
-        .enumerate()
+    // The third names a service the template does not cover, so it is
+    // submitted for review like any other change instead of being approved.
+    for (n, (host, service)) in [
+        ("intranet.example.com", "intranet"),
+        ("portal.example.com", "intranet"),
+        ("wiki.example.com", "wiki"),
+    ]
+    .iter()
+    .enumerate()
     {
         let start = base + Duration::days(2 + n as i64) + Duration::hours(9);
         let mut c = crate::api::changes::blank_content();
@@ -639,7 +675,7 @@ async fn seed_standard_changes(
         c.description = format!("The certificate of {host} expires in three weeks.");
         c.justification = "Expiry would break sign-in for staff.".into();
         c.change_type = ChangeType::Standard;
-        c.services = vec!["intranet".into()];
+        c.services = vec![(*service).into()];
         c.environments = vec![Environment::Prod];
         c.window_start = Some(start);
         c.window_end = Some(start + Duration::hours(1));

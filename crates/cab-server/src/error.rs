@@ -5,29 +5,35 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cab_domain::Denial;
+use cab_domain::change::FieldError;
+use cab_domain::text::Escaped;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::request::current_request_id;
 
+/// Every way a request fails. Its `Display` is what the log says; a
+/// client's text can reach it (a quoted value, a field name from its JSON),
+/// so that text is written escaped: a newline in it cannot start a forged
+/// log line, an escape sequence cannot colour or rewrite a terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Missing or invalid credentials.
     #[error("{0}")]
     Unauthenticated(&'static str),
     /// A policy refused; the denial has been recorded by the caller.
-    #[error("{0}")]
+    #[error("{}", Escaped(.0))]
     Forbidden(Denial),
     #[error("{0} not found")]
     NotFound(&'static str),
     /// Input that cannot be accepted, naming the field.
-    #[error("{field}: {message}")]
+    #[error("{}: {}", Escaped(.field), Escaped(.message))]
     Invalid { field: String, message: String },
     /// Several fields at once (a form or a submission), in form order.
     #[error("{} fields are invalid", .0.len())]
     Fields(Vec<(String, String)>),
     /// The request conflicts with the current state (a name taken, an action done).
-    #[error("{0}")]
+    #[error("{}", Escaped(.0))]
     Conflict(Denial),
     #[error("too many attempts; retry after {retry_after} s")]
     Throttled { retry_after: i64 },
@@ -121,6 +127,12 @@ impl AppError {
             AppError::Unavailable => tracing::warn!("database unavailable"),
             _ => {}
         }
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::invalid(e.field, e.message)
     }
 }
 

@@ -134,13 +134,19 @@ pub async fn shutdown_signal() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-/// Logging to stderr, as text or JSON lines; `RUST_LOG` filters.
+/// Logging to stderr, as text or JSON lines; `RUST_LOG` filters. Colours
+/// only on a terminal, and never when `NO_COLOR` is set: a log file or a
+/// collector gets plain text.
 pub fn init_logging(format: config::LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         config::LogFormat::Json => builder

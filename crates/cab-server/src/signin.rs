@@ -2,11 +2,12 @@
 //! throttling, the password check, the session row and their audit events.
 
 use cab_db::audit::AuditActor;
-use cab_db::login_failures;
+use cab_db::signin_attempts::{self, AttemptId};
 use cab_db::users::UserRow;
-use cab_domain::throttle::{self, LoginGate};
+use cab_domain::throttle::{self, LoginGate, SuccessSettlement};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::audit_log::{self, Entity};
@@ -57,6 +58,11 @@ fn actor_of(user: &UserRow) -> AuditActor {
     }
 }
 
+/// Checks a username and password and opens a session.
+///
+/// The attempt is counted before the password is checked (see
+/// `cab_domain::throttle`), and the work runs to its end even if the client
+/// goes away, so an attempt let through is always settled.
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(
     state: &AppState,
@@ -65,35 +71,52 @@ pub async fn sign_in(
     origin: &Origin,
     kind: SessionKind,
 ) -> Result<SignedIn, AppError> {
-    let username = username.trim().to_lowercase();
-    let now = Utc::now();
+    let attempt = check_and_settle(
+        state.clone(),
+        // A control character cannot be stored, nor be in any username: it
+        // is replaced, so the attempt is counted and fails like any other.
+        cab_domain::text::replace_controls(username.trim()).to_lowercase(),
+        password,
+        origin.clone(),
+        kind,
+    );
+    tokio::spawn(attempt.instrument(tracing::Span::current()))
+        .await
+        .map_err(anyhow::Error::from)?
+}
+
+async fn check_and_settle(
+    state: AppState,
+    username: String,
+    password: String,
+    origin: Origin,
+    kind: SessionKind,
+) -> Result<SignedIn, AppError> {
     let addr = origin.throttle_key();
-    let user = {
-        let mut conn = state.pool.acquire().await?;
-        let by_account = login_failures::for_account(&mut conn, &username, now).await?;
-        let by_address =
-            login_failures::for_address(&mut conn, &addr, now - throttle::WINDOW).await?;
-        for gate in [
-            throttle::account_gate(&by_account, now),
-            throttle::address_gate(&by_address, now),
-        ] {
-            if let Some(retry_after) = gate.retry_after_secs() {
-                tracing::warn!(retry_after, "sign-in refused while throttled");
-                return Err(AppError::Throttled { retry_after });
-            }
-        }
-        cab_db::users::find_by_username(&mut conn, &username).await?
-    };
+    let (attempt, user) = admit(&state, &username, &addr).await?;
+    // The same work for an unknown, disabled or service account.
     let hash = user
         .as_ref()
         .filter(|u| u.is_active() && !u.is_service)
         .and_then(|u| u.password_hash.clone());
     let verified = state.passwords.verify(hash, password).await?;
 
+    let now = Utc::now();
     let mut tx = state.pool.begin().await?;
+    signin_attempts::lock_account(&mut tx, &username).await?;
     match user {
         Some(user) if verified => {
-            login_failures::clear_account(&mut tx, &username).await?;
+            let overlapped =
+                signin_attempts::overlapped(&mut tx, &username, attempt, now - throttle::WINDOW)
+                    .await?;
+            match throttle::settle_success(overlapped) {
+                SuccessSettlement::Forgives => {
+                    signin_attempts::forgive(&mut tx, &username, attempt).await?;
+                }
+                SuccessSettlement::Counts => {
+                    signin_attempts::keep_success(&mut tx, attempt).await?;
+                }
+            }
             let session = Uuid::new_v4();
             let lifetime = match kind {
                 SessionKind::Web => state.settings.session_max,
@@ -104,7 +127,7 @@ pub async fn sign_in(
             audit_log::record(
                 &mut tx,
                 Some(actor_of(&user)),
-                origin,
+                &origin,
                 "auth.login_succeeded",
                 Entity::new("user", user.id),
                 json!({ "username": user.username, "session": session, "via": kind.db() }),
@@ -121,32 +144,33 @@ pub async fn sign_in(
             })
         }
         user => {
-            login_failures::record(&mut tx, &username, &addr, now).await?;
+            let before = signin_attempts::settled_for_account(&mut tx, &username, now).await?;
+            signin_attempts::fail(&mut tx, attempt, now).await?;
+            let after = signin_attempts::settled_for_account(&mut tx, &username, now).await?;
+            let entity = || Entity {
+                kind: "user",
+                id: user.as_ref().map(|u| u.id.to_string()),
+            };
             audit_log::record(
                 &mut tx,
                 None,
-                origin,
+                &origin,
                 "auth.login_failed",
-                Entity {
-                    kind: "user",
-                    id: user.as_ref().map(|u| u.id.to_string()),
-                },
+                entity(),
                 json!({ "username": username, "via": kind.db() }),
             )
             .await?;
-            let failures = login_failures::for_account(&mut tx, &username, now).await?;
-            if let LoginGate::Locked { .. } = throttle::account_gate(&failures, now) {
-                let secs = throttle::account_gate(&failures, now).retry_after_secs();
+            // Reported once, by the failure that brings the lock about.
+            if throttle::account_gate(&before, now) == LoginGate::Open
+                && let Some(secs) = throttle::account_gate(&after, now).retry_after_secs()
+            {
                 audit_log::record(
                     &mut tx,
                     None,
-                    origin,
+                    &origin,
                     "auth.login_locked",
-                    Entity {
-                        kind: "user",
-                        id: user.as_ref().map(|u| u.id.to_string()),
-                    },
-                    json!({ "username": username, "failures": failures.len(), "retry_after_seconds": secs }),
+                    entity(),
+                    json!({ "username": username, "failures": after.len(), "retry_after_seconds": secs }),
                 )
                 .await?;
             }
@@ -154,6 +178,37 @@ pub async fn sign_in(
             Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
         }
     }
+}
+
+/// Lets an attempt through to the password check, counting it, or refuses it
+/// while the account or the address is locked. Deciding and counting happen
+/// under the account's and the address's admission locks, so parallel
+/// attempts are admitted one at a time, each seeing those before it.
+async fn admit(
+    state: &AppState,
+    username: &str,
+    addr: &str,
+) -> Result<(AttemptId, Option<UserRow>), AppError> {
+    let mut tx = state.pool.begin().await?;
+    signin_attempts::lock(&mut tx, username, addr).await?;
+    let now = Utc::now();
+    let by_account = signin_attempts::for_account(&mut tx, username, now).await?;
+    let by_address = signin_attempts::for_address(&mut tx, addr, now - throttle::WINDOW).await?;
+    for gate in [
+        throttle::account_gate(&by_account, now),
+        throttle::address_gate(&by_address, now),
+    ] {
+        if let Some(retry_after) = gate.retry_after_secs() {
+            tx.rollback().await?;
+            tracing::warn!(retry_after, "sign-in refused while throttled");
+            return Err(AppError::Throttled { retry_after });
+        }
+    }
+    let attempt =
+        signin_attempts::start(&mut tx, username, addr, now, now - throttle::WINDOW).await?;
+    let user = cab_db::users::find_by_username(&mut tx, username).await?;
+    tx.commit().await?;
+    Ok((attempt, user))
 }
 
 /// Ends the caller's session (cookie or access token).

@@ -3,10 +3,11 @@
 //! wanted. Changes made from an approved template are approved on submission.
 
 use cab_db::templates::{NewTemplateVote, TemplateRow, TemplateVoteRow};
-use cab_domain::approval::{self, Ballot, Decision, VoteChoice};
+use cab_domain::approval::{self, Ballot, Decision, Standing, VoteChoice};
 use cab_domain::change::{ChangeContent, ChangeType};
 use cab_domain::risk::{RiskLevel, assess};
 use cab_domain::template::{self, TemplateAction, TemplateState};
+use cab_domain::{Role, RoleSet};
 use chrono::Utc;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -148,6 +149,21 @@ pub async fn vote(
     choice: VoteChoice,
     comment: &str,
 ) -> Result<TemplateView, AppError> {
+    let done = cast_vote(pool, user, origin, id, choice, comment).await;
+    let entity = Entity::new("template", id);
+    let attempted = TemplateAction::Vote.as_str();
+    crate::decisions::refused_if_failed(pool, user, origin, attempted, entity, done).await?;
+    load(pool, id).await
+}
+
+async fn cast_vote(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    choice: VoteChoice,
+    comment: &str,
+) -> Result<(), AppError> {
     let comment = comment.trim();
     if choice != VoteChoice::Approve && comment.is_empty() {
         return Err(AppError::invalid(
@@ -155,8 +171,9 @@ pub async fn vote(
             "Say why: a comment is required to reject or request changes.",
         ));
     }
+    cab_domain::text::check_text("comment", comment)?;
     let now = Utc::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::decisions::begin_deciding(pool).await?;
     let row = cab_db::templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
@@ -192,6 +209,19 @@ pub async fn vote(
         json!({ "name": current.row.name, "vote": choice.as_str(), "comment": comment }),
     )
     .await?;
+    // Only members who are active and still CAB members when it is decided count.
+    let voters: Vec<Uuid> = current.votes.iter().map(|v| v.voter_id).collect();
+    let now_standing = cab_db::decisions::standing_of(&mut tx, &voters).await?;
+    let standing = |voter: Uuid| {
+        now_standing.iter().find(|(id, _, _)| *id == voter).map_or(
+            Standing::Disabled,
+            |(_, active, roles)| {
+                RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
+                    approval::standing(*active, &roles, Role::CabMember)
+                })
+            },
+        )
+    };
     let mut ballots: Vec<Ballot> = current
         .votes
         .iter()
@@ -200,15 +230,18 @@ pub async fn vote(
             Some(Ballot {
                 voter: v.voter_id,
                 choice: VoteChoice::parse(&v.choice)?,
+                standing: standing(v.voter_id),
             })
         })
         .collect();
     ballots.push(Ballot {
         voter: user.id,
         choice,
+        standing: Standing::Counts,
     });
     let policy = crate::decisions::policy(&mut tx).await?;
-    let level = RiskLevel::parse(&current.row.risk_level).unwrap_or(RiskLevel::Low);
+    // An unreadable level fails closed: the largest quorum.
+    let level = RiskLevel::parse(&current.row.risk_level).unwrap_or(RiskLevel::Critical);
     let outcome = approval::evaluate(&policy, ChangeType::Normal, level, &ballots, None);
     let settled = match outcome {
         Decision::Approved => Some((TemplateState::Approved, "template.approved")),
@@ -228,7 +261,7 @@ pub async fn vote(
         .await?;
     }
     tx.commit().await?;
-    load(pool, id).await
+    Ok(())
 }
 
 pub async fn retire(

@@ -10,6 +10,7 @@ use cab_domain::change::{
     TestLevels,
 };
 use cab_domain::risk::{RiskAnswers, RiskLevel};
+use cab_domain::text;
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -108,6 +109,10 @@ pub struct ChangeInput {
     /// On create only: an approved standard-change template to make the
     /// change from (its plans and risk are imposed; it is approved on submission).
     pub template: Option<Uuid>,
+    /// On create only, and required when a pipeline (service account) files
+    /// the change: the username of the person it is filed for. That person
+    /// is the change's author and can never approve it.
+    pub on_behalf_of: Option<String>,
 }
 
 fn parse_one<T>(
@@ -119,7 +124,7 @@ fn parse_one<T>(
     parse(value).ok_or_else(|| {
         AppError::invalid(
             field,
-            format!("'{value}' is not one of {}.", all.join(", ")),
+            format!("{} is not one of {}.", text::quoted(value), all.join(", ")),
         )
     })
 }
@@ -161,6 +166,12 @@ impl ChangeInput {
             return Err(AppError::invalid(
                 "template",
                 "A change's template is chosen when it is filed and cannot change.",
+            ));
+        }
+        if self.on_behalf_of.is_some() {
+            return Err(AppError::invalid(
+                "on_behalf_of",
+                "A change's author is set when it is filed and cannot change.",
             ));
         }
         if let Some(v) = self.title {
@@ -455,7 +466,7 @@ impl ListQuery {
             match v {
                 Some(v) if !ok(&v) => Err(AppError::invalid(
                     field,
-                    format!("'{v}' is not a known {field}."),
+                    format!("{} is not a known {field}.", text::quoted(&v)),
                 )),
                 other => Ok(other),
             }
@@ -480,7 +491,7 @@ impl ListQuery {
             sort: match nonempty(&self.sort) {
                 None => Sort::default(),
                 Some(s) => Sort::parse(&s).ok_or_else(|| {
-                    AppError::invalid("sort", format!("'{s}' is not a known sort."))
+                    AppError::invalid("sort", format!("{} is not a known sort.", text::quoted(&s)))
                 })?,
             },
             after: match nonempty(&self.cursor) {
@@ -498,12 +509,21 @@ impl ListQuery {
     }
 }
 
-/// Lists a page and the cursor of the next one.
+/// Lists a page and the cursor of the next one. A search for a control
+/// character finds nothing, since no stored text holds one.
 pub async fn page(
     state: &AppState,
     filter: &ChangeFilter,
     limit: i64,
 ) -> Result<(Vec<ChangeSummary>, Option<String>), AppError> {
+    let searched = [&filter.text, &filter.service, &filter.author];
+    if searched
+        .into_iter()
+        .flatten()
+        .any(|s| !text::is_searchable(s))
+    {
+        return Ok((Vec::new(), None));
+    }
     let mut conn = state.pool.acquire().await?;
     let mut rows = cab_db::changes::list(&mut conn, filter, limit + 1).await?;
     let next = if rows.len() as i64 > limit {
@@ -553,8 +573,17 @@ pub async fn create_change(
     AppJson(mut body): AppJson<ChangeInput>,
 ) -> ApiResult<(StatusCode, Json<ChangeOut>)> {
     let template = body.template.take();
+    let on_behalf_of = body.on_behalf_of.take();
     let content = body.apply(blank_content())?;
-    let created = changes::create_with(&state.pool, &user, &origin, content, template).await?;
+    let created = changes::create_for(
+        &state.pool,
+        &user,
+        &origin,
+        content,
+        template,
+        on_behalf_of.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 

@@ -78,7 +78,14 @@ fn pick<T: Copy>(
 ) -> Result<T, AppError> {
     parse(v).ok_or_else(|| {
         let known: Vec<&str> = all.iter().map(|x| name(*x)).collect();
-        AppError::invalid(field, format!("'{v}' is not one of {}.", known.join(", ")))
+        AppError::invalid(
+            field,
+            format!(
+                "{} is not one of {}.",
+                cab_domain::text::quoted(v),
+                known.join(", ")
+            ),
+        )
     })
 }
 
@@ -256,6 +263,11 @@ pub struct TrailEntry {
     superseded: bool,
     /// Cast on an earlier revision: it no longer counts.
     stale: bool,
+    /// Why a current vote or assessment does not count at the moment of
+    /// decision (the person was disabled, lost the role, or wrote the
+    /// assessment); absent when it counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    does_not_count: Option<&'static str>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -297,21 +309,32 @@ pub fn trail_entries(facts: &DecisionFacts, revision: i32) -> Vec<TrailEntry> {
                 at: a.created_at,
                 superseded: a.superseded_at.is_some(),
                 stale: a.revision != revision,
+                does_not_count: facts
+                    .current_assessment
+                    .as_ref()
+                    .filter(|c| c.id == a.id)
+                    .and(facts.assessment_standing)
+                    .and_then(|s| s.reason()),
             }
         })
-        .chain(facts.votes.iter().map(|v| TrailEntry {
-            kind: "vote",
-            who: v.voter_username.clone(),
-            roles: v.voter_roles.clone(),
-            revision: v.revision,
-            decision: v.choice.clone(),
-            comment: v.comment.clone(),
-            assessed_level: None,
-            lowers_risk: None,
-            conditions: Vec::new(),
-            at: v.created_at,
-            superseded: v.superseded_at.is_some(),
-            stale: v.revision != revision,
+        .chain(facts.votes.iter().map(|v| {
+            TrailEntry {
+                kind: "vote",
+                who: v.voter_username.clone(),
+                roles: v.voter_roles.clone(),
+                revision: v.revision,
+                decision: v.choice.clone(),
+                comment: v.comment.clone(),
+                assessed_level: None,
+                lowers_risk: None,
+                conditions: Vec::new(),
+                at: v.created_at,
+                superseded: v.superseded_at.is_some(),
+                stale: v.revision != revision,
+                does_not_count: (v.superseded_at.is_none() && v.revision == revision)
+                    .then(|| facts.vote_standing(v.voter_id).reason())
+                    .flatten(),
+            }
         }))
         .collect();
     entries.sort_by_key(|e| e.at);

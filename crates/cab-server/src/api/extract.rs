@@ -31,7 +31,7 @@ where
                 Err(match unknown {
                     Some(field) => AppError::invalid(
                         &field,
-                        format!("'{field}' cannot be set: it is not a field of this request, or the server owns it."),
+                        format!("{} cannot be set: it is not a field of this request, or the server owns it.", cab_domain::text::quoted(&field)),
                     ),
                     None => AppError::invalid("body", text),
                 }

@@ -7,6 +7,7 @@ pub mod changes;
 pub mod decisions;
 mod extract;
 mod me;
+mod role_grants;
 mod templates;
 mod users;
 
@@ -35,7 +36,7 @@ pub use extract::{ApiPath, AppJson};
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
         (name = "templates", description = "Standard-change templates, approved once by CAB"),
-        (name = "users", description = "Accounts, roles and service-account tokens (administrators)"),
+        (name = "users", description = "Accounts, roles and service-account tokens (administrators); a decision role or the administrator role takes a second administrator's confirmation"),
     )
 )]
 struct ApiDoc;
@@ -71,6 +72,9 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::disable_user))
         .routes(routes!(users::list_tokens, users::create_token))
         .routes(routes!(users::revoke_token))
+        .routes(routes!(role_grants::list_role_grants))
+        .routes(routes!(role_grants::confirm_role_grant))
+        .routes(routes!(role_grants::cancel_role_grant))
         .routes(routes!(changes::list_changes, changes::create_change))
         .routes(routes!(changes::get_change, changes::patch_change))
         .routes(routes!(changes::submit_change))

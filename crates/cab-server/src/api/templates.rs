@@ -38,6 +38,10 @@ pub struct TemplateOut {
     title: String,
     description: String,
     category: String,
+    /// What CAB approved it for: a change from it naming other services or
+    /// environments (or a higher risk) is reviewed like any other change.
+    services: Vec<String>,
+    environments: Vec<String>,
     implementation_plan: String,
     test_plan: String,
     rollback_plan: String,
@@ -58,6 +62,13 @@ impl From<TemplateView> for TemplateOut {
             title: t.content.title,
             description: t.content.description,
             category: t.content.category.as_str().into(),
+            services: t.content.services,
+            environments: t
+                .content
+                .environments
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
             implementation_plan: t.content.implementation_plan,
             test_plan: t.content.test_plan,
             rollback_plan: t.content.rollback_plan,

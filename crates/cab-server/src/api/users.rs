@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::role_grants::{self, RoleGrantView};
 use super::{ApiPath, AppJson};
 use crate::accounts::{self, NewAccount, Operator};
 use crate::auth::ApiUser;
@@ -27,6 +28,18 @@ pub struct UserView {
     active: bool,
     created_at: DateTime<Utc>,
     disabled_at: Option<DateTime<Utc>>,
+    /// Roles requested for the account that a second administrator has yet
+    /// to confirm; the account does not hold them until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    awaiting_confirmation: Option<RoleGrantView>,
+}
+
+impl UserView {
+    async fn with_open_request(mut self, state: &AppState) -> Result<Self, AppError> {
+        let mut conn = state.pool.acquire().await?;
+        self.awaiting_confirmation = role_grants::open_for(&mut conn, self.id).await?;
+        Ok(self)
+    }
 }
 
 impl From<UserRow> for UserView {
@@ -40,6 +53,7 @@ impl From<UserRow> for UserView {
             is_service: u.is_service,
             created_at: u.created_at,
             disabled_at: u.disabled_at,
+            awaiting_confirmation: None,
         }
     }
 }
@@ -131,10 +145,29 @@ pub async fn list_users(
     accounts::authorize_read(&state.pool, &user, &origin).await?;
     let mut conn = state.pool.acquire().await?;
     let users = cab_db::users::list(&mut conn).await?;
-    Ok(Json(users.into_iter().map(UserView::from).collect()))
+    let mut open: Vec<RoleGrantView> =
+        cab_db::role_grants::lines(&mut conn, None, accounts::RECENT_GRANTS)
+            .await?
+            .into_iter()
+            .filter(cab_db::role_grants::RoleGrantLine::is_open)
+            .map(RoleGrantView::from)
+            .collect();
+    let views = users
+        .into_iter()
+        .map(|u| {
+            let mut view = UserView::from(u);
+            if let Some(i) = open.iter().position(|g| g.user_id() == view.id) {
+                view.awaiting_confirmation = Some(open.swap_remove(i));
+            }
+            view
+        })
+        .collect();
+    Ok(Json(views))
 }
 
-/// Create a person or a service account.
+/// Create a person or a service account. A decision role or the
+/// administrator role among `roles` is only requested: the account holds it
+/// once a second administrator confirms (`user.awaiting_confirmation`).
 #[utoipa::path(
     post, path = "/api/v1/users", tag = "users",
     request_body = CreateUser,
@@ -165,10 +198,15 @@ pub async fn create_user(
         },
     )
     .await?;
+    let user = UserView::from(created.user);
+    let user = match created.pending {
+        Some(_) => user.with_open_request(&state).await?,
+        None => user,
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
-            user: created.user.into(),
+            user,
             initial_password: created.generated_password,
         }),
     ))
@@ -187,16 +225,20 @@ pub async fn get_user(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<UserView>> {
     accounts::authorize_read(&state.pool, &user, &origin).await?;
-    Ok(Json(load_user(&state, id).await?.into()))
+    let view = UserView::from(load_user(&state, id).await?);
+    Ok(Json(view.with_open_request(&state).await?))
 }
 
-/// Replace an account's roles. Its sessions end at once.
+/// Replace an account's roles. Its sessions end at once. A decision role or
+/// the administrator role it does not hold yet is only requested (202): it
+/// holds once a second administrator confirms it; the rest applies at once.
 #[utoipa::path(
     put, path = "/api/v1/users/{id}/roles", tag = "users",
     params(("id" = Uuid, Path)),
     request_body = SetRoles,
     responses(
         (status = 200, body = UserView),
+        (status = 202, description = "Some roles await a second administrator's confirmation", body = UserView),
         (status = 403, description = "Not an administrator, own roles, or the last administrator", body = Problem),
         (status = 404, body = Problem), (status = 422, body = Problem),
     )
@@ -208,8 +250,8 @@ pub async fn set_roles(
     ApiUser(user): ApiUser,
     ApiPath(id): ApiPath<Uuid>,
     AppJson(body): AppJson<SetRoles>,
-) -> ApiResult<Json<UserView>> {
-    let updated = accounts::set_roles(
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let change = accounts::set_roles(
         &state.pool,
         &Operator::User(&user),
         &origin,
@@ -217,7 +259,14 @@ pub async fn set_roles(
         &body.roles,
     )
     .await?;
-    Ok(Json(updated.into()))
+    let view = UserView::from(change.user);
+    Ok(match change.pending {
+        Some(_) => (
+            StatusCode::ACCEPTED,
+            Json(view.with_open_request(&state).await?),
+        ),
+        None => (StatusCode::OK, Json(view)),
+    })
 }
 
 /// Disable an account. Its sessions end and its API tokens stop working.

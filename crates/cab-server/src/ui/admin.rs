@@ -7,6 +7,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cab_db::api_tokens::ApiTokenRow;
+use cab_db::role_grants::RoleGrantLine;
 use cab_db::users::UserRow;
 use cab_domain::Role;
 use serde::Deserialize;
@@ -24,17 +25,109 @@ pub struct RoleChoice {
     pub name: &'static str,
     pub label: &'static str,
     pub checked: bool,
+    /// Requested, and waiting for a second administrator.
+    pub awaiting: bool,
 }
 
 fn role_choices(selected: &[String]) -> Vec<RoleChoice> {
+    role_choices_awaiting(selected, &[])
+}
+
+/// The roles held are ticked, and so are those awaiting confirmation: saving
+/// the form again keeps the open request rather than withdrawing it.
+fn role_choices_awaiting(selected: &[String], awaiting: &[String]) -> Vec<RoleChoice> {
     Role::ALL
         .into_iter()
-        .map(|r| RoleChoice {
-            name: r.as_str(),
-            label: r.label(),
-            checked: selected.iter().any(|s| s == r.as_str()),
+        .map(|r| {
+            let waits = awaiting.iter().any(|s| s == r.as_str());
+            RoleChoice {
+                name: r.as_str(),
+                label: r.label(),
+                checked: waits || selected.iter().any(|s| s == r.as_str()),
+                awaiting: waits,
+            }
         })
         .collect()
+}
+
+fn person_name(display_name: &str, username: &str) -> String {
+    if display_name.trim().is_empty() {
+        username.to_owned()
+    } else {
+        display_name.to_owned()
+    }
+}
+
+/// A request for roles as the pages show it, in people's words.
+pub struct GrantLine {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub person: String,
+    pub roles: String,
+    pub requested_by: String,
+    pub requested: String,
+    pub open: bool,
+    /// What became of a settled request, e.g. "confirmed by Alice Admin".
+    pub outcome: String,
+    /// Whether the viewer may confirm it: an administrator other than the
+    /// one who asked, and not the person the roles are for.
+    pub can_confirm: bool,
+    /// Why the viewer may not, when they may not.
+    pub confirm_hint: &'static str,
+}
+
+impl GrantLine {
+    fn new(g: &RoleGrantLine, viewer: Uuid) -> Self {
+        let (can_confirm, confirm_hint) = if g.requested_by == viewer {
+            (
+                false,
+                "You asked for these roles; another administrator has to confirm them.",
+            )
+        } else if g.user_id == viewer {
+            (
+                false,
+                "These roles are for you; another administrator has to confirm them.",
+            )
+        } else {
+            (true, "")
+        };
+        let outcome = match (&g.confirmed_at, &g.cancelled_at) {
+            (Some(at), _) => format!(
+                "confirmed by {}, {}",
+                person_name(
+                    g.confirmed_by_display_name.as_deref().unwrap_or_default(),
+                    g.confirmed_by_username
+                        .as_deref()
+                        .unwrap_or("an administrator"),
+                ),
+                when(at)
+            ),
+            (None, Some(at)) => match &g.cancelled_by_username {
+                Some(u) => format!(
+                    "cancelled by {}, {}",
+                    person_name(
+                        g.cancelled_by_display_name.as_deref().unwrap_or_default(),
+                        u
+                    ),
+                    when(at)
+                ),
+                None => format!("replaced by a later change of roles, {}", when(at)),
+            },
+            (None, None) => "awaiting a second administrator's confirmation".into(),
+        };
+        GrantLine {
+            id: g.id,
+            user_id: g.user_id,
+            person: person_name(&g.display_name, &g.username),
+            roles: role_labels(&g.roles),
+            requested_by: person_name(&g.requested_by_display_name, &g.requested_by_username),
+            requested: when(&g.requested_at),
+            open: g.is_open(),
+            outcome,
+            can_confirm,
+            confirm_hint,
+        }
+    }
 }
 
 pub struct UserLine {
@@ -75,6 +168,7 @@ struct UsersPage {
     display_name: String,
     service: bool,
     roles: Vec<RoleChoice>,
+    grants: Vec<GrantLine>,
 }
 
 async fn users_page(
@@ -84,6 +178,7 @@ async fn users_page(
 ) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
     let users = cab_db::users::list(&mut conn).await?;
+    let grants = cab_db::role_grants::lines(&mut conn, None, accounts::RECENT_GRANTS).await?;
     let selected: Vec<String> = form
         .map(|f| values(f, "roles").into_iter().map(str::to_owned).collect())
         .unwrap_or_default();
@@ -94,6 +189,10 @@ async fn users_page(
         display_name: form.map(|f| value(f, "display_name")).unwrap_or_default(),
         service: form.is_some_and(|f| value(f, "service") == "on"),
         roles: role_choices(&selected),
+        grants: grants
+            .iter()
+            .map(|g| GrantLine::new(g, viewer.user.id))
+            .collect(),
         errors,
     };
     Ok(render(&page))
@@ -137,7 +236,14 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
                     pw,
                 )
             });
-            let notice = format!("Account {} created.", created.user.username);
+            let notice = match &created.pending {
+                Some(g) => format!(
+                    "Account {} created. {}: awaiting a second administrator's confirmation.",
+                    created.user.username,
+                    role_labels(&g.roles)
+                ),
+                None => format!("Account {} created.", created.user.username),
+            };
             detail_page(
                 &viewer,
                 created.user.id,
@@ -205,6 +311,8 @@ struct UserPage {
     errors: FieldErrors,
     roles: Vec<RoleChoice>,
     tokens: Vec<TokenLine>,
+    /// The open request for roles, if any.
+    awaiting: Option<GrantLine>,
 }
 
 async fn detail_page(
@@ -223,6 +331,14 @@ async fn detail_page(
     } else {
         Vec::new()
     };
+    let awaiting = cab_db::role_grants::lines(&mut conn, Some(id), 1)
+        .await?
+        .into_iter()
+        .find(RoleGrantLine::is_open);
+    let awaiting_roles = awaiting
+        .as_ref()
+        .map(|g| g.roles.clone())
+        .unwrap_or_default();
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -236,9 +352,10 @@ async fn detail_page(
         layout,
         is_service: user.is_service,
         is_self: user.id == viewer.user.id,
-        roles: role_choices(&user.roles),
+        roles: role_choices_awaiting(&user.roles, &awaiting_roles),
         user: UserLine::from(&user),
         tokens: tokens.iter().map(TokenLine::from).collect(),
+        awaiting: awaiting.map(|g| GrantLine::new(&g, viewer.user.id)),
         secret,
         errors,
     };
@@ -278,10 +395,14 @@ pub async fn set_roles(
         )
         .await
         {
-            Ok(_) => Ok(redirect_with(
+            Ok(change) => Ok(redirect_with(
                 &viewer,
                 &format!("/admin/users/{id}"),
-                Notice::RolesSaved,
+                if change.pending.is_some() {
+                    Notice::RolesRequested
+                } else {
+                    Notice::RolesSaved
+                },
             )),
             Err(AppError::Invalid { field, message }) => {
                 let mut errors = FieldErrors::default();
@@ -379,6 +500,50 @@ pub async fn revoke_token(
             &viewer,
             &format!("/admin/users/{id}"),
             Notice::TokenRevoked,
+        ))
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+fn parse_grant_id(raw: &str) -> Result<Uuid, AppError> {
+    raw.parse().map_err(|_| AppError::NotFound("role request"))
+}
+
+/// A second administrator confirms a request for roles.
+pub async fn confirm_grant(
+    viewer: Viewer,
+    origin: Origin,
+    Path((id, grant_id)): Path<(String, String)>,
+) -> Response {
+    let done = async {
+        parse_id(&id)?;
+        let grant_id = parse_grant_id(&grant_id)?;
+        let change =
+            accounts::confirm_grant(&viewer.state.pool, &viewer.user, &origin, grant_id).await?;
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/admin/users/{}", change.user.id),
+            Notice::RolesConfirmed,
+        ))
+    };
+    done.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+/// An administrator withdraws a request for roles.
+pub async fn cancel_grant(
+    viewer: Viewer,
+    origin: Origin,
+    Path((id, grant_id)): Path<(String, String)>,
+) -> Response {
+    let done = async {
+        parse_id(&id)?;
+        let grant_id = parse_grant_id(&grant_id)?;
+        let grant =
+            accounts::cancel_grant(&viewer.state.pool, &viewer.user, &origin, grant_id).await?;
+        Ok::<_, AppError>(redirect_with(
+            &viewer,
+            &format!("/admin/users/{}", grant.user_id),
+            Notice::RoleRequestCancelled,
         ))
     };
     done.await.unwrap_or_else(|e| viewer.error(e))

@@ -646,6 +646,9 @@ pub enum TrailStatus {
     Current,
     Superseded,
     EarlierRevision,
+    /// On the current revision, but the person no longer counts (see
+    /// `cab_domain::approval::Standing`).
+    DoesNotCount(cab_domain::approval::Standing),
 }
 
 impl TrailStatus {
@@ -654,6 +657,18 @@ impl TrailStatus {
             TrailStatus::Current => "Counts",
             TrailStatus::Superseded => "Replaced by a later one",
             TrailStatus::EarlierRevision => "On an earlier revision",
+            TrailStatus::DoesNotCount(s) => match s {
+                cab_domain::approval::Standing::Disabled => {
+                    "Does not count: the account has been disabled"
+                }
+                cab_domain::approval::Standing::RoleWithdrawn => {
+                    "Does not count: no longer holds the role"
+                }
+                cab_domain::approval::Standing::Assessor => {
+                    "Does not count: the same person wrote the assessment"
+                }
+                cab_domain::approval::Standing::Counts => "Counts",
+            },
         }
     }
 
@@ -661,7 +676,7 @@ impl TrailStatus {
         match self {
             TrailStatus::Current => "trail-current",
             TrailStatus::Superseded => "trail-superseded",
-            TrailStatus::EarlierRevision => "trail-earlier",
+            TrailStatus::EarlierRevision | TrailStatus::DoesNotCount(_) => "trail-earlier",
         }
     }
 }
@@ -695,7 +710,7 @@ struct DetailPage {
     errors: FieldErrors,
 }
 
-async fn detail_page(
+pub(super) async fn detail_page(
     viewer: &Viewer,
     v: ChangeView,
     errors: FieldErrors,
@@ -1111,7 +1126,13 @@ fn trail(
                 decision,
                 comment: comment.trim().to_owned(),
                 at: when(&a.created_at),
-                status: status(a.superseded_at.is_some(), a.revision),
+                status: match status(a.superseded_at.is_some(), a.revision) {
+                    TrailStatus::Current => match facts.assessment_standing {
+                        Some(s) if !s.counts() => TrailStatus::DoesNotCount(s),
+                        _ => TrailStatus::Current,
+                    },
+                    other => other,
+                },
             };
             (a.created_at, line)
         })
@@ -1126,7 +1147,12 @@ fn trail(
                     .to_owned(),
                 comment: v.comment.clone(),
                 at: when(&v.created_at),
-                status: status(v.superseded_at.is_some(), v.revision),
+                status: match status(v.superseded_at.is_some(), v.revision) {
+                    TrailStatus::Current if !facts.vote_standing(v.voter_id).counts() => {
+                        TrailStatus::DoesNotCount(facts.vote_standing(v.voter_id))
+                    }
+                    other => other,
+                },
             };
             (v.created_at, line)
         }))

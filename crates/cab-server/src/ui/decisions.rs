@@ -217,7 +217,7 @@ pub async fn vote(
             AppError::invalid("vote", "Choose approve, reject or request changes.")
         })?;
         let revision = value(&form, "revision").parse::<i32>().ok();
-        let after = decisions::vote(
+        let voted = decisions::vote(
             &viewer.state.pool,
             &viewer.user,
             &origin,
@@ -226,17 +226,24 @@ pub async fn vote(
             &value(&form, "comment"),
             revision,
         )
-        .await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/changes/{}#decision", v.id),
-            Notice::Voted {
-                number: v.number,
-                revision: v.revision,
-                choice,
-                state: after.state,
-            },
-        ))
+        .await;
+        match voted {
+            Ok(after) => Ok(redirect_with(
+                &viewer,
+                &format!("/changes/{}#decision", v.id),
+                Notice::Voted {
+                    number: v.number,
+                    revision: v.revision,
+                    choice,
+                    state: after.state,
+                },
+            )),
+            // The change's page again, the message beside the comment.
+            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+                super::changes::detail_page(&viewer, v, FieldErrors::absorb(e, "comment")?).await
+            }
+            Err(e) => Err(e),
+        }
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }
@@ -249,19 +256,25 @@ pub async fn retrospective(
 ) -> Response {
     let done = async {
         let v = load(&viewer, &id).await?;
-        decisions::complete_retrospective(
+        let recorded = decisions::complete_retrospective(
             &viewer.state.pool,
             &viewer.user,
             &origin,
             v.id,
             &value(&form, "notes"),
         )
-        .await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/changes/{}#decision", v.id),
-            Notice::RetrospectiveRecorded { number: v.number },
-        ))
+        .await;
+        match recorded {
+            Ok(_) => Ok(redirect_with(
+                &viewer,
+                &format!("/changes/{}#decision", v.id),
+                Notice::RetrospectiveRecorded { number: v.number },
+            )),
+            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+                super::changes::detail_page(&viewer, v, FieldErrors::absorb(e, "notes")?).await
+            }
+            Err(e) => Err(e),
+        }
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }

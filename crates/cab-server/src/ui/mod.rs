@@ -42,6 +42,14 @@ pub fn router() -> Router<AppState> {
             "/admin/users/{id}/tokens/{token_id}/revoke",
             post(admin::revoke_token),
         )
+        .route(
+            "/admin/users/{id}/role-grants/{grant_id}/confirm",
+            post(admin::confirm_grant),
+        )
+        .route(
+            "/admin/users/{id}/role-grants/{grant_id}/cancel",
+            post(admin::cancel_grant),
+        )
         .route("/audit", get(audit::trail))
         .route("/changes", get(changes::list))
         .route("/changes/new", get(changes::new_form).post(changes::create))

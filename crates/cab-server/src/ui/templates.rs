@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cab_domain::approval::VoteChoice;
-use cab_domain::change::Category;
+use cab_domain::change::{Category, Environment};
 use cab_domain::risk::{RiskAnswers, RiskLevel};
 use cab_domain::template::{TemplateAction, TemplateState, check_template_action};
 
@@ -38,6 +38,7 @@ struct ListPage {
     errors: FieldErrors,
     form: Pairs,
     categories: Vec<Choice>,
+    environments: Vec<Choice>,
 }
 
 impl ListPage {
@@ -86,6 +87,16 @@ async fn list_page(
                 selected: c.as_str() == chosen,
             })
             .collect(),
+        environments: Environment::ALL
+            .iter()
+            .map(|e| Choice {
+                value: e.as_str(),
+                label: e.label(),
+                selected: form
+                    .iter()
+                    .any(|(k, v)| k == "environments" && v == e.as_str()),
+            })
+            .collect(),
         errors,
         form,
     };
@@ -106,6 +117,17 @@ pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) ->
     c.implementation_plan = value(&form, "implementation_plan");
     c.test_plan = value(&form, "test_plan");
     c.rollback_plan = value(&form, "rollback_plan");
+    c.services = value(&form, "services")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    c.environments = form
+        .iter()
+        .filter(|(k, _)| k == "environments")
+        .filter_map(|(_, v)| Environment::parse(v))
+        .collect();
     c.risk = RiskAnswers {
         impact: value(&form, "impact").parse().unwrap_or(0),
         likelihood: value(&form, "likelihood").parse().unwrap_or(0),
@@ -157,6 +179,7 @@ struct ShowPage {
     may_vote: bool,
     may_retire: bool,
     may_use: bool,
+    errors: FieldErrors,
 }
 
 fn parse_id(raw: &str) -> Result<uuid::Uuid, AppError> {
@@ -164,36 +187,50 @@ fn parse_id(raw: &str) -> Result<uuid::Uuid, AppError> {
 }
 
 pub async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
-    let shown = async {
-        let t = templates::load(&viewer.state.pool, parse_id(&id)?).await?;
-        let people = People::load(&mut *viewer.state.pool.acquire().await?).await?;
-        let actor = viewer.user.change_actor();
-        let check =
-            |a| check_template_action(&actor, Some(t.state), Some(t.row.proposed_by), a).is_ok();
-        let page = ShowPage {
-            layout: viewer.layout(format!("Template {}", t.row.name)),
-            proposer: people.name(&t.row.proposer),
-            risk: RiskLevel::parse(&t.row.risk_level),
-            votes: t
-                .votes
-                .iter()
-                .map(|v| VoteLine {
-                    who: people.name(&v.voter_username),
-                    roles: role_labels(&v.voter_roles),
-                    vote: VoteChoice::parse(&v.choice),
-                    comment: v.comment.clone(),
-                    at: when(&v.created_at),
-                    superseded: v.superseded_at.is_some(),
-                })
-                .collect(),
-            may_vote: check(TemplateAction::Vote),
-            may_retire: check(TemplateAction::Retire),
-            may_use: check(TemplateAction::Use) && cab_domain::change::check_create(&actor).is_ok(),
-            t,
-        };
-        Ok::<_, AppError>(render(&page))
-    };
+    let shown = async { show_page(&viewer, parse_id(&id)?, FieldErrors::default()).await };
     shown.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+/// The template's page; with `errors`, re-shown (422) with each message
+/// beside its field of the vote form.
+async fn show_page(
+    viewer: &Viewer,
+    id: uuid::Uuid,
+    errors: FieldErrors,
+) -> Result<Response, AppError> {
+    let t = templates::load(&viewer.state.pool, id).await?;
+    let people = People::load(&mut *viewer.state.pool.acquire().await?).await?;
+    let actor = viewer.user.change_actor();
+    let check =
+        |a| check_template_action(&actor, Some(t.state), Some(t.row.proposed_by), a).is_ok();
+    let page = ShowPage {
+        layout: viewer.layout(format!("Template {}", t.row.name)),
+        proposer: people.name(&t.row.proposer),
+        risk: RiskLevel::parse(&t.row.risk_level),
+        votes: t
+            .votes
+            .iter()
+            .map(|v| VoteLine {
+                who: people.name(&v.voter_username),
+                roles: role_labels(&v.voter_roles),
+                vote: VoteChoice::parse(&v.choice),
+                comment: v.comment.clone(),
+                at: when(&v.created_at),
+                superseded: v.superseded_at.is_some(),
+            })
+            .collect(),
+        may_vote: check(TemplateAction::Vote),
+        may_retire: check(TemplateAction::Retire),
+        may_use: check(TemplateAction::Use) && cab_domain::change::check_create(&actor).is_ok(),
+        t,
+        errors,
+    };
+    let status = if page.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, render(&page)).into_response())
 }
 
 pub async fn vote(
@@ -206,7 +243,7 @@ pub async fn vote(
         let id = parse_id(&id)?;
         let choice = VoteChoice::parse(&value(&form, "vote"))
             .ok_or_else(|| AppError::invalid("vote", "Choose a vote."))?;
-        let after = templates::vote(
+        let voted = templates::vote(
             &viewer.state.pool,
             &viewer.user,
             &origin,
@@ -214,15 +251,21 @@ pub async fn vote(
             choice,
             &value(&form, "comment"),
         )
-        .await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/templates/{id}"),
-            Notice::TemplateVoted {
-                choice,
-                state: after.state,
-            },
-        ))
+        .await;
+        match voted {
+            Ok(after) => Ok(redirect_with(
+                &viewer,
+                &format!("/templates/{id}"),
+                Notice::TemplateVoted {
+                    choice,
+                    state: after.state,
+                },
+            )),
+            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+                show_page(&viewer, id, FieldErrors::absorb(e, "comment")?).await
+            }
+            Err(e) => Err(e),
+        }
     };
     done.await.unwrap_or_else(|e| viewer.error(e))
 }

@@ -470,6 +470,39 @@ impl Subjects {
                     role_list(&strings(p, "from")),
                     role_list(&strings(p, "to"))
                 )),
+            A::UserRolesRequested => start
+                .text(format!(
+                    " asked for {} for ",
+                    roles_phrase(&strings(p, "roles"))
+                ))
+                .thing(&self.user(entity_uuid(e), text(p, "username")))
+                .text("; it holds once a second administrator confirms it."),
+            A::UserRolesConfirmed => {
+                let requester = text(p, "requested_by_id").and_then(|id| id.parse().ok());
+                start
+                    .text(format!(
+                        " confirmed {} for ",
+                        roles_phrase(&strings(p, "roles"))
+                    ))
+                    .thing(&self.user(entity_uuid(e), text(p, "username")))
+                    .text(", as asked for by ")
+                    .thing(&self.user(requester, text(p, "requested_by")))
+                    .text(format!(
+                        ". The roles are now {}.",
+                        role_list(&strings(p, "to"))
+                    ))
+            }
+            A::UserRolesCancelled => {
+                let what = if p.get("replaced").and_then(Value::as_bool) == Some(true) {
+                    " changed the roles again, which withdrew the request for "
+                } else {
+                    " cancelled the request for "
+                };
+                start
+                    .text(format!("{what}{} for ", roles_phrase(&strings(p, "roles"))))
+                    .thing(&self.user(entity_uuid(e), text(p, "username")))
+                    .text(".")
+            }
             A::UserDisabled => start
                 .text(" disabled the account of ")
                 .thing(&self.user(entity_uuid(e), text(p, "username")))

@@ -914,6 +914,8 @@ async fn security_assesses_two_cab_members_approve_and_the_author_cannot_vote(po
         .await;
     b.type_into("#test_plan", "TLS checks.").await;
     b.type_into("#rollback_plan", "Put the old one back.").await;
+    b.type_into("#services", "edge-proxy").await;
+    b.click("#environments").await;
     b.type_into("#impact", "1").await;
     b.type_into("#likelihood", "1").await;
     b.click("#propose-template button[type=submit]").await;

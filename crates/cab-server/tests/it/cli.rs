@@ -1,6 +1,6 @@
 //! The `cab` binary as an operator uses it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 use sqlx::PgPool;
@@ -11,6 +11,11 @@ pub const GOOD_KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
 
 /// `cab serve` on a free port; returns the process and its base URL.
 pub fn start_server(pool: &PgPool, env_label: &str) -> (ServerProcess, String) {
+    spawn_server(pool, env_label, Stdio::inherit())
+}
+
+/// `cab serve`, its log written to `stderr`.
+fn spawn_server(pool: &PgPool, env_label: &str, stderr: Stdio) -> (ServerProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cab"))
         .arg("serve")
         .env("DATABASE_URL", database_url(pool))
@@ -19,7 +24,7 @@ pub fn start_server(pool: &PgPool, env_label: &str) -> (ServerProcess, String) {
         .env("CAB_ENV_LABEL", env_label)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("start cab serve");
     let stdout = child.stdout.take().expect("stdout");
@@ -119,6 +124,60 @@ async fn serve_answers_and_stops_gracefully_on_sigterm(pool: PgPool) {
     assert!(login.contains("STAGING") && login.contains("env-staging"));
     let status = server.terminate();
     assert!(status.success(), "{status}");
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_client_value_cannot_forge_a_log_line_or_colour_the_log(pool: PgPool) {
+    add_user(&pool, "erin", &["engineer"], "erin-long-password");
+    let (mut server, url) = spawn_server(&pool, "LOCAL", Stdio::piped());
+    let client = reqwest::Client::new();
+    let token: serde_json::Value = client
+        .post(format!("{url}/api/v1/auth/token"))
+        .json(&serde_json::json!({"username": "erin", "password": "erin-long-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let forged = "2026-01-01T00:00:00Z INFO forged";
+    // A refused value is quoted in the message, and the refusal is logged.
+    let resp = client
+        .post(format!("{url}/api/v1/changes"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "title": "Rotate the edge certificates",
+            "type": format!("normal\n{forged} \u{1b}[31mred\u{1b}[0m"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let problem: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("forged"),
+        "{problem}"
+    );
+    assert!(server.terminate().success());
+    let mut log = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("forged") && l.contains("WARN")),
+        "the refusal is logged, on its own line: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.trim_start().starts_with(forged)),
+        "a forged line: {log}"
+    );
+    assert!(!log.contains('\u{1b}'), "an escape sequence: {log:?}");
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]

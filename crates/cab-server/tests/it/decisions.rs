@@ -574,7 +574,7 @@ async fn emergency_changes_need_cab_and_security_and_a_retrospective(pool: PgPoo
     let erin = app.api_login("erin", &[Role::Engineer]).await;
     let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
     let carol = app.api_login("carol", &[Role::CabMember]).await;
-    let id = app.submitted_change(&erin, 4, 4, "emergency").await;
+    let id = app.submitted_change(&erin, 2, 2, "emergency").await;
     // In either order: first the CAB approval...
     assert_eq!(
         app.vote(&carol, &id, "approve", "").await.json()["state"],
@@ -586,7 +586,7 @@ async fn emergency_changes_need_cab_and_security_and_a_retrospective(pool: PgPoo
     );
     // ...then security approves it.
     assert_eq!(
-        app.assess(&sam, &id, assessment("accept", "critical"))
+        app.assess(&sam, &id, assessment("accept", "medium"))
             .await
             .json()["state"],
         "approved"
@@ -734,7 +734,8 @@ async fn when_the_policy_cannot_be_read_the_answer_is_no(pool: PgPool) {
     let erin = app.api_login("erin", &[Role::Engineer]).await;
     let carol = app.api_login("carol", &[Role::CabMember]).await;
     let id = app.submitted_change(&erin, 1, 1, "normal").await;
-    sqlx::query("INSERT INTO settings (key, value) VALUES ('quorum_policy', '\"garbled\"')")
+    // The policy the change was submitted under is unreadable.
+    sqlx::query("UPDATE changes SET quorum_policy = '\"garbled\"'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -743,9 +744,25 @@ async fn when_the_policy_cannot_be_read_the_answer_is_no(pool: PgPool) {
     assert_eq!(resp.problem_code(), "policy_unavailable");
     assert_eq!(app.decision_rows().await, (0, 0), "the vote was not kept");
     assert_eq!(app.change_row(&id).await.0, "submitted");
+    // The policy in force is unreadable: nothing is submitted under it.
+    sqlx::query("INSERT INTO settings (key, value) VALUES ('quorum_policy', '\"garbled\"')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let draft = app.file_change(&erin, complete_change("Another")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app.change_action(&erin, &draft, "submit", None).await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
+    assert_eq!(resp.problem_code(), "policy_unavailable");
+    assert_eq!(app.change_row(&draft).await.0, "draft");
     assert_eq!(
         app.denials().await,
-        vec![("change.vote".to_owned(), "policy_unavailable".to_owned())]
+        vec![
+            ("change.vote".to_owned(), "policy_unavailable".to_owned()),
+            ("change.submit".to_owned(), "policy_unavailable".to_owned())
+        ]
     );
 }
 
@@ -800,6 +817,8 @@ fn template_body(name: &str, impact: i64) -> Value {
             "implementation_plan": "Run the renewal job.",
             "test_plan": "The TLS check passes.",
             "rollback_plan": "Restore the previous certificate.",
+            "services": ["edge-proxy"],
+            "environments": ["STAGE", "PROD"],
             "risk": {"impact": impact, "likelihood": 1}
         }
     })

@@ -1,12 +1,15 @@
 //! Login throttling, per account and per client address.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use cab_domain::Role;
+use cab_domain::throttle;
 use serde_json::json;
 use sqlx::PgPool;
+use tokio::task::JoinSet;
 
 use crate::common::{TestApp, TestResponse};
 
@@ -62,14 +65,14 @@ async fn five_failures_lock_the_account_even_for_the_right_password(pool: PgPool
     assert_eq!(locked, 1);
 
     // When the lock has passed, the right password works and clears the count.
-    sqlx::query("UPDATE login_failures SET failed_at = failed_at - interval '2 minutes'")
+    sqlx::query("UPDATE signin_attempts SET started_at = started_at - interval '2 minutes'")
         .execute(&app.pool)
         .await
         .unwrap();
     let resp = attempt(&app, [10, 0, 0, 1], "erin", &password).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
     let left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM login_failures WHERE username = 'erin'")
+        sqlx::query_scalar("SELECT count(*) FROM signin_attempts WHERE username = 'erin'")
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -90,7 +93,7 @@ async fn the_lock_grows_with_each_failure_after_it(pool: PgPool) {
         .parse()
         .unwrap();
     // Let the first lock pass, fail once more: the next lock is longer.
-    sqlx::query("UPDATE login_failures SET failed_at = failed_at - interval '61 seconds'")
+    sqlx::query("UPDATE signin_attempts SET started_at = started_at - interval '61 seconds'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -134,8 +137,8 @@ async fn one_address_guessing_many_accounts_is_throttled(pool: PgPool) {
     let (_, password) = app.user("erin", &[Role::Engineer]).await;
     // Fifty failures spread over fifty accounts: no single account locks.
     sqlx::query(
-        "INSERT INTO login_failures (username, client_addr, failed_at)
-         SELECT 'user' || g, '10.9.9.9', now() FROM generate_series(1, 50) g",
+        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
+         SELECT 'user' || g, '10.9.9.9', now(), 'failed', false FROM generate_series(1, 50) g",
     )
     .execute(&app.pool)
     .await
@@ -149,4 +152,202 @@ async fn one_address_guessing_many_accounts_is_throttled(pool: PgPool) {
             .status,
         StatusCode::OK
     );
+}
+
+/// What a flood of sign-ins for one account got back.
+#[derive(Debug, Default)]
+struct Tally {
+    signed_in: usize,
+    wrong: usize,
+    throttled: usize,
+}
+
+impl Tally {
+    /// Answers that needed the password checked: each 401 and each success.
+    fn checked(&self) -> usize {
+        self.signed_in + self.wrong
+    }
+}
+
+/// Fires `n` token requests for `username` at once, each from its own
+/// address, all with wrong guesses except the first, which carries `password`.
+async fn flood(app: &Arc<TestApp>, username: &str, password: &str, n: usize) -> Tally {
+    let mut requests = JoinSet::new();
+    for i in 0..n {
+        let app = Arc::clone(app);
+        let username = username.to_owned();
+        let password = if i == 0 {
+            password.to_owned()
+        } else {
+            format!("wrong-password-guess-{i}")
+        };
+        let from = [10, 1, (i / 250) as u8, (i % 250) as u8 + 1];
+        requests.spawn(async move { attempt(&app, from, &username, &password).await });
+    }
+    let mut tally = Tally::default();
+    while let Some(resp) = requests.join_next().await {
+        let resp = resp.unwrap();
+        match resp.status {
+            StatusCode::OK => tally.signed_in += 1,
+            StatusCode::UNAUTHORIZED => tally.wrong += 1,
+            StatusCode::TOO_MANY_REQUESTS => tally.throttled += 1,
+            other => panic!("unexpected {other}: {}", resp.body),
+        }
+    }
+    tally
+}
+
+async fn parallel_guesses_are_held_to_the_budget(pool: PgPool, n: usize) {
+    let app = Arc::new(TestApp::new(pool).await);
+    let (_, password) = app.user("erin", &[Role::Engineer]).await;
+    let tally = flood(&app, "erin", &password, n).await;
+    println!("{n} concurrent sign-ins: {tally:?}");
+    assert!(
+        tally.checked() <= throttle::ACCOUNT_FAILURES,
+        "{} of {n} passwords checked: {tally:?}",
+        tally.checked()
+    );
+    assert_eq!(tally.checked() + tally.throttled, n);
+    // The audit trail agrees on how many passwords were checked.
+    let checks = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "auth.login_succeeded" || a == "auth.login_failed")
+        .count();
+    assert_eq!(checks, tally.checked());
+    // The right password in the flood did not lift the lock for anyone:
+    // neither a further guess nor the right password gets checked now.
+    let resp = attempt(&app, [10, 2, 0, 1], "erin", "another-wrong-guess").await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS, "{}", resp.body);
+    let resp = attempt(&app, [10, 2, 0, 2], "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS, "{}", resp.body);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn forty_parallel_sign_ins_check_at_most_five_passwords(pool: PgPool) {
+    parallel_guesses_are_held_to_the_budget(pool, 40).await;
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_hundred_parallel_sign_ins_check_at_most_five_passwords(pool: PgPool) {
+    parallel_guesses_are_held_to_the_budget(pool, 100).await;
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn parallel_guesses_through_the_login_form_are_held_to_the_budget(pool: PgPool) {
+    let app = Arc::new(TestApp::new(pool).await);
+    let (_, password) = app.user("erin", &[Role::Engineer]).await;
+    let form = app.get_page("/login", None).await;
+    let cookie = format!("cab_login={}", form.cookie("cab_login").unwrap());
+    let csrf = crate::common::csrf_in(&form.body);
+    let mut requests = JoinSet::new();
+    for i in 0..30 {
+        let (app, cookie, csrf) = (Arc::clone(&app), cookie.clone(), csrf.clone());
+        let password = if i == 0 {
+            password.clone()
+        } else {
+            format!("wrong-password-guess-{i}")
+        };
+        requests.spawn(async move {
+            let pairs = [
+                ("_csrf", csrf.as_str()),
+                ("username", "erin"),
+                ("password", password.as_str()),
+            ];
+            app.post_form("/login", Some(&cookie), &pairs).await
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(resp) = requests.join_next().await {
+        let resp = resp.unwrap();
+        match resp.status {
+            StatusCode::SEE_OTHER => tally.signed_in += 1,
+            StatusCode::UNAUTHORIZED => tally.wrong += 1,
+            StatusCode::TOO_MANY_REQUESTS => tally.throttled += 1,
+            other => panic!("unexpected {other}: {}", resp.body),
+        }
+    }
+    println!("30 concurrent form sign-ins: {tally:?}");
+    assert!(tally.checked() <= throttle::ACCOUNT_FAILURES, "{tally:?}");
+    let resp = attempt(&app, [10, 2, 0, 1], "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS, "{}", resp.body);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn parallel_guesses_at_many_accounts_from_one_address_are_held_to_its_budget(pool: PgPool) {
+    let app = Arc::new(TestApp::new(pool).await);
+    let n = throttle::ADDRESS_FAILURES + 20;
+    let mut requests = JoinSet::new();
+    for i in 0..n {
+        let app = Arc::clone(&app);
+        requests.spawn(async move {
+            attempt(
+                &app,
+                [10, 3, 3, 3],
+                &format!("user{i}"),
+                "wrong-password-guess",
+            )
+            .await
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(resp) = requests.join_next().await {
+        match resp.unwrap().status {
+            StatusCode::UNAUTHORIZED => tally.wrong += 1,
+            StatusCode::TOO_MANY_REQUESTS => tally.throttled += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    println!("{n} concurrent sign-ins from one address: {tally:?}");
+    assert!(tally.checked() <= throttle::ADDRESS_FAILURES, "{tally:?}");
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_success_amid_guesses_in_flight_forgives_none_of_them(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, password) = app.user("erin", &[Role::Engineer]).await;
+    // Someone has one failed guess on record and three still being checked.
+    sqlx::query(
+        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
+         SELECT 'erin', '10.6.6.6', now(), o, false
+           FROM unnest(ARRAY['failed', 'pending', 'pending', 'pending']) o",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // Erin signs in meanwhile.
+    let resp = attempt(&app, [10, 0, 0, 1], "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    // Her success did not clear the guesses, and took the last place itself:
+    // the guesses still out cannot be followed by another.
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM signin_attempts WHERE username = 'erin' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        ["failed", "pending", "pending", "pending", "succeeded"]
+    );
+    let resp = attempt(&app, [10, 6, 6, 7], "erin", "wrong-password-guess").await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS, "{}", resp.body);
+
+    // Alone, after her own typos have settled, a success forgives them.
+    sqlx::query("DELETE FROM signin_attempts")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let resp = attempt(&app, [10, 0, 0, 1], "erin", "typo-password-guess").await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    }
+    let resp = attempt(&app, [10, 0, 0, 1], "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM signin_attempts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
 }

@@ -476,6 +476,8 @@ async fn a_refusal_leads_back_to_what_was_acted_on(pool: PgPool) {
                     "implementation_plan": "Run the renewal job.",
                     "test_plan": "The TLS check passes.",
                     "rollback_plan": "Restore the previous certificate.",
+                    "services": ["edge-proxy"],
+                    "environments": ["STAGE"],
                     "risk": {"impact": 1, "likelihood": 1}
                 }
             })),
