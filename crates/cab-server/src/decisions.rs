@@ -101,32 +101,22 @@ pub async fn facts(
         .find(|a| a.revision == change.revision && a.superseded_at.is_none())
         .cloned();
     // Who counts is decided now, at the moment of decision, not when they voted.
-    let mut people: Vec<Uuid> = votes.iter().map(|v| v.voter_id).collect();
-    people.extend(current_assessment.iter().map(|a| a.assessor_id));
-    people.sort();
-    people.dedup();
-    let now = cab_db::decisions::standing_of(conn, &people).await?;
-    let standing_now = |who: Uuid, role: Role| {
-        now.iter()
-            .find(|(id, _, _)| *id == who)
-            .map_or(Standing::Disabled, |(_, active, roles)| {
-                // Unreadable roles grant nothing.
-                RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
-                    approval::standing(*active, &roles, role)
-                })
-            })
-    };
     let assessor = current_assessment.as_ref().map(|a| a.assessor_id);
-    let voter_standing: Vec<(Uuid, Standing)> = people
-        .iter()
-        .filter(|p| votes.iter().any(|v| v.voter_id == **p))
-        .map(|p| {
-            let s = if Some(*p) == assessor {
-                Standing::Assessor
-            } else {
-                standing_now(*p, Role::CabMember)
-            };
-            (*p, s)
+    let mut voters: Vec<Uuid> = votes.iter().map(|v| v.voter_id).collect();
+    voters.sort();
+    voters.dedup();
+    let voter_standing: Vec<(Uuid, Standing)> = standing_now(conn, &voters, Role::CabMember)
+        .await?
+        .into_iter()
+        .map(|(p, s)| {
+            (
+                p,
+                if Some(p) == assessor {
+                    Standing::Assessor
+                } else {
+                    s
+                },
+            )
         })
         .collect();
     let standing_of_voter = |voter: Uuid| {
@@ -150,7 +140,13 @@ pub async fn facts(
         .as_ref()
         .and_then(|a| RiskLevel::parse(&a.assessed_level))
         .unwrap_or(change.risk_level);
-    let assessment_standing = assessor.map(|a| standing_now(a, Role::SecurityReviewer));
+    let assessment_standing = match assessor {
+        Some(a) => standing_now(conn, &[a], Role::SecurityReviewer)
+            .await?
+            .first()
+            .map(|(_, s)| *s),
+        None => None,
+    };
     let assessment_decision = current_assessment
         .as_ref()
         .filter(|_| assessment_standing.is_some_and(Standing::counts))
@@ -174,6 +170,31 @@ pub async fn facts(
         voter_standing,
         assessment_standing,
     })
+}
+
+/// Whether each of `people` counts now for a decision that needs `role`:
+/// active and holding it. Someone not found counts as disabled, and
+/// unreadable roles grant nothing.
+pub async fn standing_now(
+    conn: &mut PgConnection,
+    people: &[Uuid],
+    role: Role,
+) -> Result<Vec<(Uuid, Standing)>, AppError> {
+    let now = cab_db::decisions::standing_of(conn, people).await?;
+    Ok(people
+        .iter()
+        .map(|p| {
+            let s = now.iter().find(|(id, _, _)| id == p).map_or(
+                Standing::Disabled,
+                |(_, active, roles)| {
+                    RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
+                        approval::standing(*active, &roles, role)
+                    })
+                },
+            );
+            (*p, s)
+        })
+        .collect())
 }
 
 /// Records a refused attempt on a change and returns the error to answer with.

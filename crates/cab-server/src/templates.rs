@@ -3,11 +3,11 @@
 //! wanted. Changes made from an approved template are approved on submission.
 
 use cab_db::templates::{NewTemplateVote, TemplateRow, TemplateVoteRow};
+use cab_domain::Role;
 use cab_domain::approval::{self, Ballot, Decision, Standing, VoteChoice};
 use cab_domain::change::{ChangeContent, ChangeType};
 use cab_domain::risk::{RiskLevel, assess};
 use cab_domain::template::{self, TemplateAction, TemplateState};
-use cab_domain::{Role, RoleSet};
 use chrono::Utc;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -211,16 +211,12 @@ async fn cast_vote(
     .await?;
     // Only members who are active and still CAB members when it is decided count.
     let voters: Vec<Uuid> = current.votes.iter().map(|v| v.voter_id).collect();
-    let now_standing = cab_db::decisions::standing_of(&mut tx, &voters).await?;
+    let now_standing = crate::decisions::standing_now(&mut tx, &voters, Role::CabMember).await?;
     let standing = |voter: Uuid| {
-        now_standing.iter().find(|(id, _, _)| *id == voter).map_or(
-            Standing::Disabled,
-            |(_, active, roles)| {
-                RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
-                    approval::standing(*active, &roles, Role::CabMember)
-                })
-            },
-        )
+        now_standing
+            .iter()
+            .find(|(id, _)| *id == voter)
+            .map_or(Standing::Disabled, |(_, s)| *s)
     };
     let mut ballots: Vec<Ballot> = current
         .votes
