@@ -193,6 +193,9 @@ pub async fn decide(
 }
 
 /// Back to review (or to the authors), with the reason shown on the page.
+/// Sends a decided change back to review. A retrospective review already
+/// due stays due: an emergency change that was approved (and may have been
+/// carried out) keeps its review, whatever happens to it next.
 pub async fn reopen(
     conn: &mut PgConnection,
     change_id: Uuid,
@@ -202,7 +205,7 @@ pub async fn reopen(
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE changes SET state = $2, review_note = $3, decided_at = NULL, approved_revision = NULL,
-                            retrospective_due_at = NULL, updated_at = $4
+                            updated_at = $4
          WHERE id = $1",
         change_id,
         state,

@@ -199,3 +199,15 @@ pub async fn keep_success(conn: &mut PgConnection, attempt: AttemptId) -> sqlx::
     .await?;
     Ok(())
 }
+
+/// Removes an attempt whose password was never checked (the server could
+/// not get to it): it is not a guess, so it does not count.
+pub async fn withdraw(conn: &mut PgConnection, attempt: AttemptId) -> sqlx::Result<()> {
+    sqlx::query!(
+        "DELETE FROM signin_attempts WHERE id = $1 AND outcome = 'pending'",
+        attempt.0
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

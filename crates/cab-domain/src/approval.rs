@@ -222,6 +222,25 @@ impl QuorumPolicy {
         }
     }
 
+    /// The stricter of two policies, level by level: the larger number of
+    /// approvals, and an assessment if either asks for one. A change that
+    /// goes back to review after approval is decided under this, so that
+    /// neither the policy it was first submitted under nor today's can be
+    /// the weaker one it gets.
+    pub fn stricter(&self, other: &QuorumPolicy) -> QuorumPolicy {
+        let max = |a: LevelRule, b: LevelRule| LevelRule {
+            approvals: a.approvals.max(b.approvals),
+            assessment: a.assessment || b.assessment,
+        };
+        QuorumPolicy {
+            low: max(self.low, other.low),
+            medium: max(self.medium, other.medium),
+            high: max(self.high, other.high),
+            critical: max(self.critical, other.critical),
+            emergency: max(self.emergency, other.emergency),
+        }
+    }
+
     /// Approvals between 1 and 10, and never fewer for a higher level.
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -821,6 +840,24 @@ mod tests {
             roles: roles.iter().copied().collect::<RoleSet>(),
             is_service,
         }
+    }
+
+    #[test]
+    fn the_stricter_policy_takes_the_larger_quorum_level_by_level() {
+        let mut lax = QuorumPolicy::default();
+        lax.medium.approvals = 1;
+        lax.high.assessment = false;
+        let mut strict = QuorumPolicy::default();
+        strict.low.approvals = 2;
+        let both = lax.stricter(&strict);
+        assert_eq!(both.low.approvals, 2);
+        assert_eq!(both.medium.approvals, 2);
+        assert!(both.high.assessment);
+        assert_eq!(both, strict.stricter(&lax));
+        assert_eq!(
+            QuorumPolicy::default().stricter(&QuorumPolicy::default()),
+            QuorumPolicy::default()
+        );
     }
 
     #[test]

@@ -556,6 +556,16 @@ pub async fn edit_with(
             if approved { "approval" } else { "submission" },
         );
         cab_db::decisions::reopen(&mut tx, id, ChangeState::Submitted.as_str(), &note, now).await?;
+        if approved {
+            // Back in review after approval is a new submission in effect: it
+            // is decided under the stricter of the policy it was submitted
+            // under and today's.
+            let fixed = crate::decisions::fixed_policy(&mut tx, id).await?;
+            let today = crate::decisions::policy(&mut tx).await?;
+            let policy = serde_json::to_value(fixed.stricter(&today))
+                .map_err(|e| AppError::Internal(e.into()))?;
+            cab_db::changes::fix_quorum_policy(&mut tx, id, &policy).await?;
+        }
     }
     audit_log::record(
         &mut tx,

@@ -35,6 +35,19 @@ pub async fn policy(conn: &mut PgConnection) -> Result<QuorumPolicy, AppError> {
     }
 }
 
+/// The policy a change is decided under: fixed when it was submitted (a
+/// draft, or a change from before policies were fixed, reads today's).
+pub async fn fixed_policy(conn: &mut PgConnection, id: Uuid) -> Result<QuorumPolicy, AppError> {
+    match cab_db::changes::quorum_policy(conn, id).await? {
+        Some(v) => serde_json::from_value(v).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!(
+                "the change's quorum policy is unreadable: {e}"
+            ))
+        }),
+        None => policy(conn).await,
+    }
+}
+
 /// Everything a decision rests on, for the change's current revision.
 #[derive(Debug, Clone)]
 pub struct DecisionFacts {
@@ -69,7 +82,7 @@ impl DecisionFacts {
         self.voter_standing
             .iter()
             .find(|(v, _)| *v == voter)
-            .map_or(Standing::Counts, |(_, s)| *s)
+            .map_or(Standing::Disabled, |(_, s)| *s)
     }
 
     pub fn my_vote(&self, user: Uuid, revision: i32) -> Option<&VoteRow> {
@@ -83,15 +96,7 @@ pub async fn facts(
     conn: &mut PgConnection,
     change: &ChangeView,
 ) -> Result<DecisionFacts, AppError> {
-    // Fixed when the change was submitted; a draft reads today's policy.
-    let policy = match cab_db::changes::quorum_policy(conn, change.id).await? {
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!(
-                "the change's quorum policy is unreadable: {e}"
-            ))
-        })?,
-        None => policy(conn).await?,
-    };
+    let policy = fixed_policy(conn, change.id).await?;
     let assessments = cab_db::decisions::assessments(conn, change.id).await?;
     let votes = cab_db::decisions::votes(conn, change.id).await?;
     let decision = cab_db::decisions::decision(conn, change.id).await?;
@@ -136,10 +141,6 @@ pub async fn facts(
             })
         })
         .collect();
-    let level = current_assessment
-        .as_ref()
-        .and_then(|a| RiskLevel::parse(&a.assessed_level))
-        .unwrap_or(change.risk_level);
     let assessment_standing = match assessor {
         Some(a) => standing_now(conn, &[a], Role::SecurityReviewer)
             .await?
@@ -147,6 +148,13 @@ pub async fn facts(
             .map(|(_, s)| *s),
         None => None,
     };
+    // An assessment that no longer counts does not set the level either: a
+    // risk lowered by someone since disabled is the engineer's again.
+    let level = current_assessment
+        .as_ref()
+        .filter(|_| assessment_standing.is_some_and(Standing::counts))
+        .and_then(|a| RiskLevel::parse(&a.assessed_level))
+        .unwrap_or(change.risk_level);
     let assessment_decision = current_assessment
         .as_ref()
         .filter(|_| assessment_standing.is_some_and(Standing::counts))

@@ -99,8 +99,42 @@ async fn check_and_settle(
         .as_ref()
         .filter(|u| u.is_active() && !u.is_service)
         .and_then(|u| u.password_hash.clone());
-    let verified = state.passwords.verify(hash, password).await?;
+    let verified = match state.passwords.verify(hash, password).await {
+        Ok(v) => v,
+        Err(e) => {
+            // No password was checked (no hashing slot came free): the
+            // attempt is withdrawn rather than left counting as a guess.
+            if let Ok(mut conn) = state.pool.acquire().await
+                && let Err(w) = signin_attempts::withdraw(&mut conn, attempt).await
+            {
+                tracing::warn!(error = %w, "could not withdraw an unchecked sign-in attempt");
+            }
+            return Err(e.into());
+        }
+    };
+    let settled = settle(&state, &username, attempt, user, verified, &origin, kind).await;
+    if settled.is_err() {
+        // The password was checked but the outcome could not be written:
+        // the attempt counts as a failure rather than staying pending.
+        if let Ok(mut conn) = state.pool.acquire().await
+            && let Err(w) = signin_attempts::fail(&mut conn, attempt, Utc::now()).await
+        {
+            tracing::warn!(error = %w, "could not settle a sign-in attempt");
+        }
+    }
+    settled
+}
 
+/// Writes the outcome of a checked attempt: a session, or a counted failure.
+async fn settle(
+    state: &AppState,
+    username: &str,
+    attempt: AttemptId,
+    user: Option<UserRow>,
+    verified: bool,
+    origin: &Origin,
+    kind: SessionKind,
+) -> Result<SignedIn, AppError> {
     let now = Utc::now();
     let mut tx = state.pool.begin().await?;
     signin_attempts::lock_account(&mut tx, &username).await?;

@@ -113,6 +113,8 @@ pub async fn migrate(
         .await
         .with_context(|| format!("creating the owner role {owner}"))?;
     }
+    // Refused before anything is done to it (a password set, LOGIN granted).
+    refuse_powerful_serving_role(&mut conn, &app, owner).await?;
     retrying(&mut conn, async |c| {
         ensure_role(c, &app, true, serving_password).await
     })
@@ -262,13 +264,17 @@ async fn refuse_powerful_serving_role(
     app: &str,
     owner: &str,
 ) -> anyhow::Result<()> {
-    let (superuser, createrole, member): (bool, bool, bool) = sqlx::query_as(
+    let found: Option<(bool, bool, bool)> = sqlx::query_as(
         "SELECT rolsuper, rolcreaterole, pg_has_role($1, $2, 'MEMBER') FROM pg_roles WHERE rolname = $1",
     )
     .bind(app)
     .bind(owner)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    // Not there yet: it is created without those powers.
+    let Some((superuser, createrole, member)) = found else {
+        return Ok(());
+    };
     let why = if superuser {
         "is a superuser"
     } else if member {
@@ -392,6 +398,10 @@ async fn grant(
     let mut statements = vec![
         format!("GRANT CONNECT ON DATABASE {} TO {app}", quoted(database)),
         format!("GRANT USAGE ON SCHEMA public TO {app}"),
+        // Nobody but the owner creates objects in the schema (PostgreSQL
+        // before 15 lets everyone): the serving role cannot plant a function
+        // that the next migration would hand to the owner.
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_owned(),
     ];
     for table in &tables {
         let narrow = NARROW_GRANTS.iter().find(|(t, _)| t == table);

@@ -522,3 +522,33 @@ async fn an_authors_emergency_never_brings_a_critical_change_to_one_approver(poo
         "approved"
     );
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_risk_lowered_by_someone_since_disabled_is_the_engineers_again(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let adam = app.api_login("adam", &[Role::Admin]).await;
+    let id = app.submitted_change(&erin, 4, 4, "normal").await;
+    let mut lowered = assessment("accept", "low");
+    lowered["lowering_justification"] = json!("Only a config flag.");
+    assert_eq!(app.assess(&sam, &id, lowered).await.status, StatusCode::OK);
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/users/{}/disable", sam.user.id),
+            Some(&adam.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let resp = app.vote(&carol, &id, "approve", "").await;
+    assert_eq!(resp.json()["state"], "in_cab_review", "{}", resp.body);
+    let trail = app.approvals(&carol, &id).await;
+    assert_eq!(trail["risk_level"], "critical", "{trail}");
+    assert_eq!(
+        trail["still_needed"],
+        json!(["2 more CAB approvals", "an accepting security assessment"])
+    );
+}
