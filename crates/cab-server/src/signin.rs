@@ -137,15 +137,15 @@ async fn settle(
 ) -> Result<SignedIn, AppError> {
     let now = Utc::now();
     let mut tx = state.pool.begin().await?;
-    signin_attempts::lock_account(&mut tx, &username).await?;
+    signin_attempts::lock_account(&mut tx, username).await?;
     match user {
         Some(user) if verified => {
             let overlapped =
-                signin_attempts::overlapped(&mut tx, &username, attempt, now - throttle::WINDOW)
+                signin_attempts::overlapped(&mut tx, username, attempt, now - throttle::WINDOW)
                     .await?;
             match throttle::settle_success(overlapped) {
                 SuccessSettlement::Forgives => {
-                    signin_attempts::forgive(&mut tx, &username, attempt).await?;
+                    signin_attempts::forgive(&mut tx, username, attempt).await?;
                 }
                 SuccessSettlement::Counts => {
                     signin_attempts::keep_success(&mut tx, attempt).await?;
@@ -161,7 +161,7 @@ async fn settle(
             audit_log::record(
                 &mut tx,
                 Some(actor_of(&user)),
-                &origin,
+                origin,
                 "auth.login_succeeded",
                 Entity::new("user", user.id),
                 json!({ "username": user.username, "session": session, "via": kind.db() }),
@@ -178,9 +178,9 @@ async fn settle(
             })
         }
         user => {
-            let before = signin_attempts::settled_for_account(&mut tx, &username, now).await?;
+            let before = signin_attempts::settled_for_account(&mut tx, username, now).await?;
             signin_attempts::fail(&mut tx, attempt, now).await?;
-            let after = signin_attempts::settled_for_account(&mut tx, &username, now).await?;
+            let after = signin_attempts::settled_for_account(&mut tx, username, now).await?;
             let entity = || Entity {
                 kind: "user",
                 id: user.as_ref().map(|u| u.id.to_string()),
@@ -188,7 +188,7 @@ async fn settle(
             audit_log::record(
                 &mut tx,
                 None,
-                &origin,
+                origin,
                 "auth.login_failed",
                 entity(),
                 json!({ "username": username, "via": kind.db() }),
@@ -201,7 +201,7 @@ async fn settle(
                 audit_log::record(
                     &mut tx,
                     None,
-                    &origin,
+                    origin,
                     "auth.login_locked",
                     entity(),
                     json!({ "username": username, "failures": after.len(), "retry_after_seconds": secs }),
