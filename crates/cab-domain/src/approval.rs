@@ -843,6 +843,24 @@ mod tests {
     }
 
     #[test]
+    fn only_accepting_assessments_accept() {
+        assert!(AssessmentDecision::Accept.accepts());
+        assert!(AssessmentDecision::AcceptWithConditions.accepts());
+        assert!(!AssessmentDecision::Reject.accepts());
+    }
+
+    #[test]
+    fn every_field_but_the_editorial_ones_is_material() {
+        for field in MATERIAL_FIELDS {
+            assert!(is_material(field), "{field}");
+        }
+        for editorial in ["title", "description", "justification", "priority"] {
+            assert!(!is_material(editorial), "{editorial}");
+        }
+        assert!(is_material("artifact_digest") && is_material("implementation_plan"));
+    }
+
+    #[test]
     fn the_stricter_policy_takes_the_larger_quorum_level_by_level() {
         let mut lax = QuorumPolicy::default();
         lax.medium.approvals = 1;

@@ -456,6 +456,50 @@ mod tests {
     }
 
     #[test]
+    fn the_time_is_part_of_the_hashed_bytes() {
+        let a = record(1);
+        let mut b = record(1);
+        b.occurred_at += chrono::Duration::microseconds(1);
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+        assert_eq!(format_time(a.occurred_at), "2026-03-01T12:00:00.000000Z");
+        // An edited time is caught by the verifier.
+        let mut events = chain(3);
+        events[1].record.occurred_at += chrono::Duration::seconds(1);
+        assert_eq!(verify_chain(&events, None).unwrap_err().seq, 2);
+    }
+
+    #[test]
+    fn a_resealed_last_event_differs_from_the_recorded_head() {
+        let mut events = chain(3);
+        let recorded = head(&events);
+        // Someone rewrites the last event and seals it again: the chain is
+        // consistent in itself, but not with the head kept elsewhere.
+        let mut forged = record(3);
+        forged.actor_username = Some("mallory".into());
+        events[2] = seal(forged, &events[1].hash);
+        assert_eq!(verify_chain(&events, None), Ok(3));
+        let broken = verify_chain(&events, Some(&recorded)).unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert!(broken.reason.contains("recorded head"), "{}", broken.reason);
+    }
+
+    #[test]
+    fn the_verifier_knows_where_it_stopped() {
+        let events = chain(4);
+        let mut v = ChainVerifier::new();
+        assert_eq!(v.last_seq(), 0);
+        for (i, e) in events.iter().enumerate() {
+            v.check(e).unwrap();
+            assert_eq!(v.last_seq(), i as i64 + 1);
+        }
+        // A head further on than the chain: the tail was cut off.
+        let mut ahead = head(&events);
+        ahead.seq = 6;
+        let broken = v.finish(Some(&ahead)).unwrap_err();
+        assert_eq!(broken.seq, 5);
+    }
+
+    #[test]
     fn an_intact_chain_verifies() {
         let events = chain(5);
         assert_eq!(verify_chain(&events, Some(&head(&events))), Ok(5));

@@ -709,6 +709,30 @@ mod tests {
                 "artifact_digest",
             ),
             (
+                Box::new(|c| c.artifact_digest = "sha256:zz".into()),
+                "artifact_digest",
+            ),
+            (
+                Box::new(|c| c.artifact_digest = format!("sha256:{}", "z".repeat(64))),
+                "artifact_digest",
+            ),
+            (
+                Box::new(|c| c.artifact_digest = format!("sha256:{}", "a".repeat(31))),
+                "artifact_digest",
+            ),
+            (
+                Box::new(|c| c.artifact_digest = format!("sha256:{}", "a".repeat(129))),
+                "artifact_digest",
+            ),
+            (
+                Box::new(|c| c.artifact_digest = format!(":{}", "a".repeat(64))),
+                "artifact_digest",
+            ),
+            (
+                Box::new(|c| c.artifact_digest = format!("sha-256:{}", "a".repeat(64))),
+                "artifact_digest",
+            ),
+            (
                 Box::new(|c| c.services = vec!["Bad Service".into()]),
                 "services",
             ),
