@@ -843,6 +843,72 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_quorum_names_the_level() {
+        for (level, field) in [
+            ("low", "low"),
+            ("medium", "medium"),
+            ("high", "high"),
+            ("critical", "critical"),
+            ("emergency", "emergency"),
+        ] {
+            let mut p = QuorumPolicy::default();
+            let rule = match level {
+                "low" => &mut p.low,
+                "medium" => &mut p.medium,
+                "high" => &mut p.high,
+                "critical" => &mut p.critical,
+                _ => &mut p.emergency,
+            };
+            rule.approvals = 11;
+            let fields: Vec<&str> = p.validate().iter().map(|e| e.field).collect();
+            assert_eq!(fields.first(), Some(&field), "{level}: {fields:?}");
+        }
+        let mut p = QuorumPolicy::default();
+        p.critical.approvals = 1;
+        let fields: Vec<&str> = p.validate().iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["critical"]);
+        p = QuorumPolicy::default();
+        p.medium.approvals = 3;
+        let fields: Vec<&str> = p.validate().iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["high"]);
+    }
+
+    #[test]
+    fn assessment_text_is_checked_field_by_field_and_to_the_character() {
+        let mut a = AssessmentContent {
+            data_classification: DataClassification::Internal,
+            security_implications: "None.".into(),
+            sast: TestRequirement::default(),
+            dast: TestRequirement::default(),
+            pentest: TestRequirement::default(),
+            residual_risk: "Low.".into(),
+            assessed_level: RiskLevel::Low,
+            lowering_justification: String::new(),
+            decision: AssessmentDecision::Accept,
+            conditions: Vec::new(),
+        };
+        assert!(a.validate(RiskLevel::Low).is_empty());
+        a.residual_risk = "r".repeat(20_000);
+        assert!(
+            a.validate(RiskLevel::Low).is_empty(),
+            "20000 characters fit"
+        );
+        a.residual_risk.push('r');
+        assert_eq!(
+            a.validate(RiskLevel::Low)
+                .iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>(),
+            vec!["security_implications"]
+        );
+        a.residual_risk = "Low.".into();
+        a.sast.evidence = "a\u{0}b".into();
+        a.dast.justification = "c\u{1}d".into();
+        let fields: Vec<&str> = a.character_errors().iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["sast", "dast"], "each field in error is named");
+    }
+
+    #[test]
     fn only_accepting_assessments_accept() {
         assert!(AssessmentDecision::Accept.accepts());
         assert!(AssessmentDecision::AcceptWithConditions.accepts());

@@ -456,6 +456,15 @@ mod tests {
     }
 
     #[test]
+    fn a_break_says_which_event_and_why() {
+        let b = ChainBreak {
+            seq: 4,
+            reason: "edited".into(),
+        };
+        assert_eq!(b.to_string(), "audit event 4 breaks the chain: edited");
+    }
+
+    #[test]
     fn the_time_is_part_of_the_hashed_bytes() {
         let a = record(1);
         let mut b = record(1);

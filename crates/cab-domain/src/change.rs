@@ -663,6 +663,82 @@ mod tests {
     }
 
     #[test]
+    fn every_limit_is_exact() {
+        for (field, max) in LIMITS {
+            let set = |c: &mut ChangeContent, v: String| match field {
+                "title" => c.title = v,
+                "description" => c.description = v,
+                "justification" => c.justification = v,
+                "implementation_plan" => c.implementation_plan = v,
+                "test_plan" => c.test_plan = v,
+                _ => c.rollback_plan = v,
+            };
+            let mut c = complete();
+            set(&mut c, "x".repeat(max));
+            assert!(c.validate().is_empty(), "{field} at {max}");
+            set(&mut c, "x".repeat(max + 1));
+            assert_eq!(fields(&c.validate()), vec![field], "{field} over {max}");
+        }
+        let mut c = complete();
+        c.services = (0..20).map(|i| format!("svc-{i}")).collect();
+        c.test_evidence = (0..20)
+            .map(|i| format!("https://ci.example.com/{i}"))
+            .collect();
+        c.contributors = (0..20).map(|i| format!("person{i}")).collect();
+        assert!(c.validate().is_empty());
+        c.services.push("svc-20".into());
+        c.test_evidence.push("https://ci.example.com/20".into());
+        c.contributors.push("person20".into());
+        assert_eq!(
+            fields(&c.validate()),
+            vec!["services", "test_evidence", "contributors"]
+        );
+    }
+
+    #[test]
+    fn service_names_and_links_have_exact_shapes() {
+        assert_eq!(normalize_service(" Edge-Proxy "), Some("edge-proxy".into()));
+        assert_eq!(normalize_service(&"a".repeat(64)), Some("a".repeat(64)));
+        assert_eq!(normalize_service(&"a".repeat(65)), None);
+        assert_eq!(normalize_service("edge proxy"), None);
+        assert_eq!(normalize_service(""), None);
+        assert!(is_link("http://a.bc"));
+        assert!(!is_link("http://a.b"), "ten characters are too short");
+        assert!(!is_link("https://example.com/a b"));
+        assert!(!is_link(&format!("https://{}", "a".repeat(1993))));
+        assert!(is_link(&format!("https://{}", "a".repeat(1992))));
+    }
+
+    #[test]
+    fn a_missing_field_is_named_whatever_else_is_wrong() {
+        let mut c = complete();
+        c.description.clear();
+        c.commit_sha = "xyz".into();
+        let found = c.validate_for_submission();
+        let errors = fields(&found);
+        assert!(errors.contains(&"description"), "{errors:?}");
+        assert!(errors.contains(&"commit_sha"), "{errors:?}");
+        let mut c = complete();
+        c.rollback_plan = "x".repeat(20_001);
+        assert_eq!(
+            fields(&c.validate_for_submission()),
+            vec!["rollback_plan"],
+            "too long, and named once"
+        );
+    }
+
+    #[test]
+    fn approved_and_rejected_are_the_decided_states() {
+        for s in ChangeState::ALL {
+            assert_eq!(
+                s.is_decided(),
+                matches!(s, ChangeState::Approved | ChangeState::Rejected),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_complete_change_can_be_submitted() {
         assert_eq!(complete().validate_for_submission(), vec![]);
     }

@@ -26,3 +26,14 @@ impl fmt::Display for Denial {
 }
 
 impl std::error::Error for Denial {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_reads_as_its_sentence_and_code() {
+        let d = Denial::new("self_approval", "You wrote it.");
+        assert_eq!(d.to_string(), "You wrote it. (self_approval)");
+    }
+}

@@ -77,6 +77,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_longest_display_name_is_exact() {
+        assert!(validate_display_name(&"n".repeat(MAX_DISPLAY_NAME_CHARS)).is_ok());
+        assert!(validate_display_name(&"n".repeat(MAX_DISPLAY_NAME_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn the_longest_password_is_exact() {
+        assert!(validate_new_password(&"p".repeat(MAX_PASSWORD_CHARS)).is_ok());
+        assert_eq!(
+            validate_new_password(&"p".repeat(MAX_PASSWORD_CHARS + 1)).map_err(|d| d.code),
+            Err("password_too_long")
+        );
+        assert!(validate_new_password(&"p".repeat(MIN_PASSWORD_CHARS)).is_ok());
+    }
+
+    #[test]
     fn password_length_is_counted_in_characters() {
         assert_eq!(
             validate_new_password("elevenchars").unwrap_err().code,

@@ -148,6 +148,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_escape_is_skipped_exactly() {
+        assert_eq!(safe_next(Some("/ab%41<cdefgh")), "/");
+        assert_eq!(safe_next(Some("/ab%41cdefgh")), "/ab%41cdefgh");
+    }
+
+    #[test]
     fn paths_on_this_site_are_kept() {
         for good in [
             "/",

@@ -180,6 +180,51 @@ mod tests {
     use super::*;
     use RiskLevel::*;
 
+    #[test]
+    fn levels_read_as_words_and_parse_back() {
+        for l in RiskLevel::ALL {
+            assert_eq!(RiskLevel::parse(l.as_str()), Some(l));
+            assert!(l.label().eq_ignore_ascii_case(l.as_str()));
+        }
+        assert_eq!(RiskLevel::parse("severe"), None);
+    }
+
+    #[test]
+    fn unanswered_scales_ask_to_be_chosen() {
+        let errors = answer_errors(&RiskAnswers::default());
+        assert_eq!(
+            errors,
+            vec![
+                (
+                    "impact",
+                    "Choose the impact, from 1 (negligible) to 4 (severe)."
+                ),
+                (
+                    "likelihood",
+                    "Choose the likelihood, from 1 (rare) to 4 (likely)."
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_floor_already_reached_is_a_reason_without_raising() {
+        let a = RiskAnswers {
+            impact: 4,
+            likelihood: 2,
+            ..RiskAnswers::default()
+        };
+        let r = assess(&a);
+        assert_eq!(r.level, RiskLevel::High);
+        assert_eq!(
+            r.reasons,
+            vec![
+                "impact 4 × likelihood 2 = 8: high".to_owned(),
+                "severe impact".to_owned()
+            ]
+        );
+    }
+
     fn answers(impact: i16, likelihood: i16, flags: &str) -> RiskAnswers {
         RiskAnswers {
             impact,

@@ -147,6 +147,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn role_sets_grow_and_read_as_names() {
+        let mut set = RoleSet::default();
+        assert!(set.is_empty());
+        assert_eq!(set.to_string(), "(no roles)");
+        set.insert(Role::CabMember);
+        set.insert(Role::Engineer);
+        assert!(!set.is_empty());
+        assert!(set.contains(Role::CabMember));
+        assert_eq!(set.to_string(), "engineer, cab_member");
+        assert_eq!(Role::SecurityReviewer.to_string(), "security_reviewer");
+    }
+
+    #[test]
+    fn every_role_has_its_own_label() {
+        let labels: Vec<&str> = Role::ALL.iter().map(|r| r.label()).collect();
+        assert!(
+            labels
+                .iter()
+                .all(|l| !l.is_empty() && l.chars().next().is_some_and(char::is_uppercase))
+        );
+        let mut unique = labels.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len());
+        assert_eq!(Role::CabMember.label(), "CAB member");
+    }
+
+    #[test]
     fn every_role_round_trips_through_its_name() {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));

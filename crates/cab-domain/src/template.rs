@@ -463,4 +463,94 @@ mod tests {
         assert!(errors.iter().any(|e| e.field == "services"));
         assert!(errors.iter().any(|e| e.field == "environments"));
     }
+
+    #[test]
+    fn template_states_read_as_words_and_parse_back() {
+        for (state, code, label) in [
+            (TemplateState::Proposed, "proposed", "Proposed"),
+            (TemplateState::Approved, "approved", "Approved"),
+            (TemplateState::Retired, "retired", "Retired"),
+        ] {
+            assert_eq!(state.as_str(), code);
+            assert_eq!(state.label(), label);
+            assert_eq!(TemplateState::parse(code), Some(state));
+        }
+        assert_eq!(TemplateState::parse("draft"), None);
+    }
+
+    #[test]
+    fn a_template_names_each_missing_plan_and_its_name_limits() {
+        for plan in ["implementation_plan", "test_plan", "rollback_plan"] {
+            let mut c = complete();
+            c.risk.impact = 1;
+            c.risk.likelihood = 1;
+            match plan {
+                "implementation_plan" => c.implementation_plan.clear(),
+                "test_plan" => c.test_plan.clear(),
+                _ => c.rollback_plan.clear(),
+            }
+            let fields: Vec<&str> = validate_template("Name", &c)
+                .iter()
+                .map(|e| e.field)
+                .collect();
+            assert!(fields.contains(&plan), "{plan}: {fields:?}");
+        }
+        let mut c = complete();
+        c.risk.impact = 1;
+        c.risk.likelihood = 1;
+        assert!(validate_template(&"n".repeat(200), &c).is_empty());
+        let too_long: Vec<&str> = validate_template(&"n".repeat(201), &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(too_long, vec!["name"]);
+        let blank: Vec<&str> = validate_template("  ", &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(blank, vec!["name"]);
+        // Higher answers are refused, once, on the impact field...
+        c.risk.impact = 3;
+        c.risk.likelihood = 3;
+        let high: Vec<&str> = validate_template("Name", &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(high, vec!["impact"]);
+        // ...unless an answer is already out of range (its own error says so).
+        c.risk.impact = 0;
+        let fields: Vec<&str> = validate_template("Name", &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["impact"]);
+        c.risk.impact = 3;
+        c.risk.likelihood = 0;
+        let fields: Vec<&str> = validate_template("Name", &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["likelihood"]);
+    }
+
+    #[test]
+    fn a_change_keeps_its_own_late_window_flag_or_the_templates() {
+        let mut template = complete();
+        template.risk.outside_usual_window = false;
+        let mut change = complete();
+        change.risk.outside_usual_window = true;
+        assert!(
+            apply_template(&template, change.clone())
+                .risk
+                .outside_usual_window
+        );
+        change.risk.outside_usual_window = false;
+        assert!(
+            !apply_template(&template, change.clone())
+                .risk
+                .outside_usual_window
+        );
+        template.risk.outside_usual_window = true;
+        assert!(apply_template(&template, change).risk.outside_usual_window);
+    }
 }

@@ -115,7 +115,7 @@ const C0_NAMES: [&str; 32] = [
 pub fn describe(c: char) -> String {
     let name = match c {
         '\u{7F}' => Some("DELETE"),
-        c if (c as u32) < 0x20 => C0_NAMES.get(c as usize).copied(),
+        c if c.is_ascii_control() => C0_NAMES.get(c as usize).copied(),
         c => disguising_name(c),
     };
     match name {

@@ -150,6 +150,46 @@ mod tests {
     }
 
     #[test]
+    fn locks_end_exactly_when_they_say() {
+        let failures: Vec<DateTime<Utc>> = (0..5).map(mins).collect();
+        let end = mins(4) + FIRST_LOCK;
+        assert!(matches!(
+            account_gate(&failures, end - Duration::milliseconds(1)),
+            LoginGate::Locked { .. }
+        ));
+        assert_eq!(account_gate(&failures, end), LoginGate::Open);
+        // An address: failures exactly a window old no longer count.
+        let now = mins(30);
+        let old: Vec<DateTime<Utc>> = vec![now - WINDOW; ADDRESS_FAILURES];
+        assert_eq!(address_gate(&old, now), LoginGate::Open);
+        let recent: Vec<DateTime<Utc>> =
+            vec![now - WINDOW + Duration::seconds(1); ADDRESS_FAILURES];
+        assert!(matches!(
+            address_gate(&recent, now),
+            LoginGate::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn a_failure_exactly_at_the_streaks_end_still_belongs_to_it() {
+        let mut failures: Vec<DateTime<Utc>> = (0..5).map(mins).collect();
+        // The lock (one minute after the fifth) plus the window: not past it.
+        let edge = mins(4) + FIRST_LOCK + WINDOW;
+        failures.push(edge);
+        assert!(matches!(
+            account_gate(&failures, edge + Duration::seconds(1)),
+            LoginGate::Locked { .. }
+        ));
+        // A moment later, a new streak begins.
+        failures.pop();
+        failures.push(edge + Duration::seconds(1));
+        assert_eq!(
+            account_gate(&failures, edge + Duration::seconds(2)),
+            LoginGate::Open
+        );
+    }
+
+    #[test]
     fn four_failures_do_not_lock() {
         let f = [mins(0), mins(1), mins(2), mins(3)];
         assert_eq!(account_gate(&f, mins(3)), LoginGate::Open);

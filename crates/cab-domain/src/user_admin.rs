@@ -246,6 +246,18 @@ pub fn check_cancel_grant(actor: &Actor, grant: &RoleGrant) -> Result<(), Denial
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_a_service_account_is_refused_the_admin_role() {
+        let admin: RoleSet = [Role::Admin].into_iter().collect();
+        let engineer: RoleSet = [Role::Engineer].into_iter().collect();
+        assert!(check_role_assignment(false, &admin).is_ok());
+        assert!(check_role_assignment(true, &engineer).is_ok());
+        assert_eq!(
+            check_role_assignment(true, &admin).map_err(|d| d.code),
+            Err("service_account_admin")
+        );
+    }
+
     fn roles(r: &[Role]) -> RoleSet {
         r.iter().copied().collect()
     }
