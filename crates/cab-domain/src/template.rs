@@ -531,6 +531,22 @@ mod tests {
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, vec!["likelihood"]);
+        c.risk.impact = 0;
+        c.risk.likelihood = 9;
+        let fields: Vec<&str> = validate_template("Name", &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["impact", "likelihood"]);
+        // Other errors do not hide a risk too high for a template.
+        c.risk.impact = 3;
+        c.risk.likelihood = 3;
+        c.services.clear();
+        let fields: Vec<&str> = validate_template("Name", &c)
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["services", "impact"]);
     }
 
     #[test]
