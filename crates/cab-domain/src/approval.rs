@@ -312,7 +312,17 @@ impl Standing {
         self == Standing::Counts
     }
 
-    /// Why it no longer counts, as the change's page says it.
+    /// The trail's status line for it, as the change's page shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Standing::Counts => "Counts",
+            Standing::Disabled => "Does not count: the account has been disabled",
+            Standing::RoleWithdrawn => "Does not count: no longer holds the role",
+            Standing::Assessor => "Does not count: the same person wrote the assessment",
+        }
+    }
+
+    /// Why it no longer counts, as the API says it.
     pub fn reason(self) -> Option<&'static str> {
         match self {
             Standing::Counts => None,
@@ -982,6 +992,11 @@ mod tests {
             Standing::Disabled
         );
         assert!(Standing::Counts.counts() && Standing::Counts.reason().is_none());
+        assert_eq!(Standing::Counts.label(), "Counts");
+        assert_eq!(
+            Standing::Disabled.label(),
+            "Does not count: the account has been disabled"
+        );
         for s in [
             Standing::Disabled,
             Standing::RoleWithdrawn,

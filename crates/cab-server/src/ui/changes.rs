@@ -657,18 +657,7 @@ impl TrailStatus {
             TrailStatus::Current => "Counts",
             TrailStatus::Superseded => "Replaced by a later one",
             TrailStatus::EarlierRevision => "On an earlier revision",
-            TrailStatus::DoesNotCount(s) => match s {
-                cab_domain::approval::Standing::Disabled => {
-                    "Does not count: the account has been disabled"
-                }
-                cab_domain::approval::Standing::RoleWithdrawn => {
-                    "Does not count: no longer holds the role"
-                }
-                cab_domain::approval::Standing::Assessor => {
-                    "Does not count: the same person wrote the assessment"
-                }
-                cab_domain::approval::Standing::Counts => "Counts",
-            },
+            TrailStatus::DoesNotCount(s) => s.label(),
         }
     }
 
