@@ -1,6 +1,6 @@
 """Drives a running CAB server through a Python client generated from its
-OpenAPI document, and nothing else: sign in, file a change, find it in the
-list by its query parameters, submit it.
+OpenAPI document, and nothing else: sign in, file a change (and retry it with
+its Idempotency-Key), find it in the list by its query parameters, submit it.
 
 Run by tests/openapi.sh. Reads CAB_URL, CAB_USERNAME and CAB_PASSWORD (an
 engineer's account) from the environment; exits non-zero on the first
@@ -104,8 +104,9 @@ def main():
         ),
         risk=RiskAnswersIo(impact=2, likelihood=2, customer_facing=True),
     )
+    key = str(uuid.uuid4())
     created = expect(
-        create_change.sync_detailed(client=client, body=body),
+        create_change.sync_detailed(client=client, body=body, idempotency_key=key),
         201,
         ChangeOut,
         "POST /api/v1/changes files a draft",
@@ -113,6 +114,16 @@ def main():
     if created.state != "draft" or created.title != title or created.author != username:
         fail(f"unexpected new change: {created!r}")
     print(f"  filed {created.key} ({created.id})")
+
+    retried = create_change.sync_detailed(client=client, body=body, idempotency_key=key)
+    again = expect(
+        retried,
+        201,
+        ChangeOut,
+        "POST /api/v1/changes retried with its Idempotency-Key",
+    )
+    if again.id != created.id or retried.headers.get("idempotent-replayed") != "true":
+        fail(f"the retry filed another change or was not marked replayed: {again!r}")
 
     found = expect(
         list_changes.sync_detailed(client=client, q=marker, state="draft"),

@@ -60,6 +60,18 @@ pub async fn list_for_user(
     .await
 }
 
+/// One token, by its id.
+pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ApiTokenRow>> {
+    sqlx::query_as!(
+        ApiTokenRow,
+        "SELECT id, user_id, name, token_prefix, created_at, created_by, last_used_at, revoked_at
+         FROM api_tokens WHERE id = $1",
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await
+}
+
 /// The active service account holding an unrevoked token with this hash,
 /// recording the use.
 pub async fn authenticate(

@@ -347,6 +347,19 @@ pub async fn comments(conn: &mut PgConnection, change_id: Uuid) -> sqlx::Result<
     .await
 }
 
+/// One comment, by its id.
+pub async fn comment(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<CommentRow>> {
+    sqlx::query_as!(
+        CommentRow,
+        r#"SELECT c.id, u.username AS author, c.body, c.created_at
+           FROM change_comments c JOIN users u ON u.id = c.author_id
+           WHERE c.id = $1"#,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await
+}
+
 /// How a list is ordered; each order has a keyset cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sort {

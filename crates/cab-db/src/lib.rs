@@ -10,6 +10,7 @@ pub mod changes;
 pub mod decisions;
 pub mod demo;
 pub mod health;
+pub mod idempotency;
 pub mod role_grants;
 pub mod sessions;
 pub mod signin_attempts;

@@ -2,9 +2,9 @@
 //! through to the password check, counted before the check is made (see
 //! `cab_domain::throttle`).
 //!
-//! Letting an attempt through is a read and an insert; [`lock`] makes them one
-//! step by serialising, until the transaction ends, every admission for the
-//! same account and from the same address.
+//! Letting an attempt through is a read and an insert; [`lock_account`] and
+//! [`lock_address`] make them one step by serialising, until the transaction
+//! ends, every admission for the same account and from the same address.
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
@@ -20,11 +20,11 @@ const ADDRESS_LOCK: i32 = 0x5349_4e02;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptId(i64);
 
-/// Takes the account's and the address's admission locks, in that order
-/// (always the same order, so two admissions never wait on each other in a
-/// circle). Held until the transaction ends.
-pub async fn lock(conn: &mut PgConnection, username: &str, client_addr: &str) -> sqlx::Result<()> {
-    lock_account(conn, username).await?;
+/// Takes the address's admission lock, after the account's (always in that
+/// order, so two admissions never wait on each other in a circle). Held
+/// until the transaction ends. An attempt exempt from the address's budget
+/// (a trusted device cookie) does not need it.
+pub async fn lock_address(conn: &mut PgConnection, client_addr: &str) -> sqlx::Result<()> {
     sqlx::query_scalar!(
         r#"SELECT true AS "locked!" FROM pg_advisory_xact_lock($1, hashtext($2))"#,
         ADDRESS_LOCK,
@@ -35,7 +35,8 @@ pub async fn lock(conn: &mut PgConnection, username: &str, client_addr: &str) ->
     Ok(())
 }
 
-/// Takes the account's admission lock only, for settling an attempt.
+/// Takes the account's admission lock, first when admitting an attempt, and
+/// alone for settling one.
 pub async fn lock_account(conn: &mut PgConnection, username: &str) -> sqlx::Result<()> {
     sqlx::query_scalar!(
         r#"SELECT true AS "locked!" FROM pg_advisory_xact_lock($1, hashtext($2))"#,
@@ -98,24 +99,66 @@ pub async fn for_address(
     .await
 }
 
+/// The start times of the attempts made with a device cookie (see
+/// `cab_domain::throttle::device_trusted`) that have failed or are still
+/// being checked.
+pub async fn for_device(
+    conn: &mut PgConnection,
+    device: &str,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<DateTime<Utc>>> {
+    sqlx::query_scalar!(
+        "SELECT started_at FROM signin_attempts
+          WHERE device = $1 AND started_at > $2 AND outcome <> 'succeeded'",
+        device,
+        since
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// How many attempts, on any account from any address, have failed or are
+/// still being checked since `since`, counting no further than `up_to`.
+pub async fn failures_everywhere(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    up_to: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM (
+             SELECT 1 FROM signin_attempts
+              WHERE started_at > $1 AND outcome <> 'succeeded'
+              LIMIT $2) recent"#,
+        since,
+        up_to
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
 /// Records an attempt let through to the password check; it counts as a
 /// failure until settled. Attempts pending since before `pending_since` are
-/// taken as abandoned. Call under [`lock`].
+/// taken as abandoned. `device` is the identifier of a valid device cookie
+/// presented with it. Call under [`lock_account`] (and [`lock_address`]
+/// unless exempt from the address's budget).
 pub async fn start(
     conn: &mut PgConnection,
     username: &str,
     client_addr: &str,
+    device: Option<&str>,
     at: DateTime<Utc>,
     pending_since: DateTime<Utc>,
 ) -> sqlx::Result<AttemptId> {
     let id = sqlx::query_scalar!(
-        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
-         VALUES ($1, $2, $3, 'pending', EXISTS (
+        "INSERT INTO signin_attempts
+                (username, client_addr, device, started_at, outcome, overlapped)
+         VALUES ($1, $2, $3, $4, 'pending', EXISTS (
              SELECT 1 FROM signin_attempts
-              WHERE username = $1 AND outcome = 'pending' AND started_at > $4))
+              WHERE username = $1 AND outcome = 'pending' AND started_at > $5))
          RETURNING id",
         username,
         client_addr,
+        device,
         at,
         pending_since
     )

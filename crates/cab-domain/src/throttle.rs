@@ -15,6 +15,15 @@
 //!
 //! A successful sign-in settles as [`settle_success`] says: alone, it forgives
 //! the account's earlier failures; amid other attempts, it forgives nothing.
+//!
+//! Under attack: when more than [`GLOBAL_FAILURES`] attempts, on any accounts
+//! from any addresses, have failed within [`WINDOW`], each address gets a
+//! tighter budget ([`address_failure_limit`]): a flood spread over many
+//! addresses, each staying below its own lock, still meets one. A browser
+//! that has signed in as a user before (it holds a device cookie bound to the
+//! username) is exempt from its address's lock while it is trusted
+//! ([`device_trusted`]), so people behind an address shared with an attacker
+//! can still sign in; never from the account's lock.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -26,6 +35,15 @@ pub const FIRST_LOCK: Duration = Duration::minutes(1);
 pub const LONGEST_LOCK: Duration = Duration::hours(1);
 /// Failures from one client address, any accounts, within [`WINDOW`].
 pub const ADDRESS_FAILURES: usize = 50;
+/// The global budget: failures on any accounts from any addresses within
+/// [`WINDOW`] beyond which every address gets the tighter limit below.
+pub const GLOBAL_FAILURES: usize = 250;
+/// Failures from one client address within [`WINDOW`] while the global
+/// budget is exceeded.
+pub const ADDRESS_FAILURES_UNDER_ATTACK: usize = 10;
+/// Failures with one device cookie within [`WINDOW`] after which it is no
+/// longer trusted.
+pub const DEVICE_FAILURES: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginGate {
@@ -87,24 +105,45 @@ pub fn account_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate
     }
 }
 
+/// How many failures within [`WINDOW`] lock an address, given how many
+/// attempts have failed (or are being checked) everywhere in that window.
+pub fn address_failure_limit(failures_everywhere: usize) -> usize {
+    if failures_everywhere > GLOBAL_FAILURES {
+        ADDRESS_FAILURES_UNDER_ATTACK
+    } else {
+        ADDRESS_FAILURES
+    }
+}
+
 /// Whether a client address may attempt a password now, given its failed
 /// attempts and those still being checked (against any account) in the last
-/// [`WINDOW`].
-pub fn address_gate(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> LoginGate {
+/// [`WINDOW`], and the number of them that locks it
+/// ([`address_failure_limit`]).
+pub fn address_gate(failures: &[DateTime<Utc>], limit: usize, now: DateTime<Utc>) -> LoginGate {
+    let limit = limit.max(1);
     let mut recent: Vec<DateTime<Utc>> = failures
         .iter()
         .copied()
         .filter(|t| now - *t < WINDOW)
         .collect();
-    if recent.len() < ADDRESS_FAILURES {
+    if recent.len() < limit {
         return LoginGate::Open;
     }
     recent.sort();
     // The lock lifts when enough of the failures have left the window.
-    let release = recent[recent.len() - ADDRESS_FAILURES] + WINDOW;
+    let release = recent[recent.len() - limit] + WINDOW;
     LoginGate::Locked {
         retry_after: release - now,
     }
+}
+
+/// Whether a device cookie still exempts its browser from the address's
+/// lock, given the start times of the attempts made with it that failed or
+/// are being checked: fewer than [`DEVICE_FAILURES`] within [`WINDOW`]. One
+/// that has failed that often is treated like any other browser until its
+/// failures leave the window (the account's own lock applies throughout).
+pub fn device_trusted(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> bool {
+    failures.iter().filter(|t| now - **t < WINDOW).count() < DEVICE_FAILURES
 }
 
 /// How a successful sign-in is settled.
@@ -161,11 +200,11 @@ mod tests {
         // An address: failures exactly a window old no longer count.
         let now = mins(30);
         let old: Vec<DateTime<Utc>> = vec![now - WINDOW; ADDRESS_FAILURES];
-        assert_eq!(address_gate(&old, now), LoginGate::Open);
+        assert_eq!(address_gate(&old, ADDRESS_FAILURES, now), LoginGate::Open);
         let recent: Vec<DateTime<Utc>> =
             vec![now - WINDOW + Duration::seconds(1); ADDRESS_FAILURES];
         assert!(matches!(
-            address_gate(&recent, now),
+            address_gate(&recent, ADDRESS_FAILURES, now),
             LoginGate::Locked { .. }
         ));
     }
@@ -291,15 +330,97 @@ mod tests {
     fn address_limit() {
         let f: Vec<_> = (0..49).map(|s| t0() + Duration::seconds(s)).collect();
         assert_eq!(
-            address_gate(&f, t0() + Duration::minutes(1)),
+            address_gate(&f, ADDRESS_FAILURES, t0() + Duration::minutes(1)),
             LoginGate::Open
         );
         let f: Vec<_> = (0..50).map(|s| t0() + Duration::seconds(s)).collect();
         assert_eq!(
-            address_gate(&f, t0() + Duration::minutes(1)),
+            address_gate(&f, ADDRESS_FAILURES, t0() + Duration::minutes(1)),
             LoginGate::Locked {
                 retry_after: Duration::minutes(14)
             }
         );
+    }
+
+    #[test]
+    fn the_global_budget_tightens_the_address_limit_once_exceeded() {
+        assert_eq!(address_failure_limit(0), ADDRESS_FAILURES);
+        assert_eq!(address_failure_limit(GLOBAL_FAILURES), ADDRESS_FAILURES);
+        assert_eq!(
+            address_failure_limit(GLOBAL_FAILURES + 1),
+            ADDRESS_FAILURES_UNDER_ATTACK
+        );
+        assert_eq!(
+            address_failure_limit(usize::MAX),
+            ADDRESS_FAILURES_UNDER_ATTACK
+        );
+        // The figures the documentation gives.
+        assert_eq!(
+            (
+                GLOBAL_FAILURES,
+                ADDRESS_FAILURES_UNDER_ATTACK,
+                DEVICE_FAILURES
+            ),
+            (250, 10, 5)
+        );
+    }
+
+    #[test]
+    fn a_tighter_limit_locks_sooner_and_lifts_when_enough_failures_leave_the_window() {
+        let limit = ADDRESS_FAILURES_UNDER_ATTACK;
+        // Failures at 0..limit-1 minutes.
+        let f: Vec<_> = (0..limit as i64).map(mins).collect();
+        let now = mins(limit as i64);
+        assert_eq!(address_gate(&f[1..], limit, now), LoginGate::Open);
+        // The lock lifts when the oldest of the last `limit` leaves the window.
+        assert_eq!(
+            address_gate(&f, limit, now),
+            LoginGate::Locked {
+                retry_after: mins(0) + WINDOW - now
+            }
+        );
+        assert_eq!(address_gate(&f, limit, mins(0) + WINDOW), LoginGate::Open);
+        // With more than `limit` failures, the lock lasts until the surplus
+        // ones have left as well.
+        let mut more = f.clone();
+        more.push(mins(limit as i64));
+        assert_eq!(
+            address_gate(&more, limit, mins(0) + WINDOW),
+            LoginGate::Locked {
+                retry_after: Duration::minutes(1)
+            }
+        );
+        // Order does not matter.
+        more.reverse();
+        assert_eq!(
+            address_gate(&more, limit, mins(0) + WINDOW),
+            LoginGate::Locked {
+                retry_after: Duration::minutes(1)
+            }
+        );
+        // A limit of nothing still needs one failure to lock.
+        assert_eq!(address_gate(&[], 0, now), LoginGate::Open);
+        assert!(matches!(
+            address_gate(&[mins(0)], 0, now),
+            LoginGate::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn a_device_is_trusted_until_its_own_failures_use_up_its_budget() {
+        let now = mins(20);
+        let four: Vec<_> = (0..DEVICE_FAILURES as i64 - 1)
+            .map(|m| mins(10 + m))
+            .collect();
+        assert!(device_trusted(&[], now));
+        assert!(device_trusted(&four, now));
+        let mut five = four.clone();
+        five.push(mins(19));
+        assert!(!device_trusted(&five, now));
+        // Failures a whole window old no longer count; a moment younger do.
+        let edge = vec![now - WINDOW; DEVICE_FAILURES];
+        assert!(device_trusted(&edge, now));
+        let inside = vec![now - WINDOW + Duration::milliseconds(1); DEVICE_FAILURES];
+        assert!(!device_trusted(&inside, now));
     }
 }

@@ -16,6 +16,7 @@ use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::crypto::{self, Passwords};
 use crate::error::AppError;
+use crate::idempotency::{self, Created};
 use crate::request::Origin;
 
 /// Who is managing accounts: a signed-in user (bound by every rule) or the
@@ -226,6 +227,15 @@ pub async fn create(
         }
         _ => None,
     };
+    idempotency::bind(
+        &mut tx,
+        origin,
+        Created::User {
+            id: user.id,
+            initial_password: generated_password.as_deref(),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(CreatedAccount {
         user,
@@ -660,6 +670,15 @@ pub async fn issue_token(
         "api_token.created",
         Entity::new("api_token", token.id),
         json!({ "account": target.username, "account_id": target.id, "name": token.name, "prefix": token.token_prefix }),
+    )
+    .await?;
+    idempotency::bind(
+        &mut tx,
+        origin,
+        Created::ApiToken {
+            id: token.id,
+            secret: &issued.secret,
+        },
     )
     .await?;
     tx.commit().await?;

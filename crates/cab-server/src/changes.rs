@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::idempotency::{self, Created};
 use crate::request::Origin;
 
 /// A change request as people see it.
@@ -438,6 +439,7 @@ pub async fn create_for(
     )
     .await?;
     let created = load_with(&mut tx, id, false).await?;
+    idempotency::bind(&mut tx, origin, Created::Change(id)).await?;
     tx.commit().await?;
     Ok(created)
 }
@@ -831,6 +833,7 @@ pub async fn comment(
         json!({ "number": current.number, "comment": comment_id, "body": body }),
     )
     .await?;
+    idempotency::bind(&mut tx, origin, Created::Comment(comment_id)).await?;
     tx.commit().await?;
     Ok(comment_id)
 }

@@ -193,7 +193,10 @@ async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow
     let addr = listener.local_addr()?;
     tracing::info!(%addr, env = %state.settings.env_label, "CAB listening");
     println!("CAB listening on http://{addr}");
-    crate::serve(listener, state, crate::shutdown_signal()).await?;
+    let options = crate::serve::ServeOptions::from_args(server)?;
+    let served = crate::serve::run(listener, state, options, crate::shutdown_signal()).await;
+    crate::log_limit::summarise_now();
+    served?;
     Ok(())
 }
 

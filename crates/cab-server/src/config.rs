@@ -98,6 +98,34 @@ pub struct ServerArgs {
     /// (for the audit trail and login throttling).
     #[arg(long, env = "CAB_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Seconds a client has to send a request's headers, and an idle
+    /// keep-alive connection to start its next request; then the connection
+    /// is closed.
+    #[arg(long, env = "CAB_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+
+    /// Seconds a request's body has to arrive in full once its headers have;
+    /// a slower one is answered 408 and its connection closed.
+    #[arg(long, env = "CAB_BODY_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub body_timeout_seconds: u64,
+
+    /// Seconds from a request's headers to its answer; a request that takes
+    /// longer is answered 408 and its connection closed. More than 10: a
+    /// sign-in may wait that long for a password-hashing slot.
+    #[arg(long, env = "CAB_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+
+    /// Largest number of client connections served at once. Beyond it a few
+    /// more are answered 503 with Retry-After and closed, and the rest wait
+    /// in the system's queue until a connection ends.
+    #[arg(long, env = "CAB_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Seconds that requests in flight have to finish after SIGTERM or
+    /// SIGINT; connections still busy then are closed and CAB exits.
+    #[arg(long, env = "CAB_SHUTDOWN_SECONDS", default_value_t = 30)]
+    pub shutdown_seconds: u64,
 }
 
 /// Settings the running server needs, checked once at start-up.
@@ -111,6 +139,10 @@ pub struct Settings {
     pub session_max: Duration,
     pub access_token_ttl: Duration,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// From a request's headers to its answer (see [`crate::serve`]).
+    pub request_timeout: std::time::Duration,
+    /// From a request's headers to the end of its body.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -121,6 +153,10 @@ impl Settings {
                 && args.access_token_minutes > 0,
             "session and token lifetimes must be positive"
         );
+        anyhow::ensure!(
+            args.request_timeout_seconds > 0 && args.body_timeout_seconds > 0,
+            "CAB_REQUEST_TIMEOUT_SECONDS and CAB_BODY_TIMEOUT_SECONDS must be positive"
+        );
         Ok(Self {
             env_label: args.env_label.trim().to_owned(),
             secure_cookies: args.public_url.starts_with("https://"),
@@ -129,6 +165,8 @@ impl Settings {
             session_max: Duration::hours(args.session_max_hours),
             access_token_ttl: Duration::minutes(args.access_token_minutes),
             trusted_proxies: args.trusted_proxies.clone(),
+            request_timeout: std::time::Duration::from_secs(args.request_timeout_seconds),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds),
         })
     }
 
@@ -142,6 +180,8 @@ impl Settings {
             session_max: Duration::hours(12),
             access_token_ttl: Duration::minutes(15),
             trusted_proxies: Vec::new(),
+            request_timeout: std::time::Duration::from_secs(30),
+            body_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

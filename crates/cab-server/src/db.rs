@@ -10,6 +10,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::config::{DatabaseArgs, MigrateArgs};
 
+pub mod health;
 pub mod roles;
 
 pub fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
@@ -50,8 +51,9 @@ pub async fn ensure_database(opts: &PgConnectOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A pool that fails fast while the database is down (requests answer 503)
-/// and reconnects by itself when it returns.
+/// A pool that reconnects by itself when the database returns. A request
+/// waits at most the acquire timeout for a connection; once the database is
+/// known to be down, requests do not wait at all (see [`health`]).
 pub fn pool(opts: PgConnectOptions, max_connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections)

@@ -41,6 +41,10 @@ pub enum AppError {
     Csrf,
     #[error("the database is unavailable")]
     Unavailable,
+    /// More sign-ins are waiting for a password check than can be served:
+    /// shed at once rather than kept waiting (see `crypto::slots`).
+    #[error("too many sign-ins waiting for a password check")]
+    Busy,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -61,7 +65,7 @@ impl AppError {
             AppError::Invalid { .. } | AppError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +80,7 @@ impl AppError {
             AppError::Throttled { .. } => "too_many_attempts",
             AppError::Csrf => "csrf",
             AppError::Unavailable => "unavailable",
+            AppError::Busy => "busy",
             AppError::Internal(_) => "internal",
         }
     }
@@ -89,6 +94,7 @@ impl AppError {
             AppError::Conflict(_) => "Conflict",
             AppError::Throttled { .. } => "Too many attempts",
             AppError::Unavailable => "Service unavailable",
+            AppError::Busy => "Busy",
             AppError::Internal(_) => "Internal error",
         }
     }
@@ -113,6 +119,10 @@ impl AppError {
             }
             AppError::Unavailable => {
                 "The database is unavailable at the moment. Try again shortly.".into()
+            }
+            AppError::Busy => {
+                "Too many sign-ins are waiting to be checked at this moment. Try again in a second."
+                    .into()
             }
             AppError::Internal(_) => match current_request_id() {
                 Some(id) => format!("Something went wrong on our side. Quote request id {id} when reporting it."),
@@ -158,11 +168,16 @@ impl From<sqlx::Error> for AppError {
 impl From<crate::crypto::HashError> for AppError {
     fn from(e: crate::crypto::HashError) -> Self {
         match e {
-            crate::crypto::HashError::Busy => AppError::Unavailable,
+            crate::crypto::HashError::Busy => AppError::Busy,
             other => AppError::Internal(anyhow::Error::new(other)),
         }
     }
 }
+
+/// Marks a 503 that sheds load (a busy password hasher), so it is not taken
+/// for a sign that the database is away.
+#[derive(Debug, Clone, Copy)]
+pub struct Shed;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
@@ -249,6 +264,9 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let AppError::Busy = e {
+            resp.extensions_mut().insert(Shed);
         }
         if let AppError::Unauthenticated(_) = e {
             resp.headers_mut()

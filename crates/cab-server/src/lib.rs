@@ -15,16 +15,18 @@ pub mod db;
 pub mod decisions;
 pub mod demo;
 pub mod error;
+pub mod idempotency;
+pub mod log_limit;
 pub mod middleware;
 pub mod ops;
 pub mod queues;
 pub mod request;
+pub mod serve;
 pub mod signin;
 pub mod state;
 pub mod templates;
 pub mod ui;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +35,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 pub use state::AppState;
 
@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     Router::new()
         .merge(ui::router())
-        .merge(api)
+        .merge(api::idempotency::guard(api, &openapi, &state))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route(
@@ -61,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(assets::serve))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::csrf_guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), db::health::fail_fast))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), serve::request_timeouts))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
         .layer(axum::middleware::from_fn(request::scope_request_id))
         .layer(
@@ -80,7 +82,14 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path(), request_id)
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Millis)),
+                .on_response(|res: &Response, latency: Duration, _: &tracing::Span| {
+                    // The one line per request; refusals are limited in a flood.
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+                        "answered"
+                    );
+                }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -98,16 +107,14 @@ async fn not_found(
     }
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish.
+/// Serves until `shutdown` completes, then lets requests in flight finish
+/// within the default deadline; see [`serve::run`] for the timeouts and limits.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve::run(listener, state, serve::ServeOptions::default(), shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -130,30 +137,42 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 /// Logging to stderr, as text or JSON lines; `RUST_LOG` filters. Colours
 /// only on a terminal, and never when `NO_COLOR` is set: a log file or a
-/// collector gets plain text.
+/// collector gets plain text. Repeated warnings and refusals are limited
+/// (see [`log_limit`]), so a flood cannot fill the disk.
 pub fn init_logging(format: config::LogFormat) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let limit = log_limit::RepeatLimit::default();
+    let output = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        config::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+    let installed = match format {
+        config::LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                output
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_filter(limit.clone()),
+            )
             .try_init(),
-        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Text => tracing_subscriber::registry()
+            .with(filter)
+            .with(output.with_filter(limit.clone()))
+            .try_init(),
     };
+    if installed.is_ok() {
+        limit.start_summaries();
+    }
 }

@@ -17,6 +17,9 @@ pub async fn healthz() -> Response {
 
 /// The database answers and every migration has been applied.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.db_health.is_down() {
+        return unavailable();
+    }
     let check = async {
         let mut conn = state.pool.acquire().await?;
         cab_db::health::pending_migrations(&mut conn).await

@@ -34,11 +34,13 @@ pub async fn scope_request_id(req: Request, next: Next) -> Response {
     REQUEST_ID.scope(id, next.run(req)).await
 }
 
-/// Where a request came from, as recorded in the audit trail.
+/// Where a request came from, as recorded in the audit trail, and the
+/// Idempotency-Key a creating API request binds (see [`crate::idempotency`]).
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub request_id: Option<String>,
     pub client_addr: Option<String>,
+    pub idempotency: Option<crate::idempotency::Claim>,
 }
 
 /// The client's address: the TCP peer, or, when the peer is one of our
@@ -77,6 +79,7 @@ impl Origin {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             client_addr: client_ip(parts, trusted_proxies).map(|ip| ip.to_string()),
+            idempotency: parts.extensions.get::<crate::idempotency::Claim>().cloned(),
         }
     }
 

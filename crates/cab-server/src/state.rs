@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::assets::Assets;
 use crate::config::Settings;
 use crate::crypto::{Keys, Passwords};
+use crate::db::health::DbHealth;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,13 +16,15 @@ pub struct AppState {
     pub keys: Keys,
     pub passwords: Passwords,
     pub assets: Arc<Assets>,
+    pub db_health: DbHealth,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, settings: Settings, secret_key: &[u8]) -> anyhow::Result<Self> {
-        let hashing_slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hashing_slots = crate::crypto::hashing_slots();
         let assets = Assets::load(settings.static_dir.as_deref())?;
         Ok(Self {
+            db_health: DbHealth::new(&pool),
             pool,
             keys: Keys::new(secret_key),
             passwords: Passwords::new(hashing_slots)?,

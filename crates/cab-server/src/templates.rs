@@ -17,6 +17,7 @@ use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::changes;
 use crate::error::AppError;
+use crate::idempotency::{self, Created};
 use crate::request::Origin;
 
 #[derive(Debug, Clone)]
@@ -135,6 +136,7 @@ pub async fn propose(
         json!({ "name": name, "risk_level": level.as_str() }),
     )
     .await?;
+    idempotency::bind(&mut tx, origin, Created::Template(id)).await?;
     tx.commit().await?;
     load(pool, id).await
 }

@@ -37,11 +37,13 @@ pub struct TokenResponse {
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, description = "Wrong username or password", body = Problem),
-        (status = 429, description = "Too many failed attempts; see Retry-After", body = Problem),
+        (status = 429, description = "Too many failed attempts, or a password check from this address is already under way; see Retry-After", body = Problem),
+        (status = 503, description = "Too many sign-ins waiting to be checked, or the database is away; see Retry-After", body = Problem),
         (status = 422, description = "Malformed body", body = Problem),
     )
 )]
-#[tracing::instrument(skip_all, err(level = "warn"))]
+// No `err` here: a refused sign-in is logged once, by its request line.
+#[tracing::instrument(skip_all)]
 pub async fn create_token(
     State(state): State<AppState>,
     origin: Origin,

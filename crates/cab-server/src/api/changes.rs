@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::idempotency::IdempotencyKey;
 use super::{ApiPath, AppJson};
 use crate::auth::ApiUser;
 use crate::changes::{self, ChangeView};
@@ -558,6 +559,7 @@ pub async fn list_changes(
 /// File a new change request as a draft. The caller is its author.
 #[utoipa::path(
     post, path = "/api/v1/changes", tag = "changes",
+    params(IdempotencyKey),
     request_body = ChangeInput,
     responses(
         (status = 201, body = ChangeOut),
@@ -814,10 +816,24 @@ pub async fn list_comments(
     ))
 }
 
+/// A comment as `add_comment` answers with it, read back by its id.
+pub(super) async fn comment_out(state: &AppState, id: Uuid) -> Result<CommentOut, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    let c = cab_db::changes::comment(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("comment"))?;
+    Ok(CommentOut {
+        id: c.id,
+        author: c.author,
+        body: c.body,
+        created_at: c.created_at,
+    })
+}
+
 /// Comment on a change.
 #[utoipa::path(
     post, path = "/api/v1/changes/{id}/comments", tag = "changes",
-    params(("id" = String, Path)),
+    params(("id" = String, Path), IdempotencyKey),
     request_body = NewComment,
     responses((status = 201, body = CommentOut), (status = 404, body = Problem), (status = 422, body = Problem))
 )]

@@ -6,6 +6,7 @@ mod auth;
 pub mod changes;
 pub mod decisions;
 mod extract;
+pub mod idempotency;
 mod me;
 mod role_grants;
 mod templates;

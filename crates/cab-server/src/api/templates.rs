@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::changes::{ChangeInput, blank_content};
+use super::idempotency::IdempotencyKey;
 use super::{ApiPath, AppJson};
 use crate::auth::ApiUser;
 use crate::error::{ApiResult, AppError, Problem};
@@ -118,6 +119,7 @@ pub async fn list_templates(
 /// Propose a standard-change template (CAB members and administrators).
 #[utoipa::path(
     post, path = "/api/v1/templates", tag = "templates",
+    params(IdempotencyKey),
     request_body = ProposeTemplate,
     responses((status = 201, body = TemplateOut), (status = 403, body = Problem), (status = 422, body = Problem))
 )]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::idempotency::IdempotencyKey;
 use super::role_grants::{self, RoleGrantView};
 use super::{ApiPath, AppJson};
 use crate::accounts::{self, NewAccount, Operator};
@@ -170,6 +171,7 @@ pub async fn list_users(
 /// once a second administrator confirms (`user.awaiting_confirmation`).
 #[utoipa::path(
     post, path = "/api/v1/users", tag = "users",
+    params(IdempotencyKey),
     request_body = CreateUser,
     responses(
         (status = 201, body = CreatedUser),
@@ -210,6 +212,22 @@ pub async fn create_user(
             initial_password: created.generated_password,
         }),
     ))
+}
+
+/// An account as `create_user` answers with it, read back by its id, with
+/// the password generated for it.
+pub(super) async fn created_user(
+    state: &AppState,
+    id: Uuid,
+    initial_password: Option<String>,
+) -> Result<CreatedUser, AppError> {
+    let user = UserView::from(load_user(state, id).await?)
+        .with_open_request(state)
+        .await?;
+    Ok(CreatedUser {
+        user,
+        initial_password,
+    })
 }
 
 /// One account.
@@ -313,7 +331,7 @@ pub async fn list_tokens(
 #[utoipa::path(
     post, path = "/api/v1/users/{id}/tokens", tag = "users",
     operation_id = "create_api_token",
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), IdempotencyKey),
     request_body = CreateToken,
     responses(
         (status = 201, body = CreatedToken),
@@ -338,6 +356,23 @@ pub async fn create_token(
             secret: issued.secret,
         }),
     ))
+}
+
+/// A token as `create_token` answers with it, read back by its id, with its
+/// secret.
+pub(super) async fn created_token(
+    state: &AppState,
+    id: Uuid,
+    secret: String,
+) -> Result<CreatedToken, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    let token = cab_db::api_tokens::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("API token"))?;
+    Ok(CreatedToken {
+        token: token.into(),
+        secret,
+    })
 }
 
 /// Revoke a service account's API token; it stops working at once.

@@ -37,6 +37,22 @@ fn safe_next(next: Option<&str>) -> String {
     redirect::safe_next(next).to_owned()
 }
 
+/// The device cookie (see `signin::sign_in_from_device`): sent only to the
+/// login page, never readable by scripts.
+pub const DEVICE_COOKIE: &str = "cab_device";
+
+fn device_cookie_header(state: &AppState, value: &str) -> String {
+    let max_age = crate::crypto::DEVICE_COOKIE_LIFETIME.num_seconds();
+    let secure = if state.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{DEVICE_COOKIE}={value}; Max-Age={max_age}; Path=/login; HttpOnly; SameSite=Strict{secure}"
+    )
+}
+
 pub fn login_binding(cookie: &str) -> String {
     format!("login:{cookie}")
 }
@@ -105,7 +121,17 @@ pub async fn submit(
     let cookie = auth::cookie(&parts, LOGIN_COOKIE)
         .unwrap_or_default()
         .to_owned();
-    match signin::sign_in(&state, &f.username, f.password, &origin, SessionKind::Web).await {
+    let device = auth::cookie(&parts, DEVICE_COOKIE);
+    let signed = signin::sign_in_from_device(
+        &state,
+        &f.username,
+        f.password,
+        &origin,
+        SessionKind::Web,
+        device,
+    )
+    .await;
+    match signed {
         Ok(signed) => {
             let max_age = (signed.expires_at - chrono::Utc::now())
                 .num_seconds()
@@ -115,9 +141,16 @@ pub async fn submit(
                 signed.token,
                 cookie_attrs(&state)
             );
-            ([(header::SET_COOKIE, set)], Redirect::to(&next)).into_response()
+            let mut resp = ([(header::SET_COOKIE, set)], Redirect::to(&next)).into_response();
+            if let Some(device) = signed.device_cookie
+                && let Ok(v) = device_cookie_header(&state, &device).parse()
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
         }
-        Err(err @ (AppError::Unauthenticated(_) | AppError::Throttled { .. })) => {
+        // The form again, with the reason beside it and the username kept.
+        Err(err @ (AppError::Unauthenticated(_) | AppError::Throttled { .. } | AppError::Busy)) => {
             let status = err.status();
             let retry = match &err {
                 AppError::Throttled { retry_after } => Some(*retry_after),
@@ -125,6 +158,9 @@ pub async fn submit(
             };
             let mut resp = login_page(&state, &cookie, f.username, next, Some(err.detail()));
             *resp.status_mut() = status;
+            if let AppError::Busy = err {
+                resp.extensions_mut().insert(crate::error::Shed);
+            }
             if let Some(secs) = retry
                 && let Ok(v) = secs.to_string().parse()
             {

@@ -298,6 +298,9 @@ fn error_page_with(
     };
     let mut resp = render(&page);
     *resp.status_mut() = status;
+    if let AppError::Busy = err {
+        resp.extensions_mut().insert(crate::error::Shed);
+    }
     if let AppError::Throttled { retry_after } = err
         && let Ok(v) = retry_after.to_string().parse()
     {

@@ -14,8 +14,23 @@ pub fn start_server(pool: &PgPool, env_label: &str) -> (ServerProcess, String) {
     spawn_server(pool, env_label, Stdio::inherit())
 }
 
+/// `cab serve` on a free port with more settings, e.g.
+/// `[("CAB_MAX_CONNECTIONS", "4")]`.
+pub fn start_server_with(pool: &PgPool, settings: &[(&str, &str)]) -> (ServerProcess, String) {
+    spawn_server_with(pool, "LOCAL", Stdio::inherit(), settings)
+}
+
 /// `cab serve`, its log written to `stderr`.
 fn spawn_server(pool: &PgPool, env_label: &str, stderr: Stdio) -> (ServerProcess, String) {
+    spawn_server_with(pool, env_label, stderr, &[])
+}
+
+fn spawn_server_with(
+    pool: &PgPool,
+    env_label: &str,
+    stderr: Stdio,
+    settings: &[(&str, &str)],
+) -> (ServerProcess, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cab"))
         .arg("serve")
         .env("DATABASE_URL", database_url(pool))
@@ -23,6 +38,7 @@ fn spawn_server(pool: &PgPool, env_label: &str, stderr: Stdio) -> (ServerProcess
         .env("CAB_SECRET_KEY", GOOD_KEY)
         .env("CAB_ENV_LABEL", env_label)
         .env("RUST_LOG", "warn")
+        .envs(settings.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()

@@ -1,8 +1,8 @@
 //! Health, readiness, losing the database, security headers, errors and the
 //! OpenAPI document.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use cab_domain::Role;
@@ -11,6 +11,7 @@ use cab_server::config::Settings;
 use sqlx::PgPool;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::common::{TEST_SECRET, TestApp};
 
@@ -33,10 +34,13 @@ async fn not_ready_until_migrations_are_applied(pool: PgPool) {
     assert_eq!(app.get_page("/readyz", None).await.status, StatusCode::OK);
 }
 
-/// A TCP proxy in front of PostgreSQL that can be cut and restored.
+/// A TCP proxy in front of PostgreSQL that can be cut and restored. Cut, it
+/// closes its connections and stops listening: connecting is refused, as
+/// when PostgreSQL is stopped.
 struct Proxy {
     port: u16,
-    up: Arc<AtomicBool>,
+    target: String,
+    listening: Mutex<Option<JoinHandle<()>>>,
     cut: watch::Sender<u64>,
 }
 
@@ -44,16 +48,23 @@ impl Proxy {
     async fn start(target: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
         let (cut, _) = watch::channel(0u64);
-        let (up2, cut2) = (up.clone(), cut.clone());
-        tokio::spawn(async move {
+        let proxy = Proxy {
+            port,
+            target,
+            listening: Mutex::new(None),
+            cut,
+        };
+        proxy.listen(listener);
+        proxy
+    }
+
+    fn listen(&self, listener: TcpListener) {
+        let (target, cut) = (self.target.clone(), self.cut.clone());
+        let accepting = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused, in effect
-                }
                 let target = target.clone();
-                let mut cut_rx = cut2.subscribe();
+                let mut cut_rx = cut.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(&target).await else {
                         return;
@@ -65,16 +76,21 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, up, cut }
+        *self.listening.lock().unwrap() = Some(accepting);
     }
 
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
+    async fn down(&self) {
+        let accepting = self.listening.lock().unwrap().take();
+        if let Some(accepting) = accepting {
+            accepting.abort();
+            let _ = accepting.await;
+        }
         self.cut.send_modify(|n| *n += 1);
     }
 
-    fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
+    async fn up(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.listen(listener);
     }
 }
 
@@ -98,7 +114,7 @@ async fn losing_the_database_answers_503_and_recovers_by_itself(pool: PgPool) {
             .status,
         StatusCode::OK
     );
-    proxy.down();
+    proxy.down().await;
     let resp = proxied
         .api(Method::GET, "/api/v1/me", Some(&client.token), None)
         .await;
@@ -115,19 +131,69 @@ async fn losing_the_database_answers_503_and_recovers_by_itself(pool: PgPool) {
             .unwrap()
             .contains("database is unavailable")
     );
+    assert!(resp.header("retry-after").is_some(), "{:?}", resp.headers);
+
+    // Once the server has found out, it answers at once, without waiting
+    // for the pool's 3 s acquire timeout.
+    let found_out = Instant::now() + Duration::from_secs(8);
+    loop {
+        let asked = Instant::now();
+        let resp = proxied
+            .api(Method::GET, "/api/v1/me", Some(&client.token), None)
+            .await;
+        assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+        if asked.elapsed() < Duration::from_millis(500) {
+            break;
+        }
+        assert!(
+            Instant::now() < found_out,
+            "every answer still waits: {:?}",
+            asked.elapsed()
+        );
+    }
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let resp = proxied
+            .api(Method::GET, "/api/v1/me", Some(&client.token), None)
+            .await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.problem_code(), "unavailable");
+        assert_eq!(resp.header("retry-after"), Some("1"));
+    }
+    let asked = Instant::now();
     let page = proxied.get_page("/", Some(&session.cookie)).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.body.contains("database is unavailable"));
-    assert_eq!(
-        proxied.get_page("/readyz", None).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
+    assert_eq!(page.header("retry-after"), Some("1"));
+    let asked = Instant::now();
+    let ready = proxied.get_page("/readyz", None).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
     );
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.header("retry-after"), Some("1"));
     assert_eq!(
         proxied.get_page("/healthz", None).await.status,
         StatusCode::OK
     );
+    assert_eq!(
+        proxied.get_page("/static/app.css", None).await.status,
+        StatusCode::OK
+    );
 
-    proxy.up();
+    proxy.up().await;
     let mut recovered = false;
     for _ in 0..50 {
         if proxied

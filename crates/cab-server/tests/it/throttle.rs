@@ -13,6 +13,23 @@ use tokio::task::JoinSet;
 
 use crate::common::{TestApp, TestResponse};
 
+/// Sends `request` until it is not turned away for a full queue (503), as a
+/// client that comes back when told to; a refusal costs nothing and changes
+/// nothing, so the attempts still arrive together.
+async fn until_queued<F: std::future::Future<Output = TestResponse>>(
+    mut request: impl FnMut() -> F,
+) -> TestResponse {
+    for _ in 0..200 {
+        let resp = request().await;
+        if resp.status != StatusCode::SERVICE_UNAVAILABLE {
+            return resp;
+        }
+        assert!(resp.header("retry-after").is_some(), "{}", resp.body);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("turned away 200 times");
+}
+
 async fn attempt(app: &TestApp, from: [u8; 4], username: &str, password: &str) -> TestResponse {
     let req = Request::builder()
         .method(Method::POST)
@@ -170,7 +187,8 @@ impl Tally {
 }
 
 /// Fires `n` token requests for `username` at once, each from its own
-/// address, all with wrong guesses except the first, which carries `password`.
+/// address, all with wrong guesses except the first, which carries `password`;
+/// each comes back when turned away for a full queue.
 async fn flood(app: &Arc<TestApp>, username: &str, password: &str, n: usize) -> Tally {
     let mut requests = JoinSet::new();
     for i in 0..n {
@@ -182,7 +200,8 @@ async fn flood(app: &Arc<TestApp>, username: &str, password: &str, n: usize) -> 
             format!("wrong-password-guess-{i}")
         };
         let from = [10, 1, (i / 250) as u8, (i % 250) as u8 + 1];
-        requests.spawn(async move { attempt(&app, from, &username, &password).await });
+        requests
+            .spawn(async move { until_queued(|| attempt(&app, from, &username, &password)).await });
     }
     let mut tally = Tally::default();
     while let Some(resp) = requests.join_next().await {
@@ -234,6 +253,32 @@ async fn a_hundred_parallel_sign_ins_check_at_most_five_passwords(pool: PgPool) 
     parallel_guesses_are_held_to_the_budget(pool, 100).await;
 }
 
+/// A login form submission from `from`.
+async fn form_attempt(
+    app: &TestApp,
+    from: [u8; 4],
+    cookies: &str,
+    csrf: &str,
+    username: &str,
+    password: &str,
+) -> TestResponse {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, cookies)
+        .body(Body::from(
+            serde_urlencoded::to_string([
+                ("_csrf", csrf),
+                ("username", username),
+                ("password", password),
+            ])
+            .unwrap(),
+        ))
+        .unwrap();
+    app.send_from(SocketAddr::from((from, 5555)), req).await
+}
+
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
 async fn parallel_guesses_through_the_login_form_are_held_to_the_budget(pool: PgPool) {
     let app = Arc::new(TestApp::new(pool).await);
@@ -249,13 +294,12 @@ async fn parallel_guesses_through_the_login_form_are_held_to_the_budget(pool: Pg
         } else {
             format!("wrong-password-guess-{i}")
         };
+        // From many addresses, each with one check at a time at most.
         requests.spawn(async move {
-            let pairs = [
-                ("_csrf", csrf.as_str()),
-                ("username", "erin"),
-                ("password", password.as_str()),
-            ];
-            app.post_form("/login", Some(&cookie), &pairs).await
+            until_queued(|| {
+                form_attempt(&app, [10, 4, 0, i + 1], &cookie, &csrf, "erin", &password)
+            })
+            .await
         });
     }
     let mut tally = Tally::default();
@@ -350,4 +394,253 @@ async fn a_success_amid_guesses_in_flight_forgives_none_of_them(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_address_has_one_password_check_at_a_time(pool: PgPool) {
+    let app = Arc::new(TestApp::new(pool).await);
+    let mut requests = JoinSet::new();
+    for i in 0..20 {
+        let app = Arc::clone(&app);
+        requests.spawn(async move {
+            attempt(
+                &app,
+                [10, 7, 7, 7],
+                &format!("user{i}"),
+                "wrong-password-guess",
+            )
+            .await
+        });
+    }
+    let mut tally = Tally::default();
+    while let Some(resp) = requests.join_next().await {
+        let resp = resp.unwrap();
+        match resp.status {
+            StatusCode::UNAUTHORIZED => tally.wrong += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                // Refused at once, with the same words as any lock.
+                assert_eq!(resp.header("retry-after"), Some("1"));
+                assert_eq!(resp.problem_code(), "too_many_attempts");
+                tally.throttled += 1;
+            }
+            other => panic!("unexpected {other}: {}", resp.body),
+        }
+    }
+    println!("20 concurrent sign-ins from one address: {tally:?}");
+    assert!(tally.wrong >= 1 && tally.throttled >= 10, "{tally:?}");
+    // Refusals before the check are not attempts: only checks are counted.
+    let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM signin_attempts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counted as usize, tally.wrong);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn past_the_global_budget_every_address_has_a_tighter_limit(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, password) = app.user("erin", &[Role::Engineer]).await;
+    // Ten failures from one address, nine from another: under the ordinary
+    // limit of fifty, both may still try.
+    sqlx::query(
+        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
+         SELECT 'user' || g, CASE WHEN g <= 10 THEN '10.8.0.1' ELSE '10.8.0.2' END,
+                now(), 'failed', false
+           FROM generate_series(1, 19) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        attempt(&app, [10, 8, 0, 1], "erin", &password).await.status,
+        StatusCode::OK
+    );
+    // 250 failures everywhere in the window (with these 19, and a success
+    // that forgave nothing of theirs): still within the budget.
+    sqlx::query(
+        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
+         SELECT 'spray' || g, '10.9.' || (g / 200) || '.' || (g % 200), now(), 'failed', false
+           FROM generate_series(1, 231) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        attempt(&app, [10, 8, 0, 1], "erin", &password).await.status,
+        StatusCode::OK
+    );
+    // One more and the budget is exceeded: ten failures lock an address.
+    sqlx::query(
+        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
+         VALUES ('spray-last', '10.9.9.9', now(), 'failed', false)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let resp = attempt(&app, [10, 8, 0, 1], "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS, "{}", resp.body);
+    let retry: i64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        retry > 14 * 60,
+        "until the failures leave the window: {retry}"
+    );
+    // Nine do not; nor does a clean address.
+    assert_eq!(
+        attempt(&app, [10, 8, 0, 2], "erin", &password).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        attempt(&app, [10, 8, 0, 3], "erin", &password).await.status,
+        StatusCode::OK
+    );
+    // Old failures do not count towards the budget.
+    sqlx::query(
+        "UPDATE signin_attempts SET started_at = now() - interval '16 minutes'
+          WHERE username LIKE 'spray%'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        attempt(&app, [10, 8, 0, 1], "erin", &password).await.status,
+        StatusCode::OK
+    );
+}
+
+/// The value of the device cookie a login response sets, with its attributes.
+fn device_cookie(resp: &TestResponse) -> Option<(String, String)> {
+    resp.headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cab_device="))
+        .map(|v| {
+            let (first, attrs) = v.split_once(';').unwrap_or((v, ""));
+            (
+                first.trim_start_matches("cab_device=").to_owned(),
+                attrs.to_owned(),
+            )
+        })
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_browser_that_signed_in_before_is_not_locked_out_with_its_address(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, password) = app.user("erin", &[Role::Engineer]).await;
+    app.user("sam", &[Role::Engineer]).await;
+    let office = [10, 5, 5, 5];
+    let form = app.get_page("/login", None).await;
+    let login = format!("cab_login={}", form.cookie("cab_login").unwrap());
+    let csrf = crate::common::csrf_in(&form.body);
+    let with_device = |device: &str| format!("{login}; cab_device={device}");
+
+    // Erin signs in at the office: her browser is given a device cookie.
+    let resp = form_attempt(&app, office, &login, &csrf, "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.body);
+    let (device, attrs) = device_cookie(&resp).expect("a device cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/login", "Max-Age="] {
+        assert!(attrs.contains(attr), "{attrs}");
+    }
+    assert!(!attrs.contains("Secure"), "plain http in tests: {attrs}");
+    // Not for API tokens.
+    let api = attempt(&app, [10, 5, 5, 6], "erin", &password).await;
+    assert_eq!(api.status, StatusCode::OK);
+    assert!(device_cookie(&api).is_none());
+
+    // Someone at the same address sprays guesses until it is locked.
+    sqlx::query(
+        "INSERT INTO signin_attempts (username, client_addr, started_at, outcome, overlapped)
+         SELECT 'user' || g, '10.5.5.5', now(), 'failed', false FROM generate_series(1, 50) g",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let resp = form_attempt(&app, office, &login, &csrf, "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS);
+    // Erin's browser still gets in, and is given a fresh cookie.
+    let resp = form_attempt(
+        &app,
+        office,
+        &with_device(&device),
+        &csrf,
+        "erin",
+        &password,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.body);
+    let (device, _) = device_cookie(&resp).expect("a fresh device cookie");
+    // Her cookie is hers: it does nothing for another account, nor altered.
+    let resp = form_attempt(
+        &app,
+        office,
+        &with_device(&device),
+        &csrf,
+        "sam",
+        "guess-guess-guess",
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS);
+    let forged = format!("{}x", &device[..device.len() - 1]);
+    let resp = form_attempt(
+        &app,
+        office,
+        &with_device(&forged),
+        &csrf,
+        "erin",
+        &password,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Nor does it lift the account's lock: five wrong passwords with it lock
+    // Erin's account as they would anywhere.
+    for _ in 0..5 {
+        let resp = form_attempt(
+            &app,
+            office,
+            &with_device(&device),
+            &csrf,
+            "erin",
+            "wrong-guess-here",
+        )
+        .await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.body);
+    }
+    let resp = form_attempt(
+        &app,
+        office,
+        &with_device(&device),
+        &csrf,
+        "erin",
+        &password,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS);
+    // When the account's lock has passed, that cookie, having failed five
+    // times, no longer gets past the address's lock; Erin gets in from
+    // elsewhere, or once the address's failures have aged out.
+    sqlx::query("UPDATE signin_attempts SET started_at = started_at - interval '2 minutes'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let resp = form_attempt(
+        &app,
+        office,
+        &with_device(&device),
+        &csrf,
+        "erin",
+        &password,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS, "{}", resp.body);
+    // The attempts checked with the cookie are on record under it.
+    let with_cookie: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM signin_attempts WHERE device IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(with_cookie, ["failed"; 5]);
+    let resp = form_attempt(&app, [10, 5, 5, 7], &login, &csrf, "erin", &password).await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER, "{}", resp.body);
 }
