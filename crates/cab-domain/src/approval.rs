@@ -73,6 +73,30 @@ pub fn under_review(state: ChangeState) -> bool {
 /// role is required (administration is no shortcut); the change must be
 /// awaiting it.
 pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(), Denial> {
+    check_independence(change, actor, duty)?;
+    if matches!(duty, Duty::Assess | Duty::Vote) && !under_review(change.state) {
+        return Err(Denial::new(
+            "not_under_review",
+            format!(
+                "This change is {}; it is not awaiting a decision.",
+                change.state.label().to_lowercase()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `actor` may record the retrospective review of an emergency
+/// change: the people who may vote on a change, whatever its state (the
+/// review comes after the decision). Whether one is due is the store's
+/// fact, not this rule's.
+pub fn check_retrospective(change: &ChangeFacts, actor: &Actor) -> Result<(), Denial> {
+    check_independence(change, actor, Duty::Vote)
+}
+
+/// [`check_duty`] without the state: who may ever take on `duty` for this
+/// change.
+fn check_independence(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(), Denial> {
     if actor.is_service && duty != Duty::DeployProd {
         return Err(Denial::new(
             "service_account",
@@ -126,15 +150,6 @@ pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(),
     };
     if !actor.roles.contains(role) {
         return Err(Denial::new(code, message));
-    }
-    if matches!(duty, Duty::Assess | Duty::Vote) && !under_review(change.state) {
-        return Err(Denial::new(
-            "not_under_review",
-            format!(
-                "This change is {}; it is not awaiting a decision.",
-                change.state.label().to_lowercase()
-            ),
-        ));
     }
     Ok(())
 }
@@ -506,9 +521,7 @@ impl AssessmentContent {
             ("dast", &self.dast),
             ("pentest", &self.pentest),
         ] {
-            let link_ok = t.evidence.is_empty()
-                || ((t.evidence.starts_with("https://") || t.evidence.starts_with("http://"))
-                    && !t.evidence.chars().any(char::is_whitespace));
+            let link_ok = t.evidence.is_empty() || crate::change::is_link(&t.evidence);
             need(field, link_ok, "Evidence is an http(s) link.");
             need(
                 field,
@@ -543,9 +556,14 @@ impl AssessmentContent {
     }
 }
 
+/// Fields whose change, once a change is approved, leaves the approval
+/// standing: how the change is described and how urgent it is, not what
+/// CAB approved.
+pub const EDITORIAL_FIELDS: [&str; 4] = ["title", "description", "justification", "priority"];
+
 /// Fields whose change, once a change is approved, voids the approval: what
-/// CAB actually approved. Title, description, justification and priority
-/// are editorial.
+/// CAB actually approved. Every field that is not in [`EDITORIAL_FIELDS`];
+/// this list names them for readers, [`is_material`] does not consult it.
 pub const MATERIAL_FIELDS: [&str; 23] = [
     "type",
     "category",
@@ -572,8 +590,11 @@ pub const MATERIAL_FIELDS: [&str; 23] = [
     "outside_usual_window",
 ];
 
+/// Whether a change to `field` voids an approval. It fails closed: a field
+/// is material unless it is listed as editorial, so a field added later
+/// sends an approved change back to review until someone decides otherwise.
 pub fn is_material(field: &str) -> bool {
-    MATERIAL_FIELDS.contains(&field)
+    !EDITORIAL_FIELDS.contains(&field)
 }
 
 #[cfg(test)]
@@ -1343,5 +1364,112 @@ mod tests {
         for editorial in ["title", "description", "justification", "priority"] {
             assert!(!is_material(editorial));
         }
+    }
+
+    #[test]
+    fn a_field_added_later_is_material() {
+        for later in ["blast_radius", "owner", "", "Title"] {
+            assert!(is_material(later), "{later:?}");
+        }
+        for editorial in EDITORIAL_FIELDS {
+            assert!(!is_material(editorial), "{editorial}");
+        }
+    }
+
+    #[test]
+    fn material_and_editorial_fields_cover_every_field() {
+        let c = crate::change::tests_support::complete();
+        let mut known: Vec<&str> = c.fields().into_iter().map(|(f, _)| f).collect();
+        let mut listed: Vec<&str> = MATERIAL_FIELDS
+            .iter()
+            .chain(&EDITORIAL_FIELDS)
+            .copied()
+            .collect();
+        known.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, known, "each field is material or editorial, once");
+    }
+
+    #[test]
+    fn the_retrospective_takes_a_voter_whatever_the_state() {
+        use ChangeState::*;
+        let change = |state| ChangeFacts {
+            state,
+            author: id(1),
+            contributors: vec![id(2)],
+            assessors: vec![id(7)],
+            voters: vec![id(8)],
+        };
+        // (who, roles, service, expected in every state)
+        let cases: Vec<(u128, Vec<Role>, bool, Result<(), &str>)> = vec![
+            (3, vec![Role::CabMember], false, Ok(())),
+            (8, vec![Role::CabMember], false, Ok(())),
+            (3, vec![Role::CabMember], true, Err("service_account")),
+            (1, vec![Role::CabMember], false, Err("self_approval")),
+            (
+                2,
+                vec![Role::CabMember, Role::Admin],
+                false,
+                Err("self_approval"),
+            ),
+            (7, vec![Role::CabMember], false, Err("assessor_cannot_vote")),
+            (
+                3,
+                vec![Role::Admin, Role::ReleaseManager],
+                false,
+                Err("cab_member_required"),
+            ),
+            (
+                3,
+                vec![Role::SecurityReviewer],
+                false,
+                Err("cab_member_required"),
+            ),
+        ];
+        for state in ChangeState::ALL.iter().copied() {
+            for (who, roles, service, expected) in &cases {
+                let got = check_retrospective(&change(state), &actor(*who, roles, *service))
+                    .map_err(|d| d.code);
+                assert_eq!(
+                    &got, expected,
+                    "actor {who} {roles:?} service={service} {state:?}"
+                );
+                // The rules of a vote, with the state left out.
+                let as_vote = check_duty(
+                    &change(InCabReview),
+                    &actor(*who, roles, *service),
+                    Duty::Vote,
+                )
+                .map_err(|d| d.code);
+                assert_eq!(got, as_vote);
+            }
+        }
+    }
+
+    #[test]
+    fn evidence_links_have_the_limits_of_a_change_link() {
+        let with = |evidence: String| {
+            let mut a = assessment();
+            a.pentest.evidence = evidence;
+            a.validate(High)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        let none: Vec<&str> = vec![];
+        assert_eq!(with(String::new()), none);
+        assert_eq!(with("http://a.bc".into()), none);
+        assert_eq!(
+            with("http://a.b".into()),
+            vec!["pentest"],
+            "ten characters are too short"
+        );
+        assert_eq!(with(format!("https://{}", "a".repeat(1992))), none);
+        assert_eq!(
+            with(format!("https://{}", "a".repeat(1993))),
+            vec!["pentest"]
+        );
+        assert_eq!(with("https://example.com/a b".into()), vec!["pentest"]);
+        assert_eq!(with("ftp://example.com/report".into()), vec!["pentest"]);
     }
 }

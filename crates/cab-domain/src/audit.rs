@@ -16,6 +16,18 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// Reading the audit trail is for auditors and administrators.
+pub fn check_read_trail(actor: &crate::change::Actor) -> Result<(), crate::Denial> {
+    if actor.roles.contains(crate::Role::Auditor) || actor.roles.contains(crate::Role::Admin) {
+        Ok(())
+    } else {
+        Err(crate::Denial::new(
+            "auditor_required",
+            "Only auditors and administrators can read the audit trail.",
+        ))
+    }
+}
+
 /// The `prev_hash` of the first event.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 const ENCODING_TAG: &[u8] = b"cab-audit-v1";
@@ -358,6 +370,39 @@ pub fn seal(record: AuditRecord, prev_hash: &[u8]) -> StoredEvent {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_auditors_and_administrators_read_the_trail() {
+        use crate::Role;
+        for role in Role::ALL.iter().copied() {
+            let actor = crate::change::Actor {
+                id: Uuid::from_u128(1),
+                roles: [role].into_iter().collect(),
+                is_service: false,
+            };
+            let got = check_read_trail(&actor).map_err(|d| d.code);
+            let reads = matches!(role, Role::Auditor | Role::Admin);
+            assert_eq!(
+                got,
+                if reads {
+                    Ok(())
+                } else {
+                    Err("auditor_required")
+                },
+                "{role}"
+            );
+        }
+        let nobody = crate::change::Actor {
+            id: Uuid::from_u128(2),
+            roles: crate::RoleSet::default(),
+            is_service: false,
+        };
+        let denial = check_read_trail(&nobody).unwrap_err();
+        assert_eq!(
+            denial.message,
+            "Only auditors and administrators can read the audit trail."
+        );
+    }
+
     use super::*;
     use chrono::TimeZone;
     use serde_json::json;

@@ -2,6 +2,9 @@
 //! lifecycle as a state machine with one function that says whether an
 //! action is allowed for an actor, and why not.
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -127,7 +130,9 @@ fn err(field: &'static str, message: impl Into<String>) -> FieldError {
     }
 }
 
-fn is_link(s: &str) -> bool {
+/// An http(s) link of sensible length with no whitespace: what a pull
+/// request or an evidence link must be.
+pub(crate) fn is_link(s: &str) -> bool {
     (s.starts_with("https://") || s.starts_with("http://"))
         && s.len() > 10
         && s.len() <= 2000
@@ -153,6 +158,19 @@ const LIMITS: [(&str, usize); 6] = [
     ("rollback_plan", 20_000),
 ];
 
+/// The fields a change must have filled in to be submitted, in form order.
+pub const SUBMISSION_FIELDS: [&str; 9] = [
+    "title",
+    "description",
+    "justification",
+    "environments",
+    "implementation_plan",
+    "test_plan",
+    "rollback_plan",
+    "window_start",
+    "window_end",
+];
+
 impl ChangeContent {
     fn text(&self, field: &str) -> &str {
         match field {
@@ -164,6 +182,70 @@ impl ChangeContent {
             "rollback_plan" => &self.rollback_plan,
             _ => "",
         }
+    }
+
+    /// An empty change as a new form shows it: a normal feature of medium
+    /// priority, windows entered in UTC.
+    pub fn blank() -> ChangeContent {
+        ChangeContent {
+            title: String::new(),
+            description: String::new(),
+            justification: String::new(),
+            change_type: ChangeType::Normal,
+            category: Category::Feature,
+            priority: Priority::Medium,
+            services: Vec::new(),
+            environments: Vec::new(),
+            implementation_plan: String::new(),
+            test_plan: String::new(),
+            test_levels: TestLevels::default(),
+            test_evidence: Vec::new(),
+            rollback_plan: String::new(),
+            window_start: None,
+            window_end: None,
+            window_tz: "UTC".into(),
+            pr_url: String::new(),
+            commit_sha: String::new(),
+            artifact_digest: String::new(),
+            contributors: Vec::new(),
+            risk: RiskAnswers::default(),
+        }
+    }
+
+    /// Tidies what people typed: service names lowercased and deduplicated,
+    /// contributors deduplicated and never the author (`author` is their
+    /// username), environments in promotion order, text trimmed at the ends.
+    pub fn normalized(mut self, author: &str) -> ChangeContent {
+        self.title = self.title.trim().to_owned();
+        let mut services: Vec<String> = Vec::new();
+        for s in &self.services {
+            let s = normalize_service(s).unwrap_or_else(|| s.trim().to_owned());
+            if !s.is_empty() && !services.contains(&s) {
+                services.push(s);
+            }
+        }
+        self.services = services;
+        let mut contributors: Vec<String> = self
+            .contributors
+            .iter()
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty() && s != author)
+            .collect();
+        contributors.sort();
+        contributors.dedup();
+        self.contributors = contributors;
+        self.environments.sort();
+        self.environments.dedup();
+        self.test_evidence = self
+            .test_evidence
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        self.commit_sha = self.commit_sha.trim().to_lowercase();
+        self.artifact_digest = self.artifact_digest.trim().to_owned();
+        self.pr_url = self.pr_url.trim().to_owned();
+        self
     }
 
     pub fn targets_prod(&self) -> bool {
@@ -269,41 +351,54 @@ impl ChangeContent {
             .collect()
     }
 
-    /// What a change needs before it can be submitted, on top of [`validate`](Self::validate).
+    /// What [`SUBMISSION_FIELDS`] asks of `field` that this change lacks,
+    /// or `None` when it has it (or the field is not one of them).
+    fn missing(&self, field: &str) -> Option<&'static str> {
+        let blank = |t: &str| t.trim().is_empty();
+        let lacks = match field {
+            "environments" => self.environments.is_empty(),
+            "rollback_plan" => self.targets_prod() && blank(&self.rollback_plan),
+            "window_start" => self.window_start.is_none(),
+            "window_end" => self.window_end.is_none(),
+            _ => blank(self.text(field)),
+        };
+        let message = match field {
+            "title" => "A title is required.",
+            "description" => "Describe what changes.",
+            "justification" => "Give the business justification.",
+            "environments" => "Choose at least one target environment.",
+            "implementation_plan" => "Describe how the change will be implemented.",
+            "test_plan" => "Describe how the change is tested.",
+            "rollback_plan" => "A change that reaches PROD needs a rollback plan.",
+            "window_start" => "Give the planned window's start.",
+            "window_end" => "Give the planned window's end.",
+            _ => return None,
+        };
+        lacks.then_some(message)
+    }
+
+    /// What a change needs before it can be submitted, on top of
+    /// [`validate`](Self::validate): every field of [`SUBMISSION_FIELDS`].
+    /// A field already refused by `validate` is not named twice. The
+    /// written parts that are always required are named first, then the
+    /// rest, each in form order.
     pub fn validate_for_submission(&self) -> Vec<FieldError> {
         let mut errors = self.validate();
-        let required = [
-            ("title", "A title is required."),
-            ("description", "Describe what changes."),
-            ("justification", "Give the business justification."),
-            (
-                "implementation_plan",
-                "Describe how the change will be implemented.",
-            ),
-            ("test_plan", "Describe how the change is tested."),
-        ];
-        for (field, message) in required {
-            if self.text(field).trim().is_empty() && !errors.iter().any(|e| e.field == field) {
+        let always_written = |f: &&str| {
+            !matches!(
+                *f,
+                "environments" | "rollback_plan" | "window_start" | "window_end"
+            )
+        };
+        let (written, rest): (Vec<&str>, Vec<&str>) =
+            SUBMISSION_FIELDS.into_iter().partition(always_written);
+        for field in written.into_iter().chain(rest) {
+            if errors.iter().any(|e| e.field == field) {
+                continue;
+            }
+            if let Some(message) = self.missing(field) {
                 errors.push(err(field, message));
             }
-        }
-        if self.environments.is_empty() {
-            errors.push(err(
-                "environments",
-                "Choose at least one target environment.",
-            ));
-        }
-        if self.targets_prod() && self.rollback_plan.trim().is_empty() {
-            errors.push(err(
-                "rollback_plan",
-                "A change that reaches PROD needs a rollback plan.",
-            ));
-        }
-        if self.window_start.is_none() {
-            errors.push(err("window_start", "Give the planned window's start."));
-        }
-        if self.window_end.is_none() {
-            errors.push(err("window_end", "Give the planned window's end."));
         }
         errors
     }
@@ -406,6 +501,65 @@ pub fn field_label(field: &str) -> Option<&'static str> {
         "outside_usual_window" => "Outside a usual window",
         _ => return None,
     })
+}
+
+/// Fields by the names people know them by, as a list in a sentence:
+/// "the title", "window start and window end"; "nothing" for none.
+pub fn field_names(fields: &[&str]) -> String {
+    let names: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            let label = field_label(f).unwrap_or("another field");
+            let mut chars = label.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        })
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => "nothing".into(),
+    }
+}
+
+/// The number people know a change by, written `CHG-<n>`. Read from
+/// `CHG-<n>`, `chg-<n>` or the bare number; `<n>` is decimal digits only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangeKey(pub i64);
+
+impl fmt::Display for ChangeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CHG-{}", self.0)
+    }
+}
+
+/// Text that is not a change number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAChangeKey;
+
+impl fmt::Display for NotAChangeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a change number (CHG-<n>)")
+    }
+}
+
+impl std::error::Error for NotAChangeKey {}
+
+impl FromStr for ChangeKey {
+    type Err = NotAChangeKey;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s
+            .strip_prefix("CHG-")
+            .or_else(|| s.strip_prefix("chg-"))
+            .unwrap_or(s);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(NotAChangeKey);
+        }
+        digits.parse().map(ChangeKey).map_err(|_| NotAChangeKey)
+    }
 }
 
 /// One field that differs between two revisions.
@@ -532,83 +686,57 @@ pub fn filing_author<'a>(
 }
 
 /// Whether `actor` may take `action` on the change, and the state it leads
-/// to. Every surface calls this one function.
+/// to. Every surface calls this one function; submitting, withdrawing and
+/// cancelling are the lifecycle's events (see [`crate::lifecycle::next`]).
 pub fn check_action(
     change: &ChangeFacts,
     actor: &Actor,
     action: ChangeAction,
 ) -> Result<ChangeState, Denial> {
-    use ChangeAction::*;
-    use ChangeState::*;
-    let authorish = change.is_author(actor.id);
-    let not_author = || {
-        Denial::new(
+    use crate::lifecycle::{Event, Subject, next};
+    let event = match action {
+        ChangeAction::Comment => return Ok(change.state),
+        ChangeAction::Edit => {
+            check_authorship(change, actor)?;
+            if change.state.is_closed() {
+                return Err(closed(change.state));
+            }
+            return Ok(change.state);
+        }
+        ChangeAction::Submit => Event::Submit { standard: None },
+        ChangeAction::Withdraw => Event::Withdraw,
+        ChangeAction::Cancel => Event::Cancel,
+    };
+    // The state these lead to depends neither on the type nor on the revision.
+    let subject = Subject {
+        facts: change,
+        change_type: ChangeType::Normal,
+        revision: 0,
+    };
+    next(&subject, actor, &event, DateTime::UNIX_EPOCH).map(|t| t.to)
+}
+
+/// Only the change's author and contributors edit, submit or withdraw it.
+pub(crate) fn check_authorship(change: &ChangeFacts, actor: &Actor) -> Result<(), Denial> {
+    if change.is_author(actor.id) {
+        Ok(())
+    } else {
+        Err(Denial::new(
             "not_author",
             "Only the change's author or its contributors can edit, submit or withdraw it.",
-        )
-    };
-    let closed = || {
-        Denial::new(
-            "change_closed",
-            format!(
-                "This change is {} and can no longer change.",
-                change.state.label().to_lowercase()
-            ),
-        )
-    };
-    match action {
-        Comment => Ok(change.state),
-        Edit => {
-            if !authorish {
-                return Err(not_author());
-            }
-            if change.state.is_closed() {
-                return Err(closed());
-            }
-            Ok(change.state)
-        }
-        Submit => {
-            if !authorish {
-                return Err(not_author());
-            }
-            match change.state {
-                Draft | ChangesRequested => Ok(Submitted),
-                Submitted | InAssessment | InCabReview | Approved => Err(Denial::new(
-                    "invalid_transition",
-                    "This change has already been submitted.",
-                )),
-                _ => Err(closed()),
-            }
-        }
-        Withdraw => {
-            if !authorish {
-                return Err(not_author());
-            }
-            match change.state {
-                Draft | Submitted | InAssessment | InCabReview | ChangesRequested => Ok(Withdrawn),
-                Approved => Err(Denial::new(
-                    "invalid_transition",
-                    "This change has been approved; it can be cancelled, not withdrawn.",
-                )),
-                _ => Err(closed()),
-            }
-        }
-        Cancel => {
-            let may_cancel = actor.roles.contains(Role::CabMember)
-                || actor.roles.contains(Role::ReleaseManager)
-                || actor.roles.contains(Role::Admin);
-            if !may_cancel || actor.is_service {
-                return Err(Denial::new(
-                    "cancel_not_allowed",
-                    "Only CAB members, release managers and administrators cancel changes; authors withdraw theirs.",
-                ));
-            }
-            if change.state.is_closed() {
-                return Err(closed());
-            }
-            Ok(Cancelled)
-        }
+        ))
     }
+}
+
+/// The refusal for a change that is withdrawn, cancelled or rejected.
+pub(crate) fn closed(state: ChangeState) -> Denial {
+    Denial::new(
+        "change_closed",
+        format!(
+            "This change is {} and can no longer change.",
+            state.label().to_lowercase()
+        ),
+    )
 }
 
 /// A complete change for tests of this crate.
@@ -1038,5 +1166,159 @@ mod tests {
                 "engineer_required"
             );
         }
+    }
+
+    #[test]
+    fn change_keys_read_and_write_as_chg_numbers() {
+        let cases: [(&str, Option<i64>); 12] = [
+            ("CHG-12", Some(12)),
+            ("chg-12", Some(12)),
+            ("12", Some(12)),
+            ("CHG-0", Some(0)),
+            ("CHG-9223372036854775807", Some(i64::MAX)),
+            ("CHG-9223372036854775808", None),
+            ("CHG-", None),
+            ("", None),
+            ("CHG-x", None),
+            ("-5", None),
+            ("+5", None),
+            ("Chg-12", None),
+        ];
+        for (raw, number) in cases {
+            assert_eq!(
+                raw.parse::<ChangeKey>().ok(),
+                number.map(ChangeKey),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(ChangeKey(12).to_string(), "CHG-12");
+        assert_eq!("x".parse::<ChangeKey>(), Err(NotAChangeKey));
+        assert_eq!(NotAChangeKey.to_string(), "not a change number (CHG-<n>)");
+    }
+
+    #[test]
+    fn a_blank_change_is_an_empty_normal_feature() {
+        let b = ChangeContent::blank();
+        assert_eq!(b.change_type, ChangeType::Normal);
+        assert_eq!(b.category, Category::Feature);
+        assert_eq!(b.priority, Priority::Medium);
+        assert_eq!(b.window_tz, "UTC");
+        assert_eq!(b.test_levels, TestLevels::default());
+        assert_eq!(b.risk, RiskAnswers::default());
+        assert!(
+            b.validate()
+                .iter()
+                .all(|e| ["impact", "likelihood"].contains(&e.field))
+        );
+        let errors = b.validate_for_submission();
+        let named: Vec<&str> = fields(&errors);
+        for field in SUBMISSION_FIELDS
+            .into_iter()
+            .filter(|f| *f != "rollback_plan")
+        {
+            assert!(named.contains(&field), "{field}: {named:?}");
+        }
+        for (field, value) in b.fields() {
+            if ![
+                "type",
+                "category",
+                "priority",
+                "window_tz",
+                "impact",
+                "likelihood",
+            ]
+            .contains(&field)
+                && !value.starts_with("no")
+            {
+                assert!(value.is_empty(), "{field} = {value:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn normalizing_tidies_what_people_typed() {
+        let mut c = complete();
+        c.title = "  Upgrade  ".into();
+        c.services = vec![
+            " Edge-Proxy ".into(),
+            "edge-proxy".into(),
+            "  ".into(),
+            "Bad Name".into(),
+        ];
+        c.contributors = vec![
+            " Bob ".into(),
+            "erin".into(),
+            "bob".into(),
+            "".into(),
+            "amy".into(),
+        ];
+        c.environments = vec![Environment::Prod, Environment::Dev, Environment::Prod];
+        c.test_evidence = vec![" https://ci.example/1 ".into(), " ".into()];
+        c.commit_sha = " ABCDEF1 ".into();
+        c.artifact_digest = " sha256:ab ".into();
+        c.pr_url = " https://git.example/pr/1 ".into();
+        c.description = "  kept as written  ".into();
+        let n = c.normalized("erin");
+        assert_eq!(n.title, "Upgrade");
+        assert_eq!(n.services, vec!["edge-proxy", "Bad Name"]);
+        assert_eq!(n.contributors, vec!["amy", "bob"]);
+        assert_eq!(n.environments, vec![Environment::Dev, Environment::Prod]);
+        assert_eq!(n.test_evidence, vec!["https://ci.example/1"]);
+        assert_eq!(n.commit_sha, "abcdef1");
+        assert_eq!(n.artifact_digest, "sha256:ab");
+        assert_eq!(n.pr_url, "https://git.example/pr/1");
+        assert_eq!(n.description, "  kept as written  ");
+    }
+
+    #[test]
+    fn field_names_read_as_a_list_in_a_sentence() {
+        assert_eq!(field_names(&[]), "nothing");
+        assert_eq!(field_names(&["title"]), "title");
+        assert_eq!(
+            field_names(&["window_start", "window_end"]),
+            "window start and window end"
+        );
+        assert_eq!(
+            field_names(&["pr_url", "services", "later"]),
+            "pull request, affected services and another field"
+        );
+    }
+
+    #[test]
+    fn submission_names_the_written_parts_first_then_the_rest_in_form_order() {
+        let mut c = ChangeContent::blank();
+        c.risk = complete().risk;
+        c.environments = vec![];
+        assert_eq!(
+            fields(&c.validate_for_submission()),
+            vec![
+                "title",
+                "description",
+                "justification",
+                "implementation_plan",
+                "test_plan",
+                "environments",
+                "window_start",
+                "window_end",
+            ]
+        );
+        c.environments = vec![Environment::Prod];
+        assert_eq!(
+            fields(&c.validate_for_submission())[5..],
+            ["rollback_plan", "window_start", "window_end"]
+        );
+        // Each field the submission asks for is named by it, with its own sentence.
+        let mut none = c.clone();
+        none.environments.clear();
+        let errors = [c.validate_for_submission(), none.validate_for_submission()].concat();
+        let mut messages = Vec::new();
+        for field in SUBMISSION_FIELDS {
+            let found = errors.iter().find(|e| e.field == field).expect(field);
+            messages.push(found.message.clone());
+        }
+        messages.dedup();
+        assert_eq!(messages.len(), SUBMISSION_FIELDS.len());
+        assert_eq!(complete().missing("title"), None);
+        assert_eq!(c.missing("pr_url"), None, "not a submission field");
     }
 }

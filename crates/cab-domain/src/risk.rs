@@ -56,6 +56,22 @@ impl RiskLevel {
     }
 }
 
+impl crate::Vocabulary for RiskLevel {
+    const ALL: &'static [Self] = &RiskLevel::ALL;
+
+    fn as_str(self) -> &'static str {
+        RiskLevel::as_str(self)
+    }
+
+    fn label(self) -> &'static str {
+        RiskLevel::label(self)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        RiskLevel::parse(s)
+    }
+}
+
 /// What the engineer answers. Impact and likelihood run from 1 (least) to 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RiskAnswers {

@@ -44,6 +44,26 @@ impl TemplateState {
     }
 }
 
+impl crate::Vocabulary for TemplateState {
+    const ALL: &'static [Self] = &[
+        TemplateState::Proposed,
+        TemplateState::Approved,
+        TemplateState::Retired,
+    ];
+
+    fn as_str(self) -> &'static str {
+        TemplateState::as_str(self)
+    }
+
+    fn label(self) -> &'static str {
+        TemplateState::label(self)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        TemplateState::parse(s)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateAction {
     Propose,
