@@ -11,6 +11,7 @@ use cab_domain::{Role, RoleSet};
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::cookies;
 use crate::crypto::{API_TOKEN_PREFIX, AUD_API, AUD_WEB, api_token_hash};
 use crate::error::{ApiError, AppError};
 use crate::state::AppState;
@@ -90,17 +91,20 @@ impl CurrentUser {
     }
 }
 
-/// A cookie's value from the request's `Cookie` headers.
+/// A cookie's value from the request's `Cookie` headers (see [`cookies`]).
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    cookies::get(&parts.headers, name)
+}
+
+/// What a session's CSRF token is bound to.
+pub fn session_binding(sid: Uuid) -> String {
+    format!("session:{sid}")
+}
+
+/// What the login form's CSRF token is bound to: the login cookie, since
+/// there is no session yet.
+pub fn login_binding(cookie: &str) -> String {
+    format!("login:{cookie}")
 }
 
 /// The session's user if it is open; an idle web session is ended here,

@@ -153,12 +153,7 @@ pub async fn resolve_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
 }
 
 pub fn field_errors(errors: Vec<FieldError>) -> AppError {
-    AppError::Fields(
-        errors
-            .into_iter()
-            .map(|e| (e.field.to_owned(), e.message))
-            .collect(),
-    )
+    errors.into()
 }
 
 /// Tidies what people typed: service names lowercased and deduplicated,

@@ -146,6 +146,18 @@ impl From<FieldError> for AppError {
     }
 }
 
+/// Every field at fault at once, in the order the rules found them.
+impl From<Vec<FieldError>> for AppError {
+    fn from(errors: Vec<FieldError>) -> Self {
+        AppError::Fields(
+            errors
+                .into_iter()
+                .map(|e| (e.field.to_owned(), e.message))
+                .collect(),
+        )
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -277,3 +289,34 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_become_one_validation_error_in_their_order() {
+        let err = AppError::from(vec![
+            FieldError {
+                field: "title",
+                message: "Give it a title.".into(),
+            },
+            FieldError {
+                field: "rollback_plan",
+                message: "Say how to undo it.".into(),
+            },
+        ]);
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err.code(), "validation");
+        let AppError::Fields(fields) = err else {
+            panic!("not a fields error: {err:?}");
+        };
+        assert_eq!(
+            fields,
+            vec![
+                ("title".to_owned(), "Give it a title.".to_owned()),
+                ("rollback_plan".to_owned(), "Say how to undo it.".to_owned()),
+            ]
+        );
+    }
+}

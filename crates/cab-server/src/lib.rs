@@ -10,6 +10,7 @@ pub mod auth;
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod cookies;
 pub mod crypto;
 pub mod db;
 pub mod decisions;

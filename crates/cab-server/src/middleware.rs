@@ -6,26 +6,16 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{LOGIN_COOKIE, SESSION_COOKIE};
+use crate::auth::{LOGIN_COOKIE, SESSION_COOKIE, login_binding, session_binding};
+use crate::cookies;
 use crate::crypto::AUD_WEB;
 use crate::error::{ApiError, AppError};
 use crate::state::AppState;
-use crate::ui::{error_page, session_binding};
+use crate::ui::error_page;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "_csrf";
 const FORM_LIMIT: usize = 1024 * 1024;
-
-fn cookie_in(req: &Request, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
 
 /// Refuses every state-changing request that rides on a cookie unless it
 /// carries the CSRF token bound to that cookie, in the `_csrf` form field or
@@ -39,10 +29,10 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     }
     let is_api = req.uri().path().starts_with("/api/");
     let binding = if req.uri().path() == "/login" {
-        cookie_in(&req, LOGIN_COOKIE).map(|c| crate::ui::login_binding(&c))
+        cookies::get(req.headers(), LOGIN_COOKIE).map(login_binding)
     } else {
-        cookie_in(&req, SESSION_COOKIE)
-            .and_then(|t| state.keys.verify(&t, AUD_WEB))
+        cookies::get(req.headers(), SESSION_COOKIE)
+            .and_then(|t| state.keys.verify(t, AUD_WEB))
             .map(|claims| session_binding(claims.sid))
     };
     let refuse = |state: &AppState| {

@@ -101,7 +101,7 @@ pub async fn propose(
     content.contributors.clear();
     let errors = template::validate_template(name, &content);
     if !errors.is_empty() {
-        return Err(changes::field_errors(errors));
+        return Err(errors.into());
     }
     let id = Uuid::new_v4();
     let value = serde_json::to_value(&content).map_err(|e| AppError::Internal(e.into()))?;
@@ -238,8 +238,10 @@ async fn cast_vote(
         standing: Standing::Counts,
     });
     let policy = crate::decisions::policy(&mut tx).await?;
-    // An unreadable level fails closed: the largest quorum.
-    let level = RiskLevel::parse(&current.row.risk_level).unwrap_or(RiskLevel::Critical);
+    // An unreadable level decides nothing: the error rolls the vote back and
+    // the caller records the attempt as refused (`policy_unavailable`).
+    let level = RiskLevel::parse(&current.row.risk_level)
+        .ok_or_else(|| internal(format_args!("risk level {:?}", current.row.risk_level)))?;
     let outcome = approval::evaluate(&policy, ChangeType::Normal, level, &ballots, None);
     let settled = match outcome {
         Decision::Approved => Some((TemplateState::Approved, "template.approved")),

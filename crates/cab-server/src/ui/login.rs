@@ -10,7 +10,7 @@ use cab_domain::redirect;
 use serde::Deserialize;
 
 use super::{Layout, Viewer, cookie_attrs, error_page, expire_cookie, render};
-use crate::auth::{self, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::auth::{self, LOGIN_COOKIE, SESSION_COOKIE, login_binding};
 use crate::crypto::random_token;
 use crate::error::AppError;
 use crate::request::Origin;
@@ -51,10 +51,6 @@ fn device_cookie_header(state: &AppState, value: &str) -> String {
     format!(
         "{DEVICE_COOKIE}={value}; Max-Age={max_age}; Path=/login; HttpOnly; SameSite=Strict{secure}"
     )
-}
-
-pub fn login_binding(cookie: &str) -> String {
-    format!("login:{cookie}")
 }
 
 fn login_page(

@@ -304,17 +304,7 @@ fn sets_notice(resp: &Response) -> bool {
 /// Clears the notice cookie once a page has been shown with it: any answer
 /// that is not a redirect and does not leave a new notice.
 pub async fn clear_when_shown(req: Request, next: Next) -> Response {
-    let had_notice = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|kv| {
-            kv.trim()
-                .split_once('=')
-                .is_some_and(|(k, _)| k == NOTICE_COOKIE)
-        });
+    let had_notice = crate::cookies::has(req.headers(), NOTICE_COOKIE);
     let mut resp = next.run(req).await;
     if had_notice
         && !resp.status().is_redirection()
