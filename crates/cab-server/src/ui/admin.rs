@@ -13,10 +13,10 @@ use cab_domain::Role;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::form::{FieldErrors, FormPairs as Pairs, form_value as value, form_values as values};
 use super::notice::{Notice, redirect_with};
 use super::words::role_labels;
-use super::{FieldErrors, Layout, Viewer, render, when};
-use super::{FormPairs as Pairs, form_value as value, form_values as values};
+use super::{Layout, Viewer, render, when};
 use crate::accounts::{self, NewAccount, Operator};
 use crate::error::AppError;
 use crate::request::Origin;

@@ -13,11 +13,10 @@ use cab_domain::approval::{
 use cab_domain::change::{ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
-use super::changes::Choice;
+use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
 use super::words::stored;
-use super::{FieldErrors, Layout, Viewer, render, when};
-use super::{FormPairs as Pairs, form_value as value};
+use super::{Layout, Viewer, render, when};
 use crate::changes::{self, ChangeView};
 use crate::decisions;
 use crate::error::AppError;

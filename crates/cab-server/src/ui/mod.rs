@@ -3,17 +3,16 @@
 
 mod admin;
 mod audit;
-pub mod changes;
+mod changes;
 mod decisions;
+mod form;
 mod home;
 mod login;
 pub mod notice;
 mod templates;
 mod words;
 
-pub use login::login_binding;
-
-use std::collections::BTreeMap;
+pub use crate::auth::{login_binding, session_binding};
 
 use askama::Template;
 use axum::Router;
@@ -309,11 +308,6 @@ fn error_page_with(
     resp
 }
 
-/// What a session's CSRF token is bound to.
-pub fn session_binding(sid: uuid::Uuid) -> String {
-    format!("session:{sid}")
-}
-
 /// A signed-in person looking at a page, with the layout for it. Without a
 /// valid session the request is sent to the login page instead.
 pub struct Viewer {
@@ -407,110 +401,6 @@ pub fn urlencode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A form's fields in order, repeated names (checkboxes) included.
-pub type FormPairs = Vec<(String, String)>;
-
-/// Every value submitted under `key`.
-pub fn form_values<'a>(pairs: &'a FormPairs, key: &str) -> Vec<&'a str> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
-
-/// The first value submitted under `key`, or empty.
-pub fn form_value(pairs: &FormPairs, key: &str) -> String {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
-}
-
-/// One line of the error summary on top of a re-shown form.
-pub struct ErrorLink {
-    /// The id of the field's element.
-    pub target: String,
-    pub label: String,
-    pub message: String,
-}
-
-/// Messages shown beside form fields, keyed by field name.
-#[derive(Default, Debug)]
-pub struct FieldErrors(BTreeMap<String, String>);
-
-impl FieldErrors {
-    pub fn get(&self, field: &str) -> Option<&String> {
-        self.0.get(field)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn insert(&mut self, field: &str, message: impl Into<String>) {
-        self.0.insert(field.to_owned(), message.into());
-    }
-
-    /// Adds `other`'s messages for fields that have none yet.
-    pub fn merge(&mut self, other: FieldErrors) {
-        for (field, message) in other.0 {
-            self.0.entry(field).or_insert(message);
-        }
-    }
-
-    /// The summary on top of a re-shown form: each error with the label of
-    /// its field, in the order `fields` (name, label) gives, which is the
-    /// form's. A summary line links to the element whose id is the field's
-    /// name. Errors of fields not listed come last, under their own name.
-    pub fn summary<'a>(&self, fields: impl AsRef<[(&'a str, &'a str)]>) -> Vec<ErrorLink> {
-        let mut out = Vec::new();
-        let mut listed = Vec::new();
-        for &(field, label) in fields.as_ref() {
-            if let Some(message) = self.0.get(field) {
-                out.push(ErrorLink {
-                    target: field.to_owned(),
-                    label: label.to_owned(),
-                    message: message.clone(),
-                });
-            }
-            listed.push(field);
-        }
-        for (field, message) in &self.0 {
-            if !listed.contains(&field.as_str()) {
-                let mut label = field.replace('_', " ");
-                if let Some(first) = label.get(..1) {
-                    label = first.to_uppercase() + &label[1..];
-                }
-                out.push(ErrorLink {
-                    target: field.clone(),
-                    label,
-                    message: message.clone(),
-                });
-            }
-        }
-        out
-    }
-
-    /// A validation or conflict error becomes a message beside its field;
-    /// anything else is not a form error and is handed back.
-    pub fn absorb(err: AppError, conflict_field: &str) -> Result<Self, AppError> {
-        let mut errors = FieldErrors::default();
-        match err {
-            AppError::Invalid { field, message } => errors.insert(&field, message),
-            AppError::Fields(list) => {
-                for (field, message) in list {
-                    errors.0.entry(field).or_insert(message);
-                }
-            }
-            AppError::Conflict(d) => errors.insert(conflict_field, d.message),
-            other => return Err(other),
-        }
-        Ok(errors)
-    }
-}
-
 /// Formats a time for pages: UTC, to the second.
 pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -554,27 +444,6 @@ mod tests {
         assert_eq!(
             labels(&[Role::SecurityReviewer]),
             vec!["Dashboard", "Changes", "Assessments"]
-        );
-    }
-
-    #[test]
-    fn the_error_summary_follows_the_form_and_names_each_field() {
-        let mut errors = FieldErrors::default();
-        errors.insert("likelihood", "Choose the likelihood.");
-        errors.insert("impact", "Choose the impact.");
-        errors.insert("odd_one", "Something else.");
-        let lines: Vec<_> = errors
-            .summary([("impact", "Impact"), ("likelihood", "Likelihood")])
-            .into_iter()
-            .map(|l| format!("{} {}: {}", l.target, l.label, l.message))
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                "impact Impact: Choose the impact.",
-                "likelihood Likelihood: Choose the likelihood.",
-                "odd_one Odd one: Something else."
-            ]
         );
     }
 

@@ -11,11 +11,10 @@ use cab_domain::change::{Category, Environment};
 use cab_domain::risk::{RiskAnswers, RiskLevel};
 use cab_domain::template::{TemplateAction, TemplateState, check_template_action};
 
-use super::changes::Choice;
+use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
 use super::words::{People, role_labels};
-use super::{FieldErrors, Layout, Viewer, render, when};
-use super::{FormPairs as Pairs, form_value as value};
+use super::{Layout, Viewer, render, when};
 use crate::api::changes::blank_content;
 use crate::error::AppError;
 use crate::request::Origin;

@@ -1,0 +1,494 @@
+//! A change's own page: its fields, the decision section (what it still
+//! needs, the assessment, the approval trail of every assessment and vote),
+//! its revisions with what each changed, its comments and its timeline, and
+//! which actions the person looking may take.
+
+use askama::Template;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cab_domain::approval::{AssessmentDecision, DataClassification, VoteChoice};
+use cab_domain::change::{ChangeAction, ChangeState, FieldChange, field_label};
+use cab_domain::risk::RiskLevel;
+use chrono::{DateTime, Utc};
+
+use super::form::parse_offset;
+use super::load;
+use crate::changes::ChangeView;
+use crate::error::AppError;
+use crate::ui::form::FieldErrors;
+use crate::ui::words::{Link, People, Sentence, Subjects, role_labels};
+use crate::ui::{Layout, Viewer, render, when};
+
+/// One fact on a change's page: text, text as written (line breaks kept),
+/// or links, of which only web addresses can be followed.
+struct Field {
+    pub label: &'static str,
+    pub text: String,
+    pub multiline: bool,
+    pub links: Vec<Link>,
+}
+
+impl Field {
+    fn text(label: &'static str, text: impl Into<String>) -> Self {
+        Field {
+            label,
+            text: text.into(),
+            multiline: false,
+            links: Vec::new(),
+        }
+    }
+
+    fn prose(label: &'static str, text: impl Into<String>) -> Self {
+        Field {
+            multiline: true,
+            ..Field::text(label, text)
+        }
+    }
+
+    fn links<'a>(label: &'static str, items: impl IntoIterator<Item = &'a str>) -> Self {
+        Field {
+            links: items
+                .into_iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(Link::new)
+                .collect(),
+            ..Field::text(label, "")
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.links.is_empty()
+    }
+}
+
+/// One changed field of a revision, by its label.
+struct DiffLine {
+    pub field: &'static str,
+    pub before: String,
+    pub after: String,
+}
+
+struct RevisionLine {
+    pub number: i32,
+    pub at: String,
+    pub by: String,
+    pub risk: Option<RiskLevel>,
+    pub diff: Vec<DiffLine>,
+}
+
+struct CommentLine {
+    pub author: String,
+    pub at: String,
+    pub body: String,
+}
+
+struct TimelineLine {
+    pub at: String,
+    /// The stored action, kept as `data-action` for scripts and tests.
+    pub action: String,
+    pub sentence: Sentence,
+}
+
+/// The decision section of a change's page.
+struct DecisionView {
+    pub level: RiskLevel,
+    pub still_needed: Vec<String>,
+    pub review_note: Option<String>,
+    pub assessment: Option<AssessmentSummary>,
+    pub trail: Vec<TrailLine>,
+    pub may_vote: bool,
+    pub may_assess: bool,
+    pub may_start: bool,
+    pub my_vote: Option<VoteChoice>,
+    pub retrospective_due: Option<String>,
+    pub retrospective_done: Option<String>,
+    pub may_record_retrospective: bool,
+}
+
+/// One kind of security testing in an assessment.
+struct TestingLine {
+    pub name: &'static str,
+    pub required: bool,
+    pub evidence: Option<Link>,
+    pub justification: String,
+}
+
+struct AssessmentSummary {
+    pub by: String,
+    pub decision: Option<AssessmentDecision>,
+    pub level: Option<RiskLevel>,
+    pub lowers: bool,
+    pub lowering_justification: String,
+    pub conditions: Vec<String>,
+    pub classification: Option<DataClassification>,
+    pub testing: Vec<TestingLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrailKind {
+    Assessment,
+    Vote,
+}
+
+impl TrailKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TrailKind::Assessment => "Security assessment",
+            TrailKind::Vote => "CAB vote",
+        }
+    }
+}
+
+/// Whether an assessment or vote still counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrailStatus {
+    Current,
+    Superseded,
+    EarlierRevision,
+    /// On the current revision, but the person no longer counts (see
+    /// `cab_domain::approval::Standing`).
+    DoesNotCount(cab_domain::approval::Standing),
+}
+
+impl TrailStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            TrailStatus::Current => "Counts",
+            TrailStatus::Superseded => "Replaced by a later one",
+            TrailStatus::EarlierRevision => "On an earlier revision",
+            TrailStatus::DoesNotCount(s) => s.label(),
+        }
+    }
+
+    pub fn class(self) -> &'static str {
+        match self {
+            TrailStatus::Current => "trail-current",
+            TrailStatus::Superseded => "trail-superseded",
+            TrailStatus::EarlierRevision | TrailStatus::DoesNotCount(_) => "trail-earlier",
+        }
+    }
+}
+
+struct TrailLine {
+    pub kind: TrailKind,
+    pub who: String,
+    pub roles: String,
+    pub revision: i32,
+    pub decision: String,
+    pub comment: String,
+    pub at: String,
+    pub status: TrailStatus,
+}
+
+#[derive(Template)]
+#[template(path = "changes/detail.html")]
+struct DetailPage {
+    d: DecisionView,
+    layout: Layout,
+    v: ChangeView,
+    key: String,
+    fields: Vec<Field>,
+    revisions: Vec<RevisionLine>,
+    comments: Vec<CommentLine>,
+    timeline: Vec<TimelineLine>,
+    can_edit: bool,
+    can_submit: bool,
+    can_withdraw: bool,
+    can_cancel: bool,
+    errors: FieldErrors,
+}
+
+pub(crate) async fn detail_page(
+    viewer: &Viewer,
+    v: ChangeView,
+    errors: FieldErrors,
+) -> Result<Response, AppError> {
+    let mut conn = viewer.state.pool.acquire().await?;
+    let revisions = cab_db::changes::revisions(&mut conn, v.id).await?;
+    let comments = cab_db::changes::comments(&mut conn, v.id).await?;
+    let events = cab_db::audit::for_entity(&mut conn, "change", &v.id.to_string()).await?;
+    let facts = crate::decisions::facts(&mut conn, &v).await?;
+    let subjects = Subjects::for_change(People::load(&mut conn).await?, v.id, v.number);
+    drop(conn);
+    let people = &subjects.people;
+    let d = decision_view(viewer, &v, &facts, people);
+    let c = &v.content;
+    let offset = parse_offset(&c.window_tz);
+    let show = |t: Option<DateTime<Utc>>| match (t, offset) {
+        (Some(t), Some(o)) if o.local_minus_utc() != 0 => format!(
+            "{} ({} {})",
+            when(&t),
+            t.with_timezone(&o).format("%Y-%m-%d %H:%M"),
+            o
+        ),
+        (Some(t), _) => when(&t),
+        (None, _) => "not planned yet".into(),
+    };
+    let window = format!("{} → {}", show(c.window_start), show(c.window_end));
+    let levels = [
+        (c.test_levels.unit, "unit"),
+        (c.test_levels.integration, "integration"),
+        (c.test_levels.system, "system"),
+        (c.test_levels.acceptance, "acceptance"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect::<Vec<_>>()
+    .join(", ");
+    let fields = vec![
+        Field::prose("Description", c.description.clone()),
+        Field::prose("Business justification", c.justification.clone()),
+        Field::text("Category", c.category.label()),
+        Field::text("Priority", c.priority.label()),
+        Field::text("Affected services", c.services.join(", ")),
+        Field::text(
+            "Target environments",
+            c.environments
+                .iter()
+                .map(|e| e.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        Field::text("Planned window", window),
+        Field::prose("Implementation plan", c.implementation_plan.clone()),
+        Field::prose("Test plan", c.test_plan.clone()),
+        Field::text("Testing levels", levels),
+        Field::links("Test evidence", c.test_evidence.iter().map(String::as_str)),
+        Field::prose("Rollback plan", c.rollback_plan.clone()),
+        Field::links("Pull request", [c.pr_url.as_str()]),
+        Field::text("Commit", c.commit_sha.clone()),
+        Field::text("Artifact digest", c.artifact_digest.clone()),
+        Field::text("Author", people.name(&v.author)),
+        Field::text(
+            "Contributors",
+            v.contributors
+                .iter()
+                .map(|(_, u)| people.name(u))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ];
+    let page = DetailPage {
+        d,
+        layout: viewer.layout(format!("{} {}", v.key(), c.title)),
+        key: v.key(),
+        fields,
+        revisions: revisions
+            .into_iter()
+            .map(|r| RevisionLine {
+                number: r.number,
+                at: when(&r.created_at),
+                by: people.name(&r.created_by),
+                risk: RiskLevel::parse(&r.risk_level),
+                diff: serde_json::from_value::<Vec<FieldChange>>(r.diff)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| DiffLine {
+                        field: field_label(&f.field).unwrap_or("Another field"),
+                        before: f.before,
+                        after: f.after,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        comments: comments
+            .into_iter()
+            .map(|c| CommentLine {
+                author: people.name(&c.author),
+                at: when(&c.created_at),
+                body: c.body,
+            })
+            .collect(),
+        timeline: events
+            .iter()
+            .map(|e| TimelineLine {
+                at: when(&e.occurred_at),
+                action: e.action.clone(),
+                sentence: subjects.describe(e),
+            })
+            .collect(),
+        can_edit: v.allows(&viewer.user, ChangeAction::Edit),
+        can_submit: v.allows(&viewer.user, ChangeAction::Submit),
+        can_withdraw: v.allows(&viewer.user, ChangeAction::Withdraw),
+        can_cancel: v.allows(&viewer.user, ChangeAction::Cancel),
+        errors,
+        v,
+    };
+    let status = if page.errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+pub(crate) async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
+    let shown = async {
+        let v = load(&viewer, &id).await?;
+        detail_page(&viewer, v, FieldErrors::default()).await
+    };
+    shown.await.unwrap_or_else(|e| viewer.error(e))
+}
+
+/// The approval trail: every assessment and vote, oldest first, superseded
+/// ones and those on earlier revisions included.
+fn trail(
+    facts: &crate::decisions::DecisionFacts,
+    revision: i32,
+    people: &People,
+) -> Vec<TrailLine> {
+    use cab_domain::approval::AssessmentContent;
+    let status = |superseded: bool, on: i32| {
+        if superseded {
+            TrailStatus::Superseded
+        } else if on != revision {
+            TrailStatus::EarlierRevision
+        } else {
+            TrailStatus::Current
+        }
+    };
+    let mut lines: Vec<(DateTime<Utc>, TrailLine)> = facts
+        .assessments
+        .iter()
+        .map(|a| {
+            let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
+            let mut decision = AssessmentDecision::parse(&a.decision)
+                .map_or("Assessment", AssessmentDecision::label)
+                .to_owned();
+            if let Some(level) = RiskLevel::parse(&a.assessed_level) {
+                decision = format!("{decision}, {} risk", level.label().to_lowercase());
+            }
+            if a.lowers_risk {
+                decision.push_str(" (lowered)");
+            }
+            let mut comment = content
+                .as_ref()
+                .map(|c| c.residual_risk.clone())
+                .unwrap_or_default();
+            if let Some(c) = content.as_ref().filter(|c| !c.conditions.is_empty()) {
+                comment = format!("{comment} Conditions: {}", c.conditions.join("; "));
+            }
+            let line = TrailLine {
+                kind: TrailKind::Assessment,
+                who: people.name(&a.assessor_username),
+                roles: role_labels(&a.assessor_roles),
+                revision: a.revision,
+                decision,
+                comment: comment.trim().to_owned(),
+                at: when(&a.created_at),
+                status: match status(a.superseded_at.is_some(), a.revision) {
+                    TrailStatus::Current => match facts.assessment_standing {
+                        Some(s) if !s.counts() => TrailStatus::DoesNotCount(s),
+                        _ => TrailStatus::Current,
+                    },
+                    other => other,
+                },
+            };
+            (a.created_at, line)
+        })
+        .chain(facts.votes.iter().map(|v| {
+            let line = TrailLine {
+                kind: TrailKind::Vote,
+                who: people.name(&v.voter_username),
+                roles: role_labels(&v.voter_roles),
+                revision: v.revision,
+                decision: VoteChoice::parse(&v.choice)
+                    .map_or("Vote", VoteChoice::label)
+                    .to_owned(),
+                comment: v.comment.clone(),
+                at: when(&v.created_at),
+                status: match status(v.superseded_at.is_some(), v.revision) {
+                    TrailStatus::Current if !facts.vote_standing(v.voter_id).counts() => {
+                        TrailStatus::DoesNotCount(facts.vote_standing(v.voter_id))
+                    }
+                    other => other,
+                },
+            };
+            (v.created_at, line)
+        }))
+        .collect();
+    lines.sort_by_key(|(at, _)| *at);
+    lines.into_iter().map(|(_, line)| line).collect()
+}
+
+fn decision_view(
+    viewer: &Viewer,
+    v: &ChangeView,
+    facts: &crate::decisions::DecisionFacts,
+    people: &People,
+) -> DecisionView {
+    use cab_domain::approval::{AssessmentContent, Duty};
+    let under_review = cab_domain::approval::under_review(v.state);
+    let assessment = facts.current_assessment.as_ref().map(|a| {
+        let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
+        let testing = content
+            .as_ref()
+            .map(|c| {
+                [
+                    ("SAST", &c.sast),
+                    ("DAST", &c.dast),
+                    ("Penetration test", &c.pentest),
+                ]
+                .into_iter()
+                .map(|(name, t)| TestingLine {
+                    name,
+                    required: t.required,
+                    evidence: Some(t.evidence.as_str())
+                        .filter(|e| !e.trim().is_empty())
+                        .map(Link::new),
+                    justification: t.justification.clone(),
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        AssessmentSummary {
+            by: people.name(&a.assessor_username),
+            decision: AssessmentDecision::parse(&a.decision),
+            level: RiskLevel::parse(&a.assessed_level),
+            lowers: a.lowers_risk,
+            lowering_justification: content
+                .as_ref()
+                .map(|c| c.lowering_justification.clone())
+                .unwrap_or_default(),
+            conditions: content
+                .as_ref()
+                .map(|c| c.conditions.clone())
+                .unwrap_or_default(),
+            classification: content.as_ref().map(|c| c.data_classification),
+            testing,
+        }
+    });
+    let retro_pending = facts.decision.retrospective_due_at.is_some()
+        && facts.decision.retrospective_done_at.is_none();
+    let mut decided = v.facts();
+    decided.state = ChangeState::InCabReview;
+    DecisionView {
+        level: facts.level,
+        still_needed: if under_review {
+            crate::api::decisions::still_needed(facts)
+        } else {
+            Vec::new()
+        },
+        review_note: facts
+            .decision
+            .review_note
+            .clone()
+            .filter(|_| !v.state.is_decided()),
+        assessment,
+        trail: trail(facts, v.revision, people),
+        may_vote: crate::decisions::may(v, &viewer.user, Duty::Vote),
+        may_assess: crate::decisions::may(v, &viewer.user, Duty::Assess),
+        may_start: v.state == ChangeState::Submitted
+            && crate::decisions::may(v, &viewer.user, Duty::Assess),
+        my_vote: facts
+            .my_vote(viewer.user.id, v.revision)
+            .and_then(|x| VoteChoice::parse(&x.choice)),
+        retrospective_due: facts.decision.retrospective_due_at.as_ref().map(when),
+        retrospective_done: facts.decision.retrospective_done_at.as_ref().map(when),
+        may_record_retrospective: retro_pending
+            && cab_domain::approval::check_duty(&decided, &viewer.user.change_actor(), Duty::Vote)
+                .is_ok(),
+    }
+}

@@ -1,0 +1,72 @@
+//! Change-request pages: the list, the form (new and edit), the detail page
+//! with revisions, comments and timeline, and the actions on it. This is the
+//! hall between those rooms: it names them, hands their handlers to the
+//! router, and keeps what more than one of them needs, the change a path
+//! names and a change as a row of a list (the dashboard shows rows too).
+
+mod actions;
+mod detail;
+mod form;
+mod list;
+
+pub(super) use actions::{cancel, comment, submit, withdraw};
+pub(super) use detail::{detail_page, show};
+pub(super) use form::{create, edit_form, new_form, preview_risk, update};
+pub(super) use list::list;
+
+use cab_db::changes::ChangeSummary;
+use cab_domain::change::{ChangeState, ChangeType};
+use cab_domain::risk::RiskLevel;
+
+use super::Viewer;
+use super::words::stored;
+use crate::changes::{self, ChangeView};
+use crate::error::AppError;
+
+async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
+    let id = changes::resolve_id(&viewer.state.pool, raw).await?;
+    changes::load(&viewer.state.pool, id).await
+}
+
+/// A change in a list.
+pub(super) struct Row {
+    pub id: String,
+    pub key: String,
+    pub title: String,
+    pub state: ChangeState,
+    pub change_type: ChangeType,
+    pub risk: RiskLevel,
+    pub services: String,
+    pub environments: String,
+    pub author: String,
+    pub window: String,
+    pub updated: String,
+}
+
+impl TryFrom<ChangeSummary> for Row {
+    type Error = AppError;
+
+    fn try_from(s: ChangeSummary) -> Result<Self, AppError> {
+        Ok(Row {
+            id: s.id.to_string(),
+            key: format!("CHG-{}", s.number),
+            state: stored(ChangeState::parse(&s.state), "state", &s.state)?,
+            change_type: stored(ChangeType::parse(&s.change_type), "type", &s.change_type)?,
+            risk: stored(RiskLevel::parse(&s.risk_level), "risk level", &s.risk_level)?,
+            title: s.title,
+            services: s.services.join(", "),
+            environments: s.environments.join(", "),
+            author: s.author,
+            window: s
+                .window_start
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+            updated: s.updated_at.format("%Y-%m-%d %H:%M").to_string(),
+        })
+    }
+}
+
+/// Rows for a list page.
+pub(super) fn rows(summaries: Vec<ChangeSummary>) -> Result<Vec<Row>, AppError> {
+    summaries.into_iter().map(Row::try_from).collect()
+}
