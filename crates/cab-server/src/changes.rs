@@ -5,7 +5,6 @@
 use cab_db::changes::{ChangeColumns, ChangeRow, NewRevision};
 use cab_domain::change::{
     self, ChangeAction, ChangeContent, ChangeFacts, ChangeState, FieldChange, FieldError,
-    normalize_service,
 };
 use cab_domain::risk::{RiskAssessment, RiskLevel, assess};
 use cab_domain::text;
@@ -48,7 +47,7 @@ pub struct ChangeView {
 
 impl ChangeView {
     pub fn key(&self) -> String {
-        format!("CHG-{}", self.number)
+        change::ChangeKey(self.number).to_string()
     }
 
     /// The facts rules use. Contributors include everyone who ever was one:
@@ -135,16 +134,13 @@ pub async fn load(pool: &PgPool, id: Uuid) -> Result<ChangeView, AppError> {
     load_with(&mut conn, id, false).await
 }
 
-/// Accepts a UUID, `CHG-<n>` or `<n>`.
+/// Accepts a UUID or a change number (`CHG-<n>`, `chg-<n>`, `<n>`).
 pub async fn resolve_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
     if let Ok(id) = raw.parse::<Uuid>() {
         return Ok(id);
     }
-    let number = raw
-        .strip_prefix("CHG-")
-        .or_else(|| raw.strip_prefix("chg-"))
-        .unwrap_or(raw)
-        .parse::<i64>()
+    let change::ChangeKey(number) = raw
+        .parse::<change::ChangeKey>()
         .map_err(|_| AppError::NotFound("change"))?;
     let mut conn = pool.acquire().await?;
     cab_db::changes::id_by_number(&mut conn, number)
@@ -154,46 +150,6 @@ pub async fn resolve_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
 
 pub fn field_errors(errors: Vec<FieldError>) -> AppError {
     errors.into()
-}
-
-/// Tidies what people typed: service names lowercased and deduplicated,
-/// contributors deduplicated and never the author, text trimmed at the ends.
-pub fn normalize(mut c: ChangeContent, author: &str) -> ChangeContent {
-    c.title = c.title.trim().to_owned();
-    let mut services: Vec<String> = c
-        .services
-        .iter()
-        .map(|s| normalize_service(s).unwrap_or_else(|| s.trim().to_owned()))
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut seen = Vec::new();
-    services.retain(|s| {
-        let fresh = !seen.contains(s);
-        seen.push(s.clone());
-        fresh
-    });
-    c.services = services;
-    let mut contributors: Vec<String> = c
-        .contributors
-        .iter()
-        .map(|s| s.trim().to_lowercase())
-        .filter(|s| !s.is_empty() && s != author)
-        .collect();
-    contributors.sort();
-    contributors.dedup();
-    c.contributors = contributors;
-    c.environments.sort();
-    c.environments.dedup();
-    c.test_evidence = c
-        .test_evidence
-        .iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    c.commit_sha = c.commit_sha.trim().to_lowercase();
-    c.artifact_digest = c.artifact_digest.trim().to_owned();
-    c.pr_url = c.pr_url.trim().to_owned();
-    c
 }
 
 /// The ids of the named contributors; an unknown or disabled name is a field error.
@@ -388,7 +344,7 @@ pub async fn create_for(
         }
         None => content,
     };
-    let content = normalize(content, &author_name);
+    let content = content.normalized(&author_name);
     let errors = content.validate();
     if !errors.is_empty() {
         return Err(field_errors(errors));
@@ -469,7 +425,7 @@ pub async fn edit_with(
         return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
     }
     let content = update(current.content.clone())?;
-    let content = normalize(content, &current.author);
+    let content = content.normalized(&current.author);
     let errors = if current.state == ChangeState::Draft {
         content.validate()
     } else {
@@ -549,7 +505,7 @@ pub async fn edit_with(
         };
         let note = format!(
             "Revision {revision} changed {} after {}; earlier votes and the assessment no longer count, so the change is back in review.",
-            field_names(&fields),
+            change::field_names(&fields),
             if approved { "approval" } else { "submission" },
         );
         cab_db::decisions::reopen(&mut tx, id, ChangeState::Submitted.as_str(), &note, now).await?;
@@ -557,8 +513,8 @@ pub async fn edit_with(
             // Back in review after approval is a new submission in effect: it
             // is decided under the stricter of the policy it was submitted
             // under and today's.
-            let fixed = crate::decisions::fixed_policy(&mut tx, id).await?;
-            let today = crate::decisions::policy(&mut tx).await?;
+            let fixed = crate::quorum::fixed_for(&mut tx, id).await?;
+            let today = crate::quorum::in_force(&mut tx).await?;
             let policy = serde_json::to_value(fixed.stricter(&today))
                 .map_err(|e| AppError::Internal(e.into()))?;
             cab_db::changes::fix_quorum_policy(&mut tx, id, &policy).await?;
@@ -583,27 +539,6 @@ pub async fn edit_with(
     let updated = load_with(&mut tx, id, false).await?;
     tx.commit().await?;
     Ok(updated)
-}
-
-/// Fields by the names people know them by, as a list in a sentence:
-/// "the title", "window start and window end".
-fn field_names(fields: &[&str]) -> String {
-    let names: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            let label = change::field_label(f).unwrap_or("another field");
-            let mut chars = label.chars();
-            match chars.next() {
-                Some(first) => first.to_lowercase().chain(chars).collect(),
-                None => String::new(),
-            }
-        })
-        .collect();
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        Some((last, _)) => last.clone(),
-        None => "nothing".into(),
-    }
 }
 
 /// Submit, withdraw or cancel. Cancelling needs a reason.
@@ -679,7 +614,7 @@ pub async fn transition(
     if action == ChangeAction::Submit {
         // The quorum this submission is decided under: a later change of the
         // policy applies to later submissions only.
-        let policy = match crate::decisions::policy(&mut tx).await {
+        let policy = match crate::quorum::in_force(&mut tx).await {
             Ok(p) => p,
             Err(AppError::Internal(e)) => {
                 tracing::error!(error = %e, "the quorum policy cannot be read");

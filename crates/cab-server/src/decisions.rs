@@ -4,14 +4,15 @@
 
 use cab_db::decisions::{AssessmentRow, NewAssessment, NewVote, VoteRow};
 use cab_domain::Denial;
+use cab_domain::Role;
 use cab_domain::approval::{
     self, AssessmentContent, AssessmentDecision, Ballot, Decision, Duty, QuorumPolicy, Standing,
     VoteChoice,
 };
 use cab_domain::change::{ChangeState, ChangeType};
+use cab_domain::lifecycle;
 use cab_domain::risk::RiskLevel;
-use cab_domain::{Role, RoleSet};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -20,33 +21,10 @@ use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::changes::{self, ChangeView};
 use crate::error::AppError;
+use crate::quorum;
+use crate::refusal::{begin_deciding, refused_if_failed};
 use crate::request::Origin;
-
-pub const QUORUM_SETTING: &str = "quorum_policy";
-/// How long after approval an emergency change's retrospective is due.
-pub const RETROSPECTIVE_DUE: Duration = Duration::hours(72);
-
-pub async fn policy(conn: &mut PgConnection) -> Result<QuorumPolicy, AppError> {
-    match cab_db::decisions::setting(conn, QUORUM_SETTING).await? {
-        None => Ok(QuorumPolicy::default()),
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!("stored quorum policy is unreadable: {e}"))
-        }),
-    }
-}
-
-/// The policy a change is decided under: fixed when it was submitted (a
-/// draft, or a change from before policies were fixed, reads today's).
-pub async fn fixed_policy(conn: &mut PgConnection, id: Uuid) -> Result<QuorumPolicy, AppError> {
-    match cab_db::changes::quorum_policy(conn, id).await? {
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!(
-                "the change's quorum policy is unreadable: {e}"
-            ))
-        }),
-        None => policy(conn).await,
-    }
-}
+use crate::{refusal, votes};
 
 /// Everything a decision rests on, for the change's current revision.
 #[derive(Debug, Clone)]
@@ -85,6 +63,15 @@ impl DecisionFacts {
             .map_or(Standing::Disabled, |(_, s)| *s)
     }
 
+    /// What a change in `state` still needs before it is decided: nothing
+    /// once it is out of review, or once the facts decide it.
+    pub fn still_needed(&self, state: ChangeState) -> Vec<String> {
+        match &self.outcome {
+            Decision::Pending { needs } if approval::under_review(state) => needs.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn my_vote(&self, user: Uuid, revision: i32) -> Option<&VoteRow> {
         self.votes
             .iter()
@@ -96,7 +83,7 @@ pub async fn facts(
     conn: &mut PgConnection,
     change: &ChangeView,
 ) -> Result<DecisionFacts, AppError> {
-    let policy = fixed_policy(conn, change.id).await?;
+    let policy = quorum::fixed_for(conn, change.id).await?;
     let assessments = cab_db::decisions::assessments(conn, change.id).await?;
     let votes = cab_db::decisions::votes(conn, change.id).await?;
     let decision = cab_db::decisions::decision(conn, change.id).await?;
@@ -110,7 +97,7 @@ pub async fn facts(
     let mut voters: Vec<Uuid> = votes.iter().map(|v| v.voter_id).collect();
     voters.sort();
     voters.dedup();
-    let voter_standing: Vec<(Uuid, Standing)> = standing_now(conn, &voters, Role::CabMember)
+    let voter_standing: Vec<(Uuid, Standing)> = votes::standing_now(conn, &voters, Role::CabMember)
         .await?
         .into_iter()
         .map(|(p, s)| {
@@ -142,7 +129,7 @@ pub async fn facts(
         })
         .collect();
     let assessment_standing = match assessor {
-        Some(a) => standing_now(conn, &[a], Role::SecurityReviewer)
+        Some(a) => votes::standing_now(conn, &[a], Role::SecurityReviewer)
             .await?
             .first()
             .map(|(_, s)| *s),
@@ -180,31 +167,6 @@ pub async fn facts(
     })
 }
 
-/// Whether each of `people` counts now for a decision that needs `role`:
-/// active and holding it. Someone not found counts as disabled, and
-/// unreadable roles grant nothing.
-pub async fn standing_now(
-    conn: &mut PgConnection,
-    people: &[Uuid],
-    role: Role,
-) -> Result<Vec<(Uuid, Standing)>, AppError> {
-    let now = cab_db::decisions::standing_of(conn, people).await?;
-    Ok(people
-        .iter()
-        .map(|p| {
-            let s = now.iter().find(|(id, _, _)| id == p).map_or(
-                Standing::Disabled,
-                |(_, active, roles)| {
-                    RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
-                        approval::standing(*active, &roles, role)
-                    })
-                },
-            );
-            (*p, s)
-        })
-        .collect())
-}
-
 /// Records a refused attempt on a change and returns the error to answer with.
 async fn refuse(
     pool: &PgPool,
@@ -239,51 +201,15 @@ async fn policy_unavailable(
     e: AppError,
 ) -> AppError {
     tracing::error!(error = %e, "decision facts could not be read; refusing");
-    refuse(pool, user, origin, duty.as_str(), id, unavailable()).await
-}
-
-fn unavailable() -> Denial {
-    Denial::new(
-        "policy_unavailable",
-        "The decision rules could not be checked just now, so nothing was recorded. Try again shortly.",
+    refuse(
+        pool,
+        user,
+        origin,
+        duty.as_str(),
+        id,
+        refusal::unavailable(),
     )
-}
-
-/// The longest a decision waits for a lock another request holds on the
-/// change (or template). Past it the decision is refused as
-/// `policy_unavailable`, so a stuck lock cannot hold requests, or the
-/// pool's connections, for long.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A decision's transaction: its lock waits are bounded by [`LOCK_WAIT`].
-pub(crate) async fn begin_deciding(
-    pool: &PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AppError> {
-    let mut tx = pool.begin().await?;
-    cab_db::decisions::limit_lock_wait(&mut tx, LOCK_WAIT).await?;
-    Ok(tx)
-}
-
-/// A decision that failed on the way (the database, a lock not granted in
-/// time, a record that cannot be read) decided nothing: it is a refusal,
-/// recorded as `policy_unavailable` like one, never a server error.
-/// Refusals and invalid input pass through as they are.
-pub(crate) async fn refused_if_failed<T>(
-    pool: &PgPool,
-    user: &CurrentUser,
-    origin: &Origin,
-    attempted: &str,
-    entity: Entity<'_>,
-    done: Result<T, AppError>,
-) -> Result<T, AppError> {
-    match done {
-        Err(e @ (AppError::Internal(_) | AppError::Unavailable)) => {
-            tracing::error!(error = %e, attempted, "a decision failed; refusing");
-            let actor = Some(user.audit_actor());
-            Err(audit_log::deny(pool, actor, origin, attempted, entity, unavailable()).await)
-        }
-        other => other,
-    }
+    .await
 }
 
 /// Applies the outcome of the current facts to the change's state, once.
@@ -299,7 +225,7 @@ async fn settle(
     let (state, event, payload) = match &facts.outcome {
         Decision::Approved => {
             let due = (change.content.change_type == ChangeType::Emergency)
-                .then(|| now + RETROSPECTIVE_DUE);
+                .then(|| now + lifecycle::RETROSPECTIVE_DUE);
             cab_db::decisions::decide(
                 tx,
                 change.id,
@@ -338,7 +264,7 @@ async fn settle(
                 tx,
                 change.id,
                 ChangeState::ChangesRequested.as_str(),
-                "A CAB member requested changes.",
+                lifecycle::CHANGES_REQUESTED_NOTE,
                 now,
             )
             .await?;
@@ -649,10 +575,7 @@ async fn record_retrospective(
 ) -> Result<(), AppError> {
     let notes = notes.trim();
     let change = changes::load(pool, id).await?;
-    let mut facts = change.facts();
-    // The same rule as a vote, on the decided change.
-    facts.state = ChangeState::InCabReview;
-    if let Err(d) = approval::check_duty(&facts, &user.change_actor(), Duty::Vote) {
+    if let Err(d) = approval::check_retrospective(&change.facts(), &user.change_actor()) {
         return Err(refuse(pool, user, origin, "change.retrospective", id, d).await);
     }
     if notes.is_empty() {
@@ -680,43 +603,4 @@ async fn record_retrospective(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// An administrator sets the quorum policy.
-pub async fn set_policy(
-    pool: &PgPool,
-    user: &CurrentUser,
-    origin: &Origin,
-    new: QuorumPolicy,
-) -> Result<QuorumPolicy, AppError> {
-    if let Err(d) = cab_domain::user_admin::require_admin(&user.actor()) {
-        return Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            "settings.quorum",
-            Entity::kind("settings"),
-            d,
-        )
-        .await);
-    }
-    let errors = new.validate();
-    if !errors.is_empty() {
-        return Err(changes::field_errors(errors));
-    }
-    let mut tx = pool.begin().await?;
-    let old = policy(&mut tx).await?;
-    let value = serde_json::to_value(new).map_err(|e| AppError::Internal(e.into()))?;
-    cab_db::decisions::put_setting(&mut tx, QUORUM_SETTING, &value, user.id, Utc::now()).await?;
-    audit_log::record(
-        &mut tx,
-        Some(user.audit_actor()),
-        origin,
-        "settings.quorum_changed",
-        Entity::new("settings", QUORUM_SETTING),
-        json!({ "from": old, "to": new }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(new)
 }

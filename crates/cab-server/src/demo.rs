@@ -626,7 +626,7 @@ async fn seed_standard_changes(
     base: DateTime<Utc>,
 ) -> Result<Vec<ChangeState>, AppError> {
     let origin = Origin::cli();
-    let mut routine = crate::api::changes::blank_content();
+    let mut routine = ChangeContent::blank();
     routine.title = "Renew a TLS certificate from the internal CA".into();
     routine.description = "Routine renewal before expiry.".into();
     routine.category = Category::Configuration;
@@ -670,7 +670,7 @@ async fn seed_standard_changes(
     .enumerate()
     {
         let start = base + Duration::days(2 + n as i64) + Duration::hours(9);
-        let mut c = crate::api::changes::blank_content();
+        let mut c = ChangeContent::blank();
         c.title = format!("Renew the TLS certificate of {host}");
         c.description = format!("The certificate of {host} expires in three weeks.");
         c.justification = "Expiry would break sign-in for staff.".into();

@@ -21,12 +21,16 @@ pub mod log_limit;
 pub mod middleware;
 pub mod ops;
 pub mod queues;
+pub mod quorum;
+pub mod refusal;
 pub mod request;
 pub mod serve;
 pub mod signin;
 pub mod state;
 pub mod templates;
 pub mod ui;
+pub mod vocab;
+pub mod votes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -27,7 +27,7 @@ pub async fn cab_queue(pool: &PgPool, me: Uuid) -> Result<Vec<QueueItem>, AppErr
         let facts = decisions::facts(&mut conn, &change).await?;
         out.push(QueueItem {
             level: facts.level.as_str().to_owned(),
-            needs: crate::api::decisions::still_needed(&facts),
+            needs: facts.still_needed(change.state),
             my_vote: facts.my_vote(me, change.revision).map(|v| v.choice.clone()),
             row,
         });

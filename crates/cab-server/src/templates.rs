@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
-use crate::changes;
 use crate::error::AppError;
 use crate::idempotency::{self, Created};
 use crate::request::Origin;
@@ -96,7 +95,7 @@ pub async fn propose(
         return Err(deny(pool, user, origin, TemplateAction::Propose, None, d).await);
     }
     let name = name.trim();
-    let mut content = changes::normalize(content, &user.username);
+    let mut content = content.normalized(&user.username);
     content.change_type = ChangeType::Standard;
     content.contributors.clear();
     let errors = template::validate_template(name, &content);
@@ -154,7 +153,7 @@ pub async fn vote(
     let done = cast_vote(pool, user, origin, id, choice, comment).await;
     let entity = Entity::new("template", id);
     let attempted = TemplateAction::Vote.as_str();
-    crate::decisions::refused_if_failed(pool, user, origin, attempted, entity, done).await?;
+    crate::refusal::refused_if_failed(pool, user, origin, attempted, entity, done).await?;
     load(pool, id).await
 }
 
@@ -175,7 +174,7 @@ async fn cast_vote(
     }
     cab_domain::text::check_text("comment", comment)?;
     let now = Utc::now();
-    let mut tx = crate::decisions::begin_deciding(pool).await?;
+    let mut tx = crate::refusal::begin_deciding(pool).await?;
     let row = cab_db::templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
@@ -213,7 +212,7 @@ async fn cast_vote(
     .await?;
     // Only members who are active and still CAB members when it is decided count.
     let voters: Vec<Uuid> = current.votes.iter().map(|v| v.voter_id).collect();
-    let now_standing = crate::decisions::standing_now(&mut tx, &voters, Role::CabMember).await?;
+    let now_standing = crate::votes::standing_now(&mut tx, &voters, Role::CabMember).await?;
     let standing = |voter: Uuid| {
         now_standing
             .iter()
@@ -237,7 +236,7 @@ async fn cast_vote(
         choice,
         standing: Standing::Counts,
     });
-    let policy = crate::decisions::policy(&mut tx).await?;
+    let policy = crate::quorum::in_force(&mut tx).await?;
     // An unreadable level decides nothing: the error rolls the vote back and
     // the caller records the attempt as refused (`policy_unavailable`).
     let level = RiskLevel::parse(&current.row.risk_level)

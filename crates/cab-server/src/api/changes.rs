@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use cab_db::changes::{ChangeFilter, ChangeSummary, Cursor, Sort};
 use cab_domain::change::{
-    Category, ChangeAction, ChangeContent, ChangeState, ChangeType, Environment, Priority,
+    Category, ChangeAction, ChangeContent, ChangeKey, ChangeState, ChangeType, Environment,
     TestLevels,
 };
 use cab_domain::risk::{RiskAnswers, RiskLevel};
@@ -23,6 +23,7 @@ use crate::changes::{self, ChangeView};
 use crate::error::{ApiError, ApiResult, AppError, Problem};
 use crate::request::Origin;
 use crate::state::AppState;
+use crate::vocab;
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,49 +117,9 @@ pub struct ChangeInput {
     pub on_behalf_of: Option<String>,
 }
 
-fn parse_one<T>(
-    field: &str,
-    value: &str,
-    parse: impl Fn(&str) -> Option<T>,
-    all: &[&str],
-) -> Result<T, AppError> {
-    parse(value).ok_or_else(|| {
-        AppError::invalid(
-            field,
-            format!("{} is not one of {}.", text::quoted(value), all.join(", ")),
-        )
-    })
-}
-
-fn names<T: Copy>(all: &[T], f: impl Fn(T) -> &'static str) -> Vec<&'static str> {
-    all.iter().map(|v| f(*v)).collect()
-}
-
 /// A new draft's starting point: risk unanswered, so it must be answered.
 pub fn blank_content() -> ChangeContent {
-    ChangeContent {
-        title: String::new(),
-        description: String::new(),
-        justification: String::new(),
-        change_type: ChangeType::Normal,
-        category: Category::Feature,
-        priority: Priority::Medium,
-        services: Vec::new(),
-        environments: Vec::new(),
-        implementation_plan: String::new(),
-        test_plan: String::new(),
-        test_levels: TestLevels::default(),
-        test_evidence: Vec::new(),
-        rollback_plan: String::new(),
-        window_start: None,
-        window_end: None,
-        window_tz: "UTC".into(),
-        pr_url: String::new(),
-        commit_sha: String::new(),
-        artifact_digest: String::new(),
-        contributors: Vec::new(),
-        risk: RiskAnswers::default(),
-    }
+    ChangeContent::blank()
 }
 
 impl ChangeInput {
@@ -185,37 +146,21 @@ impl ChangeInput {
             c.justification = v;
         }
         if let Some(v) = self.change_type {
-            c.change_type = parse_one(
-                "type",
-                &v,
-                ChangeType::parse,
-                &names(ChangeType::ALL, ChangeType::as_str),
-            )?;
+            c.change_type = vocab::word("type", &v)?;
         }
         if let Some(v) = self.category {
-            c.category = parse_one(
-                "category",
-                &v,
-                Category::parse,
-                &names(Category::ALL, Category::as_str),
-            )?;
+            c.category = vocab::word("category", &v)?;
         }
         if let Some(v) = self.priority {
-            c.priority = parse_one(
-                "priority",
-                &v,
-                Priority::parse,
-                &names(Priority::ALL, Priority::as_str),
-            )?;
+            c.priority = vocab::word("priority", &v)?;
         }
         if let Some(v) = self.services {
             c.services = v;
         }
         if let Some(v) = self.environments {
-            let all = names(Environment::ALL, Environment::as_str);
             c.environments = v
                 .iter()
-                .map(|e| parse_one("environments", e, Environment::parse, &all))
+                .map(|e| vocab::word::<Environment>("environments", e))
                 .collect::<Result<_, _>>()?;
         }
         if let Some(v) = self.implementation_plan {
@@ -322,7 +267,7 @@ impl From<ChangeView> for ChangeOut {
         let utc = Utc.fix();
         ChangeOut {
             id: v.id,
-            key: format!("CHG-{}", v.number),
+            key: ChangeKey(v.number).to_string(),
             number: v.number,
             state: v.state.as_str().into(),
             author: v.author,
@@ -404,7 +349,7 @@ impl From<ChangeSummary> for ChangeSummaryOut {
     fn from(s: ChangeSummary) -> Self {
         ChangeSummaryOut {
             id: s.id,
-            key: format!("CHG-{}", s.number),
+            key: ChangeKey(s.number).to_string(),
             title: s.title,
             state: s.state,
             change_type: s.change_type,
@@ -457,34 +402,28 @@ fn nonempty(v: &Option<String>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// A filter word as sent, once it is known to be one of `T`'s words.
+fn known<T: cab_domain::Vocabulary>(
+    field: &str,
+    v: Option<String>,
+) -> Result<Option<String>, AppError> {
+    v.map(|v| {
+        vocab::word_or::<T>(field, &v, |raw| {
+            format!("{} is not a known {field}.", text::quoted(raw))
+        })
+        .map(|_| v)
+    })
+    .transpose()
+}
+
 impl ListQuery {
     /// The store's filter; unknown values are errors naming the parameter.
     pub fn filter(&self, me: Uuid) -> Result<ChangeFilter, AppError> {
-        let check = |field: &str,
-                     v: Option<String>,
-                     ok: &dyn Fn(&str) -> bool|
-         -> Result<Option<String>, AppError> {
-            match v {
-                Some(v) if !ok(&v) => Err(AppError::invalid(
-                    field,
-                    format!("{} is not a known {field}.", text::quoted(&v)),
-                )),
-                other => Ok(other),
-            }
-        };
         Ok(ChangeFilter {
-            state: check("state", nonempty(&self.state), &|s| {
-                ChangeState::parse(s).is_some()
-            })?,
-            change_type: check("type", nonempty(&self.change_type), &|s| {
-                ChangeType::parse(s).is_some()
-            })?,
-            risk: check("risk", nonempty(&self.risk), &|s| {
-                RiskLevel::parse(s).is_some()
-            })?,
-            category: check("category", nonempty(&self.category), &|s| {
-                Category::parse(s).is_some()
-            })?,
+            state: known::<ChangeState>("state", nonempty(&self.state))?,
+            change_type: known::<ChangeType>("type", nonempty(&self.change_type))?,
+            risk: known::<RiskLevel>("risk", nonempty(&self.risk))?,
+            category: known::<Category>("category", nonempty(&self.category))?,
             service: nonempty(&self.service).map(|s| s.to_lowercase()),
             author: nonempty(&self.author).map(|s| s.to_lowercase()),
             involving: matches!(self.mine.as_deref(), Some("true" | "on" | "1")).then_some(me),

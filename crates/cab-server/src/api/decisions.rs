@@ -2,11 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use cab_domain::approval::{
-    AssessmentContent, AssessmentDecision, DataClassification, Decision, LevelRule, QuorumPolicy,
-    TestRequirement, VoteChoice,
-};
-use cab_domain::risk::RiskLevel;
+use cab_domain::approval::{AssessmentContent, LevelRule, QuorumPolicy, TestRequirement};
+use cab_domain::change::ChangeKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,6 +17,7 @@ use crate::decisions::{self, DecisionFacts};
 use crate::error::{ApiResult, AppError, Problem};
 use crate::request::Origin;
 use crate::state::AppState;
+use crate::vocab;
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,26 +67,6 @@ pub struct AssessmentIo {
     pub revision: i32,
 }
 
-fn pick<T: Copy>(
-    field: &str,
-    v: &str,
-    parse: impl Fn(&str) -> Option<T>,
-    all: &[T],
-    name: impl Fn(T) -> &'static str,
-) -> Result<T, AppError> {
-    parse(v).ok_or_else(|| {
-        let known: Vec<&str> = all.iter().map(|x| name(*x)).collect();
-        AppError::invalid(
-            field,
-            format!(
-                "{} is not one of {}.",
-                cab_domain::text::quoted(v),
-                known.join(", ")
-            ),
-        )
-    })
-}
-
 fn requirement(t: TestRequirementIo) -> TestRequirement {
     TestRequirement {
         required: t.required,
@@ -100,33 +78,15 @@ fn requirement(t: TestRequirementIo) -> TestRequirement {
 impl AssessmentIo {
     pub fn into_content(self) -> Result<AssessmentContent, AppError> {
         Ok(AssessmentContent {
-            data_classification: pick(
-                "data_classification",
-                &self.data_classification,
-                DataClassification::parse,
-                DataClassification::ALL,
-                DataClassification::as_str,
-            )?,
+            data_classification: vocab::word("data_classification", &self.data_classification)?,
             security_implications: self.security_implications,
             sast: requirement(self.testing.sast),
             dast: requirement(self.testing.dast),
             pentest: requirement(self.testing.pentest),
             residual_risk: self.residual_risk,
-            assessed_level: pick(
-                "risk_level",
-                &self.risk_level,
-                RiskLevel::parse,
-                &RiskLevel::ALL,
-                RiskLevel::as_str,
-            )?,
+            assessed_level: vocab::word("risk_level", &self.risk_level)?,
             lowering_justification: self.lowering_justification,
-            decision: pick(
-                "decision",
-                &self.decision,
-                AssessmentDecision::parse,
-                AssessmentDecision::ALL,
-                AssessmentDecision::as_str,
-            )?,
+            decision: vocab::word("decision", &self.decision)?,
             conditions: self
                 .conditions
                 .into_iter()
@@ -219,13 +179,7 @@ pub async fn post_vote(
     AppJson(body): AppJson<VoteIo>,
 ) -> ApiResult<Json<ChangeOut>> {
     let id = changes::resolve_id(&state.pool, &id).await?;
-    let choice = pick(
-        "vote",
-        &body.vote,
-        VoteChoice::parse,
-        VoteChoice::ALL,
-        VoteChoice::as_str,
-    )?;
+    let choice = vocab::word("vote", &body.vote)?;
     Ok(Json(
         decisions::vote(
             &state.pool,
@@ -341,13 +295,6 @@ pub fn trail_entries(facts: &DecisionFacts, revision: i32) -> Vec<TrailEntry> {
     entries
 }
 
-pub fn still_needed(facts: &DecisionFacts) -> Vec<String> {
-    match &facts.outcome {
-        Decision::Pending { needs } => needs.clone(),
-        _ => Vec::new(),
-    }
-}
-
 /// The approval trail of a change.
 #[utoipa::path(
     get, path = "/api/v1/changes/{id}/approvals", tag = "decisions",
@@ -363,16 +310,11 @@ pub async fn get_approvals(
     let change = changes::load(&state.pool, id).await?;
     let mut conn = state.pool.acquire().await?;
     let facts = decisions::facts(&mut conn, &change).await?;
-    let under_review = cab_domain::approval::under_review(change.state);
     Ok(Json(ApprovalTrail {
         state: change.state.as_str().into(),
         revision: change.revision,
         risk_level: facts.level.as_str().into(),
-        still_needed: if under_review {
-            still_needed(&facts)
-        } else {
-            Vec::new()
-        },
+        still_needed: facts.still_needed(change.state),
         approved_revision: facts.decision.approved_revision,
         decided_at: facts.decision.decided_at,
         retrospective_due_at: facts.decision.retrospective_due_at,
@@ -471,7 +413,7 @@ pub async fn get_quorum(
     ApiUser(_user): ApiUser,
 ) -> ApiResult<Json<QuorumIo>> {
     let mut conn = state.pool.acquire().await?;
-    Ok(Json(decisions::policy(&mut conn).await?.into()))
+    Ok(Json(crate::quorum::in_force(&mut conn).await?.into()))
 }
 
 /// Set the quorum policy (administrators).
@@ -487,7 +429,7 @@ pub async fn put_quorum(
     AppJson(body): AppJson<QuorumIo>,
 ) -> ApiResult<Json<QuorumIo>> {
     Ok(Json(
-        decisions::set_policy(&state.pool, &user, &origin, body.into())
+        crate::quorum::set(&state.pool, &user, &origin, body.into())
             .await?
             .into(),
     ))
@@ -525,7 +467,7 @@ pub async fn cab_queue(
             .into_iter()
             .map(|i| QueueItem {
                 id: i.row.id,
-                key: format!("CHG-{}", i.row.number),
+                key: ChangeKey(i.row.number).to_string(),
                 title: i.row.title,
                 state: i.row.state,
                 change_type: i.row.change_type,

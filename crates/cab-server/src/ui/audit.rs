@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::response::Response;
 use cab_db::audit::Verification;
-use cab_domain::Role;
 use cab_domain::audit::AuditAction;
 
 use super::words::{Sentence, Subjects, role_labels};
@@ -57,11 +56,7 @@ struct AuditPage {
 
 pub async fn trail(viewer: Viewer, origin: Origin) -> Response {
     let shown = async {
-        if !(viewer.user.has(Role::Auditor) || viewer.user.has(Role::Admin)) {
-            let denial = cab_domain::Denial::new(
-                "auditor_required",
-                "Only auditors and administrators can read the audit trail.",
-            );
+        if let Err(denial) = cab_domain::audit::check_read_trail(&viewer.user.change_actor()) {
             return Err(audit_log::deny(
                 &viewer.state.pool,
                 Some(viewer.user.audit_actor()),

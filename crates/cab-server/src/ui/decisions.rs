@@ -10,7 +10,7 @@ use cab_domain::approval::{
     AssessmentContent, AssessmentDecision, DataClassification, Duty, LevelRule, QuorumPolicy,
     TestRequirement, VoteChoice,
 };
-use cab_domain::change::{ChangeState, ChangeType};
+use cab_domain::change::{ChangeKey, ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
 use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
@@ -302,7 +302,7 @@ impl QueueLine {
     ) -> Result<Self, AppError> {
         Ok(QueueLine {
             id: r.id.to_string(),
-            key: format!("CHG-{}", r.number),
+            key: ChangeKey(r.number).to_string(),
             state: stored(ChangeState::parse(&r.state), "state", &r.state)?,
             change_type: stored(ChangeType::parse(&r.change_type), "type", &r.change_type)?,
             risk: stored(RiskLevel::parse(level), "risk level", level)?,
@@ -386,7 +386,9 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
         lines,
         overdue: overdue
             .into_iter()
-            .map(|(id, n, title, due)| (id.to_string(), format!("CHG-{n}"), title, when(&due)))
+            .map(|(id, n, title, due)| {
+                (id.to_string(), ChangeKey(n).to_string(), title, when(&due))
+            })
             .collect(),
     };
     Ok(render(&page))
@@ -446,7 +448,7 @@ fn rules(p: &QuorumPolicy) -> Vec<QuorumRule> {
 pub async fn quorum_form(viewer: Viewer) -> Response {
     let shown = async {
         let mut conn = viewer.state.pool.acquire().await?;
-        let p = decisions::policy(&mut conn).await?;
+        let p = crate::quorum::in_force(&mut conn).await?;
         Ok::<_, AppError>(render(&QuorumPage {
             layout: viewer.layout("Quorum policy"),
             rules: rules(&p),
@@ -471,7 +473,7 @@ pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pair
         critical: rule("critical"),
         emergency: rule("emergency"),
     };
-    match decisions::set_policy(&viewer.state.pool, &viewer.user, &origin, p).await {
+    match crate::quorum::set(&viewer.state.pool, &viewer.user, &origin, p).await {
         Ok(_) => redirect_with(&viewer, "/admin/quorum", Notice::QuorumSaved),
         Err(e @ AppError::Fields(_)) => match FieldErrors::absorb(e, "low") {
             Ok(errors) => {

@@ -4,7 +4,7 @@ use askama::Template;
 use axum::response::Response;
 use cab_db::changes::{ChangeFilter, Sort};
 use cab_domain::Role;
-use cab_domain::change::ChangeState;
+use cab_domain::change::{self, ChangeKey, ChangeState};
 
 use super::changes::{Row, rows};
 use super::words::People;
@@ -110,7 +110,7 @@ pub async fn dashboard(viewer: Viewer) -> Response {
                 viewer.user.display_name.clone()
             },
             roles: viewer.user.roles.iter().collect(),
-            can_create: viewer.user.has(Role::Engineer),
+            can_create: change::check_create(&viewer.user.change_actor()).is_ok(),
             counts,
             drafts: rows(drafts)?,
             comments: comments
@@ -118,7 +118,7 @@ pub async fn dashboard(viewer: Viewer) -> Response {
                 .map(|(id, n, title, who, at)| {
                     (
                         id.to_string(),
-                        format!("CHG-{n}"),
+                        ChangeKey(n).to_string(),
                         title,
                         people.name(&who),
                         when(&at),
@@ -128,7 +128,9 @@ pub async fn dashboard(viewer: Viewer) -> Response {
             recent: rows(recent)?,
             overdue: overdue
                 .into_iter()
-                .map(|(id, n, title, due)| (id.to_string(), format!("CHG-{n}"), title, when(&due)))
+                .map(|(id, n, title, due)| {
+                    (id.to_string(), ChangeKey(n).to_string(), title, when(&due))
+                })
                 .collect(),
         };
         Ok::<_, AppError>(render(&page))

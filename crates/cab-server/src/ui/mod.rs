@@ -93,24 +93,40 @@ pub struct NavLink {
 }
 
 /// What a role may reach from the navigation; the handlers check again.
+/// Only the roles are known here, so rules are asked about an actor who
+/// holds them.
 pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
-    let items: [(&str, &str, &[Role]); 8] = [
-        ("/", "Dashboard", &[]),
-        ("/changes", "Changes", &[]),
-        ("/assessments", "Assessments", &[Role::SecurityReviewer]),
-        ("/cab", "CAB queue", &[Role::CabMember]),
+    let any = |of: &[Role]| of.iter().any(|r| roles.contains(*r));
+    let holder = cab_domain::change::Actor {
+        id: uuid::Uuid::nil(),
+        roles: roles.clone(),
+        is_service: false,
+    };
+    let items: [(&str, &str, bool); 8] = [
+        ("/", "Dashboard", true),
+        ("/changes", "Changes", true),
+        (
+            "/assessments",
+            "Assessments",
+            any(&[Role::SecurityReviewer]),
+        ),
+        ("/cab", "CAB queue", any(&[Role::CabMember])),
         (
             "/templates",
             "Standard changes",
-            &[Role::Engineer, Role::CabMember, Role::Admin],
+            any(&[Role::Engineer, Role::CabMember, Role::Admin]),
         ),
-        ("/admin/quorum", "Quorum", &[Role::Admin]),
-        ("/admin/users", "Users", &[Role::Admin]),
-        ("/audit", "Audit trail", &[Role::Auditor, Role::Admin]),
+        ("/admin/quorum", "Quorum", any(&[Role::Admin])),
+        ("/admin/users", "Users", any(&[Role::Admin])),
+        (
+            "/audit",
+            "Audit trail",
+            cab_domain::audit::check_read_trail(&holder).is_ok(),
+        ),
     ];
     items
         .into_iter()
-        .filter(|(_, _, needs)| needs.is_empty() || needs.iter().any(|r| roles.contains(*r)))
+        .filter(|(_, _, reachable)| *reachable)
         .map(|(href, label, _)| NavLink {
             href,
             label,

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use cab_domain::approval::VoteChoice;
-use cab_domain::change::ChangeState;
+use cab_domain::change::{ChangeKey, ChangeState};
 use cab_domain::template::TemplateState;
 use uuid::Uuid;
 
@@ -81,12 +81,15 @@ pub enum Notice {
 /// What a decision led to, as a sentence after the notice's first one.
 fn outcome(number: i64, state: ChangeState) -> String {
     match state {
-        ChangeState::Approved => format!(" CHG-{number} is now approved."),
-        ChangeState::Rejected => format!(" CHG-{number} is rejected."),
+        ChangeState::Approved => format!(" {} is now approved.", ChangeKey(number)),
+        ChangeState::Rejected => format!(" {} is rejected.", ChangeKey(number)),
         ChangeState::ChangesRequested => {
-            format!(" CHG-{number} goes back to its authors for changes.")
+            format!(
+                " {} goes back to its authors for changes.",
+                ChangeKey(number)
+            )
         }
-        ChangeState::InCabReview => format!(" CHG-{number} is now in CAB review."),
+        ChangeState::InCabReview => format!(" {} is now in CAB review.", ChangeKey(number)),
         _ => String::new(),
     }
 }
@@ -97,27 +100,34 @@ impl Notice {
         use Notice::*;
         match self {
             ChangeCreated { number } => format!(
-                "CHG-{number} is saved as a draft. Submit it for review when it is complete."
+                "{} is saved as a draft. Submit it for review when it is complete.",
+                ChangeKey(number),
             ),
-            ChangeSaved { number } => format!("Your changes to CHG-{number} are saved."),
+            ChangeSaved { number } => format!("Your changes to {} are saved.", ChangeKey(number)),
             ChangeSubmitted {
                 number,
                 state: ChangeState::Approved,
             } => format!(
-                "CHG-{number} is submitted and approved: it follows an approved standard-change template."
+                "{} is submitted and approved: it follows an approved standard-change template.",
+                ChangeKey(number),
             ),
             ChangeSubmitted { number, .. } => format!(
-                "CHG-{number} is submitted for review. Security reviewers and CAB members can now see it in their queues."
+                "{} is submitted for review. Security reviewers and CAB members can now see it in their queues.",
+                ChangeKey(number),
             ),
-            ChangeWithdrawn { number } => format!("CHG-{number} is withdrawn."),
-            ChangeCancelled { number } => format!("CHG-{number} is cancelled."),
-            Commented { number } => format!("Your comment on CHG-{number} is posted."),
+            ChangeWithdrawn { number } => format!("{} is withdrawn.", ChangeKey(number)),
+            ChangeCancelled { number } => format!("{} is cancelled.", ChangeKey(number)),
+            Commented { number } => format!("Your comment on {} is posted.", ChangeKey(number)),
             AssessmentStarted { number } => {
-                format!("You have taken CHG-{number} into assessment. Write the assessment below.")
+                format!(
+                    "You have taken {} into assessment. Write the assessment below.",
+                    ChangeKey(number)
+                )
             }
             Assessed { number, state } => format!(
-                "Your security assessment of CHG-{number} is saved.{}",
-                outcome(number, state)
+                "Your security assessment of {} is saved.{}",
+                ChangeKey(number),
+                outcome(number, state),
             ),
             Voted {
                 number,
@@ -131,12 +141,13 @@ impl Notice {
                     VoteChoice::RequestChanges => "to request changes to",
                 };
                 format!(
-                    "Your vote {what} revision {revision} of CHG-{number} is recorded.{}",
-                    outcome(number, state)
+                    "Your vote {what} revision {revision} of {} is recorded.{}",
+                    ChangeKey(number),
+                    outcome(number, state),
                 )
             }
             RetrospectiveRecorded { number } => {
-                format!("The retrospective review of CHG-{number} is recorded.")
+                format!("The retrospective review of {} is recorded.", ChangeKey(number))
             }
             TemplateProposed => {
                 "The template is proposed. CAB members vote on it before anyone can use it.".into()

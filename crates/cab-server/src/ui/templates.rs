@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cab_domain::approval::VoteChoice;
-use cab_domain::change::{Category, Environment};
+use cab_domain::change::{Category, ChangeContent, Environment};
 use cab_domain::risk::{RiskAnswers, RiskLevel};
 use cab_domain::template::{TemplateAction, TemplateState, check_template_action};
 
@@ -15,7 +15,6 @@ use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
 use super::words::{People, role_labels};
 use super::{Layout, Viewer, render, when};
-use crate::api::changes::blank_content;
 use crate::error::AppError;
 use crate::request::Origin;
 use crate::templates::{self, TemplateView};
@@ -109,7 +108,7 @@ pub async fn list(viewer: Viewer) -> Response {
 }
 
 pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
-    let mut c = blank_content();
+    let mut c = ChangeContent::blank();
     c.title = value(&form, "title");
     c.description = value(&form, "description");
     c.category = Category::parse(&value(&form, "category")).unwrap_or(Category::Configuration);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use cab_domain::Role;
 use cab_domain::approval::{AssessmentDecision, VoteChoice};
 use cab_domain::audit::{Attempt, AuditAction, AuditRecord};
-use cab_domain::change::{ChangeType, field_label};
+use cab_domain::change::{ChangeKey, ChangeType, field_label};
 use cab_domain::risk::RiskLevel;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -221,10 +221,10 @@ impl Subjects {
             .or_else(|| id.and_then(|id| self.changes.get(&id).copied()));
         match (number, id) {
             (Some(n), Some(id)) => Thing {
-                name: format!("CHG-{n}"),
+                name: ChangeKey(n).to_string(),
                 href: self.link_changes.then(|| format!("/changes/{id}")),
             },
-            (Some(n), None) => Thing::plain(format!("CHG-{n}")),
+            (Some(n), None) => Thing::plain(ChangeKey(n).to_string()),
             _ => Thing::plain("a change"),
         }
     }

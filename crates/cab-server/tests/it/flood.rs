@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -258,8 +258,10 @@ async fn bob_signs_in(url: &str, device: Option<&str>, n: usize, limit: Duration
     answers
 }
 
-/// Every answer is `status`; the median and the slowest are within
-/// `median_bound` and `worst_bound` times `unloaded`.
+/// Every answer is `status`; the median is within ten times `unloaded` and
+/// the slowest within twenty-five times (or a second and three seconds, on a
+/// machine so busy that an unloaded sign-in says little). Before, a sign-in
+/// behind such a flood waited up to ten seconds and was then refused.
 fn assert_served(who: &str, answers: &[Answer], status: u16, unloaded: Duration) {
     for (s, took) in answers {
         assert_eq!(*s, Some(status), "{who}, in {took:?}: {answers:?}");
@@ -270,7 +272,8 @@ fn assert_served(who: &str, answers: &[Answer], status: u16, unloaded: Duration)
         times.iter().max().copied().unwrap_or_default(),
     );
     assert!(
-        typical <= unloaded * 10 && worst <= unloaded * 25,
+        typical <= (unloaded * 10).max(Duration::from_secs(1))
+            && worst <= (unloaded * 25).max(Duration::from_secs(3)),
         "{who}: median {typical:?}, worst {worst:?}, unloaded {unloaded:?}"
     );
 }
@@ -317,7 +320,9 @@ async fn a_flood_of_guesses_from_forty_addresses_leaves_room_for_people_signing_
     // unloaded, or more; these bounds are generous for a shared machine.
     let (alice, bob) = elsewhere({
         let (url, device) = (url.clone(), device.clone());
-        let limit = (alice_unloaded.max(bob_unloaded) * 30).min(limit);
+        let limit = (alice_unloaded.max(bob_unloaded) * 30)
+            .max(Duration::from_secs(4))
+            .min(limit);
         move || async move {
             let alice = alice_signs_in(&url, 3, limit).await;
             let bob = bob_signs_in(&url, device.as_deref(), 3, limit).await;
@@ -408,13 +413,16 @@ async fn password_checks_by_the_hundred_leave_the_memory_as_they_found_it(pool: 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (idle, _) = memory_of(pid);
 
-    // Three seconds of guesses from two hundred addresses, two connections
-    // each, every one waiting for its answer (or as long as a refusal says)
-    // before the next: passwords are checked back to back the whole time.
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // Guesses from two hundred addresses, two connections each, every one
+    // waiting for its answer (or as long as a refusal says) before the next,
+    // until sixty passwords have been checked back to back (at most thirty
+    // seconds, however busy the machine).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let enough = Arc::new(AtomicUsize::new(0));
     let mut flood = JoinSet::new();
     for i in 0..400u32 {
         let url = url.clone();
+        let enough = enough.clone();
         flood.spawn(async move {
             let client = reqwest::Client::builder()
                 .local_address(IpAddr::V4(Ipv4Addr::new(
@@ -427,7 +435,7 @@ async fn password_checks_by_the_hundred_leave_the_memory_as_they_found_it(pool: 
                 .unwrap();
             let mut checked = 0usize;
             let mut k = 0;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && enough.load(Ordering::Relaxed) < 60 {
                 k += 1;
                 let (status, _, retry_after) = token(
                     &client,
@@ -438,6 +446,7 @@ async fn password_checks_by_the_hundred_leave_the_memory_as_they_found_it(pool: 
                 .await;
                 if status == Some(StatusCode::UNAUTHORIZED) {
                     checked += 1;
+                    enough.fetch_add(1, Ordering::Relaxed);
                 } else {
                     let pause = Duration::from_secs(retry_after.unwrap_or(1));
                     tokio::time::sleep(pause.min(LONGEST_PAUSE)).await;

@@ -19,6 +19,7 @@ mod fail_closed;
 mod flood;
 mod idempotency;
 mod independence;
+mod layers;
 mod logs;
 mod openapi;
 mod ops;

@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cab_domain::approval::{AssessmentDecision, DataClassification, VoteChoice};
-use cab_domain::change::{ChangeAction, ChangeState, FieldChange, field_label};
+use cab_domain::change::{ChangeAction, ChangeState, FieldChange, SUBMISSION_FIELDS, field_label};
 use cab_domain::risk::RiskLevel;
 use chrono::{DateTime, Utc};
 
@@ -197,6 +197,18 @@ struct DetailPage {
     can_withdraw: bool,
     can_cancel: bool,
     errors: FieldErrors,
+    /// The fields an action's error summary lists, in order, with labels.
+    summary_fields: Vec<(&'static str, &'static str)>,
+}
+
+/// What submitting asks for, by label, then the reason cancelling asks for:
+/// the fields an action on this page can be refused over.
+fn submission_summary() -> Vec<(&'static str, &'static str)> {
+    SUBMISSION_FIELDS
+        .into_iter()
+        .map(|f| (f, field_label(f).unwrap_or(f)))
+        .chain([("reason", "Reason for cancelling")])
+        .collect()
 }
 
 pub(crate) async fn detail_page(
@@ -271,6 +283,7 @@ pub(crate) async fn detail_page(
         ),
     ];
     let page = DetailPage {
+        summary_fields: submission_summary(),
         d,
         layout: viewer.layout(format!("{} {}", v.key(), c.title)),
         key: v.key(),
@@ -420,7 +433,6 @@ fn decision_view(
     people: &People,
 ) -> DecisionView {
     use cab_domain::approval::{AssessmentContent, Duty};
-    let under_review = cab_domain::approval::under_review(v.state);
     let assessment = facts.current_assessment.as_ref().map(|a| {
         let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
         let testing = content
@@ -462,15 +474,9 @@ fn decision_view(
     });
     let retro_pending = facts.decision.retrospective_due_at.is_some()
         && facts.decision.retrospective_done_at.is_none();
-    let mut decided = v.facts();
-    decided.state = ChangeState::InCabReview;
     DecisionView {
         level: facts.level,
-        still_needed: if under_review {
-            crate::api::decisions::still_needed(facts)
-        } else {
-            Vec::new()
-        },
+        still_needed: facts.still_needed(v.state),
         review_note: facts
             .decision
             .review_note
@@ -488,7 +494,7 @@ fn decision_view(
         retrospective_due: facts.decision.retrospective_due_at.as_ref().map(when),
         retrospective_done: facts.decision.retrospective_done_at.as_ref().map(when),
         may_record_retrospective: retro_pending
-            && cab_domain::approval::check_duty(&decided, &viewer.user.change_actor(), Duty::Vote)
+            && cab_domain::approval::check_retrospective(&v.facts(), &viewer.user.change_actor())
                 .is_ok(),
     }
 }

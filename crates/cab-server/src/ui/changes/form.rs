@@ -15,7 +15,6 @@ use cab_domain::risk::{RiskAnswers, RiskLevel, assess};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
 
 use super::load;
-use crate::api::changes::blank_content;
 use crate::changes::{self, ChangeView};
 use crate::error::AppError;
 use crate::request::Origin;
@@ -68,7 +67,7 @@ fn local_input(t: Option<DateTime<Utc>>, offset: FixedOffset) -> String {
 /// The form's fields as content, and the fields that could not even be read.
 fn content_from_form(form: &Pairs) -> (ChangeContent, FieldErrors) {
     let mut errors = FieldErrors::default();
-    let mut c = blank_content();
+    let mut c = ChangeContent::blank();
     c.title = value(form, "title");
     c.description = value(form, "description");
     c.justification = value(form, "justification");
@@ -308,7 +307,7 @@ pub(crate) async fn new_form(
             )
             .await);
         }
-        let mut c = blank_content();
+        let mut c = ChangeContent::blank();
         c.window_tz = "+00:00".into();
         let mut from = None;
         if let Some(raw) = q.template.filter(|t| !t.is_empty()) {

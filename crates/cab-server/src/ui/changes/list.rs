@@ -6,8 +6,7 @@ use askama::Template;
 use axum::extract::Query;
 use axum::response::Response;
 use cab_db::changes::Sort;
-use cab_domain::Role;
-use cab_domain::change::{Category, ChangeState, ChangeType};
+use cab_domain::change::{self, Category, ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
 use super::{Row, rows};
@@ -99,7 +98,7 @@ pub(crate) async fn list(
         risks: selected_by_text(&RiskLevel::ALL, &risk_now, |v| (v.as_str(), v.label())),
         categories: selected_by_text(Category::ALL, &cat_now, |v| (v.as_str(), v.label())),
         sorts: selected_by_text(&Sort::ALL, &sort_now, |v| (v.as_str(), v.label())),
-        can_create: viewer.user.has(Role::Engineer),
+        can_create: change::check_create(&viewer.user.change_actor()).is_ok(),
         error,
     };
     render(&page)

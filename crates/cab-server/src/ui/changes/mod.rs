@@ -15,7 +15,7 @@ pub(super) use form::{create, edit_form, new_form, preview_risk, update};
 pub(super) use list::list;
 
 use cab_db::changes::ChangeSummary;
-use cab_domain::change::{ChangeState, ChangeType};
+use cab_domain::change::{ChangeKey, ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
 use super::Viewer;
@@ -49,7 +49,7 @@ impl TryFrom<ChangeSummary> for Row {
     fn try_from(s: ChangeSummary) -> Result<Self, AppError> {
         Ok(Row {
             id: s.id.to_string(),
-            key: format!("CHG-{}", s.number),
+            key: ChangeKey(s.number).to_string(),
             state: stored(ChangeState::parse(&s.state), "state", &s.state)?,
             change_type: stored(ChangeType::parse(&s.change_type), "type", &s.change_type)?,
             risk: stored(RiskLevel::parse(&s.risk_level), "risk level", &s.risk_level)?,

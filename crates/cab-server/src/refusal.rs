@@ -1,0 +1,56 @@
+//! Decisions that cannot be made are refusals: a decision's transaction
+//! waits a bounded time for its locks, and one that fails on the way is
+//! recorded as refused, never answered as a server error.
+
+use cab_domain::Denial;
+use sqlx::PgPool;
+
+use crate::audit_log::{self, Entity};
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::request::Origin;
+
+/// The longest a decision waits for a lock another request holds on the
+/// change (or template). Past it the decision is refused as
+/// `policy_unavailable`, so a stuck lock cannot hold requests, or the
+/// pool's connections, for long.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A decision's transaction: its lock waits are bounded by [`LOCK_WAIT`].
+pub(crate) async fn begin_deciding(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, AppError> {
+    let mut tx = pool.begin().await?;
+    cab_db::decisions::limit_lock_wait(&mut tx, LOCK_WAIT).await?;
+    Ok(tx)
+}
+
+/// The refusal of a decision whose rules or records could not be read.
+pub(crate) fn unavailable() -> Denial {
+    Denial::new(
+        "policy_unavailable",
+        "The decision rules could not be checked just now, so nothing was recorded. Try again shortly.",
+    )
+}
+
+/// A decision that failed on the way (the database, a lock not granted in
+/// time, a record that cannot be read) decided nothing: it is a refusal,
+/// recorded as `policy_unavailable` like one, never a server error.
+/// Refusals and invalid input pass through as they are.
+pub(crate) async fn refused_if_failed<T>(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    done: Result<T, AppError>,
+) -> Result<T, AppError> {
+    match done {
+        Err(e @ (AppError::Internal(_) | AppError::Unavailable)) => {
+            tracing::error!(error = %e, attempted, "a decision failed; refusing");
+            let actor = Some(user.audit_actor());
+            Err(audit_log::deny(pool, actor, origin, attempted, entity, unavailable()).await)
+        }
+        other => other,
+    }
+}
