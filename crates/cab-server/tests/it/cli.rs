@@ -25,7 +25,9 @@ fn spawn_server(pool: &PgPool, env_label: &str, stderr: Stdio) -> (ServerProcess
     spawn_server_with(pool, env_label, stderr, &[])
 }
 
-fn spawn_server_with(
+/// `cab serve`, its log written to `stderr`, with more settings (which
+/// override the ones here, e.g. `RUST_LOG`).
+pub fn spawn_server_with(
     pool: &PgPool,
     env_label: &str,
     stderr: Stdio,

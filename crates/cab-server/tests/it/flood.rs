@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,32 +16,13 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 
-use crate::audit::database_url;
-use crate::cli::{GOOD_KEY, ServerProcess, add_user};
+use crate::cli::{ServerProcess, add_user, spawn_server_with};
 use crate::common::csrf_in;
 
 /// `cab serve` on a free port with its log discarded (a flood writes a lot
 /// of it); returns the process and its base URL.
 fn serve(pool: &PgPool) -> (ServerProcess, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cab"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url(pool))
-        .env("CAB_LISTEN", "127.0.0.1:0")
-        .env("CAB_SECRET_KEY", GOOD_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cab serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let url = line
-        .trim()
-        .strip_prefix("CAB listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
-    (ServerProcess(child), url)
+    spawn_server_with(pool, "LOCAL", Stdio::null(), &[])
 }
 
 /// An HTTP client whose connections come from `127.0.0.<last>`.

@@ -1,40 +1,24 @@
 //! The log under a flood: one line per refused sign-in at most, and past a
 //! burst only a count, against the `cab` binary at its default log level.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use sqlx::PgPool;
 
-use crate::audit::database_url;
-use crate::cli::{GOOD_KEY, ServerProcess, add_user};
+use crate::cli::{add_user, spawn_server_with};
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
 async fn a_flood_of_refused_sign_ins_writes_a_burst_and_a_count(pool: PgPool) {
     add_user(&pool, "erin", &["engineer"], "erin-long-password");
     let log_path = std::env::temp_dir().join(format!("cab-log-{}.txt", uuid::Uuid::new_v4()));
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cab"))
-        .arg("serve")
-        .env("DATABASE_URL", database_url(&pool))
-        .env("CAB_LISTEN", "127.0.0.1:0")
-        .env("CAB_SECRET_KEY", GOOD_KEY)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("CAB listening on ")
-        .unwrap()
-        .to_owned();
-    let mut server = ServerProcess(child);
+    // The server's default log level, as a user starts it.
+    let (mut server, url) = spawn_server_with(
+        &pool,
+        "LOCAL",
+        Stdio::from(log_file),
+        &[("RUST_LOG", "info,sqlx=warn"), ("NO_COLOR", "1")],
+    );
     let started = std::fs::read_to_string(&log_path).unwrap().lines().count();
 
     let client = reqwest::Client::new();
