@@ -209,9 +209,14 @@ impl<S> Filter<S> for RepeatLimit {
         if meta.target() == SUMMARY_TARGET {
             return true;
         }
+        let warning = *meta.level() <= Level::WARN;
+        // Most lines are neither warnings nor request lines: they pass
+        // without their fields being read.
+        if !warning && meta.fields().field("status").is_none() {
+            return true;
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let warning = *meta.level() <= Level::WARN;
         let refused = fields.status.is_some_and(|s| s >= 400);
         if !warning && !refused {
             return true;
