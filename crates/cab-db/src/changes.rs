@@ -116,27 +116,65 @@ pub async fn update_content(
     Ok(())
 }
 
-/// Moves the change to `state`; `submitted` and closed states stamp their time.
-pub async fn set_state(
+/// What is written with a change's new state (see
+/// `cab_domain::lifecycle::StateWrite`, which this mirrors).
+#[derive(Debug, Clone, Default)]
+pub struct StateChange<'a> {
+    pub revision: i32,
+    /// Stamps the time of submission.
+    pub submitted: bool,
+    /// Stamps the time it closed.
+    pub closed: bool,
+    /// A decision: its time, the revision approved and, for an emergency,
+    /// when its retrospective is due.
+    pub decided: Option<Decided>,
+    /// Back to review or to its authors, with the note saying why; an
+    /// earlier decision is cleared.
+    pub reopened: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decided {
+    pub approved_revision: Option<i32>,
+    pub retrospective_due: Option<DateTime<Utc>>,
+}
+
+/// Moves the change to `state`. The only statement that writes
+/// `changes.state` (a test reads the query metadata to hold it so).
+///
+/// A retrospective review once due stays due: a later decision without one
+/// (a rejection after a material edit sent the approved emergency change
+/// back to review) keeps it, since the approved change may have been
+/// carried out.
+pub async fn write_state(
     conn: &mut PgConnection,
     id: Uuid,
     state: &str,
-    revision: i32,
-    submitted: bool,
-    closed: bool,
+    change: &StateChange<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
+    let decided = change.decided.unwrap_or_default();
     sqlx::query!(
         r#"UPDATE changes SET state = $2, revision = $3, updated_at = $4,
-                              submitted_at = CASE WHEN $5 THEN $4 ELSE submitted_at END,
-                              closed_at = CASE WHEN $6 THEN $4 ELSE closed_at END
+                  submitted_at = CASE WHEN $5 THEN $4 ELSE submitted_at END,
+                  closed_at = CASE WHEN $6 THEN $4 ELSE closed_at END,
+                  decided_at = CASE WHEN $7 THEN $4 WHEN $10 THEN NULL ELSE decided_at END,
+                  approved_revision = CASE WHEN $7 THEN $8 WHEN $10 THEN NULL ELSE approved_revision END,
+                  retrospective_due_at = CASE WHEN $7 AND $9::timestamptz IS NOT NULL THEN $9
+                                              ELSE retrospective_due_at END,
+                  review_note = CASE WHEN $10 THEN $11 ELSE review_note END
            WHERE id = $1"#,
         id,
         state,
-        revision,
+        change.revision,
         now,
-        submitted,
-        closed
+        change.submitted,
+        change.closed,
+        change.decided.is_some(),
+        decided.approved_revision,
+        decided.retrospective_due,
+        change.reopened.is_some(),
+        change.reopened,
     )
     .execute(&mut *conn)
     .await?;

@@ -17,6 +17,7 @@ use crate::auth::CurrentUser;
 use crate::crypto::{self, Passwords};
 use crate::error::AppError;
 use crate::idempotency::{self, Created};
+use crate::refusal;
 use crate::request::Origin;
 
 /// Who is managing accounts: a signed-in user (bound by every rule) or the
@@ -283,25 +284,6 @@ async fn request_roles(
     Ok(grant)
 }
 
-async fn deny_on(
-    pool: &PgPool,
-    op: &Operator<'_>,
-    origin: &Origin,
-    attempted: &str,
-    target: Uuid,
-    d: Denial,
-) -> AppError {
-    audit_log::deny(
-        pool,
-        Some(op.audit_actor()),
-        origin,
-        attempted,
-        Entity::new("user", target),
-        d,
-    )
-    .await
-}
-
 /// What a role change did: the account as it is now, and the request
 /// waiting for a second administrator, if any.
 #[derive(Debug)]
@@ -331,8 +313,9 @@ pub async fn set_roles(
         .ok_or(AppError::NotFound("user"))?;
     if let Err(d) = user_admin::check_set_roles(&op.actor(), &account(&target)?, &new_roles, admins)
     {
-        drop(tx);
-        return Err(deny_on(pool, op, origin, "user.set_roles", target_id, d).await);
+        let entity = Entity::new("user", target_id);
+        let actor = op.audit_actor();
+        return Err(refusal::refuse_in(tx, pool, actor, origin, "user.set_roles", entity, d).await);
     }
     let old_roles = account(&target)?.roles;
     let plan = op.plan(&old_roles, &new_roles);
@@ -436,8 +419,11 @@ pub async fn confirm_grant(
     let (grant, target) = lock_grant(&mut tx, grant_id).await?;
     let facts = grant_facts(&grant)?;
     if let Err(d) = user_admin::check_confirm_grant(&user.actor(), &facts, &account(&target)?) {
-        drop(tx);
-        return Err(deny_on(pool, &op, origin, "user.confirm_roles", target.id, d).await);
+        let entity = Entity::new("user", target.id);
+        let actor = op.audit_actor();
+        return Err(
+            refusal::refuse_in(tx, pool, actor, origin, "user.confirm_roles", entity, d).await,
+        );
     }
     let mut roles = account(&target)?.roles;
     for role in facts.roles.iter() {
@@ -490,8 +476,11 @@ pub async fn cancel_grant(
     let mut tx = pool.begin().await?;
     let (grant, target) = lock_grant(&mut tx, grant_id).await?;
     if let Err(d) = user_admin::check_cancel_grant(&user.actor(), &grant_facts(&grant)?) {
-        drop(tx);
-        return Err(deny_on(pool, &op, origin, "user.cancel_roles", target.id, d).await);
+        let entity = Entity::new("user", target.id);
+        let actor = op.audit_actor();
+        return Err(
+            refusal::refuse_in(tx, pool, actor, origin, "user.cancel_roles", entity, d).await,
+        );
     }
     let now = Utc::now();
     cab_db::role_grants::cancel(&mut tx, grant.id, Some(user.id), now).await?;
@@ -556,8 +545,9 @@ pub async fn disable(
         .await?
         .ok_or(AppError::NotFound("user"))?;
     if let Err(d) = user_admin::check_disable(&op.actor(), &account(&target)?, admins) {
-        drop(tx);
-        return Err(deny_on(pool, op, origin, "user.disable", target_id, d).await);
+        let entity = Entity::new("user", target_id);
+        let actor = op.audit_actor();
+        return Err(refusal::refuse_in(tx, pool, actor, origin, "user.disable", entity, d).await);
     }
     let now = Utc::now();
     cab_db::users::disable(&mut tx, target_id, now).await?;
@@ -646,8 +636,11 @@ pub async fn issue_token(
         .await?
         .ok_or(AppError::NotFound("user"))?;
     if let Err(d) = user_admin::check_issue_token(&op.actor(), &account(&target)?) {
-        drop(tx);
-        return Err(deny_on(pool, op, origin, "api_token.create", target_id, d).await);
+        let entity = Entity::new("user", target_id);
+        let actor = op.audit_actor();
+        return Err(
+            refusal::refuse_in(tx, pool, actor, origin, "api_token.create", entity, d).await,
+        );
     }
     let issued = crypto::issue_api_token();
     let token = cab_db::api_tokens::insert(

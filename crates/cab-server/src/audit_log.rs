@@ -79,10 +79,5 @@ pub async fn deny(
         // The refusal stands even if it could not be recorded.
         tracing::error!(error = %e, attempted, "could not record a denied attempt");
     }
-    match denial.code {
-        "already_disabled" | "invalid_transition" | "change_closed" | "grant_closed" => {
-            AppError::Conflict(denial)
-        }
-        _ => AppError::Forbidden(denial),
-    }
+    AppError::refused(denial)
 }

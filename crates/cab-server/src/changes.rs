@@ -6,6 +6,7 @@ use cab_db::changes::{ChangeColumns, ChangeRow, NewRevision};
 use cab_domain::change::{
     self, ChangeAction, ChangeContent, ChangeFacts, ChangeState, FieldChange, FieldError,
 };
+use cab_domain::lifecycle::{self as rules, Event, Standard, Subject};
 use cab_domain::risk::{RiskAssessment, RiskLevel, assess};
 use cab_domain::text;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,8 @@ use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::idempotency::{self, Created};
+use crate::lifecycle;
+use crate::refusal;
 use crate::request::Origin;
 
 /// A change request as people see it.
@@ -219,29 +222,6 @@ fn columns<'a>(content: &'a ChangeContent, saved: &'a Saved) -> ChangeColumns<'a
     }
 }
 
-async fn deny(
-    pool: &PgPool,
-    user: &CurrentUser,
-    origin: &Origin,
-    action: ChangeAction,
-    id: Option<Uuid>,
-    d: cab_domain::Denial,
-) -> AppError {
-    let entity = match id {
-        Some(id) => Entity::new("change", id),
-        None => Entity::kind("change"),
-    };
-    audit_log::deny(
-        pool,
-        Some(user.audit_actor()),
-        origin,
-        action.as_str(),
-        entity,
-        d,
-    )
-    .await
-}
-
 /// Refuses (and records) an action the user may not take on this change.
 pub async fn authorize(
     pool: &PgPool,
@@ -250,10 +230,18 @@ pub async fn authorize(
     change: &ChangeView,
     action: ChangeAction,
 ) -> Result<ChangeState, AppError> {
-    match change::check_action(&change.facts(), &user.change_actor(), action) {
-        Ok(next) => Ok(next),
-        Err(d) => Err(deny(pool, user, origin, action, Some(change.id), d).await),
-    }
+    let allowed = change::check_action(&change.facts(), &user.change_actor(), action)
+        .map_err(AppError::Refused);
+    let entity = Entity::new("change", change.id);
+    refusal::recorded(
+        pool,
+        user.audit_actor(),
+        origin,
+        action.as_str(),
+        entity,
+        allowed,
+    )
+    .await
 }
 
 /// Files a new draft.
@@ -290,15 +278,13 @@ pub async fn create_for(
     on_behalf_of: Option<&str>,
 ) -> Result<ChangeView, AppError> {
     let refuse = |d| async move {
-        audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            "change.create",
-            Entity::kind("change"),
-            d,
-        )
-        .await
+        let refused = Err(AppError::Refused(d));
+        let entity = Entity::kind("change");
+        let actor = user.audit_actor();
+        match refusal::recorded(pool, actor, origin, "change.create", entity, refused).await {
+            Err(e) => e,
+            Ok(()) => unreachable!("a refusal is answered as one"),
+        }
     };
     if let Err(d) = change::check_create(&user.change_actor()) {
         return Err(refuse(d).await);
@@ -417,13 +403,23 @@ pub async fn edit_with(
     id: Uuid,
     update: impl FnOnce(ChangeContent) -> Result<ChangeContent, AppError>,
 ) -> Result<ChangeView, AppError> {
+    let done = edit_locked(pool, user, origin, id, update).await;
+    let entity = Entity::new("change", id);
+    let attempted = ChangeAction::Edit.as_str();
+    refusal::recorded(pool, user.audit_actor(), origin, attempted, entity, done).await
+}
+
+async fn edit_locked(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    update: impl FnOnce(ChangeContent) -> Result<ChangeContent, AppError>,
+) -> Result<ChangeView, AppError> {
     let mut tx = pool.begin().await?;
     let current = load_with(&mut tx, id, true).await?;
-    if let Err(d) = change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit)
-    {
-        drop(tx);
-        return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
-    }
+    change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit)
+        .map_err(AppError::Refused)?;
     let content = update(current.content.clone())?;
     let content = content.normalized(&current.author);
     let errors = if current.state == ChangeState::Draft {
@@ -456,10 +452,8 @@ pub async fn edit_with(
         if facts.contributors.contains(who) {
             continue;
         }
-        if let Err(d) = cab_domain::approval::check_new_contributor(&facts, *who, name) {
-            drop(tx);
-            return Err(deny(pool, user, origin, ChangeAction::Edit, Some(id), d).await);
-        }
+        cab_domain::approval::check_new_contributor(&facts, *who, name)
+            .map_err(AppError::Refused)?;
     }
     let contributors: Vec<Uuid> = people.into_iter().map(|(id, _)| id).collect();
     let revision = if current.state == ChangeState::Draft {
@@ -484,42 +478,12 @@ pub async fn edit_with(
         cab_db::changes::insert_revision(&mut tx, &revision_row).await?;
     }
     // What was assessed or approved has changed: back to review, and the
-    // earlier votes and assessment (bound to the old revision) no longer count.
-    let material: Vec<&str> = changed
-        .iter()
-        .map(|c| c.field.as_str())
-        .filter(|f| cab_domain::approval::is_material(f))
-        .collect();
-    // Under review, votes and the assessment belong to a revision, so any
-    // edit calls for them again. Once approved, only an edit to what was
-    // approved does; an editorial one keeps the approval.
-    let under_review = cab_domain::approval::under_review(current.state);
-    let approved = current.state == ChangeState::Approved;
-    let back_to_review =
-        (under_review && !changed.is_empty()) || (approved && !material.is_empty());
-    if back_to_review {
-        let fields: Vec<&str> = if approved {
-            material.clone()
-        } else {
-            changed.iter().map(|c| c.field.as_str()).collect()
-        };
-        let note = format!(
-            "Revision {revision} changed {} after {}; earlier votes and the assessment no longer count, so the change is back in review.",
-            change::field_names(&fields),
-            if approved { "approval" } else { "submission" },
-        );
-        cab_db::decisions::reopen(&mut tx, id, ChangeState::Submitted.as_str(), &note, now).await?;
-        if approved {
-            // Back in review after approval is a new submission in effect: it
-            // is decided under the stricter of the policy it was submitted
-            // under and today's.
-            let fixed = crate::quorum::fixed_for(&mut tx, id).await?;
-            let today = crate::quorum::in_force(&mut tx).await?;
-            let policy = serde_json::to_value(fixed.stricter(&today))
-                .map_err(|e| AppError::Internal(e.into()))?;
-            cab_db::changes::fix_quorum_policy(&mut tx, id, &policy).await?;
-        }
-    }
+    // earlier votes and assessment (bound to the old revision) no longer
+    // count. The edit records itself below.
+    let fields = changed.iter().map(|c| c.field.clone()).collect();
+    let edited = Event::Edited { fields };
+    let moved = lifecycle::apply(&mut tx, user, origin, &current, &edited, now, json!({})).await?;
+    let back_to_review = moved.write.is_some();
     audit_log::record(
         &mut tx,
         Some(user.audit_actor()),
@@ -550,15 +514,48 @@ pub async fn transition(
     action: ChangeAction,
     reason: Option<String>,
 ) -> Result<ChangeView, AppError> {
-    let mut tx = pool.begin().await?;
-    let current = load_with(&mut tx, id, true).await?;
-    let next = match change::check_action(&current.facts(), &user.change_actor(), action) {
-        Ok(next) => next,
-        Err(d) => {
-            drop(tx);
-            return Err(deny(pool, user, origin, action, Some(id), d).await);
+    let done = transition_locked(pool, user, origin, id, action, reason).await;
+    let entity = Entity::new("change", id);
+    refusal::recorded(
+        pool,
+        user.audit_actor(),
+        origin,
+        action.as_str(),
+        entity,
+        done,
+    )
+    .await
+}
+
+async fn transition_locked(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+    action: ChangeAction,
+    reason: Option<String>,
+) -> Result<ChangeView, AppError> {
+    let event = match action {
+        ChangeAction::Submit => Event::Submit { standard: None },
+        ChangeAction::Withdraw => Event::Withdraw,
+        ChangeAction::Cancel => Event::Cancel,
+        ChangeAction::Edit | ChangeAction::Comment => {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "{action:?} is not a transition"
+            )));
         }
     };
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+    let current = load_with(&mut tx, id, true).await?;
+    // Who may act comes before what they sent: asked first without what a
+    // standard change's submission also depends on, and again with it below.
+    let subject = Subject {
+        facts: &current.facts(),
+        change_type: current.content.change_type,
+        revision: current.revision,
+    };
+    rules::next(&subject, &user.change_actor(), &event, now).map_err(AppError::Refused)?;
     let reason = reason
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
@@ -574,21 +571,13 @@ pub async fn transition(
     if reason.as_ref().is_some_and(|r| r.chars().count() > 2000) {
         return Err(AppError::invalid("reason", "At most 2000 characters."));
     }
-    let now = Utc::now();
-    let (revision, event) = match action {
-        ChangeAction::Submit if current.revision > 0 => {
-            // Resubmission after changes were requested: the edits made the revisions.
-            let errors = current.content.validate_for_submission();
-            if !errors.is_empty() {
-                return Err(field_errors(errors));
-            }
-            (current.revision, "change.resubmitted")
+    let mut details = json!({ "reason": reason });
+    let event = if action == ChangeAction::Submit {
+        let errors = current.content.validate_for_submission();
+        if !errors.is_empty() {
+            return Err(field_errors(errors));
         }
-        ChangeAction::Submit => {
-            let errors = current.content.validate_for_submission();
-            if !errors.is_empty() {
-                return Err(field_errors(errors));
-            }
+        if current.revision == 0 {
             let content =
                 serde_json::to_value(&current.content).map_err(|e| AppError::Internal(e.into()))?;
             let first = NewRevision {
@@ -601,137 +590,64 @@ pub async fn transition(
                 at: now,
             };
             cab_db::changes::insert_revision(&mut tx, &first).await?;
-            (1, "change.submitted")
         }
-        ChangeAction::Withdraw => (current.revision, "change.withdrawn"),
-        ChangeAction::Cancel => (current.revision, "change.cancelled"),
-        ChangeAction::Edit | ChangeAction::Comment => {
-            return Err(AppError::Internal(anyhow::anyhow!(
-                "{action:?} is not a transition"
-            )));
-        }
-    };
-    if action == ChangeAction::Submit {
         // The quorum this submission is decided under: a later change of the
         // policy applies to later submissions only.
         let policy = match crate::quorum::in_force(&mut tx).await {
             Ok(p) => p,
             Err(AppError::Internal(e)) => {
                 tracing::error!(error = %e, "the quorum policy cannot be read");
-                drop(tx);
-                let d = cab_domain::Denial::new(
+                return Err(AppError::Refused(cab_domain::Denial::new(
                     "policy_unavailable",
                     "The decision rules could not be read just now, so the change was not submitted. Try again shortly.",
-                );
-                return Err(deny(pool, user, origin, action, Some(id), d).await);
+                )));
             }
             Err(e) => return Err(e),
         };
         let policy = serde_json::to_value(policy).map_err(|e| AppError::Internal(e.into()))?;
         cab_db::changes::fix_quorum_policy(&mut tx, id, &policy).await?;
-    }
-    // A standard change from an approved template is approved on submission,
-    // if it stays within what CAB approved; beyond that it is reviewed like
-    // any other change.
-    let template = if action == ChangeAction::Submit {
-        cab_db::templates::template_of(&mut tx, id).await?
-    } else {
-        None
-    };
-    let mut outside_template: Vec<String> = Vec::new();
-    let mut template_row = None;
-    if let Some(t) = template {
-        // Locked, so a retirement committing now cannot slip past this check.
-        let row = cab_db::templates::find_for_update(&mut tx, t)
-            .await?
-            .ok_or(AppError::NotFound("template"))?;
-        let state = cab_domain::template::TemplateState::parse(&row.state);
-        if let Err(d) = cab_domain::template::check_template_action(
-            &user.change_actor(),
-            state,
-            Some(row.proposed_by),
-            cab_domain::template::TemplateAction::Use,
-        ) {
-            drop(tx);
-            return Err(audit_log::deny(
-                pool,
-                Some(user.audit_actor()),
-                origin,
-                "change.submit",
-                Entity::new("change", id),
-                d,
-            )
-            .await);
+        let standard = standard_submission(&mut tx, id, &current).await?;
+        if let Some((standard, row)) = &standard {
+            details = if standard.outside_scope.is_empty() {
+                json!({ "template": row.id, "template_name": row.name })
+            } else {
+                json!({ "reason": reason, "outside_template": standard.outside_scope })
+            };
         }
-        let approved: cab_domain::change::ChangeContent =
-            serde_json::from_value(row.content.clone()).map_err(|e| {
-                AppError::Internal(anyhow::anyhow!("stored template is unreadable: {e}"))
-            })?;
-        outside_template = cab_domain::template::outside_scope(&approved, &current.content);
-        template_row = Some(row);
-    }
-    if let Some(row) = template_row.filter(|_| outside_template.is_empty()) {
-        cab_db::decisions::decide(
-            &mut tx,
-            id,
-            ChangeState::Approved.as_str(),
-            Some(revision),
-            None,
-            now,
-        )
-        .await?;
-        cab_db::changes::set_state(
-            &mut tx,
-            id,
-            ChangeState::Approved.as_str(),
-            revision,
-            true,
-            false,
-            now,
-        )
-        .await?;
-        audit_log::record(
-            &mut tx,
-            Some(user.audit_actor()),
-            origin,
-            "change.approved",
-            Entity::new("change", id),
-            json!({ "number": current.number, "revision": revision, "template": row.id, "template_name": row.name }),
-        )
-        .await?;
-        let updated = load_with(&mut tx, id, false).await?;
-        tx.commit().await?;
-        return Ok(updated);
-    }
-    cab_db::changes::set_state(
-        &mut tx,
-        id,
-        next.as_str(),
-        revision,
-        action == ChangeAction::Submit,
-        next.is_closed(),
-        now,
-    )
-    .await?;
-    audit_log::record(
-        &mut tx,
-        Some(user.audit_actor()),
-        origin,
-        event,
-        Entity::new("change", id),
-        json!({
-            "number": current.number,
-            "from": current.state.as_str(),
-            "to": next.as_str(),
-            "revision": revision,
-            "reason": reason,
-            "outside_template": (!outside_template.is_empty()).then_some(&outside_template),
-        }),
-    )
-    .await?;
+        Event::Submit {
+            standard: standard.map(|(s, _)| s),
+        }
+    } else {
+        event
+    };
+    lifecycle::apply(&mut tx, user, origin, &current, &event, now, details).await?;
     let updated = load_with(&mut tx, id, false).await?;
     tx.commit().await?;
     Ok(updated)
+}
+
+/// What the submission of a change made from a standard-change template
+/// depends on: the template's state and how far the change goes beyond what
+/// CAB approved. `None` for a change made without one.
+async fn standard_submission(
+    tx: &mut PgConnection,
+    id: Uuid,
+    current: &ChangeView,
+) -> Result<Option<(Standard, cab_db::templates::TemplateRow)>, AppError> {
+    let Some(t) = cab_db::templates::template_of(tx, id).await? else {
+        return Ok(None);
+    };
+    // Locked, so a retirement committing now cannot slip past the check.
+    let row = cab_db::templates::find_for_update(tx, t)
+        .await?
+        .ok_or(AppError::NotFound("template"))?;
+    let approved: ChangeContent = serde_json::from_value(row.content.clone())
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("stored template is unreadable: {e}")))?;
+    let standard = Standard {
+        template: cab_domain::template::TemplateState::parse(&row.state),
+        outside_scope: cab_domain::template::outside_scope(&approved, &current.content),
+    };
+    Ok(Some((standard, row)))
 }
 
 pub async fn comment(

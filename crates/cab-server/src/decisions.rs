@@ -9,8 +9,8 @@ use cab_domain::approval::{
     self, AssessmentContent, AssessmentDecision, Ballot, Decision, Duty, QuorumPolicy, Standing,
     VoteChoice,
 };
-use cab_domain::change::{ChangeState, ChangeType};
-use cab_domain::lifecycle;
+use cab_domain::change::ChangeState;
+use cab_domain::lifecycle::Event;
 use cab_domain::risk::RiskLevel;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -167,49 +167,9 @@ pub async fn facts(
     })
 }
 
-/// Records a refused attempt on a change and returns the error to answer with.
-async fn refuse(
-    pool: &PgPool,
-    user: &CurrentUser,
-    origin: &Origin,
-    attempted: &str,
-    id: Uuid,
-    d: Denial,
-) -> AppError {
-    audit_log::deny(
-        pool,
-        Some(user.audit_actor()),
-        origin,
-        attempted,
-        Entity::new("change", id),
-        d,
-    )
-    .await
-}
-
 /// Whether `user` may take on `duty` now (what the page offers).
 pub fn may(change: &ChangeView, user: &CurrentUser, duty: Duty) -> bool {
     approval::check_duty(&change.facts(), &user.change_actor(), duty).is_ok()
-}
-
-async fn policy_unavailable(
-    pool: &PgPool,
-    user: &CurrentUser,
-    origin: &Origin,
-    duty: Duty,
-    id: Uuid,
-    e: AppError,
-) -> AppError {
-    tracing::error!(error = %e, "decision facts could not be read; refusing");
-    refuse(
-        pool,
-        user,
-        origin,
-        duty.as_str(),
-        id,
-        refusal::unavailable(),
-    )
-    .await
 }
 
 /// Applies the outcome of the current facts to the change's state, once.
@@ -221,71 +181,28 @@ async fn settle(
     facts: &DecisionFacts,
     now: DateTime<Utc>,
 ) -> Result<ChangeState, AppError> {
-    let entity = || Entity::new("change", change.id);
-    let (state, event, payload) = match &facts.outcome {
-        Decision::Approved => {
-            let due = (change.content.change_type == ChangeType::Emergency)
-                .then(|| now + lifecycle::RETROSPECTIVE_DUE);
-            cab_db::decisions::decide(
-                tx,
-                change.id,
-                ChangeState::Approved.as_str(),
-                Some(change.revision),
-                due,
-                now,
-            )
-            .await?;
-            (
-                ChangeState::Approved,
-                "change.approved",
-                json!({ "number": change.number, "revision": change.revision, "level": facts.level.as_str(),
-                        "approvals": facts.ballots.iter().filter(|b| b.choice == VoteChoice::Approve).count(),
-                        "retrospective_due_at": due }),
-            )
-        }
-        Decision::Rejected { reason } => {
-            cab_db::decisions::decide(
-                tx,
-                change.id,
-                ChangeState::Rejected.as_str(),
-                None,
-                None,
-                now,
-            )
-            .await?;
-            (
-                ChangeState::Rejected,
-                "change.rejected",
-                json!({ "number": change.number, "revision": change.revision, "reason": reason }),
-            )
-        }
-        Decision::ChangesRequested => {
-            cab_db::decisions::reopen(
-                tx,
-                change.id,
-                ChangeState::ChangesRequested.as_str(),
-                lifecycle::CHANGES_REQUESTED_NOTE,
-                now,
-            )
-            .await?;
-            (
-                ChangeState::ChangesRequested,
-                "change.changes_requested",
-                json!({ "number": change.number, "revision": change.revision }),
-            )
-        }
-        Decision::Pending { .. } => return Ok(change.state),
+    let details = match &facts.outcome {
+        Decision::Approved => json!({
+            "level": facts.level.as_str(),
+            "approvals": facts.ballots.iter().filter(|b| b.choice == VoteChoice::Approve).count(),
+        }),
+        Decision::Rejected { reason } => json!({ "reason": reason }),
+        Decision::ChangesRequested | Decision::Pending { .. } => json!({}),
     };
-    audit_log::record(
-        tx,
-        Some(user.audit_actor()),
-        origin,
-        event,
-        entity(),
-        payload,
-    )
-    .await?;
-    Ok(state)
+    let tallied = Event::Tallied(facts.outcome.clone());
+    let t = crate::lifecycle::apply(tx, user, origin, change, &tallied, now, details).await?;
+    Ok(t.to)
+}
+
+/// Facts that cannot be read decide nothing: the decision is refused.
+async fn facts_or_refuse(
+    tx: &mut PgConnection,
+    change: &ChangeView,
+) -> Result<DecisionFacts, AppError> {
+    facts(tx, change).await.map_err(|e| {
+        tracing::error!(error = %e, "decision facts could not be read; refusing");
+        AppError::Refused(refusal::unavailable())
+    })
 }
 
 fn stale(read: i32, now: i32) -> Denial {
@@ -318,28 +235,15 @@ async fn take_into_assessment(
 ) -> Result<(), AppError> {
     let mut tx = begin_deciding(pool).await?;
     let current = changes::load_locked(&mut tx, id).await?;
-    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
-        drop(tx);
-        return Err(refuse(pool, user, origin, Duty::Assess.as_str(), id, d).await);
-    }
-    if current.state != ChangeState::Submitted {
-        return Err(AppError::Conflict(Denial::new(
-            "invalid_transition",
-            format!(
-                "This change is {}; only a submitted change is taken into assessment.",
-                current.state.label().to_lowercase()
-            ),
-        )));
-    }
-    cab_db::decisions::set_state(&mut tx, id, ChangeState::InAssessment.as_str(), Utc::now())
-        .await?;
-    audit_log::record(
+    let start = Event::StartAssessment;
+    crate::lifecycle::apply(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        "change.assessment_started",
-        Entity::new("change", id),
-        json!({ "number": current.number, "revision": current.revision }),
+        &current,
+        &start,
+        Utc::now(),
+        json!({}),
     )
     .await?;
     tx.commit().await?;
@@ -373,10 +277,8 @@ async fn record_assessment(
     let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
-    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess) {
-        drop(tx);
-        return Err(refuse(pool, user, origin, Duty::Assess.as_str(), id, d).await);
-    }
+    approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess)
+        .map_err(AppError::Refused)?;
     let Some(read) = revision else {
         return Err(AppError::invalid(
             "revision",
@@ -384,16 +286,7 @@ async fn record_assessment(
         ));
     };
     if read != current.revision {
-        drop(tx);
-        return Err(refuse(
-            pool,
-            user,
-            origin,
-            Duty::Assess.as_str(),
-            id,
-            stale(read, current.revision),
-        )
-        .await);
+        return Err(AppError::Refused(stale(read, current.revision)));
     }
     // Validated against the locked change: its level is the one being lowered or not.
     let errors = content.validate(current.risk_level);
@@ -436,16 +329,16 @@ async fn record_assessment(
         }),
     )
     .await?;
-    if content.decision.accepts() && current.state != ChangeState::InCabReview {
-        cab_db::decisions::set_state(&mut tx, id, ChangeState::InCabReview.as_str(), now).await?;
-    }
-    let facts = match facts(&mut tx, &current).await {
-        Ok(f) => f,
-        Err(e) => {
-            drop(tx);
-            return Err(policy_unavailable(pool, user, origin, Duty::Assess, id, e).await);
-        }
+    let assessed = Event::Assessed {
+        accepts: content.decision.accepts(),
     };
+    let moved =
+        crate::lifecycle::apply(&mut tx, user, origin, &current, &assessed, now, json!({})).await?;
+    let current = ChangeView {
+        state: moved.to,
+        ..current
+    };
+    let facts = facts_or_refuse(&mut tx, &current).await?;
     settle(&mut tx, user, origin, &current, &facts, now).await?;
     tx.commit().await?;
     Ok(())
@@ -478,25 +371,13 @@ async fn cast_vote(
     comment: &str,
     revision: Option<i32>,
 ) -> Result<(), AppError> {
-    let comment = comment.trim();
     let now = Utc::now();
     let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
-    if let Err(d) = approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote) {
-        drop(tx);
-        return Err(refuse(pool, user, origin, Duty::Vote.as_str(), id, d).await);
-    }
-    if choice != VoteChoice::Approve && comment.is_empty() {
-        return Err(AppError::invalid(
-            "comment",
-            "Say why: a comment is required to reject or request changes.",
-        ));
-    }
-    if comment.chars().count() > 10_000 {
-        return Err(AppError::invalid("comment", "At most 10000 characters."));
-    }
-    cab_domain::text::check_text("comment", comment)?;
+    approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote)
+        .map_err(AppError::Refused)?;
+    let comment = votes::comment(choice, comment)?;
     let Some(read) = revision else {
         return Err(AppError::invalid(
             "revision",
@@ -504,16 +385,7 @@ async fn cast_vote(
         ));
     };
     if read != current.revision {
-        drop(tx);
-        return Err(refuse(
-            pool,
-            user,
-            origin,
-            Duty::Vote.as_str(),
-            id,
-            stale(read, current.revision),
-        )
-        .await);
+        return Err(AppError::Refused(stale(read, current.revision)));
     }
     cab_db::decisions::insert_vote(
         &mut tx,
@@ -539,13 +411,7 @@ async fn cast_vote(
         json!({ "number": current.number, "revision": current.revision, "vote": choice.as_str(), "comment": comment }),
     )
     .await?;
-    let facts = match facts(&mut tx, &current).await {
-        Ok(f) => f,
-        Err(e) => {
-            drop(tx);
-            return Err(policy_unavailable(pool, user, origin, Duty::Vote, id, e).await);
-        }
-    };
+    let facts = facts_or_refuse(&mut tx, &current).await?;
     settle(&mut tx, user, origin, &current, &facts, now).await?;
     tx.commit().await?;
     Ok(())
@@ -575,9 +441,8 @@ async fn record_retrospective(
 ) -> Result<(), AppError> {
     let notes = notes.trim();
     let change = changes::load(pool, id).await?;
-    if let Err(d) = approval::check_retrospective(&change.facts(), &user.change_actor()) {
-        return Err(refuse(pool, user, origin, "change.retrospective", id, d).await);
-    }
+    approval::check_retrospective(&change.facts(), &user.change_actor())
+        .map_err(AppError::Refused)?;
     if notes.is_empty() {
         return Err(AppError::invalid(
             "notes",
@@ -587,7 +452,7 @@ async fn record_retrospective(
     cab_domain::text::check_text("notes", notes)?;
     let mut tx = begin_deciding(pool).await?;
     if !cab_db::decisions::complete_retrospective(&mut tx, id, Utc::now()).await? {
-        return Err(AppError::Conflict(Denial::new(
+        return Err(AppError::Refused(Denial::new(
             "no_retrospective_due",
             "This change has no retrospective review due.",
         )));

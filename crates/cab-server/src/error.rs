@@ -32,6 +32,11 @@ pub enum AppError {
     /// Several fields at once (a form or a submission), in form order.
     #[error("{} fields are invalid", .0.len())]
     Fields(Vec<(String, String)>),
+    /// A policy refused and the refusal is still to be recorded. Services
+    /// return it from inside their transaction; `refusal::recorded` records
+    /// it once the transaction is over and answers [`AppError::refused`].
+    #[error("{}", Escaped(.0))]
+    Refused(Denial),
     /// The request conflicts with the current state (a name taken, an action done).
     #[error("{}", Escaped(.0))]
     Conflict(Denial),
@@ -57,8 +62,22 @@ impl AppError {
         }
     }
 
+    /// The answer to a recorded refusal: a conflict with the change's or
+    /// account's state, or a refusal of the person.
+    pub fn refused(denial: Denial) -> Self {
+        match denial.code {
+            "already_disabled"
+            | "invalid_transition"
+            | "change_closed"
+            | "grant_closed"
+            | "no_retrospective_due" => AppError::Conflict(denial),
+            _ => AppError::Forbidden(denial),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
+            AppError::Refused(d) => AppError::refused(d.clone()).status(),
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -74,7 +93,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated(_) => "unauthenticated",
-            AppError::Forbidden(d) | AppError::Conflict(d) => d.code,
+            AppError::Forbidden(d) | AppError::Conflict(d) | AppError::Refused(d) => d.code,
             AppError::NotFound(_) => "not_found",
             AppError::Invalid { .. } | AppError::Fields(_) => "validation",
             AppError::Throttled { .. } => "too_many_attempts",
@@ -87,6 +106,7 @@ impl AppError {
 
     pub fn title(&self) -> &'static str {
         match self {
+            AppError::Refused(d) => AppError::refused(d.clone()).title(),
             AppError::Unauthenticated(_) => "Not signed in",
             AppError::Forbidden(_) | AppError::Csrf => "Not allowed",
             AppError::NotFound(_) => "Not found",
@@ -103,7 +123,9 @@ impl AppError {
     pub fn detail(&self) -> String {
         match self {
             AppError::Unauthenticated(why) => (*why).to_owned(),
-            AppError::Forbidden(d) | AppError::Conflict(d) => d.message.clone(),
+            AppError::Forbidden(d) | AppError::Conflict(d) | AppError::Refused(d) => {
+                d.message.clone()
+            }
             AppError::NotFound(what) => format!("No such {what}."),
             AppError::Invalid { field, message } => format!("{field}: {message}"),
             AppError::Fields(errors) => errors
@@ -135,6 +157,9 @@ impl AppError {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AppError::Unavailable => tracing::warn!("database unavailable"),
+            AppError::Refused(d) => {
+                tracing::error!(code = d.code, "a refusal was answered unrecorded")
+            }
             _ => {}
         }
     }

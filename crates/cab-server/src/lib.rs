@@ -17,6 +17,7 @@ pub mod decisions;
 pub mod demo;
 pub mod error;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod log_limit;
 pub mod middleware;
 pub mod ops;

@@ -9,6 +9,7 @@ use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::request::Origin;
+use cab_db::audit::AuditActor;
 
 /// The longest a decision waits for a lock another request holds on the
 /// change (or template). Past it the decision is refused as
@@ -33,10 +34,52 @@ pub(crate) fn unavailable() -> Denial {
     )
 }
 
+/// Records the refusal a service returned as [`AppError::Refused`], after
+/// the transaction it was found in has ended (so the record is not rolled
+/// back with it), and answers it. Every refusal of the services passes
+/// here; other results pass through as they are.
+pub(crate) async fn recorded<T>(
+    pool: &PgPool,
+    actor: AuditActor,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    done: Result<T, AppError>,
+) -> Result<T, AppError> {
+    match done {
+        Err(AppError::Refused(d)) => {
+            Err(audit_log::deny(pool, Some(actor), origin, attempted, entity, d).await)
+        }
+        other => other,
+    }
+}
+
+/// Ends `tx` (rolled back: what was refused writes nothing) and records the
+/// refusal, for a service that finds it with a transaction open and knows
+/// the entity only there.
+pub(crate) async fn refuse_in(
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    pool: &PgPool,
+    actor: AuditActor,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    denial: Denial,
+) -> AppError {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rolling back a refused request failed");
+    }
+    let refused = Err::<(), _>(AppError::Refused(denial));
+    match recorded(pool, actor, origin, attempted, entity, refused).await {
+        Err(e) => e,
+        Ok(()) => unreachable!("a refusal is answered as one"),
+    }
+}
+
 /// A decision that failed on the way (the database, a lock not granted in
 /// time, a record that cannot be read) decided nothing: it is a refusal,
 /// recorded as `policy_unavailable` like one, never a server error.
-/// Refusals and invalid input pass through as they are.
+/// Refusals are recorded ([`recorded`]); invalid input passes through.
 pub(crate) async fn refused_if_failed<T>(
     pool: &PgPool,
     user: &CurrentUser,
@@ -45,12 +88,12 @@ pub(crate) async fn refused_if_failed<T>(
     entity: Entity<'_>,
     done: Result<T, AppError>,
 ) -> Result<T, AppError> {
-    match done {
+    let done = match done {
         Err(e @ (AppError::Internal(_) | AppError::Unavailable)) => {
             tracing::error!(error = %e, attempted, "a decision failed; refusing");
-            let actor = Some(user.audit_actor());
-            Err(audit_log::deny(pool, actor, origin, attempted, entity, unavailable()).await)
+            Err(AppError::Refused(unavailable()))
         }
         other => other,
-    }
+    };
+    recorded(pool, user.audit_actor(), origin, attempted, entity, done).await
 }

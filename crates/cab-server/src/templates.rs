@@ -17,7 +17,9 @@ use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::idempotency::{self, Created};
+use crate::refusal;
 use crate::request::Origin;
+use crate::votes;
 
 #[derive(Debug, Clone)]
 pub struct TemplateView {
@@ -59,27 +61,22 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TemplateView>, AppError> {
     Ok(out)
 }
 
-async fn deny(
+/// Records a refusal of `action` on a template (or on templates, when no
+/// `id`), once whatever was refused has ended.
+async fn recorded<T>(
     pool: &PgPool,
     user: &CurrentUser,
     origin: &Origin,
     action: TemplateAction,
     id: Option<Uuid>,
-    d: cab_domain::Denial,
-) -> AppError {
+    done: Result<T, AppError>,
+) -> Result<T, AppError> {
     let entity = match id {
         Some(id) => Entity::new("template", id),
         None => Entity::kind("template"),
     };
-    audit_log::deny(
-        pool,
-        Some(user.audit_actor()),
-        origin,
-        action.as_str(),
-        entity,
-        d,
-    )
-    .await
+    let attempted = action.as_str();
+    refusal::recorded(pool, user.audit_actor(), origin, attempted, entity, done).await
 }
 
 pub async fn propose(
@@ -89,11 +86,10 @@ pub async fn propose(
     name: &str,
     content: ChangeContent,
 ) -> Result<TemplateView, AppError> {
-    if let Err(d) =
+    let allowed =
         template::check_template_action(&user.change_actor(), None, None, TemplateAction::Propose)
-    {
-        return Err(deny(pool, user, origin, TemplateAction::Propose, None, d).await);
-    }
+            .map_err(AppError::Refused);
+    recorded(pool, user, origin, TemplateAction::Propose, None, allowed).await?;
     let name = name.trim();
     let mut content = content.normalized(&user.username);
     content.change_type = ChangeType::Standard;
@@ -153,7 +149,7 @@ pub async fn vote(
     let done = cast_vote(pool, user, origin, id, choice, comment).await;
     let entity = Entity::new("template", id);
     let attempted = TemplateAction::Vote.as_str();
-    crate::refusal::refused_if_failed(pool, user, origin, attempted, entity, done).await?;
+    refusal::refused_if_failed(pool, user, origin, attempted, entity, done).await?;
     load(pool, id).await
 }
 
@@ -165,16 +161,9 @@ async fn cast_vote(
     choice: VoteChoice,
     comment: &str,
 ) -> Result<(), AppError> {
-    let comment = comment.trim();
-    if choice != VoteChoice::Approve && comment.is_empty() {
-        return Err(AppError::invalid(
-            "comment",
-            "Say why: a comment is required to reject or request changes.",
-        ));
-    }
-    cab_domain::text::check_text("comment", comment)?;
+    let comment = votes::comment(choice, comment)?;
     let now = Utc::now();
-    let mut tx = crate::refusal::begin_deciding(pool).await?;
+    let mut tx = refusal::begin_deciding(pool).await?;
     let row = cab_db::templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
@@ -185,8 +174,7 @@ async fn cast_vote(
         Some(current.row.proposed_by),
         TemplateAction::Vote,
     ) {
-        drop(tx);
-        return Err(deny(pool, user, origin, TemplateAction::Vote, Some(id), d).await);
+        return Err(AppError::Refused(d));
     }
     cab_db::templates::insert_vote(
         &mut tx,
@@ -269,20 +257,29 @@ pub async fn retire(
     origin: &Origin,
     id: Uuid,
 ) -> Result<TemplateView, AppError> {
+    let done = retire_locked(pool, user, origin, id).await;
+    recorded(pool, user, origin, TemplateAction::Retire, Some(id), done).await?;
+    load(pool, id).await
+}
+
+async fn retire_locked(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<(), AppError> {
     let mut tx = pool.begin().await?;
     let row = cab_db::templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
     let state = TemplateState::parse(&row.state).ok_or_else(|| internal(&row.state))?;
-    if let Err(d) = template::check_template_action(
+    template::check_template_action(
         &user.change_actor(),
         Some(state),
         Some(row.proposed_by),
         TemplateAction::Retire,
-    ) {
-        drop(tx);
-        return Err(deny(pool, user, origin, TemplateAction::Retire, Some(id), d).await);
-    }
+    )
+    .map_err(AppError::Refused)?;
     cab_db::templates::set_state(&mut tx, id, TemplateState::Retired.as_str(), Utc::now()).await?;
     audit_log::record(
         &mut tx,
@@ -294,7 +291,7 @@ pub async fn retire(
     )
     .await?;
     tx.commit().await?;
-    load(pool, id).await
+    Ok(())
 }
 
 /// The approved template a new change is made from; refused (and recorded)
@@ -306,13 +303,13 @@ pub async fn for_use(
     id: Uuid,
 ) -> Result<TemplateView, AppError> {
     let t = load(pool, id).await?;
-    if let Err(d) = template::check_template_action(
+    let allowed = template::check_template_action(
         &user.change_actor(),
         Some(t.state),
         Some(t.row.proposed_by),
         TemplateAction::Use,
-    ) {
-        return Err(deny(pool, user, origin, TemplateAction::Use, Some(id), d).await);
-    }
+    )
+    .map_err(AppError::Refused);
+    recorded(pool, user, origin, TemplateAction::Use, Some(id), allowed).await?;
     Ok(t)
 }

@@ -3,7 +3,7 @@
 
 use cab_domain::Role;
 use cab_domain::RoleSet;
-use cab_domain::approval::{self, Standing};
+use cab_domain::approval::{self, Standing, VoteChoice};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -32,4 +32,22 @@ pub async fn standing_now(
             (*p, s)
         })
         .collect())
+}
+
+/// The comment of a vote, on a change or a template, once it is acceptable:
+/// trimmed, required to reject or request changes, at most 10,000
+/// characters of text without control characters.
+pub fn comment(choice: VoteChoice, comment: &str) -> Result<&str, AppError> {
+    let comment = comment.trim();
+    if choice != VoteChoice::Approve && comment.is_empty() {
+        return Err(AppError::invalid(
+            "comment",
+            "Say why: a comment is required to reject or request changes.",
+        ));
+    }
+    if comment.chars().count() > 10_000 {
+        return Err(AppError::invalid("comment", "At most 10000 characters."));
+    }
+    cab_domain::text::check_text("comment", comment)?;
+    Ok(comment)
 }

@@ -1086,3 +1086,94 @@ async fn revisions_are_required_and_stale_assessments_refused(pool: PgPool) {
         StatusCode::OK
     );
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_approved_emergency_keeps_its_retrospective_whatever_comes_next(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let id = app.submitted_change(&erin, 2, 2, "emergency").await;
+    app.vote(&carol, &id, "approve", "").await;
+    let approved = app.assess(&sam, &id, assessment("accept", "medium")).await;
+    assert_eq!(approved.json()["state"], "approved", "{}", approved.body);
+    let due = app.approvals(&carol, &id).await["retrospective_due_at"].clone();
+    assert!(due.is_string(), "{due}");
+
+    // The approved change may have been carried out. A material edit sends
+    // it back to review, and security then rejects the new revision: the
+    // retrospective of what was approved is still due.
+    let window =
+        json!({"window": {"start": "2026-12-02T10:00:00Z", "end": "2026-12-02T11:00:00Z"}});
+    let uri = format!("/api/v1/changes/{id}");
+    let edited = app
+        .api(Method::PATCH, &uri, Some(&erin.token), Some(window))
+        .await;
+    assert_eq!(edited.json()["state"], "submitted", "{}", edited.body);
+    let rejected = app.assess(&sam, &id, assessment("reject", "high")).await;
+    assert_eq!(rejected.json()["state"], "rejected", "{}", rejected.body);
+    assert_eq!(
+        app.approvals(&carol, &id).await["retrospective_due_at"],
+        due,
+        "the retrospective stays due"
+    );
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/retrospective"),
+            Some(&carol.token),
+            Some(json!({"notes": "Rolled back the approved window; new plan filed."})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn refusals_of_state_are_recorded_too(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let id = app.submitted_change(&erin, 1, 1, "normal").await;
+    let start = format!("/api/v1/changes/{id}/assessment/start");
+    let started = app.api(Method::POST, &start, Some(&sam.token), None).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    let before = app.change_row(&id).await;
+    let events = app.audit_count().await;
+
+    // Taking a change into assessment twice.
+    let resp = app.api(Method::POST, &start, Some(&sam.token), None).await;
+    assert_eq!(resp.status, StatusCode::CONFLICT, "{}", resp.body);
+    assert!(
+        resp.body.contains("only a submitted change"),
+        "{}",
+        resp.body
+    );
+    // A retrospective of a change that has none due.
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/retrospective"),
+            Some(&carol.token),
+            Some(json!({"notes": "Nothing to review."})),
+        )
+        .await;
+    assert!(
+        resp.status == StatusCode::CONFLICT || resp.status == StatusCode::FORBIDDEN,
+        "{} {}",
+        resp.status,
+        resp.body
+    );
+    let denials = app.denials().await;
+    assert!(
+        denials.contains(&("change.assess".to_owned(), "invalid_transition".to_owned())),
+        "{denials:?}"
+    );
+    assert_eq!(denials.len(), 2, "{denials:?}");
+    assert_eq!(
+        app.audit_count().await,
+        events + 2,
+        "only the refusals were recorded"
+    );
+    assert_eq!(app.change_row(&id).await, before, "nothing else changed");
+}

@@ -25,6 +25,7 @@ mod openapi;
 mod ops;
 mod quickstart;
 mod redirect;
+mod state_writer;
 mod stress;
 mod throttle;
 mod two_person;
