@@ -42,7 +42,9 @@ PGURL=postgres://postgres@127.0.0.1:5432
 DB=cab_bench
 QDB=cab_bench_queue
 SECRET="bench-secret-key-bench-secret-key-0123456789"
-export SQLX_OFFLINE=true
+# Built from the committed query metadata, unless told to check the queries
+# against a live database (SQLX_OFFLINE=false DATABASE_URL=...).
+export SQLX_OFFLINE=${SQLX_OFFLINE:-true}
 export PGOPTIONS="-c client_min_messages=warning"
 
 SERVER=
@@ -163,9 +165,13 @@ COOKIE=$(web_cookie "$PORT" bench bench-engineer-password)
 QUERY="state=submitted&q=database"
 API_URL="http://127.0.0.1:$PORT/api/v1/changes?$QUERY"
 HTML_URL="http://127.0.0.1:$PORT/changes?$QUERY"
-# Sanity: both answer 200 with rows.
-curl -fs -H "authorization: Bearer $TOKEN" "$API_URL" | grep -q '"key":"CHG-' || { echo "API returned no rows" >&2; exit 1; }
-curl -fs -H "cookie: $COOKIE" "$HTML_URL" | grep -q 'CHG-' || { echo "page returned no rows" >&2; exit 1; }
+# Sanity: both answer 200 with rows. (Each answer is read whole first: grep
+# -q stops at the first match, and curl, cut off mid-page, would fail the
+# pipeline.)
+body=$(curl -fs -H "authorization: Bearer $TOKEN" "$API_URL") && grep -q '"key":"CHG-' <<<"$body" \
+  || { echo "API returned no rows" >&2; exit 1; }
+body=$(curl -fs -H "cookie: $COOKIE" "$HTML_URL") && grep -q 'CHG-' <<<"$body" \
+  || { echo "page returned no rows" >&2; exit 1; }
 
 LUA=$(mktemp --suffix=.lua)
 TMPFILES+=("$LUA")

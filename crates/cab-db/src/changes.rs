@@ -23,6 +23,14 @@ pub struct ChangeRow {
     pub closed_at: Option<DateTime<Utc>>,
     /// The standard-change template it was made from.
     pub template_id: Option<Uuid>,
+    /// Its contributors now, ordered by username.
+    pub contributor_ids: Vec<Uuid>,
+    pub contributor_names: Vec<String>,
+    /// Everyone who has ever contributed.
+    pub past_contributors: Vec<Uuid>,
+    /// Everyone who has assessed it, and everyone who has voted on it.
+    pub assessors: Vec<Uuid>,
+    pub voters: Vec<Uuid>,
 }
 
 /// The columns a change's content is saved into.
@@ -181,12 +189,23 @@ pub async fn write_state(
     Ok(())
 }
 
+/// A change with the people its rules need, in one statement.
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ChangeRow>> {
     sqlx::query_as!(
         ChangeRow,
         r#"SELECT c.id, c.number, c.state, c.author_id, u.username AS author_username, c.content,
                   c.risk_level, c.risk_reasons, c.risk_version, c.revision, c.created_at, c.updated_at,
-                  c.submitted_at, c.closed_at, c.template_id
+                  c.submitted_at, c.closed_at, c.template_id,
+                  ARRAY(SELECT cu.id FROM change_contributors cc JOIN users cu ON cu.id = cc.user_id
+                        WHERE cc.change_id = c.id ORDER BY cu.username) AS "contributor_ids!",
+                  ARRAY(SELECT cu.username FROM change_contributors cc JOIN users cu ON cu.id = cc.user_id
+                        WHERE cc.change_id = c.id ORDER BY cu.username) AS "contributor_names!",
+                  ARRAY(SELECT h.user_id FROM change_contributor_history h
+                        WHERE h.change_id = c.id) AS "past_contributors!",
+                  ARRAY(SELECT DISTINCT a.assessor_id FROM change_assessments a
+                        WHERE a.change_id = c.id) AS "assessors!",
+                  ARRAY(SELECT DISTINCT v.voter_id FROM change_votes v
+                        WHERE v.change_id = c.id) AS "voters!"
            FROM changes c JOIN users u ON u.id = c.author_id WHERE c.id = $1"#,
         id
     )
@@ -194,37 +213,25 @@ pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Chan
     .await
 }
 
-/// Locks the change for the rest of the transaction: edits and transitions
-/// of one change happen one after the other.
+/// Locks the change for the rest of the transaction (edits and transitions
+/// of one change happen one after the other), then reads it. Two
+/// statements on purpose: a statement reads what was committed when it
+/// began, so the people read after the lock is granted include any vote or
+/// assessment committed while this one waited for it.
 pub async fn find_for_update(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ChangeRow>> {
-    sqlx::query_as!(
-        ChangeRow,
-        r#"SELECT c.id, c.number, c.state, c.author_id, u.username AS author_username, c.content,
-                  c.risk_level, c.risk_reasons, c.risk_version, c.revision, c.created_at, c.updated_at,
-                  c.submitted_at, c.closed_at, c.template_id
-           FROM changes c JOIN users u ON u.id = c.author_id WHERE c.id = $1 FOR UPDATE OF c"#,
-        id
-    )
-    .fetch_optional(&mut *conn)
-    .await
+    let locked = sqlx::query_scalar!("SELECT id FROM changes WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match locked {
+        Some(_) => find(conn, id).await,
+        None => Ok(None),
+    }
 }
 
 pub async fn id_by_number(conn: &mut PgConnection, number: i64) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar!("SELECT id FROM changes WHERE number = $1", number)
         .fetch_optional(&mut *conn)
         .await
-}
-
-/// (id, username) of the change's contributors.
-pub async fn contributors(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<(Uuid, String)>> {
-    let rows = sqlx::query!(
-        "SELECT u.id, u.username FROM change_contributors cc JOIN users u ON u.id = cc.user_id
-         WHERE cc.change_id = $1 ORDER BY u.username",
-        id
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.username)).collect())
 }
 
 pub async fn set_contributors(
@@ -251,16 +258,6 @@ pub async fn set_contributors(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Everyone who has ever been a contributor, current ones included.
-pub async fn contributor_history(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar!(
-        "SELECT user_id FROM change_contributor_history WHERE change_id = $1",
-        id
-    )
-    .fetch_all(&mut *conn)
-    .await
 }
 
 /// Active users with these usernames, as (id, username).

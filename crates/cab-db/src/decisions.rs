@@ -216,21 +216,6 @@ pub async fn awaiting_assessment(conn: &mut PgConnection) -> sqlx::Result<Vec<Qu
     .await
 }
 
-/// Changes awaiting a CAB decision: by planned window, then riskiest first.
-pub async fn awaiting_decision(conn: &mut PgConnection) -> sqlx::Result<Vec<QueueRow>> {
-    sqlx::query_as!(
-        QueueRow,
-        r#"SELECT c.id, c.number, c.title, c.state, c.change_type, c.risk_level, u.username AS author, c.revision,
-                  c.window_start, c.submitted_at
-           FROM changes c JOIN users u ON u.id = c.author_id
-           WHERE c.state IN ('submitted', 'in_assessment', 'in_cab_review')
-           ORDER BY coalesce(c.window_start, 'infinity'::timestamptz) ASC, c.risk_rank DESC, c.number ASC
-           LIMIT 500"#
-    )
-    .fetch_all(&mut *conn)
-    .await
-}
-
 /// Approved emergency changes whose retrospective is overdue at `now`.
 pub async fn overdue_retrospectives(
     conn: &mut PgConnection,
@@ -275,27 +260,6 @@ pub async fn put_setting(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Everyone who has assessed, and everyone who has voted on, a change (any
-/// revision, superseded or not).
-pub async fn participants(
-    conn: &mut PgConnection,
-    change_id: Uuid,
-) -> sqlx::Result<(Vec<Uuid>, Vec<Uuid>)> {
-    let assessors = sqlx::query_scalar!(
-        "SELECT DISTINCT assessor_id FROM change_assessments WHERE change_id = $1",
-        change_id
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let voters = sqlx::query_scalar!(
-        "SELECT DISTINCT voter_id FROM change_votes WHERE change_id = $1",
-        change_id
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((assessors, voters))
 }
 
 /// Whether each of `ids` is active now, and the roles each holds now.

@@ -11,10 +11,11 @@ pub mod decisions;
 pub mod demo;
 pub mod health;
 pub mod idempotency;
+pub mod queue;
 pub mod role_grants;
 pub mod sessions;
 pub mod signin_attempts;
-pub mod templates;
+pub mod standard_templates;
 pub mod users;
 
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

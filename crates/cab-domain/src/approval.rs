@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::change::{Actor, ChangeFacts, ChangeState, ChangeType, FieldError};
+use crate::Actor;
+use crate::change::{ChangeFacts, ChangeState, ChangeType, FieldError};
 use crate::risk::RiskLevel;
 use crate::{Denial, Role, RoleSet};
 

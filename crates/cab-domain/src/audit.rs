@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Reading the audit trail is for auditors and administrators.
-pub fn check_read_trail(actor: &crate::change::Actor) -> Result<(), crate::Denial> {
+pub fn check_read_trail(actor: &crate::Actor) -> Result<(), crate::Denial> {
     if actor.roles.contains(crate::Role::Auditor) || actor.roles.contains(crate::Role::Admin) {
         Ok(())
     } else {
@@ -374,7 +374,7 @@ mod tests {
     fn only_auditors_and_administrators_read_the_trail() {
         use crate::Role;
         for role in Role::ALL.iter().copied() {
-            let actor = crate::change::Actor {
+            let actor = crate::Actor {
                 id: Uuid::from_u128(1),
                 roles: [role].into_iter().collect(),
                 is_service: false,
@@ -391,7 +391,7 @@ mod tests {
                 "{role}"
             );
         }
-        let nobody = crate::change::Actor {
+        let nobody = crate::Actor {
             id: Uuid::from_u128(2),
             roles: crate::RoleSet::default(),
             is_service: false,
@@ -411,7 +411,7 @@ mod tests {
     fn every_action_the_rules_name_is_an_attempt() {
         use crate::approval::Duty;
         use crate::change::ChangeAction;
-        use crate::template::TemplateAction;
+        use crate::standard_template::TemplateAction;
         let named = ChangeAction::ALL
             .iter()
             .map(|a| a.as_str())

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::risk::{RiskAnswers, answer_errors};
-use crate::{Denial, Role, RoleSet, text};
+use crate::{Actor, Denial, Role, text};
 
 vocabulary!(
     /// How a change is governed: standard (pre-approved routine), normal, or emergency.
@@ -582,14 +582,6 @@ pub fn diff(before: &ChangeContent, after: &ChangeContent) -> Vec<FieldChange> {
             after: b,
         })
         .collect()
-}
-
-/// Who is acting: their id, their roles, and whether they are a pipeline.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub id: Uuid,
-    pub roles: RoleSet,
-    pub is_service: bool,
 }
 
 /// The facts about a change that its rules need.

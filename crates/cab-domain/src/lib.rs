@@ -70,13 +70,14 @@ pub mod password;
 pub mod redirect;
 pub mod risk;
 pub mod role;
-pub mod template;
+pub mod tally;
+pub mod standard_template;
 pub mod text;
 pub mod throttle;
 pub mod user_admin;
 
 pub use denial::Denial;
-pub use role::{Role, RoleSet};
+pub use role::{Actor, Role, RoleSet};
 
 #[cfg(test)]
 mod tests {
@@ -84,7 +85,7 @@ mod tests {
     use crate::approval::VoteChoice;
     use crate::change::ChangeState;
     use crate::risk::RiskLevel;
-    use crate::template::TemplateState;
+    use crate::standard_template::TemplateState;
 
     fn words<T: Vocabulary + std::fmt::Debug + PartialEq>() -> Vec<(&'static str, &'static str)> {
         for w in T::ALL {

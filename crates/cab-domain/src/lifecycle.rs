@@ -9,11 +9,11 @@ use chrono::{DateTime, Duration, Utc};
 use crate::approval::{Decision, Duty, check_duty, is_material, under_review};
 use crate::audit::AuditAction;
 use crate::change::{
-    Actor, ChangeAction, ChangeFacts, ChangeState, ChangeType, check_action, check_authorship,
-    closed, field_names,
+    ChangeAction, ChangeFacts, ChangeState, ChangeType, check_action, check_authorship, closed,
+    field_names,
 };
-use crate::template::{TemplateAction, TemplateState, check_template_action};
-use crate::{Denial, Role};
+use crate::standard_template::{TemplateAction, TemplateState, check_template_action};
+use crate::{Actor, Denial, Role};
 
 /// How long after approval an emergency change's retrospective is due.
 pub const RETROSPECTIVE_DUE: Duration = Duration::hours(72);

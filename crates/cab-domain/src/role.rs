@@ -194,3 +194,12 @@ mod tests {
         assert!(RoleSet::parse(&["engineer", "nobody"]).is_err());
     }
 }
+
+/// Who is acting, for every rule: their id, their roles, and whether they
+/// are a pipeline's service account.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: uuid::Uuid,
+    pub roles: RoleSet,
+    pub is_service: bool,
+}

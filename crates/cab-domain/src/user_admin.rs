@@ -11,7 +11,7 @@
 
 use uuid::Uuid;
 
-use crate::{Denial, Role, RoleSet};
+use crate::{Actor, Denial, Role, RoleSet};
 
 /// The facts about a user account a rule needs.
 #[derive(Debug, Clone)]
@@ -20,13 +20,6 @@ pub struct Account {
     pub roles: RoleSet,
     pub active: bool,
     pub is_service: bool,
-}
-
-/// The person (or pipeline) asking.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub id: Uuid,
-    pub roles: RoleSet,
 }
 
 pub fn require_admin(actor: &Actor) -> Result<(), Denial> {
@@ -266,6 +259,7 @@ mod tests {
         Actor {
             id: Uuid::from_u128(1),
             roles: roles(&[Role::Admin]),
+            is_service: false,
         }
     }
 
@@ -284,6 +278,7 @@ mod tests {
             let actor = Actor {
                 id: Uuid::from_u128(9),
                 roles: roles(&[role]),
+                is_service: false,
             };
             assert_eq!(require_admin(&actor).unwrap_err().code, "admin_required");
             let target = account(2, &[Role::Engineer]);
@@ -416,6 +411,7 @@ mod tests {
         Actor {
             id: Uuid::from_u128(id),
             roles: roles(&[Role::Admin]),
+            is_service: false,
         }
     }
 
@@ -431,6 +427,7 @@ mod tests {
         let cab = Actor {
             id: Uuid::from_u128(3),
             roles: roles(&[Role::CabMember, Role::ReleaseManager]),
+            is_service: false,
         };
         let for_admin_two = grant(1, &[Role::CabMember], GrantState::Pending);
         let cases: [(Actor, RoleGrant, Account, &str); 7] = [
@@ -485,6 +482,7 @@ mod tests {
         let auditor = Actor {
             id: Uuid::from_u128(3),
             roles: roles(&[Role::Auditor]),
+            is_service: false,
         };
         assert_eq!(
             check_cancel_grant(&auditor, &pending).unwrap_err().code,
@@ -503,6 +501,7 @@ mod tests {
             let actor = Actor {
                 id: Uuid::from_u128(4),
                 roles: roles(&[role]),
+                is_service: false,
             };
             let allowed = matches!(role, Role::Admin | Role::Auditor);
             match check_read_grants(&actor) {

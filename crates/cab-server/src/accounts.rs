@@ -5,7 +5,8 @@ use cab_db::api_tokens::{ApiTokenRow, NewApiToken};
 use cab_db::audit::AuditActor;
 use cab_db::role_grants::{NewRoleGrant, RoleGrantLine, RoleGrantRow};
 use cab_db::users::{NewUser, UserRow};
-use cab_domain::user_admin::{self, Account, Actor, GrantState, RoleChangePlan, RoleGrant};
+use cab_domain::Actor;
+use cab_domain::user_admin::{self, Account, GrantState, RoleChangePlan, RoleGrant};
 use cab_domain::{Denial, Role, RoleSet, password};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -35,6 +36,7 @@ impl Operator<'_> {
             Operator::Cli => Actor {
                 id: Uuid::nil(),
                 roles: [Role::Admin].into_iter().collect(),
+                is_service: false,
             },
         }
     }
@@ -102,18 +104,9 @@ async fn require_admin(
     origin: &Origin,
     attempted: &str,
 ) -> Result<(), AppError> {
-    if let Err(denial) = user_admin::require_admin(&op.actor()) {
-        return Err(audit_log::deny(
-            pool,
-            Some(op.audit_actor()),
-            origin,
-            attempted,
-            Entity::kind("user"),
-            denial,
-        )
-        .await);
-    }
-    Ok(())
+    let allowed = user_admin::require_admin(&op.actor());
+    let entity = Entity::kind("user");
+    refusal::checked(pool, op.audit_actor(), origin, attempted, entity, allowed).await
 }
 
 /// Refuses non-admins reading account data; the refusal is recorded.
@@ -516,17 +509,17 @@ pub async fn role_grants(
     origin: &Origin,
     user_id: Option<Uuid>,
 ) -> Result<Vec<RoleGrantLine>, AppError> {
-    if let Err(d) = user_admin::check_read_grants(&user.actor()) {
-        return Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            "role_grant.read",
-            Entity::kind("role_grant"),
-            d,
-        )
-        .await);
-    }
+    let allowed = user_admin::check_read_grants(&user.actor());
+    let entity = Entity::kind("role_grant");
+    refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        "role_grant.read",
+        entity,
+        allowed,
+    )
+    .await?;
     let mut conn = pool.acquire().await?;
     Ok(cab_db::role_grants::lines(&mut conn, user_id, RECENT_GRANTS).await?)
 }

@@ -6,6 +6,7 @@ use cab_domain::Denial;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::request::Origin;
 
@@ -53,9 +54,29 @@ pub async fn record(
     .await?)
 }
 
+/// Whether `user` may read the audit trail; a refusal is recorded.
+pub async fn check_reading(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+) -> Result<(), AppError> {
+    let allowed = cab_domain::audit::check_read_trail(&user.actor());
+    let entity = Entity::kind("audit");
+    crate::refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        "audit.read",
+        entity,
+        allowed,
+    )
+    .await
+}
+
 /// Records a refused attempt and returns the error to answer with: 409 for a
-/// request that conflicts with the current state, 403 otherwise.
-pub async fn deny(
+/// request that conflicts with the current state, 403 otherwise. Services
+/// refuse through `refusal`, which calls this once their transaction is over.
+pub(crate) async fn deny(
     pool: &PgPool,
     actor: Option<AuditActor>,
     origin: &Origin,

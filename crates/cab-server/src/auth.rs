@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use cab_db::audit::AuditActor;
 use cab_db::users::UserRow;
-use cab_domain::user_admin::Actor;
+use cab_domain::Actor;
 use cab_domain::{Role, RoleSet};
 use chrono::Utc;
 use uuid::Uuid;
@@ -66,16 +66,9 @@ impl CurrentUser {
         self.roles.contains(role)
     }
 
+    /// The actor as every rule sees them.
     pub fn actor(&self) -> Actor {
         Actor {
-            id: self.id,
-            roles: self.roles.clone(),
-        }
-    }
-
-    /// The actor as change-request rules see them.
-    pub fn change_actor(&self) -> cab_domain::change::Actor {
-        cab_domain::change::Actor {
             id: self.id,
             roles: self.roles.clone(),
             is_service: self.is_service,

@@ -73,7 +73,7 @@ impl ChangeView {
 
     /// Whether `user` may take `action` now: what the page offers.
     pub fn allows(&self, user: &CurrentUser, action: ChangeAction) -> bool {
-        change::check_action(&self.facts(), &user.change_actor(), action).is_ok()
+        change::check_action(&self.facts(), &user.actor(), action).is_ok()
     }
 }
 
@@ -81,22 +81,21 @@ fn internal(e: impl std::fmt::Display) -> AppError {
     AppError::Internal(anyhow::anyhow!("stored change is unreadable: {e}"))
 }
 
-fn view(
-    row: ChangeRow,
-    contributors: Vec<(Uuid, String)>,
-    past_contributors: Vec<Uuid>,
-    (assessors, voters): (Vec<Uuid>, Vec<Uuid>),
-) -> Result<ChangeView, AppError> {
+fn view(row: ChangeRow) -> Result<ChangeView, AppError> {
     Ok(ChangeView {
-        past_contributors,
-        assessors,
-        voters,
+        past_contributors: row.past_contributors,
+        assessors: row.assessors,
+        voters: row.voters,
         id: row.id,
         number: row.number,
         state: ChangeState::parse(&row.state).ok_or_else(|| internal(&row.state))?,
         author_id: row.author_id,
         author: row.author_username,
-        contributors,
+        contributors: row
+            .contributor_ids
+            .into_iter()
+            .zip(row.contributor_names)
+            .collect(),
         content: serde_json::from_value(row.content).map_err(internal)?,
         risk_level: RiskLevel::parse(&row.risk_level).ok_or_else(|| internal(&row.risk_level))?,
         risk_reasons: row.risk_reasons,
@@ -115,11 +114,7 @@ async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Chan
     } else {
         cab_db::changes::find(conn, id).await?
     };
-    let row = row.ok_or(AppError::NotFound("change"))?;
-    let contributors = cab_db::changes::contributors(conn, id).await?;
-    let past = cab_db::changes::contributor_history(conn, id).await?;
-    let participants = cab_db::decisions::participants(conn, id).await?;
-    view(row, contributors, past, participants)
+    view(row.ok_or(AppError::NotFound("change"))?)
 }
 
 /// Loads the change on a connection the caller already holds.
@@ -230,14 +225,34 @@ pub async fn authorize(
     change: &ChangeView,
     action: ChangeAction,
 ) -> Result<ChangeState, AppError> {
-    let allowed = change::check_action(&change.facts(), &user.change_actor(), action)
-        .map_err(AppError::Refused);
+    let allowed =
+        change::check_action(&change.facts(), &user.actor(), action).map_err(AppError::Refused);
     let entity = Entity::new("change", change.id);
     refusal::recorded(
         pool,
         user.audit_actor(),
         origin,
         action.as_str(),
+        entity,
+        allowed,
+    )
+    .await
+}
+
+/// Whether `user` may file changes (the form is offered only then); a
+/// refusal is recorded.
+pub async fn check_filing(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+) -> Result<(), AppError> {
+    let allowed = change::check_create(&user.actor());
+    let entity = Entity::kind("change");
+    refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        "change.create",
         entity,
         allowed,
     )
@@ -278,15 +293,14 @@ pub async fn create_for(
     on_behalf_of: Option<&str>,
 ) -> Result<ChangeView, AppError> {
     let refuse = |d| async move {
-        let refused = Err(AppError::Refused(d));
         let entity = Entity::kind("change");
         let actor = user.audit_actor();
-        match refusal::recorded(pool, actor, origin, "change.create", entity, refused).await {
+        match refusal::checked(pool, actor, origin, "change.create", entity, Err(d)).await {
             Err(e) => e,
             Ok(()) => unreachable!("a refusal is answered as one"),
         }
     };
-    if let Err(d) = change::check_create(&user.change_actor()) {
+    if let Err(d) = change::check_create(&user.actor()) {
         return Err(refuse(d).await);
     }
     let person = match on_behalf_of.map(str::trim) {
@@ -301,7 +315,7 @@ pub async fn create_for(
                 })?;
             let roles =
                 cab_domain::RoleSet::parse(&row.roles).map_err(|e| AppError::Internal(e.into()))?;
-            let actor = change::Actor {
+            let actor = cab_domain::Actor {
                 id: row.id,
                 roles,
                 is_service: row.is_service,
@@ -309,7 +323,7 @@ pub async fn create_for(
             Some((actor, row.is_active(), row.username))
         }
     };
-    let filer = user.change_actor();
+    let filer = user.actor();
     let (author_id, author_name) =
         match change::filing_author(&filer, person.as_ref().map(|(a, active, _)| (a, *active))) {
             Ok(a) if a.id == user.id => (user.id, user.username.clone()),
@@ -325,8 +339,8 @@ pub async fn create_for(
     let filed_by = (author_id != user.id).then_some(user.id);
     let content = match template {
         Some(t) => {
-            let t = crate::templates::for_use(pool, user, origin, t).await?;
-            cab_domain::template::apply_template(&t.content, content)
+            let t = crate::standard_templates::for_use(pool, user, origin, t).await?;
+            cab_domain::standard_template::apply_template(&t.content, content)
         }
         None => content,
     };
@@ -352,7 +366,7 @@ pub async fn create_for(
     cab_db::changes::set_contributors(&mut tx, id, &contributors).await?;
     cab_db::changes::remember_services(&mut tx, &content.services).await?;
     if let Some(t) = template {
-        cab_db::templates::set_change_template(&mut tx, id, t).await?;
+        cab_db::standard_templates::set_change_template(&mut tx, id, t).await?;
     }
     if let Some(pipeline) = filed_by {
         cab_db::changes::set_filed_by(&mut tx, id, pipeline).await?;
@@ -418,7 +432,7 @@ async fn edit_locked(
 ) -> Result<ChangeView, AppError> {
     let mut tx = pool.begin().await?;
     let current = load_with(&mut tx, id, true).await?;
-    change::check_action(&current.facts(), &user.change_actor(), ChangeAction::Edit)
+    change::check_action(&current.facts(), &user.actor(), ChangeAction::Edit)
         .map_err(AppError::Refused)?;
     let content = update(current.content.clone())?;
     let content = content.normalized(&current.author);
@@ -431,10 +445,10 @@ async fn edit_locked(
         return Err(field_errors(errors));
     }
     let changed: Vec<FieldChange> = change::diff(&current.content, &content);
-    if cab_db::templates::template_of(&mut tx, id).await?.is_some()
+    if cab_db::standard_templates::template_of(&mut tx, id).await?.is_some()
         && let Some(fixed) = changed
             .iter()
-            .find(|c| cab_domain::template::FIXED_FIELDS.contains(&c.field.as_str()))
+            .find(|c| cab_domain::standard_template::FIXED_FIELDS.contains(&c.field.as_str()))
     {
         return Err(AppError::invalid(
             &fixed.field,
@@ -555,7 +569,7 @@ async fn transition_locked(
         change_type: current.content.change_type,
         revision: current.revision,
     };
-    rules::next(&subject, &user.change_actor(), &event, now).map_err(AppError::Refused)?;
+    rules::next(&subject, &user.actor(), &event, now).map_err(AppError::Refused)?;
     let reason = reason
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty());
@@ -633,21 +647,28 @@ async fn standard_submission(
     tx: &mut PgConnection,
     id: Uuid,
     current: &ChangeView,
-) -> Result<Option<(Standard, cab_db::templates::TemplateRow)>, AppError> {
-    let Some(t) = cab_db::templates::template_of(tx, id).await? else {
+) -> Result<Option<(Standard, cab_db::standard_templates::TemplateRow)>, AppError> {
+    let Some(t) = cab_db::standard_templates::template_of(tx, id).await? else {
         return Ok(None);
     };
     // Locked, so a retirement committing now cannot slip past the check.
-    let row = cab_db::templates::find_for_update(tx, t)
+    let row = cab_db::standard_templates::find_for_update(tx, t)
         .await?
         .ok_or(AppError::NotFound("template"))?;
     let approved: ChangeContent = serde_json::from_value(row.content.clone())
         .map_err(|e| AppError::Internal(anyhow::anyhow!("stored template is unreadable: {e}")))?;
     let standard = Standard {
-        template: cab_domain::template::TemplateState::parse(&row.state),
-        outside_scope: cab_domain::template::outside_scope(&approved, &current.content),
+        template: cab_domain::standard_template::TemplateState::parse(&row.state),
+        outside_scope: cab_domain::standard_template::outside_scope(&approved, &current.content),
     };
     Ok(Some((standard, row)))
+}
+
+/// A comment just added, and the number of the change it is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Commented {
+    pub id: Uuid,
+    pub change_number: i64,
 }
 
 pub async fn comment(
@@ -656,7 +677,7 @@ pub async fn comment(
     origin: &Origin,
     id: Uuid,
     body: &str,
-) -> Result<Uuid, AppError> {
+) -> Result<Commented, AppError> {
     let body = body.trim();
     if body.is_empty() {
         return Err(AppError::invalid("body", "Write something to comment."));
@@ -681,5 +702,8 @@ pub async fn comment(
     .await?;
     idempotency::bind(&mut tx, origin, Created::Comment(comment_id)).await?;
     tx.commit().await?;
-    Ok(comment_id)
+    Ok(Commented {
+        id: comment_id,
+        change_number: current.number,
+    })
 }

@@ -51,6 +51,9 @@ pub async fn ensure_database(opts: &PgConnectOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a pooled connection may sit idle before it is checked again.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// A pool that reconnects by itself when the database returns. A request
 /// waits at most the acquire timeout for a connection; once the database is
 /// known to be down, requests do not wait at all (see [`health`]).
@@ -58,7 +61,19 @@ pub fn pool(opts: PgConnectOptions, max_connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
-        .test_before_acquire(true)
+        // A connection in steady use is known to work; one that sat idle
+        // (through a database restart, say) is checked before it is handed
+        // out, so a request never gets a dead one. Pinging every connection
+        // on every acquire would cost each request a round trip or two.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(opts)
 }
 

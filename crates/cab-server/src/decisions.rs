@@ -167,9 +167,31 @@ pub async fn facts(
     })
 }
 
+/// Whether `user` may take on `duty` for `change` now; a refusal is
+/// recorded (a form for it is then not shown).
+pub async fn check_duty(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    change: &ChangeView,
+    duty: Duty,
+) -> Result<(), AppError> {
+    let allowed = approval::check_duty(&change.facts(), &user.actor(), duty);
+    let entity = Entity::new("change", change.id);
+    refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        duty.as_str(),
+        entity,
+        allowed,
+    )
+    .await
+}
+
 /// Whether `user` may take on `duty` now (what the page offers).
 pub fn may(change: &ChangeView, user: &CurrentUser, duty: Duty) -> bool {
-    approval::check_duty(&change.facts(), &user.change_actor(), duty).is_ok()
+    approval::check_duty(&change.facts(), &user.actor(), duty).is_ok()
 }
 
 /// Applies the outcome of the current facts to the change's state, once.
@@ -277,7 +299,7 @@ async fn record_assessment(
     let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
-    approval::check_duty(&current.facts(), &user.change_actor(), Duty::Assess)
+    approval::check_duty(&current.facts(), &user.actor(), Duty::Assess)
         .map_err(AppError::Refused)?;
     let Some(read) = revision else {
         return Err(AppError::invalid(
@@ -375,8 +397,7 @@ async fn cast_vote(
     let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
     let current = changes::load_locked(&mut tx, id).await?;
-    approval::check_duty(&current.facts(), &user.change_actor(), Duty::Vote)
-        .map_err(AppError::Refused)?;
+    approval::check_duty(&current.facts(), &user.actor(), Duty::Vote).map_err(AppError::Refused)?;
     let comment = votes::comment(choice, comment)?;
     let Some(read) = revision else {
         return Err(AppError::invalid(
@@ -441,8 +462,7 @@ async fn record_retrospective(
 ) -> Result<(), AppError> {
     let notes = notes.trim();
     let change = changes::load(pool, id).await?;
-    approval::check_retrospective(&change.facts(), &user.change_actor())
-        .map_err(AppError::Refused)?;
+    approval::check_retrospective(&change.facts(), &user.actor()).map_err(AppError::Refused)?;
     if notes.is_empty() {
         return Err(AppError::invalid(
             "notes",

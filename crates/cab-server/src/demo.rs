@@ -641,7 +641,7 @@ async fn seed_standard_changes(
     // What CAB approves it for: a change from it stays within these.
     routine.services = vec!["intranet".into()];
     routine.environments = vec![Environment::Stage, Environment::Prod];
-    let template = crate::templates::propose(
+    let template = crate::standard_templates::propose(
         pool,
         &cast.carol,
         &origin,
@@ -649,7 +649,7 @@ async fn seed_standard_changes(
         routine,
     )
     .await?;
-    crate::templates::vote(
+    crate::standard_templates::vote(
         pool,
         &cast.carl,
         &origin,

@@ -7,6 +7,7 @@ pub mod api;
 pub mod assets;
 pub mod audit_log;
 pub mod auth;
+pub mod change_list;
 pub mod changes;
 pub mod cli;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod lifecycle;
 pub mod log_limit;
 pub mod middleware;
 pub mod ops;
+pub mod page_error;
 pub mod queues;
 pub mod quorum;
 pub mod refusal;
@@ -28,7 +30,8 @@ pub mod request;
 pub mod serve;
 pub mod signin;
 pub mod state;
-pub mod templates;
+pub mod standard_templates;
+pub mod trail;
 pub mod ui;
 pub mod vocab;
 pub mod votes;
@@ -68,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::csrf_guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), db::health::fail_fast))
+        // Outside the CSRF check and `fail_fast`, so that their refusals are
+        // rendered as pages too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ui::error_pages))
         .layer(axum::middleware::from_fn_with_state(state.clone(), serve::request_timeouts))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
         .layer(axum::middleware::from_fn(request::scope_request_id))

@@ -35,8 +35,7 @@ pub(crate) async fn apply(
         change_type: change.content.change_type,
         revision: change.revision,
     };
-    let t =
-        lifecycle::next(&subject, &user.change_actor(), event, now).map_err(AppError::Refused)?;
+    let t = lifecycle::next(&subject, &user.actor(), event, now).map_err(AppError::Refused)?;
     let mut payload = json!({ "number": change.number, "revision": t.revision });
     if let Some(write) = &t.write {
         let mut row = StateChange {

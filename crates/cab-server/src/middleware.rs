@@ -10,8 +10,8 @@ use crate::auth::{LOGIN_COOKIE, SESSION_COOKIE, login_binding, session_binding};
 use crate::cookies;
 use crate::crypto::AUD_WEB;
 use crate::error::{ApiError, AppError};
+use crate::page_error::PageError;
 use crate::state::AppState;
-use crate::ui::error_page;
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "_csrf";
@@ -35,12 +35,12 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
             .and_then(|t| state.keys.verify(t, AUD_WEB))
             .map(|claims| session_binding(claims.sid))
     };
-    let refuse = |state: &AppState| {
+    let refuse = || {
         tracing::warn!("request refused: missing or invalid CSRF token");
         if is_api {
             ApiError(AppError::Csrf).into_response()
         } else {
-            error_page(state, None, AppError::Csrf)
+            PageError(AppError::Csrf).into_response()
         }
     };
     let Some(binding) = binding else {
@@ -48,7 +48,7 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
             // No cookie credential: the handler answers 401 if one is needed.
             return next.run(req).await;
         }
-        return refuse(&state);
+        return refuse();
     };
     let header_token = req
         .headers()
@@ -65,7 +65,7 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
         Some(t) => (Some(t), body),
         None if is_form => {
             let Ok(bytes) = to_bytes(body, FORM_LIMIT).await else {
-                return refuse(&state);
+                return refuse();
             };
             let token = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
                 .ok()
@@ -83,7 +83,7 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
         Some(token) if state.keys.csrf_matches(&binding, &token) => {
             next.run(Request::from_parts(parts, body)).await
         }
-        _ => refuse(&state),
+        _ => refuse(),
     }
 }
 

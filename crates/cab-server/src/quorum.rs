@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::refusal;
 use crate::request::Origin;
 
 /// The name of the setting that holds the policy.
@@ -46,17 +47,17 @@ pub async fn set(
     origin: &Origin,
     new: QuorumPolicy,
 ) -> Result<QuorumPolicy, AppError> {
-    if let Err(d) = cab_domain::user_admin::require_admin(&user.actor()) {
-        return Err(audit_log::deny(
-            pool,
-            Some(user.audit_actor()),
-            origin,
-            "settings.quorum",
-            Entity::kind("settings"),
-            d,
-        )
-        .await);
-    }
+    let allowed = cab_domain::user_admin::require_admin(&user.actor());
+    let entity = Entity::kind("settings");
+    refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        "settings.quorum",
+        entity,
+        allowed,
+    )
+    .await?;
     let errors = new.validate();
     if !errors.is_empty() {
         return Err(errors.into());

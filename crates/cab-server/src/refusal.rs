@@ -54,6 +54,20 @@ pub(crate) async fn recorded<T>(
     }
 }
 
+/// Records the refusal in `allowed`, if it is one: a rule checked before
+/// anything was opened.
+pub(crate) async fn checked(
+    pool: &PgPool,
+    actor: AuditActor,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    allowed: Result<(), Denial>,
+) -> Result<(), AppError> {
+    let allowed = allowed.map_err(AppError::Refused);
+    recorded(pool, actor, origin, attempted, entity, allowed).await
+}
+
 /// Ends `tx` (rolled back: what was refused writes nothing) and records the
 /// refusal, for a service that finds it with a transaction open and knows
 /// the entity only there.
@@ -69,8 +83,7 @@ pub(crate) async fn refuse_in(
     if let Err(e) = tx.rollback().await {
         tracing::warn!(error = %e, "rolling back a refused request failed");
     }
-    let refused = Err::<(), _>(AppError::Refused(denial));
-    match recorded(pool, actor, origin, attempted, entity, refused).await {
+    match checked(pool, actor, origin, attempted, entity, Err(denial)).await {
         Err(e) => e,
         Ok(()) => unreachable!("a refusal is answered as one"),
     }

@@ -17,6 +17,7 @@ use crate::decisions::{self, DecisionFacts};
 use crate::error::{ApiResult, AppError, Problem};
 use crate::request::Origin;
 use crate::state::AppState;
+use crate::trail::{self, TrailKind};
 use crate::vocab;
 
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -242,57 +243,27 @@ pub struct ApprovalTrail {
 /// Every assessment and vote with who, their roles then, revision, decision
 /// and time, oldest first.
 pub fn trail_entries(facts: &DecisionFacts, revision: i32) -> Vec<TrailEntry> {
-    let mut entries: Vec<TrailEntry> = facts
-        .assessments
-        .iter()
-        .map(|a| {
-            let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
-            TrailEntry {
-                kind: "assessment",
-                who: a.assessor_username.clone(),
-                roles: a.assessor_roles.clone(),
-                revision: a.revision,
-                decision: a.decision.clone(),
-                comment: content
-                    .as_ref()
-                    .map(|c| c.residual_risk.clone())
-                    .unwrap_or_default(),
-                assessed_level: Some(a.assessed_level.clone()),
-                lowers_risk: Some(a.lowers_risk),
-                conditions: content.map(|c| c.conditions).unwrap_or_default(),
-                at: a.created_at,
-                superseded: a.superseded_at.is_some(),
-                stale: a.revision != revision,
-                does_not_count: facts
-                    .current_assessment
-                    .as_ref()
-                    .filter(|c| c.id == a.id)
-                    .and(facts.assessment_standing)
-                    .and_then(|s| s.reason()),
-            }
+    trail::entries(facts, revision)
+        .into_iter()
+        .map(|e| TrailEntry {
+            kind: match e.kind {
+                TrailKind::Assessment => "assessment",
+                TrailKind::Vote => "vote",
+            },
+            who: e.who,
+            roles: e.roles,
+            revision: e.revision,
+            decision: e.decision,
+            comment: e.comment,
+            assessed_level: e.assessed_level,
+            lowers_risk: e.lowers_risk,
+            conditions: e.conditions,
+            at: e.at,
+            superseded: e.superseded,
+            stale: e.stale,
+            does_not_count: e.standing.and_then(|s| s.reason()),
         })
-        .chain(facts.votes.iter().map(|v| {
-            TrailEntry {
-                kind: "vote",
-                who: v.voter_username.clone(),
-                roles: v.voter_roles.clone(),
-                revision: v.revision,
-                decision: v.choice.clone(),
-                comment: v.comment.clone(),
-                assessed_level: None,
-                lowers_risk: None,
-                conditions: Vec::new(),
-                at: v.created_at,
-                superseded: v.superseded_at.is_some(),
-                stale: v.revision != revision,
-                does_not_count: (v.superseded_at.is_none() && v.revision == revision)
-                    .then(|| facts.vote_standing(v.voter_id).reason())
-                    .flatten(),
-            }
-        }))
-        .collect();
-    entries.sort_by_key(|e| e.at);
-    entries
+        .collect()
 }
 
 /// The approval trail of a change.

@@ -41,7 +41,7 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::path::ParameterIn;
 
 use super::changes::ChangeOut;
-use super::templates::TemplateOut;
+use super::standard_templates::TemplateOut;
 use crate::auth::ApiUser;
 use crate::error::{ApiError, AppError, Problem};
 use crate::idempotency::{
@@ -400,7 +400,7 @@ async fn current(state: &AppState, claim: &Claim, row: &KeyRow) -> Result<Respon
         kind::TEMPLATE => (
             created,
             Json(TemplateOut::from(
-                crate::templates::load(&state.pool, id).await?,
+                crate::standard_templates::load(&state.pool, id).await?,
             )),
         )
             .into_response(),

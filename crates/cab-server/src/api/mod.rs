@@ -9,7 +9,7 @@ mod extract;
 pub mod idempotency;
 mod me;
 mod role_grants;
-mod templates;
+mod standard_templates;
 mod users;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -91,11 +91,11 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(decisions::get_quorum, decisions::put_quorum))
         .routes(routes!(decisions::cab_queue))
         .routes(routes!(
-            templates::list_templates,
-            templates::propose_template
+            standard_templates::list_templates,
+            standard_templates::propose_template
         ))
-        .routes(routes!(templates::get_template))
-        .routes(routes!(templates::vote_template))
-        .routes(routes!(templates::retire_template))
+        .routes(routes!(standard_templates::get_template))
+        .routes(routes!(standard_templates::vote_template))
+        .routes(routes!(standard_templates::retire_template))
         .split_for_parts()
 }

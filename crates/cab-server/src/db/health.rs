@@ -23,6 +23,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::sync::Notify;
 
 use crate::error::{ApiError, AppError};
+use crate::page_error::PageError;
 use crate::state::AppState;
 
 /// How often a database known to be down is checked again.
@@ -198,7 +199,7 @@ pub async fn fail_fast(State(state): State<AppState>, req: Request, next: Next) 
         if is_api {
             ApiError(AppError::Unavailable).into_response()
         } else {
-            crate::ui::error_page(&state, None, AppError::Unavailable)
+            PageError(AppError::Unavailable).into_response()
         }
     } else {
         // A request still waiting after `SLOW` may be waiting for a pool

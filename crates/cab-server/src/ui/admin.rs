@@ -10,15 +10,17 @@ use cab_db::api_tokens::ApiTokenRow;
 use cab_db::role_grants::RoleGrantLine;
 use cab_db::users::UserRow;
 use cab_domain::Role;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::form::{FieldErrors, FormPairs as Pairs, form_value as value, form_values as values};
 use super::notice::{Notice, redirect_with};
 use super::words::role_labels;
-use super::{Layout, Viewer, render, when};
+use super::{Layout, Viewer, filters, render, when};
 use crate::accounts::{self, NewAccount, Operator};
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::request::Origin;
 
 pub struct RoleChoice {
@@ -65,7 +67,7 @@ pub struct GrantLine {
     pub person: String,
     pub roles: String,
     pub requested_by: String,
-    pub requested: String,
+    pub requested: DateTime<Utc>,
     pub open: bool,
     /// What became of a settled request, e.g. "confirmed by Alice Admin".
     pub outcome: String,
@@ -121,7 +123,7 @@ impl GrantLine {
             person: person_name(&g.display_name, &g.username),
             roles: role_labels(&g.roles),
             requested_by: person_name(&g.requested_by_display_name, &g.requested_by_username),
-            requested: when(&g.requested_at),
+            requested: g.requested_at,
             open: g.is_open(),
             outcome,
             can_confirm,
@@ -137,7 +139,7 @@ pub struct UserLine {
     pub roles: String,
     pub kind: &'static str,
     pub active: bool,
-    pub created: String,
+    pub created: DateTime<Utc>,
 }
 
 impl From<&UserRow> for UserLine {
@@ -153,7 +155,7 @@ impl From<&UserRow> for UserLine {
                 "Person"
             },
             active: u.is_active(),
-            created: when(&u.created_at),
+            created: u.created_at,
         }
     }
 }
@@ -198,15 +200,12 @@ async fn users_page(
     Ok(render(&page))
 }
 
-pub async fn list(viewer: Viewer, origin: Origin) -> Response {
-    let shown = async {
-        accounts::authorize_read(&viewer.state.pool, &viewer.user, &origin).await?;
-        users_page(&viewer, None, FieldErrors::default()).await
-    };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+pub async fn list(viewer: Viewer, origin: Origin) -> PageResult {
+    accounts::authorize_read(&viewer.state.pool, &viewer.user, &origin).await?;
+    Ok(users_page(&viewer, None, FieldErrors::default()).await?)
 }
 
-pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
+pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> PageResult {
     let service = value(&form, "service") == "on";
     let password = value(&form, "password");
     let new = NewAccount {
@@ -230,11 +229,9 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
     .await
     {
         Ok(created) => {
-            let secret = created.generated_password.map(|pw| {
-                (
-                    "Initial password (shown once; hand it over securely)".to_owned(),
-                    pw,
-                )
+            let secret = created.generated_password.map(|value| Secret {
+                label: "Initial password (shown once; hand it over securely)".to_owned(),
+                value,
             });
             let notice = match &created.pending {
                 Some(g) => format!(
@@ -244,32 +241,23 @@ pub async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> 
                 ),
                 None => format!("Account {} created.", created.user.username),
             };
-            detail_page(
+            let mut resp = detail_page(
                 &viewer,
                 created.user.id,
                 Some(notice),
                 secret,
                 FieldErrors::default(),
             )
-            .await
-            .map(|mut r| {
-                *r.status_mut() = StatusCode::CREATED;
-                r
-            })
-            .unwrap_or_else(|e| viewer.error(e))
+            .await?;
+            *resp.status_mut() = StatusCode::CREATED;
+            Ok(resp)
         }
         Err(err) => {
             let status = err.status();
-            match FieldErrors::absorb(err, "username") {
-                Ok(errors) => users_page(&viewer, Some(&form), errors)
-                    .await
-                    .map(|mut r| {
-                        *r.status_mut() = status;
-                        r
-                    })
-                    .unwrap_or_else(|e| viewer.error(e)),
-                Err(other) => viewer.error(other),
-            }
+            let errors = FieldErrors::absorb(err, "username")?;
+            let mut resp = users_page(&viewer, Some(&form), errors).await?;
+            *resp.status_mut() = status;
+            Ok(resp)
         }
     }
 }
@@ -278,9 +266,16 @@ pub struct TokenLine {
     pub id: Uuid,
     pub name: String,
     pub prefix: String,
-    pub created: String,
-    pub last_used: String,
-    pub revoked: Option<String>,
+    pub created: DateTime<Utc>,
+    pub last_used: Option<DateTime<Utc>>,
+    pub revoked: Option<DateTime<Utc>>,
+}
+
+/// Something shown once on an account's page (a generated password, a new
+/// API token), with what it is.
+pub struct Secret {
+    pub label: String,
+    pub value: String,
 }
 
 impl From<&ApiTokenRow> for TokenLine {
@@ -289,13 +284,9 @@ impl From<&ApiTokenRow> for TokenLine {
             id: t.id,
             name: t.name.clone(),
             prefix: t.token_prefix.clone(),
-            created: when(&t.created_at),
-            last_used: t
-                .last_used_at
-                .as_ref()
-                .map(when)
-                .unwrap_or_else(|| "never".into()),
-            revoked: t.revoked_at.as_ref().map(when),
+            created: t.created_at,
+            last_used: t.last_used_at,
+            revoked: t.revoked_at,
         }
     }
 }
@@ -307,7 +298,7 @@ struct UserPage {
     user: UserLine,
     is_service: bool,
     is_self: bool,
-    secret: Option<(String, String)>,
+    secret: Option<Secret>,
     errors: FieldErrors,
     roles: Vec<RoleChoice>,
     tokens: Vec<TokenLine>,
@@ -319,7 +310,7 @@ async fn detail_page(
     viewer: &Viewer,
     id: Uuid,
     notice: Option<String>,
-    secret: Option<(String, String)>,
+    secret: Option<Secret>,
     errors: FieldErrors,
 ) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
@@ -366,12 +357,9 @@ fn parse_id(raw: &str) -> Result<Uuid, AppError> {
     raw.parse().map_err(|_| AppError::NotFound("user"))
 }
 
-pub async fn show(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
-    let shown = async {
-        accounts::authorize_read(&viewer.state.pool, &viewer.user, &origin).await?;
-        detail_page(&viewer, parse_id(&id)?, None, None, FieldErrors::default()).await
-    };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+pub async fn show(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
+    accounts::authorize_read(&viewer.state.pool, &viewer.user, &origin).await?;
+    Ok(detail_page(&viewer, parse_id(&id)?, None, None, FieldErrors::default()).await?)
 }
 
 pub async fn set_roles(
@@ -379,59 +367,53 @@ pub async fn set_roles(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let done = async {
-        let id = parse_id(&id)?;
-        let roles: Vec<String> = values(&form, "roles")
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        match accounts::set_roles(
-            &viewer.state.pool,
-            &Operator::User(&viewer.user),
-            &origin,
-            id,
-            &roles,
-        )
-        .await
-        {
-            Ok(change) => Ok(redirect_with(
-                &viewer,
-                &format!("/admin/users/{id}"),
-                if change.pending.is_some() {
-                    Notice::RolesRequested
-                } else {
-                    Notice::RolesSaved
-                },
-            )),
-            Err(AppError::Invalid { field, message }) => {
-                let mut errors = FieldErrors::default();
-                errors.insert(&field, message);
-                detail_page(&viewer, id, None, None, errors).await
-            }
-            Err(e) => Err(e),
-        }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
-}
-
-pub async fn disable(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
-    let done = async {
-        let id = parse_id(&id)?;
-        accounts::disable(
-            &viewer.state.pool,
-            &Operator::User(&viewer.user),
-            &origin,
-            id,
-        )
-        .await?;
-        Ok::<_, AppError>(redirect_with(
+) -> PageResult {
+    let id = parse_id(&id)?;
+    let roles: Vec<String> = values(&form, "roles")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    match accounts::set_roles(
+        &viewer.state.pool,
+        &Operator::User(&viewer.user),
+        &origin,
+        id,
+        &roles,
+    )
+    .await
+    {
+        Ok(change) => Ok(redirect_with(
             &viewer,
             &format!("/admin/users/{id}"),
-            Notice::AccountDisabled,
-        ))
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+            if change.pending.is_some() {
+                Notice::RolesRequested
+            } else {
+                Notice::RolesSaved
+            },
+        )),
+        Err(AppError::Invalid { field, message }) => {
+            let mut errors = FieldErrors::default();
+            errors.insert(&field, message);
+            Ok(detail_page(&viewer, id, None, None, errors).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn disable(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
+    let id = parse_id(&id)?;
+    accounts::disable(
+        &viewer.state.pool,
+        &Operator::User(&viewer.user),
+        &origin,
+        id,
+    )
+    .await?;
+    Ok(redirect_with(
+        &viewer,
+        &format!("/admin/users/{id}"),
+        Notice::AccountDisabled,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -445,64 +427,58 @@ pub async fn issue_token(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<TokenForm>,
-) -> Response {
-    let done = async {
-        let id = parse_id(&id)?;
-        match accounts::issue_token(
-            &viewer.state.pool,
-            &Operator::User(&viewer.user),
-            &origin,
-            id,
-            &form.name,
-        )
-        .await
-        {
-            Ok(issued) => {
-                let secret = (
-                    format!(
-                        "API token \"{}\" (shown once: store it in your pipeline's secrets now)",
-                        issued.token.name
-                    ),
-                    issued.secret,
-                );
-                detail_page(&viewer, id, None, Some(secret), FieldErrors::default()).await
-            }
-            Err(AppError::Invalid { field, message }) => {
-                let mut errors = FieldErrors::default();
-                errors.insert(&field, message);
-                detail_page(&viewer, id, None, None, errors).await
-            }
-            Err(e) => Err(e),
+) -> PageResult {
+    let id = parse_id(&id)?;
+    match accounts::issue_token(
+        &viewer.state.pool,
+        &Operator::User(&viewer.user),
+        &origin,
+        id,
+        &form.name,
+    )
+    .await
+    {
+        Ok(issued) => {
+            let secret = Secret {
+                label: format!(
+                    "API token \"{}\" (shown once: store it in your pipeline's secrets now)",
+                    issued.token.name
+                ),
+                value: issued.secret,
+            };
+            Ok(detail_page(&viewer, id, None, Some(secret), FieldErrors::default()).await?)
         }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+        Err(AppError::Invalid { field, message }) => {
+            let mut errors = FieldErrors::default();
+            errors.insert(&field, message);
+            Ok(detail_page(&viewer, id, None, None, errors).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn revoke_token(
     viewer: Viewer,
     origin: Origin,
     Path((id, token_id)): Path<(String, String)>,
-) -> Response {
-    let done = async {
-        let id = parse_id(&id)?;
-        let token_id: Uuid = token_id
-            .parse()
-            .map_err(|_| AppError::NotFound("API token"))?;
-        accounts::revoke_token(
-            &viewer.state.pool,
-            &Operator::User(&viewer.user),
-            &origin,
-            id,
-            token_id,
-        )
-        .await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/admin/users/{id}"),
-            Notice::TokenRevoked,
-        ))
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+) -> PageResult {
+    let id = parse_id(&id)?;
+    let token_id: Uuid = token_id
+        .parse()
+        .map_err(|_| AppError::NotFound("API token"))?;
+    accounts::revoke_token(
+        &viewer.state.pool,
+        &Operator::User(&viewer.user),
+        &origin,
+        id,
+        token_id,
+    )
+    .await?;
+    Ok(redirect_with(
+        &viewer,
+        &format!("/admin/users/{id}"),
+        Notice::TokenRevoked,
+    ))
 }
 
 fn parse_grant_id(raw: &str) -> Result<Uuid, AppError> {
@@ -514,19 +490,16 @@ pub async fn confirm_grant(
     viewer: Viewer,
     origin: Origin,
     Path((id, grant_id)): Path<(String, String)>,
-) -> Response {
-    let done = async {
-        parse_id(&id)?;
-        let grant_id = parse_grant_id(&grant_id)?;
-        let change =
-            accounts::confirm_grant(&viewer.state.pool, &viewer.user, &origin, grant_id).await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/admin/users/{}", change.user.id),
-            Notice::RolesConfirmed,
-        ))
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+) -> PageResult {
+    parse_id(&id)?;
+    let grant_id = parse_grant_id(&grant_id)?;
+    let change =
+        accounts::confirm_grant(&viewer.state.pool, &viewer.user, &origin, grant_id).await?;
+    Ok(redirect_with(
+        &viewer,
+        &format!("/admin/users/{}", change.user.id),
+        Notice::RolesConfirmed,
+    ))
 }
 
 /// An administrator withdraws a request for roles.
@@ -534,17 +507,13 @@ pub async fn cancel_grant(
     viewer: Viewer,
     origin: Origin,
     Path((id, grant_id)): Path<(String, String)>,
-) -> Response {
-    let done = async {
-        parse_id(&id)?;
-        let grant_id = parse_grant_id(&grant_id)?;
-        let grant =
-            accounts::cancel_grant(&viewer.state.pool, &viewer.user, &origin, grant_id).await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/admin/users/{}", grant.user_id),
-            Notice::RoleRequestCancelled,
-        ))
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+) -> PageResult {
+    parse_id(&id)?;
+    let grant_id = parse_grant_id(&grant_id)?;
+    let grant = accounts::cancel_grant(&viewer.state.pool, &viewer.user, &origin, grant_id).await?;
+    Ok(redirect_with(
+        &viewer,
+        &format!("/admin/users/{}", grant.user_id),
+        Notice::RoleRequestCancelled,
+    ))
 }

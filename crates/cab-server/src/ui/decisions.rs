@@ -20,6 +20,7 @@ use super::{Layout, Viewer, render, when};
 use crate::changes::{self, ChangeView};
 use crate::decisions;
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::request::Origin;
 
 async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
@@ -102,26 +103,14 @@ fn assess_page(
     (status, render(&page)).into_response()
 }
 
-pub async fn assess_form(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
+pub async fn assess_form(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
     let shown = async {
         let v = load(&viewer, &id).await?;
-        if let Err(d) =
-            cab_domain::approval::check_duty(&v.facts(), &viewer.user.change_actor(), Duty::Assess)
-        {
-            return Err(crate::audit_log::deny(
-                &viewer.state.pool,
-                Some(viewer.user.audit_actor()),
-                &origin,
-                Duty::Assess.as_str(),
-                crate::audit_log::Entity::new("change", v.id),
-                d,
-            )
-            .await);
-        }
+        decisions::check_duty(&viewer.state.pool, &viewer.user, &origin, &v, Duty::Assess).await?;
         let a = blank_assessment(v.risk_level);
-        Ok(assess_page(&viewer, v, a, FieldErrors::default()))
+        Ok::<_, AppError>(assess_page(&viewer, v, a, FieldErrors::default()))
     };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+    Ok(shown.await?)
 }
 
 fn requirement(form: &Pairs, kind: &str) -> TestRequirement {
@@ -139,11 +128,8 @@ pub async fn assess_submit(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let v = match load(&viewer, &id).await {
-        Ok(v) => v,
-        Err(e) => return viewer.error(e),
-    };
+) -> PageResult {
+    let v = load(&viewer, &id).await?;
     let a = AssessmentContent {
         data_classification: DataClassification::parse(&value(&form, "data_classification"))
             .unwrap_or(DataClassification::Internal),
@@ -173,35 +159,35 @@ pub async fn assess_submit(
     )
     .await
     {
-        Ok(saved) => redirect_with(
+        Ok(saved) => Ok(redirect_with(
             &viewer,
             &format!("/changes/{}#decision", saved.id),
             Notice::Assessed {
                 number: saved.number,
                 state: saved.state,
             },
-        ),
+        )),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-            match FieldErrors::absorb(e, "security_implications") {
-                Ok(errors) => assess_page(&viewer, v, a, errors),
-                Err(other) => viewer.error(other),
-            }
+            let errors = FieldErrors::absorb(e, "security_implications")?;
+            Ok(assess_page(&viewer, v, a, errors))
         }
-        Err(e) => viewer.error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub async fn start(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
-    let done = async {
-        let v = load(&viewer, &id).await?;
-        decisions::start_assessment(&viewer.state.pool, &viewer.user, &origin, v.id).await?;
-        Ok::<_, AppError>(redirect_with(
-            &viewer,
-            &format!("/changes/{}/assessment", v.id),
-            Notice::AssessmentStarted { number: v.number },
-        ))
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+// The decisions below load and check the change under its lock in the
+// service; the page loads it again only to show it with an error beside a
+// field.
+
+pub async fn start(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
+    let pool = &viewer.state.pool;
+    let id = changes::resolve_id(pool, &id).await?;
+    let v = decisions::start_assessment(pool, &viewer.user, &origin, id).await?;
+    Ok(redirect_with(
+        &viewer,
+        &format!("/changes/{}/assessment", v.id),
+        Notice::AssessmentStarted { number: v.number },
+    ))
 }
 
 pub async fn vote(
@@ -209,42 +195,32 @@ pub async fn vote(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let done = async {
-        let v = load(&viewer, &id).await?;
-        let choice = VoteChoice::parse(&value(&form, "vote")).ok_or_else(|| {
-            AppError::invalid("vote", "Choose approve, reject or request changes.")
-        })?;
-        let revision = value(&form, "revision").parse::<i32>().ok();
-        let voted = decisions::vote(
-            &viewer.state.pool,
-            &viewer.user,
-            &origin,
-            v.id,
-            choice,
-            &value(&form, "comment"),
-            revision,
-        )
-        .await;
-        match voted {
-            Ok(after) => Ok(redirect_with(
-                &viewer,
-                &format!("/changes/{}#decision", v.id),
-                Notice::Voted {
-                    number: v.number,
-                    revision: v.revision,
-                    choice,
-                    state: after.state,
-                },
-            )),
-            // The change's page again, the message beside the comment.
-            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-                super::changes::detail_page(&viewer, v, FieldErrors::absorb(e, "comment")?).await
-            }
-            Err(e) => Err(e),
+) -> PageResult {
+    let pool = &viewer.state.pool;
+    let id = changes::resolve_id(pool, &id).await?;
+    let choice = VoteChoice::parse(&value(&form, "vote"))
+        .ok_or_else(|| AppError::invalid("vote", "Choose approve, reject or request changes."))?;
+    let revision = value(&form, "revision").parse::<i32>().ok();
+    let comment = value(&form, "comment");
+    match decisions::vote(pool, &viewer.user, &origin, id, choice, &comment, revision).await {
+        Ok(after) => Ok(redirect_with(
+            &viewer,
+            &format!("/changes/{id}#decision"),
+            Notice::Voted {
+                number: after.number,
+                revision: after.revision,
+                choice,
+                state: after.state,
+            },
+        )),
+        // The change's page again, the message beside the comment.
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            let errors = FieldErrors::absorb(e, "comment")?;
+            let v = changes::load(pool, id).await?;
+            Ok(super::changes::detail_page(&viewer, v, errors).await?)
         }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn retrospective(
@@ -252,30 +228,23 @@ pub async fn retrospective(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let done = async {
-        let v = load(&viewer, &id).await?;
-        let recorded = decisions::complete_retrospective(
-            &viewer.state.pool,
-            &viewer.user,
-            &origin,
-            v.id,
-            &value(&form, "notes"),
-        )
-        .await;
-        match recorded {
-            Ok(_) => Ok(redirect_with(
-                &viewer,
-                &format!("/changes/{}#decision", v.id),
-                Notice::RetrospectiveRecorded { number: v.number },
-            )),
-            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-                super::changes::detail_page(&viewer, v, FieldErrors::absorb(e, "notes")?).await
-            }
-            Err(e) => Err(e),
+) -> PageResult {
+    let pool = &viewer.state.pool;
+    let id = changes::resolve_id(pool, &id).await?;
+    let notes = value(&form, "notes");
+    match decisions::complete_retrospective(pool, &viewer.user, &origin, id, &notes).await {
+        Ok(v) => Ok(redirect_with(
+            &viewer,
+            &format!("/changes/{id}#decision"),
+            Notice::RetrospectiveRecorded { number: v.number },
+        )),
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            let errors = FieldErrors::absorb(e, "notes")?;
+            let v = changes::load(pool, id).await?;
+            Ok(super::changes::detail_page(&viewer, v, errors).await?)
         }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub struct QueueLine {
@@ -332,7 +301,7 @@ fn window(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.as_ref().map(when).unwrap_or_else(|| "not planned".into())
 }
 
-pub async fn reviewer_queue(viewer: Viewer) -> Response {
+pub async fn reviewer_queue(viewer: Viewer) -> PageResult {
     let shown = async {
         let mut conn = viewer.state.pool.acquire().await?;
         let rows = cab_db::decisions::awaiting_assessment(&mut conn).await?;
@@ -352,7 +321,7 @@ pub async fn reviewer_queue(viewer: Viewer) -> Response {
         };
         Ok::<_, AppError>(render(&page))
     };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+    Ok(shown.await?)
 }
 
 async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
@@ -394,16 +363,12 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     Ok(render(&page))
 }
 
-pub async fn cab_queue(viewer: Viewer) -> Response {
-    cab_page(&viewer, false)
-        .await
-        .unwrap_or_else(|e| viewer.error(e))
+pub async fn cab_queue(viewer: Viewer) -> PageResult {
+    Ok(cab_page(&viewer, false).await?)
 }
 
-pub async fn cab_agenda(viewer: Viewer) -> Response {
-    cab_page(&viewer, true)
-        .await
-        .unwrap_or_else(|e| viewer.error(e))
+pub async fn cab_agenda(viewer: Viewer) -> PageResult {
+    Ok(cab_page(&viewer, true).await?)
 }
 
 /// One line of the quorum policy: a risk level, or emergency changes.
@@ -445,7 +410,7 @@ fn rules(p: &QuorumPolicy) -> Vec<QuorumRule> {
     ]
 }
 
-pub async fn quorum_form(viewer: Viewer) -> Response {
+pub async fn quorum_form(viewer: Viewer) -> PageResult {
     let shown = async {
         let mut conn = viewer.state.pool.acquire().await?;
         let p = crate::quorum::in_force(&mut conn).await?;
@@ -456,10 +421,10 @@ pub async fn quorum_form(viewer: Viewer) -> Response {
             can_edit: viewer.user.has(Role::Admin),
         }))
     };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+    Ok(shown.await?)
 }
 
-pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
+pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> PageResult {
     let rule = |name: &str| LevelRule {
         approvals: value(&form, &format!("{name}_approvals"))
             .parse()
@@ -474,20 +439,18 @@ pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pair
         emergency: rule("emergency"),
     };
     match crate::quorum::set(&viewer.state.pool, &viewer.user, &origin, p).await {
-        Ok(_) => redirect_with(&viewer, "/admin/quorum", Notice::QuorumSaved),
-        Err(e @ AppError::Fields(_)) => match FieldErrors::absorb(e, "low") {
-            Ok(errors) => {
-                let mut resp = render(&QuorumPage {
-                    layout: viewer.layout("Quorum policy"),
-                    rules: rules(&p),
-                    errors,
-                    can_edit: true,
-                });
-                *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-                resp
-            }
-            Err(other) => viewer.error(other),
-        },
-        Err(e) => viewer.error(e),
+        Ok(_) => Ok(redirect_with(&viewer, "/admin/quorum", Notice::QuorumSaved)),
+        Err(e @ AppError::Fields(_)) => {
+            let errors = FieldErrors::absorb(e, "low")?;
+            let mut resp = render(&QuorumPage {
+                layout: viewer.layout("Quorum policy"),
+                rules: rules(&p),
+                errors,
+                can_edit: true,
+            });
+            *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(resp)
+        }
+        Err(e) => Err(e.into()),
     }
 }

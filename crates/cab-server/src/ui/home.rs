@@ -1,15 +1,16 @@
 //! The dashboard: what needs me, my recent changes, and counts by state.
 
 use askama::Template;
-use axum::response::Response;
 use cab_db::changes::{ChangeFilter, Sort};
 use cab_domain::Role;
-use cab_domain::change::{self, ChangeKey, ChangeState};
+use cab_domain::change::{self, ChangeState};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::changes::{Row, rows};
 use super::words::People;
-use super::{Layout, Viewer, render, when};
-use crate::error::AppError;
+use super::{Layout, Viewer, filters, render};
+use crate::page_error::PageResult;
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -20,9 +21,26 @@ struct Dashboard {
     can_create: bool,
     counts: Vec<StateCount>,
     drafts: Vec<Row>,
-    comments: Vec<(String, String, String, String, String)>,
+    comments: Vec<CommentNote>,
     recent: Vec<Row>,
-    overdue: Vec<(String, String, String, String)>,
+    overdue: Vec<OverdueNote>,
+}
+
+/// A comment someone left on one of my changes.
+struct CommentNote {
+    change: Uuid,
+    number: i64,
+    title: String,
+    who: String,
+    at: DateTime<Utc>,
+}
+
+/// An emergency change whose retrospective review is overdue.
+struct OverdueNote {
+    change: Uuid,
+    number: i64,
+    title: String,
+    due: DateTime<Utc>,
 }
 
 /// How many changes are in one state.
@@ -62,78 +80,75 @@ fn role_summary(role: Role) -> &'static str {
     }
 }
 
-pub async fn dashboard(viewer: Viewer) -> Response {
-    let shown = async {
-        let me = viewer.user.id;
-        let mut conn = viewer.state.pool.acquire().await?;
-        let counted = cab_db::changes::counts_by_state(&mut conn, None).await?;
-        let counts = ChangeState::ALL
-            .iter()
-            .map(|s| StateCount {
-                state: *s,
-                count: counted
-                    .iter()
-                    .find(|(k, _)| k == s.as_str())
-                    .map_or(0, |(_, n)| *n),
+pub async fn dashboard(viewer: Viewer) -> PageResult {
+    let me = viewer.user.id;
+    let mut conn = viewer.state.pool.acquire().await?;
+    let counted = cab_db::changes::counts_by_state(&mut conn, None).await?;
+    let counts = ChangeState::ALL
+        .iter()
+        .map(|s| StateCount {
+            state: *s,
+            count: counted
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n),
+        })
+        .collect();
+    let drafts = cab_db::changes::list(
+        &mut conn,
+        &ChangeFilter {
+            state: Some(ChangeState::Draft.as_str().into()),
+            involving: Some(me),
+            sort: Sort::Updated,
+            ..ChangeFilter::default()
+        },
+        10,
+    )
+    .await?;
+    let recent = cab_db::changes::list(
+        &mut conn,
+        &ChangeFilter {
+            involving: Some(me),
+            sort: Sort::Updated,
+            ..ChangeFilter::default()
+        },
+        10,
+    )
+    .await?;
+    let comments = cab_db::changes::comments_for_author(&mut conn, me, 10).await?;
+    let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
+    let people = People::load(&mut conn).await?;
+    let page = Dashboard {
+        layout: viewer.layout("Dashboard"),
+        name: if viewer.user.display_name.is_empty() {
+            viewer.user.username.clone()
+        } else {
+            viewer.user.display_name.clone()
+        },
+        roles: viewer.user.roles.iter().collect(),
+        can_create: change::check_create(&viewer.user.actor()).is_ok(),
+        counts,
+        drafts: rows(drafts)?,
+        comments: comments
+            .into_iter()
+            .map(|(change, number, title, who, at)| CommentNote {
+                change,
+                number,
+                title,
+                who: people.name(&who),
+                at,
             })
-            .collect();
-        let drafts = cab_db::changes::list(
-            &mut conn,
-            &ChangeFilter {
-                state: Some(ChangeState::Draft.as_str().into()),
-                involving: Some(me),
-                sort: Sort::Updated,
-                ..ChangeFilter::default()
-            },
-            10,
-        )
-        .await?;
-        let recent = cab_db::changes::list(
-            &mut conn,
-            &ChangeFilter {
-                involving: Some(me),
-                sort: Sort::Updated,
-                ..ChangeFilter::default()
-            },
-            10,
-        )
-        .await?;
-        let comments = cab_db::changes::comments_for_author(&mut conn, me, 10).await?;
-        let overdue =
-            cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
-        let people = People::load(&mut conn).await?;
-        let page = Dashboard {
-            layout: viewer.layout("Dashboard"),
-            name: if viewer.user.display_name.is_empty() {
-                viewer.user.username.clone()
-            } else {
-                viewer.user.display_name.clone()
-            },
-            roles: viewer.user.roles.iter().collect(),
-            can_create: change::check_create(&viewer.user.change_actor()).is_ok(),
-            counts,
-            drafts: rows(drafts)?,
-            comments: comments
-                .into_iter()
-                .map(|(id, n, title, who, at)| {
-                    (
-                        id.to_string(),
-                        ChangeKey(n).to_string(),
-                        title,
-                        people.name(&who),
-                        when(&at),
-                    )
-                })
-                .collect(),
-            recent: rows(recent)?,
-            overdue: overdue
-                .into_iter()
-                .map(|(id, n, title, due)| {
-                    (id.to_string(), ChangeKey(n).to_string(), title, when(&due))
-                })
-                .collect(),
-        };
-        Ok::<_, AppError>(render(&page))
+            .collect(),
+        recent: rows(recent)?,
+        overdue: overdue
+            .into_iter()
+            .map(|(change, number, title, due)| OverdueNote {
+                change,
+                number,
+                title,
+                due,
+            })
+            .collect(),
     };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+    Ok(render(&page))
 }

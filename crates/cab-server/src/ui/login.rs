@@ -9,10 +9,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use cab_domain::redirect;
 use serde::Deserialize;
 
-use super::{Layout, Viewer, cookie_attrs, error_page, expire_cookie, render};
+use super::{Layout, Viewer, cookie_attrs, expire_cookie, render};
 use crate::auth::{self, LOGIN_COOKIE, SESSION_COOKIE, login_binding};
 use crate::crypto::random_token;
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::request::Origin;
 use crate::signin::{self, SessionKind};
 use crate::state::AppState;
@@ -73,12 +74,12 @@ pub async fn form(
     State(state): State<AppState>,
     Query(q): Query<NextQuery>,
     parts: Parts,
-) -> Response {
+) -> PageResult {
     let next = safe_next(q.next.as_deref());
     match auth::authenticate(&parts, &state).await {
-        Ok(Some(_)) => return Redirect::to(&next).into_response(),
+        Ok(Some(_)) => return Ok(Redirect::to(&next).into_response()),
         Ok(None) | Err(AppError::Unauthenticated(_)) => {}
-        Err(e) => return error_page(&state, None, e),
+        Err(e) => return Err(e.into()),
     }
     // The login form's CSRF token is bound to this cookie (no session yet).
     let (cookie, fresh) = match auth::cookie(&parts, LOGIN_COOKIE) {
@@ -95,7 +96,7 @@ pub async fn form(
     {
         headers.append(header::SET_COOKIE, v);
     }
-    resp
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -112,7 +113,7 @@ pub async fn submit(
     origin: Origin,
     parts: Parts,
     Form(f): Form<LoginForm>,
-) -> Response {
+) -> PageResult {
     let next = safe_next(f.next.as_deref());
     let cookie = auth::cookie(&parts, LOGIN_COOKIE)
         .unwrap_or_default()
@@ -143,7 +144,7 @@ pub async fn submit(
             {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
-            resp
+            Ok(resp)
         }
         // The form again, with the reason beside it and the username kept.
         Err(err @ (AppError::Unauthenticated(_) | AppError::Throttled { .. } | AppError::Busy)) => {
@@ -162,22 +163,20 @@ pub async fn submit(
             {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            resp
+            Ok(resp)
         }
-        Err(e) => error_page(&state, None, e),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub async fn logout(viewer: Viewer, origin: Origin) -> Response {
-    if let Err(e) = signin::sign_out(&viewer.state, &viewer.user, &origin).await {
-        return viewer.error(e);
-    }
-    (
+pub async fn logout(viewer: Viewer, origin: Origin) -> PageResult {
+    signin::sign_out(&viewer.state, &viewer.user, &origin).await?;
+    Ok((
         StatusCode::SEE_OTHER,
         [
             (header::SET_COOKIE, expire_cookie(SESSION_COOKIE)),
             (header::LOCATION, "/login".to_owned()),
         ],
     )
-        .into_response()
+        .into_response())
 }

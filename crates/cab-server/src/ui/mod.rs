@@ -5,26 +5,31 @@ mod admin;
 mod audit;
 mod changes;
 mod decisions;
+mod filters;
 mod form;
 mod home;
 mod login;
 pub mod notice;
-mod templates;
+mod standard_templates;
 mod words;
 
 pub use crate::auth::{login_binding, session_binding};
 
+use std::sync::{Arc, OnceLock};
+
 use askama::Template;
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cab_domain::{Role, RoleSet};
 
 use crate::auth::{self, CurrentUser, SESSION_COOKIE};
 use crate::error::AppError;
+use crate::page_error::{PageError, Unrendered};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -79,10 +84,10 @@ pub fn router() -> Router<AppState> {
             "/admin/quorum",
             get(decisions::quorum_form).post(decisions::quorum_submit),
         )
-        .route("/templates", get(templates::list).post(templates::propose))
-        .route("/templates/{id}", get(templates::show))
-        .route("/templates/{id}/votes", post(templates::vote))
-        .route("/templates/{id}/retire", post(templates::retire))
+        .route("/templates", get(standard_templates::list).post(standard_templates::propose))
+        .route("/templates/{id}", get(standard_templates::show))
+        .route("/templates/{id}/votes", post(standard_templates::vote))
+        .route("/templates/{id}/retire", post(standard_templates::retire))
         .layer(axum::middleware::from_fn(notice::clear_when_shown))
 }
 
@@ -97,7 +102,7 @@ pub struct NavLink {
 /// holds them.
 pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
     let any = |of: &[Role]| of.iter().any(|r| roles.contains(*r));
-    let holder = cab_domain::change::Actor {
+    let holder = cab_domain::Actor {
         id: uuid::Uuid::nil(),
         roles: roles.clone(),
         is_service: false,
@@ -288,17 +293,17 @@ pub fn message(err: &AppError) -> String {
 
 /// An error as a page in the site's layout.
 pub fn error_page(state: &AppState, user: Option<&CurrentUser>, err: AppError) -> Response {
-    error_page_with(state, user, err, BackLink::dashboard())
+    error_page_with(state, user, &err, BackLink::dashboard())
 }
 
 fn error_page_with(
     state: &AppState,
     user: Option<&CurrentUser>,
-    err: AppError,
+    err: &AppError,
     back: BackLink,
 ) -> Response {
     let status = err.status();
-    if let AppError::Internal(e) = &err {
+    if let AppError::Internal(e) = err {
         tracing::error!(error = ?e, "internal error");
     }
     let csrf = user
@@ -308,7 +313,7 @@ fn error_page_with(
     let page = ErrorPage {
         layout: Layout::new(state, user, "", csrf).titled(err.title()),
         heading: err.title().to_owned(),
-        detail: message(&err),
+        detail: message(err),
         back,
     };
     let mut resp = render(&page);
@@ -330,7 +335,6 @@ pub struct Viewer {
     pub user: CurrentUser,
     pub state: AppState,
     pub path: String,
-    pub method: Method,
     /// Left by the action that led here; shown once.
     pub notice: Option<notice::Notice>,
 }
@@ -349,11 +353,49 @@ impl Viewer {
             .map(|sid| self.state.keys.csrf_token(&session_binding(sid)))
             .unwrap_or_default()
     }
+}
 
-    pub fn error(&self, err: AppError) -> Response {
-        let back = back_link(&self.method, &self.path, Some(&self.user));
-        error_page_with(&self.state, Some(&self.user), err, back)
+/// Who the request's [`Viewer`] turned out to be, if a page asked: the error
+/// page shows the same person the page would have, without authenticating
+/// them a second time (the database may be the very thing that failed).
+#[derive(Clone, Default)]
+struct SeenViewer(Arc<OnceLock<CurrentUser>>);
+
+/// Renders every answer that carries an unrendered error (a [`PageError`],
+/// from a page or from a layer that refused the request first) as the error
+/// page. For a signed-in person the page is in their layout, with the way
+/// back to what the request acted on; otherwise it is the anonymous one,
+/// leading to the dashboard. Other answers pass untouched.
+pub async fn error_pages(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let seen = SeenViewer::default();
+    req.extensions_mut().insert(seen.clone());
+    let resp = next.run(req).await;
+    let Some(unrendered) = resp.extensions().get::<Unrendered>().cloned() else {
+        return resp;
+    };
+    let err = unrendered.error();
+    let mut page = match seen.0.get() {
+        Some(user) => {
+            let back = back_link(&method, uri.path(), Some(user));
+            error_page_with(&state, Some(user), err, back)
+        }
+        None => error_page_with(&state, None, err, BackLink::dashboard()),
+    };
+    // What the layers in between added stays: a cleared notice cookie,
+    // `Retry-After` on a 503, the load-shedding marker.
+    let (mut parts, _) = resp.into_parts();
+    parts.extensions.remove::<Unrendered>();
+    for name in parts.headers.keys() {
+        if !page.headers().contains_key(name) {
+            for value in parts.headers.get_all(name) {
+                page.headers_mut().append(name.clone(), value.clone());
+            }
+        }
     }
+    page.extensions_mut().extend(parts.extensions);
+    page
 }
 
 pub fn expire_cookie(name: &str) -> String {
@@ -388,6 +430,9 @@ impl FromRequestParts<AppState> for Viewer {
         };
         match auth::authenticate(parts, state).await {
             Ok(Some(user)) => {
+                if let Some(seen) = parts.extensions.get::<SeenViewer>() {
+                    let _ = seen.0.set(user.clone());
+                }
                 let notice = match (user.session, auth::cookie(parts, notice::NOTICE_COOKIE)) {
                     (Some(sid), Some(value)) => notice::read(&state.keys, sid, value),
                     _ => None,
@@ -396,7 +441,6 @@ impl FromRequestParts<AppState> for Viewer {
                     user,
                     state: state.clone(),
                     path,
-                    method: parts.method.clone(),
                     notice,
                 })
             }
@@ -406,7 +450,7 @@ impl FromRequestParts<AppState> for Viewer {
                 to_login(),
             )
                 .into_response()),
-            Err(e) => Err(error_page(state, None, e)),
+            Err(e) => Err(PageError(e).into_response()),
         }
     }
 }

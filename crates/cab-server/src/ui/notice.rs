@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use cab_domain::approval::VoteChoice;
 use cab_domain::change::{ChangeKey, ChangeState};
-use cab_domain::template::TemplateState;
+use cab_domain::standard_template::TemplateState;
 use uuid::Uuid;
 
 use super::{Viewer, expire_cookie};

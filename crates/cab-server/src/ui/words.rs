@@ -179,7 +179,7 @@ impl Subjects {
             ..Subjects::default()
         };
         if events.iter().any(|e| e.entity_type == "template") {
-            for t in cab_db::templates::list(conn).await? {
+            for t in cab_db::standard_templates::list(conn).await? {
                 s.templates.insert(t.id, t.name);
             }
         }

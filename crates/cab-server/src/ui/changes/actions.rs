@@ -5,13 +5,12 @@
 
 use axum::Form;
 use axum::extract::Path;
-use axum::response::Response;
 use cab_domain::change::ChangeAction;
 
 use super::detail::detail_page;
-use super::load;
 use crate::changes;
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::request::Origin;
 use crate::ui::Viewer;
 use crate::ui::form::{FieldErrors, FormPairs as Pairs, form_value as value};
@@ -23,51 +22,43 @@ async fn act(
     id: String,
     action: ChangeAction,
     reason: Option<String>,
-) -> Response {
-    let done = async {
-        let current = load(&viewer, &id).await?;
-        match changes::transition(
-            &viewer.state.pool,
-            &viewer.user,
-            &origin,
-            current.id,
-            action,
-            reason,
-        )
-        .await
-        {
-            Ok(v) => {
-                let number = v.number;
-                let notice = match action {
-                    ChangeAction::Submit => Notice::ChangeSubmitted {
-                        number,
-                        state: v.state,
-                    },
-                    ChangeAction::Withdraw => Notice::ChangeWithdrawn { number },
-                    ChangeAction::Cancel => Notice::ChangeCancelled { number },
-                    ChangeAction::Edit | ChangeAction::Comment => Notice::ChangeSaved { number },
-                };
-                Ok(redirect_with(
-                    &viewer,
-                    &format!("/changes/{}", v.id),
-                    notice,
-                ))
-            }
-            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-                let errors = FieldErrors::absorb(e, "title")?;
-                detail_page(&viewer, current, errors).await
-            }
-            Err(e) => Err(e),
+) -> PageResult {
+    // The service loads and checks the change under its lock; the page
+    // loads it again only to show it with an error beside a field.
+    let pool = &viewer.state.pool;
+    let id = changes::resolve_id(pool, &id).await?;
+    match changes::transition(pool, &viewer.user, &origin, id, action, reason).await {
+        Ok(v) => {
+            let number = v.number;
+            let notice = match action {
+                ChangeAction::Submit => Notice::ChangeSubmitted {
+                    number,
+                    state: v.state,
+                },
+                ChangeAction::Withdraw => Notice::ChangeWithdrawn { number },
+                ChangeAction::Cancel => Notice::ChangeCancelled { number },
+                ChangeAction::Edit | ChangeAction::Comment => Notice::ChangeSaved { number },
+            };
+            Ok(redirect_with(
+                &viewer,
+                &format!("/changes/{}", v.id),
+                notice,
+            ))
         }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            let errors = FieldErrors::absorb(e, "title")?;
+            let current = changes::load(pool, id).await?;
+            Ok(detail_page(&viewer, current, errors).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
-pub(crate) async fn submit(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
+pub(crate) async fn submit(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
     act(viewer, origin, id, ChangeAction::Submit, None).await
 }
 
-pub(crate) async fn withdraw(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
+pub(crate) async fn withdraw(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
     act(viewer, origin, id, ChangeAction::Withdraw, None).await
 }
 
@@ -76,7 +67,7 @@ pub(crate) async fn cancel(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
+) -> PageResult {
     act(
         viewer,
         origin,
@@ -92,31 +83,22 @@ pub(crate) async fn comment(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let done = async {
-        let current = load(&viewer, &id).await?;
-        match changes::comment(
-            &viewer.state.pool,
-            &viewer.user,
-            &origin,
-            current.id,
-            &value(&form, "body"),
-        )
-        .await
-        {
-            Ok(_) => Ok(redirect_with(
-                &viewer,
-                &format!("/changes/{}#comments", current.id),
-                Notice::Commented {
-                    number: current.number,
-                },
-            )),
-            Err(e @ AppError::Invalid { .. }) => {
-                let errors = FieldErrors::absorb(e, "body")?;
-                detail_page(&viewer, current, errors).await
-            }
-            Err(e) => Err(e),
+) -> PageResult {
+    let pool = &viewer.state.pool;
+    let id = changes::resolve_id(pool, &id).await?;
+    match changes::comment(pool, &viewer.user, &origin, id, &value(&form, "body")).await {
+        Ok(done) => Ok(redirect_with(
+            &viewer,
+            &format!("/changes/{id}#comments"),
+            Notice::Commented {
+                number: done.change_number,
+            },
+        )),
+        Err(e @ AppError::Invalid { .. }) => {
+            let errors = FieldErrors::absorb(e, "body")?;
+            let current = changes::load(pool, id).await?;
+            Ok(detail_page(&viewer, current, errors).await?)
         }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+        Err(e) => Err(e.into()),
+    }
 }

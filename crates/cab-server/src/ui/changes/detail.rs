@@ -16,9 +16,10 @@ use super::form::parse_offset;
 use super::load;
 use crate::changes::ChangeView;
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::ui::form::FieldErrors;
 use crate::ui::words::{Link, People, Sentence, Subjects, role_labels};
-use crate::ui::{Layout, Viewer, render, when};
+use crate::ui::{Layout, Viewer, filters, render, when};
 
 /// One fact on a change's page: text, text as written (line breaks kept),
 /// or links, of which only web addresses can be followed.
@@ -71,7 +72,7 @@ struct DiffLine {
 
 struct RevisionLine {
     pub number: i32,
-    pub at: String,
+    pub at: DateTime<Utc>,
     pub by: String,
     pub risk: Option<RiskLevel>,
     pub diff: Vec<DiffLine>,
@@ -79,12 +80,12 @@ struct RevisionLine {
 
 struct CommentLine {
     pub author: String,
-    pub at: String,
+    pub at: DateTime<Utc>,
     pub body: String,
 }
 
 struct TimelineLine {
-    pub at: String,
+    pub at: DateTime<Utc>,
     /// The stored action, kept as `data-action` for scripts and tests.
     pub action: String,
     pub sentence: Sentence,
@@ -101,8 +102,8 @@ struct DecisionView {
     pub may_assess: bool,
     pub may_start: bool,
     pub my_vote: Option<VoteChoice>,
-    pub retrospective_due: Option<String>,
-    pub retrospective_done: Option<String>,
+    pub retrospective_due: Option<DateTime<Utc>>,
+    pub retrospective_done: Option<DateTime<Utc>>,
     pub may_record_retrospective: bool,
 }
 
@@ -187,7 +188,6 @@ struct DetailPage {
     d: DecisionView,
     layout: Layout,
     v: ChangeView,
-    key: String,
     fields: Vec<Field>,
     revisions: Vec<RevisionLine>,
     comments: Vec<CommentLine>,
@@ -286,13 +286,12 @@ pub(crate) async fn detail_page(
         summary_fields: submission_summary(),
         d,
         layout: viewer.layout(format!("{} {}", v.key(), c.title)),
-        key: v.key(),
         fields,
         revisions: revisions
             .into_iter()
             .map(|r| RevisionLine {
                 number: r.number,
-                at: when(&r.created_at),
+                at: r.created_at,
                 by: people.name(&r.created_by),
                 risk: RiskLevel::parse(&r.risk_level),
                 diff: serde_json::from_value::<Vec<FieldChange>>(r.diff)
@@ -310,14 +309,14 @@ pub(crate) async fn detail_page(
             .into_iter()
             .map(|c| CommentLine {
                 author: people.name(&c.author),
-                at: when(&c.created_at),
+                at: c.created_at,
                 body: c.body,
             })
             .collect(),
         timeline: events
             .iter()
             .map(|e| TimelineLine {
-                at: when(&e.occurred_at),
+                at: e.occurred_at,
                 action: e.action.clone(),
                 sentence: subjects.describe(e),
             })
@@ -337,12 +336,12 @@ pub(crate) async fn detail_page(
     Ok((status, render(&page)).into_response())
 }
 
-pub(crate) async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
+pub(crate) async fn show(viewer: Viewer, Path(id): Path<String>) -> PageResult {
     let shown = async {
         let v = load(&viewer, &id).await?;
         detail_page(&viewer, v, FieldErrors::default()).await
     };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+    Ok(shown.await?)
 }
 
 /// The approval trail: every assessment and vote, oldest first, superseded
@@ -352,78 +351,54 @@ fn trail(
     revision: i32,
     people: &People,
 ) -> Vec<TrailLine> {
-    use cab_domain::approval::AssessmentContent;
-    let status = |superseded: bool, on: i32| {
-        if superseded {
-            TrailStatus::Superseded
-        } else if on != revision {
-            TrailStatus::EarlierRevision
-        } else {
-            TrailStatus::Current
-        }
-    };
-    let mut lines: Vec<(DateTime<Utc>, TrailLine)> = facts
-        .assessments
-        .iter()
-        .map(|a| {
-            let content: Option<AssessmentContent> = serde_json::from_value(a.content.clone()).ok();
-            let mut decision = AssessmentDecision::parse(&a.decision)
-                .map_or("Assessment", AssessmentDecision::label)
-                .to_owned();
-            if let Some(level) = RiskLevel::parse(&a.assessed_level) {
-                decision = format!("{decision}, {} risk", level.label().to_lowercase());
-            }
-            if a.lowers_risk {
-                decision.push_str(" (lowered)");
-            }
-            let mut comment = content
-                .as_ref()
-                .map(|c| c.residual_risk.clone())
-                .unwrap_or_default();
-            if let Some(c) = content.as_ref().filter(|c| !c.conditions.is_empty()) {
-                comment = format!("{comment} Conditions: {}", c.conditions.join("; "));
-            }
-            let line = TrailLine {
-                kind: TrailKind::Assessment,
-                who: people.name(&a.assessor_username),
-                roles: role_labels(&a.assessor_roles),
-                revision: a.revision,
-                decision,
-                comment: comment.trim().to_owned(),
-                at: when(&a.created_at),
-                status: match status(a.superseded_at.is_some(), a.revision) {
-                    TrailStatus::Current => match facts.assessment_standing {
-                        Some(s) if !s.counts() => TrailStatus::DoesNotCount(s),
-                        _ => TrailStatus::Current,
-                    },
-                    other => other,
-                },
+    crate::trail::entries(facts, revision)
+        .into_iter()
+        .map(|e| {
+            let status = if e.superseded {
+                TrailStatus::Superseded
+            } else if e.stale {
+                TrailStatus::EarlierRevision
+            } else {
+                e.does_not_count()
+                    .map_or(TrailStatus::Current, TrailStatus::DoesNotCount)
             };
-            (a.created_at, line)
-        })
-        .chain(facts.votes.iter().map(|v| {
-            let line = TrailLine {
-                kind: TrailKind::Vote,
-                who: people.name(&v.voter_username),
-                roles: role_labels(&v.voter_roles),
-                revision: v.revision,
-                decision: VoteChoice::parse(&v.choice)
-                    .map_or("Vote", VoteChoice::label)
-                    .to_owned(),
-                comment: v.comment.clone(),
-                at: when(&v.created_at),
-                status: match status(v.superseded_at.is_some(), v.revision) {
-                    TrailStatus::Current if !facts.vote_standing(v.voter_id).counts() => {
-                        TrailStatus::DoesNotCount(facts.vote_standing(v.voter_id))
+            let (kind, decision, comment) = match e.kind {
+                crate::trail::TrailKind::Assessment => {
+                    let mut decision = AssessmentDecision::parse(&e.decision)
+                        .map_or("Assessment", AssessmentDecision::label)
+                        .to_owned();
+                    if let Some(level) = e.assessed_level.as_deref().and_then(RiskLevel::parse) {
+                        decision = format!("{decision}, {} risk", level.label().to_lowercase());
                     }
-                    other => other,
-                },
+                    if e.lowers_risk == Some(true) {
+                        decision.push_str(" (lowered)");
+                    }
+                    let mut comment = e.comment;
+                    if !e.conditions.is_empty() {
+                        comment = format!("{comment} Conditions: {}", e.conditions.join("; "));
+                    }
+                    (TrailKind::Assessment, decision, comment.trim().to_owned())
+                }
+                crate::trail::TrailKind::Vote => (
+                    TrailKind::Vote,
+                    VoteChoice::parse(&e.decision)
+                        .map_or("Vote", VoteChoice::label)
+                        .to_owned(),
+                    e.comment,
+                ),
             };
-            (v.created_at, line)
-        }))
-        .collect();
-    lines.sort_by_key(|(at, _)| *at);
-    lines.into_iter().map(|(_, line)| line).collect()
+            TrailLine {
+                kind,
+                who: people.name(&e.who),
+                roles: role_labels(&e.roles),
+                revision: e.revision,
+                decision,
+                comment,
+                at: when(&e.at),
+                status,
+            }
+        })
+        .collect()
 }
 
 fn decision_view(
@@ -491,10 +466,9 @@ fn decision_view(
         my_vote: facts
             .my_vote(viewer.user.id, v.revision)
             .and_then(|x| VoteChoice::parse(&x.choice)),
-        retrospective_due: facts.decision.retrospective_due_at.as_ref().map(when),
-        retrospective_done: facts.decision.retrospective_done_at.as_ref().map(when),
+        retrospective_due: facts.decision.retrospective_due_at,
+        retrospective_done: facts.decision.retrospective_done_at,
         may_record_retrospective: retro_pending
-            && cab_domain::approval::check_retrospective(&v.facts(), &viewer.user.change_actor())
-                .is_ok(),
+            && cab_domain::approval::check_retrospective(&v.facts(), &viewer.user.actor()).is_ok(),
     }
 }

@@ -17,11 +17,12 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
 use super::load;
 use crate::changes::{self, ChangeView};
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::request::Origin;
 use crate::ui::form::{Choice, FieldErrors, checked, choices};
 use crate::ui::form::{FormPairs as Pairs, form_value as value, form_values as values};
 use crate::ui::notice::{Notice, redirect_with};
-use crate::ui::{Layout, Viewer, render};
+use crate::ui::{Layout, Viewer, filters, render};
 
 /// UTC offsets offered for the planned window, as `+HH:MM`.
 fn offsets() -> Vec<String> {
@@ -175,7 +176,7 @@ fn risk_preview(answers: &RiskAnswers) -> RiskPreview {
 struct FormPage {
     layout: Layout,
     /// `None` for a new change.
-    change: Option<(String, String)>,
+    change: Option<ChangeRef>,
     action: String,
     errors: FieldErrors,
     c: ChangeContent,
@@ -183,7 +184,7 @@ struct FormPage {
     categories: Vec<Choice>,
     priorities: Vec<Choice>,
     environments: Vec<Choice>,
-    offsets: Vec<(String, bool)>,
+    offsets: Vec<OffsetChoice>,
     fresh_tz: bool,
     window_start: String,
     window_end: String,
@@ -192,19 +193,34 @@ struct FormPage {
     evidence: String,
     known_services: Vec<String>,
     risk: RiskPreview,
-    levels: Vec<(i16, &'static str)>,
-    /// (id, name) of the standard-change template it is made from.
-    template: Option<(String, String)>,
+    levels: Vec<LevelChoice>,
+    /// The standard-change template it is made from.
+    template: Option<TemplateRef>,
 }
 
-impl FormPage {
-    fn impact_selected(&self, n: &i16) -> bool {
-        self.c.risk.impact == *n
-    }
+/// The change being edited.
+struct ChangeRef {
+    id: uuid::Uuid,
+    number: i64,
+}
 
-    fn likelihood_selected(&self, n: &i16) -> bool {
-        self.c.risk.likelihood == *n
-    }
+/// A standard-change template a change is made from.
+struct TemplateRef {
+    id: uuid::Uuid,
+    name: String,
+}
+
+/// A UTC offset offered for the planned window.
+struct OffsetChoice {
+    /// As `+HH:MM`.
+    offset: String,
+    selected: bool,
+}
+
+/// One step of the impact and likelihood scales.
+struct LevelChoice {
+    value: i16,
+    label: &'static str,
 }
 
 async fn form_page(
@@ -225,7 +241,7 @@ async fn form_page_from(
     raw_window: Option<(String, String)>,
     errors: FieldErrors,
     fresh_tz: bool,
-    template: Option<(String, String)>,
+    template: Option<TemplateRef>,
 ) -> Result<Response, AppError> {
     let mut conn = viewer.state.pool.acquire().await?;
     let known_services = cab_db::changes::known_services(&mut conn).await?;
@@ -247,7 +263,10 @@ async fn form_page_from(
             Some(v) => format!("Edit {}", v.key()),
             None => "New change request".into(),
         }),
-        change: existing.map(|v| (v.id.to_string(), v.key())),
+        change: existing.map(|v| ChangeRef {
+            id: v.id,
+            number: v.number,
+        }),
         action: match existing {
             Some(v) => format!("/changes/{}/edit", v.id),
             None => "/changes/new".into(),
@@ -262,7 +281,10 @@ async fn form_page_from(
         }),
         offsets: offsets()
             .into_iter()
-            .map(|o| (o.clone(), o == tz))
+            .map(|offset| OffsetChoice {
+                selected: offset == tz,
+                offset,
+            })
             .collect(),
         fresh_tz,
         window_start,
@@ -273,12 +295,15 @@ async fn form_page_from(
         known_services,
         risk: risk_preview(&c.risk),
         template,
-        levels: vec![
+        levels: [
             (1, "1 — negligible / rare"),
             (2, "2 — minor / unlikely"),
             (3, "3 — major / possible"),
             (4, "4 — severe / likely"),
-        ],
+        ]
+        .into_iter()
+        .map(|(value, label)| LevelChoice { value, label })
+        .collect(),
         errors,
         c,
     };
@@ -294,34 +319,23 @@ pub(crate) async fn new_form(
     viewer: Viewer,
     origin: Origin,
     Query(q): Query<FromTemplate>,
-) -> Response {
-    let shown = async {
-        if let Err(d) = cab_domain::change::check_create(&viewer.user.change_actor()) {
-            return Err(crate::audit_log::deny(
-                &viewer.state.pool,
-                Some(viewer.user.audit_actor()),
-                &origin,
-                "change.create",
-                crate::audit_log::Entity::kind("change"),
-                d,
-            )
-            .await);
-        }
-        let mut c = ChangeContent::blank();
-        c.window_tz = "+00:00".into();
-        let mut from = None;
-        if let Some(raw) = q.template.filter(|t| !t.is_empty()) {
-            let id = raw.parse().map_err(|_| AppError::NotFound("template"))?;
-            let t =
-                crate::templates::for_use(&viewer.state.pool, &viewer.user, &origin, id).await?;
-            c.title = t.content.title.clone();
-            c.description = t.content.description.clone();
-            c = cab_domain::template::apply_template(&t.content, c);
-            from = Some((t.row.id.to_string(), t.row.name.clone()));
-        }
-        form_page_from(&viewer, None, c, None, FieldErrors::default(), true, from).await
-    };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+) -> PageResult {
+    changes::check_filing(&viewer.state.pool, &viewer.user, &origin).await?;
+    let mut c = ChangeContent::blank();
+    c.window_tz = "+00:00".into();
+    let mut from = None;
+    if let Some(raw) = q.template.filter(|t| !t.is_empty()) {
+        let id = raw.parse().map_err(|_| AppError::NotFound("template"))?;
+        let t = crate::standard_templates::for_use(&viewer.state.pool, &viewer.user, &origin, id).await?;
+        c.title = t.content.title.clone();
+        c.description = t.content.description.clone();
+        c = cab_domain::standard_template::apply_template(&t.content, c);
+        from = Some(TemplateRef {
+            id: t.row.id,
+            name: t.row.name.clone(),
+        });
+    }
+    Ok(form_page_from(&viewer, None, c, None, FieldErrors::default(), true, from).await?)
 }
 
 /// Re-shows the form with every error beside its field and the input kept.
@@ -332,28 +346,26 @@ async fn reshow(
     c: ChangeContent,
     mut errors: FieldErrors,
     err: Option<AppError>,
-) -> Response {
+) -> PageResult {
     if let Some(err) = err {
-        match FieldErrors::absorb(err, "title") {
-            Ok(more) => errors.merge(more),
-            Err(other) => return viewer.error(other),
-        }
+        errors.merge(FieldErrors::absorb(err, "title")?);
     }
     let raw = Some((value(form, "window_start"), value(form, "window_end")));
     // Keep the template the form was made from.
     let template = match value(form, "template").parse::<uuid::Uuid>() {
-        Ok(id) => crate::templates::load(&viewer.state.pool, id)
+        Ok(id) => crate::standard_templates::load(&viewer.state.pool, id)
             .await
             .ok()
-            .map(|t| (t.row.id.to_string(), t.row.name)),
+            .map(|t| TemplateRef {
+                id: t.row.id,
+                name: t.row.name,
+            }),
         Err(_) => None,
     };
-    form_page_from(viewer, existing, c, raw, errors, false, template)
-        .await
-        .unwrap_or_else(|e| viewer.error(e))
+    Ok(form_page_from(viewer, existing, c, raw, errors, false, template).await?)
 }
 
-pub(crate) async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
+pub(crate) async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> PageResult {
     let (c, errors) = content_from_form(&form);
     if !errors.is_empty() {
         return reshow(&viewer, None, &form, c, errors, None).await;
@@ -368,43 +380,44 @@ pub(crate) async fn create(viewer: Viewer, origin: Origin, Form(form): Form<Pair
     )
     .await
     {
-        Ok(created) => redirect_with(
+        Ok(created) => Ok(redirect_with(
             &viewer,
             &format!("/changes/{}", created.id),
             Notice::ChangeCreated {
                 number: created.number,
             },
-        ),
+        )),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             reshow(&viewer, None, &form, c, FieldErrors::default(), Some(e)).await
         }
-        Err(e) => viewer.error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub(crate) async fn edit_form(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
-    let shown = async {
-        let current = load(&viewer, &id).await?;
-        changes::authorize(
-            &viewer.state.pool,
-            &viewer.user,
-            &origin,
-            &current,
-            ChangeAction::Edit,
-        )
-        .await?;
-        let c = current.content.clone();
-        form_page(
-            &viewer,
-            Some(&current),
-            c,
-            None,
-            FieldErrors::default(),
-            false,
-        )
-        .await
-    };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+pub(crate) async fn edit_form(
+    viewer: Viewer,
+    origin: Origin,
+    Path(id): Path<String>,
+) -> PageResult {
+    let current = load(&viewer, &id).await?;
+    changes::authorize(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        &current,
+        ChangeAction::Edit,
+    )
+    .await?;
+    let c = current.content.clone();
+    Ok(form_page(
+        &viewer,
+        Some(&current),
+        c,
+        None,
+        FieldErrors::default(),
+        false,
+    )
+    .await?)
 }
 
 pub(crate) async fn update(
@@ -412,22 +425,16 @@ pub(crate) async fn update(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let current = match load(&viewer, &id).await {
-        Ok(c) => c,
-        Err(e) => return viewer.error(e),
-    };
-    if let Err(e) = changes::authorize(
+) -> PageResult {
+    let current = load(&viewer, &id).await?;
+    changes::authorize(
         &viewer.state.pool,
         &viewer.user,
         &origin,
         &current,
         ChangeAction::Edit,
     )
-    .await
-    {
-        return viewer.error(e);
-    }
+    .await?;
     let (c, errors) = content_from_form(&form);
     if !errors.is_empty() {
         return reshow(&viewer, Some(&current), &form, c, errors, None).await;
@@ -441,13 +448,13 @@ pub(crate) async fn update(
     )
     .await
     {
-        Ok(saved) => redirect_with(
+        Ok(saved) => Ok(redirect_with(
             &viewer,
             &format!("/changes/{}", saved.id),
             Notice::ChangeSaved {
                 number: saved.number,
             },
-        ),
+        )),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             reshow(
                 &viewer,
@@ -459,7 +466,7 @@ pub(crate) async fn update(
             )
             .await
         }
-        Err(e) => viewer.error(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,15 +4,15 @@
 
 use askama::Template;
 use axum::extract::Query;
-use axum::response::Response;
 use cab_db::changes::Sort;
 use cab_domain::change::{self, Category, ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
 use super::{Row, rows};
-use crate::api::changes::{ListQuery, page};
+use crate::change_list::{ListQuery, page};
+use crate::page_error::PageResult;
 use crate::ui::form::{Choice, selected_by_text};
-use crate::ui::{Layout, Viewer, message, render, urlencode};
+use crate::ui::{Layout, Viewer, filters, message, render, urlencode};
 
 #[derive(Template)]
 #[template(path = "changes/list.html")]
@@ -60,17 +60,14 @@ fn query_string(q: &ListQuery) -> String {
 pub(crate) async fn list(
     viewer: Viewer,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+) -> PageResult {
     let q = query.map(|Query(q)| q).unwrap_or_default();
     let one = |v: &Option<String>| v.clone().unwrap_or_default();
     let (rows, next, error) = match q.filter(viewer.user.id) {
-        Ok(filter) => match page(&viewer.state, &filter, 50).await {
-            Ok((found, next)) => match rows(found) {
-                Ok(rows) => (rows, next, None),
-                Err(e) => return viewer.error(e),
-            },
-            Err(e) => return viewer.error(e),
-        },
+        Ok(filter) => {
+            let (found, next) = page(&viewer.state.pool, &filter, 50).await?;
+            (rows(found)?, next, None)
+        }
         Err(e) => (Vec::new(), None, Some(message(&e))),
     };
     let base = query_string(&q);
@@ -98,8 +95,8 @@ pub(crate) async fn list(
         risks: selected_by_text(&RiskLevel::ALL, &risk_now, |v| (v.as_str(), v.label())),
         categories: selected_by_text(Category::ALL, &cat_now, |v| (v.as_str(), v.label())),
         sorts: selected_by_text(&Sort::ALL, &sort_now, |v| (v.as_str(), v.label())),
-        can_create: change::check_create(&viewer.user.change_actor()).is_ok(),
+        can_create: change::check_create(&viewer.user.actor()).is_ok(),
         error,
     };
-    render(&page)
+    Ok(render(&page))
 }

@@ -15,8 +15,10 @@ pub(super) use form::{create, edit_form, new_form, preview_risk, update};
 pub(super) use list::list;
 
 use cab_db::changes::ChangeSummary;
-use cab_domain::change::{ChangeKey, ChangeState, ChangeType};
+use cab_domain::change::{ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::Viewer;
 use super::words::stored;
@@ -30,8 +32,8 @@ async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
 
 /// A change in a list.
 pub(super) struct Row {
-    pub id: String,
-    pub key: String,
+    pub id: Uuid,
+    pub number: i64,
     pub title: String,
     pub state: ChangeState,
     pub change_type: ChangeType,
@@ -39,8 +41,9 @@ pub(super) struct Row {
     pub services: String,
     pub environments: String,
     pub author: String,
-    pub window: String,
-    pub updated: String,
+    /// When the planned window opens, if it is planned yet.
+    pub window: Option<DateTime<Utc>>,
+    pub updated: DateTime<Utc>,
 }
 
 impl TryFrom<ChangeSummary> for Row {
@@ -48,8 +51,8 @@ impl TryFrom<ChangeSummary> for Row {
 
     fn try_from(s: ChangeSummary) -> Result<Self, AppError> {
         Ok(Row {
-            id: s.id.to_string(),
-            key: ChangeKey(s.number).to_string(),
+            id: s.id,
+            number: s.number,
             state: stored(ChangeState::parse(&s.state), "state", &s.state)?,
             change_type: stored(ChangeType::parse(&s.change_type), "type", &s.change_type)?,
             risk: stored(RiskLevel::parse(&s.risk_level), "risk level", &s.risk_level)?,
@@ -57,11 +60,8 @@ impl TryFrom<ChangeSummary> for Row {
             services: s.services.join(", "),
             environments: s.environments.join(", "),
             author: s.author,
-            window: s
-                .window_start
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_default(),
-            updated: s.updated_at.format("%Y-%m-%d %H:%M").to_string(),
+            window: s.window_start,
+            updated: s.updated_at,
         })
     }
 }

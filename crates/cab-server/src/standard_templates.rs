@@ -2,12 +2,12 @@
 //! approved once by CAB under the normal policy, retired when no longer
 //! wanted. Changes made from an approved template are approved on submission.
 
-use cab_db::templates::{NewTemplateVote, TemplateRow, TemplateVoteRow};
+use cab_db::standard_templates::{NewTemplateVote, TemplateRow, TemplateVoteRow};
 use cab_domain::Role;
 use cab_domain::approval::{self, Ballot, Decision, Standing, VoteChoice};
 use cab_domain::change::{ChangeContent, ChangeType};
 use cab_domain::risk::{RiskLevel, assess};
-use cab_domain::template::{self, TemplateAction, TemplateState};
+use cab_domain::standard_template::{self, TemplateAction, TemplateState};
 use chrono::Utc;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -34,7 +34,7 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 }
 
 async fn view(conn: &mut PgConnection, row: TemplateRow) -> Result<TemplateView, AppError> {
-    let votes = cab_db::templates::votes(conn, row.id).await?;
+    let votes = cab_db::standard_templates::votes(conn, row.id).await?;
     Ok(TemplateView {
         state: TemplateState::parse(&row.state).ok_or_else(|| internal(&row.state))?,
         content: serde_json::from_value(row.content.clone()).map_err(internal)?,
@@ -45,7 +45,7 @@ async fn view(conn: &mut PgConnection, row: TemplateRow) -> Result<TemplateView,
 
 pub async fn load(pool: &PgPool, id: Uuid) -> Result<TemplateView, AppError> {
     let mut conn = pool.acquire().await?;
-    let row = cab_db::templates::find(&mut conn, id)
+    let row = cab_db::standard_templates::find(&mut conn, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
     view(&mut conn, row).await
@@ -53,7 +53,7 @@ pub async fn load(pool: &PgPool, id: Uuid) -> Result<TemplateView, AppError> {
 
 pub async fn list(pool: &PgPool) -> Result<Vec<TemplateView>, AppError> {
     let mut conn = pool.acquire().await?;
-    let rows = cab_db::templates::list(&mut conn).await?;
+    let rows = cab_db::standard_templates::list(&mut conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         out.push(view(&mut conn, row).await?);
@@ -87,14 +87,14 @@ pub async fn propose(
     content: ChangeContent,
 ) -> Result<TemplateView, AppError> {
     let allowed =
-        template::check_template_action(&user.change_actor(), None, None, TemplateAction::Propose)
+        standard_template::check_template_action(&user.actor(), None, None, TemplateAction::Propose)
             .map_err(AppError::Refused);
     recorded(pool, user, origin, TemplateAction::Propose, None, allowed).await?;
     let name = name.trim();
     let mut content = content.normalized(&user.username);
     content.change_type = ChangeType::Standard;
     content.contributors.clear();
-    let errors = template::validate_template(name, &content);
+    let errors = standard_template::validate_template(name, &content);
     if !errors.is_empty() {
         return Err(errors.into());
     }
@@ -102,7 +102,7 @@ pub async fn propose(
     let value = serde_json::to_value(&content).map_err(|e| AppError::Internal(e.into()))?;
     let level = assess(&content.risk).level;
     let mut tx = pool.begin().await?;
-    match cab_db::templates::insert(
+    match cab_db::standard_templates::insert(
         &mut tx,
         id,
         name,
@@ -164,19 +164,19 @@ async fn cast_vote(
     let comment = votes::comment(choice, comment)?;
     let now = Utc::now();
     let mut tx = refusal::begin_deciding(pool).await?;
-    let row = cab_db::templates::find_for_update(&mut tx, id)
+    let row = cab_db::standard_templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
     let current = view(&mut tx, row).await?;
-    if let Err(d) = template::check_template_action(
-        &user.change_actor(),
+    if let Err(d) = standard_template::check_template_action(
+        &user.actor(),
         Some(current.state),
         Some(current.row.proposed_by),
         TemplateAction::Vote,
     ) {
         return Err(AppError::Refused(d));
     }
-    cab_db::templates::insert_vote(
+    cab_db::standard_templates::insert_vote(
         &mut tx,
         &NewTemplateVote {
             template_id: id,
@@ -236,7 +236,7 @@ async fn cast_vote(
         Decision::ChangesRequested | Decision::Pending { .. } => None,
     };
     if let Some((state, event)) = settled {
-        cab_db::templates::set_state(&mut tx, id, state.as_str(), now).await?;
+        cab_db::standard_templates::set_state(&mut tx, id, state.as_str(), now).await?;
         audit_log::record(
             &mut tx,
             Some(user.audit_actor()),
@@ -269,18 +269,18 @@ async fn retire_locked(
     id: Uuid,
 ) -> Result<(), AppError> {
     let mut tx = pool.begin().await?;
-    let row = cab_db::templates::find_for_update(&mut tx, id)
+    let row = cab_db::standard_templates::find_for_update(&mut tx, id)
         .await?
         .ok_or(AppError::NotFound("template"))?;
     let state = TemplateState::parse(&row.state).ok_or_else(|| internal(&row.state))?;
-    template::check_template_action(
-        &user.change_actor(),
+    standard_template::check_template_action(
+        &user.actor(),
         Some(state),
         Some(row.proposed_by),
         TemplateAction::Retire,
     )
     .map_err(AppError::Refused)?;
-    cab_db::templates::set_state(&mut tx, id, TemplateState::Retired.as_str(), Utc::now()).await?;
+    cab_db::standard_templates::set_state(&mut tx, id, TemplateState::Retired.as_str(), Utc::now()).await?;
     audit_log::record(
         &mut tx,
         Some(user.audit_actor()),
@@ -303,8 +303,8 @@ pub async fn for_use(
     id: Uuid,
 ) -> Result<TemplateView, AppError> {
     let t = load(pool, id).await?;
-    let allowed = template::check_template_action(
-        &user.change_actor(),
+    let allowed = standard_template::check_template_action(
+        &user.actor(),
         Some(t.state),
         Some(t.row.proposed_by),
         TemplateAction::Use,

@@ -16,7 +16,7 @@ use crate::auth::ApiUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::request::Origin;
 use crate::state::AppState;
-use crate::templates::{self, TemplateView};
+use crate::standard_templates::{self, TemplateView};
 
 #[derive(Serialize, ToSchema)]
 pub struct TemplateVoteOut {
@@ -108,7 +108,7 @@ pub async fn list_templates(
     ApiUser(_user): ApiUser,
 ) -> ApiResult<Json<Vec<TemplateOut>>> {
     Ok(Json(
-        templates::list(&state.pool)
+        standard_templates::list(&state.pool)
             .await?
             .into_iter()
             .map(TemplateOut::from)
@@ -130,7 +130,7 @@ pub async fn propose_template(
     AppJson(body): AppJson<ProposeTemplate>,
 ) -> ApiResult<(StatusCode, Json<TemplateOut>)> {
     let content = body.change.apply(blank_content())?;
-    let t = templates::propose(&state.pool, &user, &origin, &body.name, content).await?;
+    let t = standard_templates::propose(&state.pool, &user, &origin, &body.name, content).await?;
     Ok((StatusCode::CREATED, Json(t.into())))
 }
 
@@ -141,7 +141,7 @@ pub async fn get_template(
     ApiUser(_user): ApiUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<TemplateOut>> {
-    Ok(Json(templates::load(&state.pool, id).await?.into()))
+    Ok(Json(standard_templates::load(&state.pool, id).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -170,7 +170,7 @@ pub async fn vote_template(
     let choice = VoteChoice::parse(&body.vote)
         .ok_or_else(|| AppError::invalid("vote", "Choose approve, reject or request_changes."))?;
     Ok(Json(
-        templates::vote(&state.pool, &user, &origin, id, choice, &body.comment)
+        standard_templates::vote(&state.pool, &user, &origin, id, choice, &body.comment)
             .await?
             .into(),
     ))
@@ -185,7 +185,7 @@ pub async fn retire_template(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<TemplateOut>> {
     Ok(Json(
-        templates::retire(&state.pool, &user, &origin, id)
+        standard_templates::retire(&state.pool, &user, &origin, id)
             .await?
             .into(),
     ))

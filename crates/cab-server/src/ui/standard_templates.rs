@@ -9,26 +9,28 @@ use axum::response::{IntoResponse, Response};
 use cab_domain::approval::VoteChoice;
 use cab_domain::change::{Category, ChangeContent, Environment};
 use cab_domain::risk::{RiskAnswers, RiskLevel};
-use cab_domain::template::{TemplateAction, TemplateState, check_template_action};
+use cab_domain::standard_template::{TemplateAction, TemplateState, check_template_action};
+use chrono::{DateTime, Utc};
 
 use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
 use super::words::{People, role_labels};
-use super::{Layout, Viewer, render, when};
+use super::{Layout, Viewer, filters, render};
 use crate::error::AppError;
+use crate::page_error::PageResult;
 use crate::request::Origin;
-use crate::templates::{self, TemplateView};
+use crate::standard_templates::{self, TemplateView};
 
 pub struct TemplateLine {
-    pub id: String,
+    pub id: uuid::Uuid,
     pub name: String,
     pub state: TemplateState,
     pub proposer: String,
-    pub category: &'static str,
+    pub category: Category,
 }
 
 #[derive(Template)]
-#[template(path = "templates/list.html")]
+#[template(path = "standard_templates/list.html")]
 struct ListPage {
     layout: Layout,
     templates: Vec<TemplateLine>,
@@ -50,7 +52,7 @@ async fn list_page(
     form: Pairs,
     errors: FieldErrors,
 ) -> Result<Response, AppError> {
-    let all = templates::list(&viewer.state.pool).await?;
+    let all = standard_templates::list(&viewer.state.pool).await?;
     let people = People::load(&mut *viewer.state.pool.acquire().await?).await?;
     let chosen = value(&form, "category");
     let status = if errors.is_empty() {
@@ -63,15 +65,15 @@ async fn list_page(
         templates: all
             .into_iter()
             .map(|t| TemplateLine {
-                id: t.row.id.to_string(),
+                id: t.row.id,
                 name: t.row.name,
                 state: t.state,
                 proposer: people.name(&t.row.proposer),
-                category: t.content.category.label(),
+                category: t.content.category,
             })
             .collect(),
         can_propose: check_template_action(
-            &viewer.user.change_actor(),
+            &viewer.user.actor(),
             None,
             None,
             TemplateAction::Propose,
@@ -101,13 +103,11 @@ async fn list_page(
     Ok((status, render(&page)).into_response())
 }
 
-pub async fn list(viewer: Viewer) -> Response {
-    list_page(&viewer, Vec::new(), FieldErrors::default())
-        .await
-        .unwrap_or_else(|e| viewer.error(e))
+pub async fn list(viewer: Viewer) -> PageResult {
+    Ok(list_page(&viewer, Vec::new(), FieldErrors::default()).await?)
 }
 
-pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> Response {
+pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) -> PageResult {
     let mut c = ChangeContent::blank();
     c.title = value(&form, "title");
     c.description = value(&form, "description");
@@ -131,7 +131,7 @@ pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) ->
         likelihood: value(&form, "likelihood").parse().unwrap_or(0),
         ..RiskAnswers::default()
     };
-    match templates::propose(
+    match standard_templates::propose(
         &viewer.state.pool,
         &viewer.user,
         &origin,
@@ -140,20 +140,16 @@ pub async fn propose(viewer: Viewer, origin: Origin, Form(form): Form<Pairs>) ->
     )
     .await
     {
-        Ok(t) => redirect_with(
+        Ok(t) => Ok(redirect_with(
             &viewer,
             &format!("/templates/{}", t.row.id),
             Notice::TemplateProposed,
-        ),
+        )),
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-            match FieldErrors::absorb(e, "name") {
-                Ok(errors) => list_page(&viewer, form, errors)
-                    .await
-                    .unwrap_or_else(|e| viewer.error(e)),
-                Err(other) => viewer.error(other),
-            }
+            let errors = FieldErrors::absorb(e, "name")?;
+            Ok(list_page(&viewer, form, errors).await?)
         }
-        Err(e) => viewer.error(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -162,12 +158,12 @@ pub struct VoteLine {
     pub roles: String,
     pub vote: Option<VoteChoice>,
     pub comment: String,
-    pub at: String,
+    pub at: DateTime<Utc>,
     pub superseded: bool,
 }
 
 #[derive(Template)]
-#[template(path = "templates/show.html")]
+#[template(path = "standard_templates/show.html")]
 struct ShowPage {
     layout: Layout,
     t: TemplateView,
@@ -184,9 +180,8 @@ fn parse_id(raw: &str) -> Result<uuid::Uuid, AppError> {
     raw.parse().map_err(|_| AppError::NotFound("template"))
 }
 
-pub async fn show(viewer: Viewer, Path(id): Path<String>) -> Response {
-    let shown = async { show_page(&viewer, parse_id(&id)?, FieldErrors::default()).await };
-    shown.await.unwrap_or_else(|e| viewer.error(e))
+pub async fn show(viewer: Viewer, Path(id): Path<String>) -> PageResult {
+    Ok(show_page(&viewer, parse_id(&id)?, FieldErrors::default()).await?)
 }
 
 /// The template's page; with `errors`, re-shown (422) with each message
@@ -196,9 +191,9 @@ async fn show_page(
     id: uuid::Uuid,
     errors: FieldErrors,
 ) -> Result<Response, AppError> {
-    let t = templates::load(&viewer.state.pool, id).await?;
+    let t = standard_templates::load(&viewer.state.pool, id).await?;
     let people = People::load(&mut *viewer.state.pool.acquire().await?).await?;
-    let actor = viewer.user.change_actor();
+    let actor = viewer.user.actor();
     let check =
         |a| check_template_action(&actor, Some(t.state), Some(t.row.proposed_by), a).is_ok();
     let page = ShowPage {
@@ -213,7 +208,7 @@ async fn show_page(
                 roles: role_labels(&v.voter_roles),
                 vote: VoteChoice::parse(&v.choice),
                 comment: v.comment.clone(),
-                at: when(&v.created_at),
+                at: v.created_at,
                 superseded: v.superseded_at.is_some(),
             })
             .collect(),
@@ -236,47 +231,41 @@ pub async fn vote(
     origin: Origin,
     Path(id): Path<String>,
     Form(form): Form<Pairs>,
-) -> Response {
-    let done = async {
-        let id = parse_id(&id)?;
-        let choice = VoteChoice::parse(&value(&form, "vote"))
-            .ok_or_else(|| AppError::invalid("vote", "Choose a vote."))?;
-        let voted = templates::vote(
-            &viewer.state.pool,
-            &viewer.user,
-            &origin,
-            id,
-            choice,
-            &value(&form, "comment"),
-        )
-        .await;
-        match voted {
-            Ok(after) => Ok(redirect_with(
-                &viewer,
-                &format!("/templates/{id}"),
-                Notice::TemplateVoted {
-                    choice,
-                    state: after.state,
-                },
-            )),
-            Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-                show_page(&viewer, id, FieldErrors::absorb(e, "comment")?).await
-            }
-            Err(e) => Err(e),
-        }
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
-}
-
-pub async fn retire(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> Response {
-    let done = async {
-        let id = parse_id(&id)?;
-        templates::retire(&viewer.state.pool, &viewer.user, &origin, id).await?;
-        Ok::<_, AppError>(redirect_with(
+) -> PageResult {
+    let id = parse_id(&id)?;
+    let choice = VoteChoice::parse(&value(&form, "vote"))
+        .ok_or_else(|| AppError::invalid("vote", "Choose a vote."))?;
+    let voted = standard_templates::vote(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        id,
+        choice,
+        &value(&form, "comment"),
+    )
+    .await;
+    match voted {
+        Ok(after) => Ok(redirect_with(
             &viewer,
             &format!("/templates/{id}"),
-            Notice::TemplateRetired,
-        ))
-    };
-    done.await.unwrap_or_else(|e| viewer.error(e))
+            Notice::TemplateVoted {
+                choice,
+                state: after.state,
+            },
+        )),
+        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
+            Ok(show_page(&viewer, id, FieldErrors::absorb(e, "comment")?).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn retire(viewer: Viewer, origin: Origin, Path(id): Path<String>) -> PageResult {
+    let id = parse_id(&id)?;
+    standard_templates::retire(&viewer.state.pool, &viewer.user, &origin, id).await?;
+    Ok(redirect_with(
+        &viewer,
+        &format!("/templates/{id}"),
+        Notice::TemplateRetired,
+    ))
 }

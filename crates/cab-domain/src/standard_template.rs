@@ -4,7 +4,8 @@
 
 use uuid::Uuid;
 
-use crate::change::{Actor, ChangeContent, ChangeType, FieldError};
+use crate::Actor;
+use crate::change::{ChangeContent, ChangeType, FieldError};
 use crate::risk::{RiskLevel, assess};
 use crate::{Denial, Role, text};
 
