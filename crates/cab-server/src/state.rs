@@ -13,7 +13,8 @@ use crate::db::health::DbHealth;
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
-    pub keys: Keys,
+    /// Shared: the state is cloned for every request, the keys never are.
+    pub keys: Arc<Keys>,
     pub passwords: Passwords,
     pub assets: Arc<Assets>,
     pub db_health: DbHealth,
@@ -26,7 +27,7 @@ impl AppState {
         Ok(Self {
             db_health: DbHealth::new(&pool),
             pool,
-            keys: Keys::new(secret_key),
+            keys: Arc::new(Keys::new(secret_key)),
             passwords: Passwords::new(hashing_slots)?,
             assets: Arc::new(assets),
             settings: Arc::new(settings),
