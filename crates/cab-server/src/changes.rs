@@ -445,7 +445,9 @@ async fn edit_locked(
         return Err(field_errors(errors));
     }
     let changed: Vec<FieldChange> = change::diff(&current.content, &content);
-    if cab_db::standard_templates::template_of(&mut tx, id).await?.is_some()
+    if cab_db::standard_templates::template_of(&mut tx, id)
+        .await?
+        .is_some()
         && let Some(fixed) = changed
             .iter()
             .find(|c| cab_domain::standard_template::FIXED_FIELDS.contains(&c.field.as_str()))

@@ -86,9 +86,13 @@ pub async fn propose(
     name: &str,
     content: ChangeContent,
 ) -> Result<TemplateView, AppError> {
-    let allowed =
-        standard_template::check_template_action(&user.actor(), None, None, TemplateAction::Propose)
-            .map_err(AppError::Refused);
+    let allowed = standard_template::check_template_action(
+        &user.actor(),
+        None,
+        None,
+        TemplateAction::Propose,
+    )
+    .map_err(AppError::Refused);
     recorded(pool, user, origin, TemplateAction::Propose, None, allowed).await?;
     let name = name.trim();
     let mut content = content.normalized(&user.username);
@@ -280,7 +284,8 @@ async fn retire_locked(
         TemplateAction::Retire,
     )
     .map_err(AppError::Refused)?;
-    cab_db::standard_templates::set_state(&mut tx, id, TemplateState::Retired.as_str(), Utc::now()).await?;
+    cab_db::standard_templates::set_state(&mut tx, id, TemplateState::Retired.as_str(), Utc::now())
+        .await?;
     audit_log::record(
         &mut tx,
         Some(user.audit_actor()),

@@ -15,8 +15,8 @@ use super::{ApiPath, AppJson};
 use crate::auth::ApiUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::request::Origin;
-use crate::state::AppState;
 use crate::standard_templates::{self, TemplateView};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct TemplateVoteOut {
@@ -141,7 +141,9 @@ pub async fn get_template(
     ApiUser(_user): ApiUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<TemplateOut>> {
-    Ok(Json(standard_templates::load(&state.pool, id).await?.into()))
+    Ok(Json(
+        standard_templates::load(&state.pool, id).await?.into(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -84,7 +84,10 @@ pub fn router() -> Router<AppState> {
             "/admin/quorum",
             get(decisions::quorum_form).post(decisions::quorum_submit),
         )
-        .route("/templates", get(standard_templates::list).post(standard_templates::propose))
+        .route(
+            "/templates",
+            get(standard_templates::list).post(standard_templates::propose),
+        )
         .route("/templates/{id}", get(standard_templates::show))
         .route("/templates/{id}/votes", post(standard_templates::vote))
         .route("/templates/{id}/retire", post(standard_templates::retire))

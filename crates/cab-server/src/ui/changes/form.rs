@@ -326,7 +326,8 @@ pub(crate) async fn new_form(
     let mut from = None;
     if let Some(raw) = q.template.filter(|t| !t.is_empty()) {
         let id = raw.parse().map_err(|_| AppError::NotFound("template"))?;
-        let t = crate::standard_templates::for_use(&viewer.state.pool, &viewer.user, &origin, id).await?;
+        let t = crate::standard_templates::for_use(&viewer.state.pool, &viewer.user, &origin, id)
+            .await?;
         c.title = t.content.title.clone();
         c.description = t.content.description.clone();
         c = cab_domain::standard_template::apply_template(&t.content, c);
