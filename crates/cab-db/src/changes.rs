@@ -51,11 +51,12 @@ pub struct ChangeColumns<'a> {
     pub risk_version: i32,
 }
 
+/// Files a new change, always as a draft: every later state is written by
+/// [`write_state`].
 pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     author_id: Uuid,
-    state: &str,
     c: &ChangeColumns<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
@@ -63,10 +64,9 @@ pub async fn insert(
         r#"INSERT INTO changes (id, state, author_id, content, title, description, change_type, category,
                                 priority, services, environments, window_start, window_end, risk_level,
                                 risk_rank, risk_reasons, risk_version, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
+           VALUES ($1, 'draft', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
            RETURNING number"#,
         id,
-        state,
         author_id,
         c.content,
         c.title,
@@ -124,8 +124,8 @@ pub async fn update_content(
     Ok(())
 }
 
-/// What is written with a change's new state (see
-/// `cab_domain::lifecycle::StateWrite`, which this mirrors).
+/// What is written with a change's new state (the store's side of
+/// `cab_domain::lifecycle::StateWrite`).
 #[derive(Debug, Clone, Default)]
 pub struct StateChange<'a> {
     pub revision: i32,
@@ -147,13 +147,14 @@ pub struct Decided {
     pub retrospective_due: Option<DateTime<Utc>>,
 }
 
-/// Moves the change to `state`. The only statement that writes
-/// `changes.state` (a test reads the query metadata to hold it so).
+/// Moves the change to `state`. The only statement that changes
+/// `changes.state` once [`insert`] filed it as a draft (a test reads the
+/// source and the query metadata to hold it so).
 ///
-/// A retrospective review once due stays due: a later decision without one
-/// (a rejection after a material edit sent the approved emergency change
-/// back to review) keeps it, since the approved change may have been
-/// carried out.
+/// A retrospective review once due stays due, and keeps its date: a later
+/// decision (a rejection, or a second approval, after a material edit sent
+/// the approved emergency change back to review) neither clears it nor
+/// puts it off, since the approved change may have been carried out.
 pub async fn write_state(
     conn: &mut PgConnection,
     id: Uuid,
@@ -168,7 +169,7 @@ pub async fn write_state(
                   closed_at = CASE WHEN $6 THEN $4 ELSE closed_at END,
                   decided_at = CASE WHEN $7 THEN $4 WHEN $10 THEN NULL ELSE decided_at END,
                   approved_revision = CASE WHEN $7 THEN $8 WHEN $10 THEN NULL ELSE approved_revision END,
-                  retrospective_due_at = CASE WHEN $7 AND $9::timestamptz IS NOT NULL THEN $9
+                  retrospective_due_at = CASE WHEN $7 THEN COALESCE(retrospective_due_at, $9)
                                               ELSE retrospective_due_at END,
                   review_note = CASE WHEN $10 THEN $11 ELSE review_note END
            WHERE id = $1"#,

@@ -65,6 +65,7 @@ pub mod approval;
 pub mod audit;
 pub mod change;
 pub mod denial;
+pub mod deployment;
 pub mod lifecycle;
 pub mod password;
 pub mod redirect;

@@ -117,11 +117,6 @@ async fn load_with(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Chan
     view(row.ok_or(AppError::NotFound("change"))?)
 }
 
-/// Loads the change on a connection the caller already holds.
-pub async fn load_on(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView, AppError> {
-    load_with(conn, id, false).await
-}
-
 /// Loads and locks the change for the rest of the transaction.
 pub async fn load_locked(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView, AppError> {
     load_with(conn, id, true).await
@@ -354,15 +349,8 @@ pub async fn create_for(
     let now = Utc::now();
     let mut tx = pool.begin().await?;
     let contributors = contributor_ids(&mut tx, &content.contributors).await?;
-    let number = cab_db::changes::insert(
-        &mut tx,
-        id,
-        author_id,
-        ChangeState::Draft.as_str(),
-        &columns(&content, &saved),
-        now,
-    )
-    .await?;
+    let number =
+        cab_db::changes::insert(&mut tx, id, author_id, &columns(&content, &saved), now).await?;
     cab_db::changes::set_contributors(&mut tx, id, &contributors).await?;
     cab_db::changes::remember_services(&mut tx, &content.services).await?;
     if let Some(t) = template {

@@ -12,6 +12,7 @@ use cab_domain::approval::{
 use cab_domain::change::ChangeState;
 use cab_domain::lifecycle::Event;
 use cab_domain::risk::RiskLevel;
+use cab_domain::tally::{self, PersonNow, StoredAssessment, StoredVote};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -92,67 +93,63 @@ pub async fn facts(
         .rev()
         .find(|a| a.revision == change.revision && a.superseded_at.is_none())
         .cloned();
-    // Who counts is decided now, at the moment of decision, not when they voted.
+    // Who counts is decided now, at the moment of decision, not when they
+    // voted: by the same tally the CAB queue uses.
     let assessor = current_assessment.as_ref().map(|a| a.assessor_id);
+    let mut people: Vec<Uuid> = votes.iter().map(|v| v.voter_id).chain(assessor).collect();
+    people.sort();
+    people.dedup();
+    let now = cab_db::decisions::standing_of(conn, &people).await?;
+    let person = |id: Uuid| {
+        now.iter()
+            .find(|(p, _, _)| *p == id)
+            .map(|(_, active, roles)| PersonNow {
+                active: *active,
+                roles,
+            })
+    };
+    let current_votes: Vec<StoredVote<'_>> = votes
+        .iter()
+        .filter(|v| v.revision == change.revision && v.superseded_at.is_none())
+        .map(|v| StoredVote {
+            voter: v.voter_id,
+            choice: &v.choice,
+            voter_now: person(v.voter_id),
+        })
+        .collect();
+    let assessment = current_assessment.as_ref().map(|a| StoredAssessment {
+        assessor: a.assessor_id,
+        decision: &a.decision,
+        assessed_level: &a.assessed_level,
+        assessor_now: person(a.assessor_id),
+    });
+    let counted = tally::tally(
+        &policy,
+        change.content.change_type,
+        change.risk_level,
+        assessment.as_ref(),
+        &current_votes,
+    );
     let mut voters: Vec<Uuid> = votes.iter().map(|v| v.voter_id).collect();
     voters.sort();
     voters.dedup();
-    let voter_standing: Vec<(Uuid, Standing)> = votes::standing_now(conn, &voters, Role::CabMember)
-        .await?
+    let voter_standing: Vec<(Uuid, Standing)> = voters
         .into_iter()
-        .map(|(p, s)| {
-            (
-                p,
-                if Some(p) == assessor {
-                    Standing::Assessor
-                } else {
-                    s
-                },
-            )
+        .map(|p| {
+            let standing = if Some(p) == assessor {
+                Standing::Assessor
+            } else {
+                tally::standing_now(person(p), Role::CabMember)
+            };
+            (p, standing)
         })
         .collect();
-    let standing_of_voter = |voter: Uuid| {
-        voter_standing
-            .iter()
-            .find(|(v, _)| *v == voter)
-            .map_or(Standing::Disabled, |(_, s)| *s)
-    };
-    let ballots: Vec<Ballot> = votes
-        .iter()
-        .filter(|v| v.revision == change.revision && v.superseded_at.is_none())
-        .filter_map(|v| {
-            Some(Ballot {
-                voter: v.voter_id,
-                choice: VoteChoice::parse(&v.choice)?,
-                standing: standing_of_voter(v.voter_id),
-            })
-        })
-        .collect();
-    let assessment_standing = match assessor {
-        Some(a) => votes::standing_now(conn, &[a], Role::SecurityReviewer)
-            .await?
-            .first()
-            .map(|(_, s)| *s),
-        None => None,
-    };
-    // An assessment that no longer counts does not set the level either: a
-    // risk lowered by someone since disabled is the engineer's again.
-    let level = current_assessment
-        .as_ref()
-        .filter(|_| assessment_standing.is_some_and(Standing::counts))
-        .and_then(|a| RiskLevel::parse(&a.assessed_level))
-        .unwrap_or(change.risk_level);
-    let assessment_decision = current_assessment
-        .as_ref()
-        .filter(|_| assessment_standing.is_some_and(Standing::counts))
-        .and_then(|a| AssessmentDecision::parse(&a.decision));
-    let outcome = approval::evaluate(
-        &policy,
-        change.content.change_type,
+    let tally::Tally {
         level,
-        &ballots,
-        assessment_decision,
-    );
+        ballots,
+        assessment_standing,
+        outcome,
+    } = counted;
     Ok(DecisionFacts {
         policy,
         assessments,
@@ -202,7 +199,7 @@ async fn settle(
     change: &ChangeView,
     facts: &DecisionFacts,
     now: DateTime<Utc>,
-) -> Result<ChangeState, AppError> {
+) -> Result<(), AppError> {
     let details = match &facts.outcome {
         Decision::Approved => json!({
             "level": facts.level.as_str(),
@@ -212,8 +209,8 @@ async fn settle(
         Decision::ChangesRequested | Decision::Pending { .. } => json!({}),
     };
     let tallied = Event::Tallied(facts.outcome.clone());
-    let t = crate::lifecycle::apply(tx, user, origin, change, &tallied, now, details).await?;
-    Ok(t.to)
+    crate::lifecycle::apply(tx, user, origin, change, &tallied, now, details).await?;
+    Ok(())
 }
 
 /// Facts that cannot be read decide nothing: the decision is refused.

@@ -2,16 +2,14 @@
 
 use cab_db::decisions::QueueRow;
 use cab_db::queue::{PersonNow, QueueFacts};
-use cab_domain::approval::QuorumPolicy;
 use cab_domain::change::{ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 use cab_domain::tally::{self, StoredAssessment, StoredVote};
-use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::quorum::QUORUM_SETTING;
+use crate::quorum::{self, QUORUM_SETTING};
 
 pub struct QueueItem {
     pub row: QueueRow,
@@ -36,22 +34,6 @@ fn internal(what: &str) -> AppError {
     AppError::Internal(anyhow::anyhow!("stored change has an unknown {what}"))
 }
 
-/// The policy a change is decided under, as `quorum::fixed_for` reads it:
-/// the one fixed at submission, else today's setting, else the default.
-fn policy(fixed: Option<Value>, setting: Option<Value>) -> Result<QuorumPolicy, AppError> {
-    match (fixed, setting) {
-        (Some(v), _) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!(
-                "the change's quorum policy is unreadable: {e}"
-            ))
-        }),
-        (None, None) => Ok(QuorumPolicy::default()),
-        (None, Some(v)) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!("stored quorum policy is unreadable: {e}"))
-        }),
-    }
-}
-
 fn person(p: &Option<PersonNow>) -> Option<tally::PersonNow<'_>> {
     p.as_ref().map(|p| tally::PersonNow {
         active: p.active,
@@ -64,7 +46,7 @@ fn item(f: QueueFacts, me: Uuid) -> Result<QueueItem, AppError> {
     let engineer_level =
         RiskLevel::parse(&f.row.risk_level).ok_or_else(|| internal("risk level"))?;
     let change_type = ChangeType::parse(&f.row.change_type).ok_or_else(|| internal("type"))?;
-    let policy = policy(f.quorum_policy, f.policy_setting)?;
+    let policy = quorum::policy_from(f.quorum_policy, f.policy_setting)?;
     let assessment = f.assessment.as_ref().map(|a| StoredAssessment {
         assessor: a.assessor_id,
         decision: &a.decision,

@@ -3,7 +3,7 @@
 
 use cab_domain::approval::QuorumPolicy;
 use chrono::Utc;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -16,26 +16,35 @@ use crate::request::Origin;
 /// The name of the setting that holds the policy.
 pub const QUORUM_SETTING: &str = "quorum_policy";
 
+/// The policy a change is decided under, from what is stored: the policy
+/// fixed when it was submitted, else the administrators' setting, else the
+/// default. Unreadable, it is an error, never a weaker policy.
+pub fn policy_from(fixed: Option<Value>, setting: Option<Value>) -> Result<QuorumPolicy, AppError> {
+    match (fixed, setting) {
+        (Some(v), _) => serde_json::from_value(v).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!(
+                "the change's quorum policy is unreadable: {e}"
+            ))
+        }),
+        (None, Some(v)) => serde_json::from_value(v).map_err(|e| {
+            AppError::Internal(anyhow::anyhow!("stored quorum policy is unreadable: {e}"))
+        }),
+        (None, None) => Ok(QuorumPolicy::default()),
+    }
+}
+
 /// The policy in force today: the stored setting, or the default when none
 /// was ever set.
 pub async fn in_force(conn: &mut PgConnection) -> Result<QuorumPolicy, AppError> {
-    match cab_db::decisions::setting(conn, QUORUM_SETTING).await? {
-        None => Ok(QuorumPolicy::default()),
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!("stored quorum policy is unreadable: {e}"))
-        }),
-    }
+    let setting = cab_db::decisions::setting(conn, QUORUM_SETTING).await?;
+    policy_from(None, setting)
 }
 
 /// The policy a change is decided under: fixed when it was submitted (a
 /// draft, or a change from before policies were fixed, reads today's).
 pub async fn fixed_for(conn: &mut PgConnection, id: Uuid) -> Result<QuorumPolicy, AppError> {
     match cab_db::changes::quorum_policy(conn, id).await? {
-        Some(v) => serde_json::from_value(v).map_err(|e| {
-            AppError::Internal(anyhow::anyhow!(
-                "the change's quorum policy is unreadable: {e}"
-            ))
-        }),
+        Some(v) => policy_from(Some(v), None),
         None => in_force(conn).await,
     }
 }

@@ -34,8 +34,9 @@ pub(crate) fn unavailable() -> Denial {
     )
 }
 
-/// Records the refusal a service returned as [`AppError::Refused`], after
-/// the transaction it was found in has ended (so the record is not rolled
+/// Records the refusal a service returned as [`AppError::Refused`], once the
+/// transaction it was found in has been given up (dropped, so rolled back
+/// with the connection's return to the pool; the record is never rolled
 /// back with it), and answers it. Every refusal of the services passes
 /// here; other results pass through as they are.
 pub(crate) async fn recorded<T>(

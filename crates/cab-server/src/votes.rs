@@ -2,8 +2,8 @@
 //! their authors are active and hold the role the decision needs.
 
 use cab_domain::Role;
-use cab_domain::RoleSet;
-use cab_domain::approval::{self, Standing, VoteChoice};
+use cab_domain::approval::{Standing, VoteChoice};
+use cab_domain::tally::{self, PersonNow};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -21,15 +21,12 @@ pub async fn standing_now(
     Ok(people
         .iter()
         .map(|p| {
-            let s = now.iter().find(|(id, _, _)| id == p).map_or(
-                Standing::Disabled,
-                |(_, active, roles)| {
-                    RoleSet::parse(roles).map_or(Standing::RoleWithdrawn, |roles| {
-                        approval::standing(*active, &roles, role)
-                    })
-                },
-            );
-            (*p, s)
+            let found = now.iter().find(|(id, _, _)| id == p);
+            let person = found.map(|(_, active, roles)| PersonNow {
+                active: *active,
+                roles,
+            });
+            (*p, tally::standing_now(person, role))
         })
         .collect())
 }

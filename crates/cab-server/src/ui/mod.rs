@@ -306,6 +306,9 @@ fn error_page_with(
     back: BackLink,
 ) -> Response {
     let status = err.status();
+    if let AppError::Refused(d) = err {
+        tracing::error!(code = d.code, "a refusal was answered unrecorded");
+    }
     if let AppError::Internal(e) = err {
         tracing::error!(error = ?e, "internal error");
     }

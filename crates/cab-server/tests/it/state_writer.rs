@@ -106,4 +106,32 @@ fn only_write_state_sets_a_changes_state() {
         1,
         "statements that set changes.state: {statements:#?}"
     );
+
+    // And a change is filed as a draft, whatever the caller says.
+    let inserts: Vec<String> = metadata
+        .iter()
+        .filter_map(|p| {
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            doc["query"].as_str().map(str::to_owned)
+        })
+        .filter(|q| {
+            let flat = q
+                .to_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            flat.contains("insert into changes ") || flat.contains("insert into changes(")
+        })
+        .collect();
+    assert!(
+        !inserts.is_empty(),
+        "the statement that files a change is in the metadata"
+    );
+    for q in &inserts {
+        assert!(
+            q.contains("'draft'"),
+            "a change is filed as a draft, never in a state given to it: {q}"
+        );
+    }
 }
