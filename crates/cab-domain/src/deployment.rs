@@ -395,13 +395,14 @@ fn production_duties(
     if let Err(d) = check_duty(facts.change, initiator, Duty::DeployProd) {
         reasons.push(d);
     }
-    if !facts.approver_may_deploy
-        && facts.approvers.contains(&initiator.id)
-        && !facts.change.is_author(initiator.id)
-    {
+    // The security assessor is one of the voices that approved it, as much
+    // as a CAB member who voted for it.
+    let approved_it =
+        facts.approvers.contains(&initiator.id) || facts.change.assessors.contains(&initiator.id);
+    if !facts.approver_may_deploy && approved_it && !facts.change.is_author(initiator.id) {
         reasons.push(Denial::new(
             "approver_deployment",
-            "You approved this change, so you cannot also deploy it to production; another release manager must.",
+            "You approved or assessed this change, so you cannot also deploy it to production; another release manager must.",
         ));
     }
     reasons
@@ -662,6 +663,23 @@ mod tests {
         let mut allowed = case.facts();
         allowed.approver_may_deploy = true;
         assert!(gate(&allowed, &approver, None, at(10, 30)).is_ok());
+        // The security assessor approved it too, whatever roles they hold.
+        let mut assessed = Case::prod();
+        assessed.change.assessors = vec![Uuid::from_u128(6)];
+        let assessor = person(6, &[Role::ReleaseManager, Role::SecurityReviewer]);
+        assert_eq!(
+            codes(gate(&assessed.facts(), &assessor, None, at(10, 30))),
+            ["approver_deployment"]
+        );
+        assert_eq!(
+            codes(gate(
+                &assessed.facts(),
+                &pipeline(),
+                Some(&assessor),
+                at(10, 30)
+            )),
+            ["approver_deployment"]
+        );
         // Administration is no shortcut; the role is needed.
         let admin = person(7, &[Role::Admin, Role::CabMember]);
         assert_eq!(

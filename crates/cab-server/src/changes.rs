@@ -287,13 +287,9 @@ pub async fn create_for(
     template: Option<Uuid>,
     on_behalf_of: Option<&str>,
 ) -> Result<ChangeView, AppError> {
-    let refuse = |d| async move {
+    let refuse = |d| {
         let entity = Entity::kind("change");
-        let actor = user.audit_actor();
-        match refusal::checked(pool, actor, origin, "change.create", entity, Err(d)).await {
-            Err(e) => e,
-            Ok(()) => unreachable!("a refusal is answered as one"),
-        }
+        refusal::refuse(pool, user.audit_actor(), origin, "change.create", entity, d)
     };
     if let Err(d) = change::check_create(&user.actor()) {
         return Err(refuse(d).await);

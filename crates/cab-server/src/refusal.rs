@@ -84,10 +84,20 @@ pub(crate) async fn refuse_in(
     if let Err(e) = tx.rollback().await {
         tracing::warn!(error = %e, "rolling back a refused request failed");
     }
-    match checked(pool, actor, origin, attempted, entity, Err(denial)).await {
-        Err(e) => e,
-        Ok(()) => unreachable!("a refusal is answered as one"),
-    }
+    refuse(pool, actor, origin, attempted, entity, denial).await
+}
+
+/// Records `denial`, found with nothing open, and returns the error to
+/// answer with.
+pub(crate) async fn refuse(
+    pool: &PgPool,
+    actor: AuditActor,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    denial: Denial,
+) -> AppError {
+    audit_log::deny(pool, Some(actor), origin, attempted, entity, denial).await
 }
 
 /// A decision that failed on the way (the database, a lock not granted in
