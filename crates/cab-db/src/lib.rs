@@ -9,6 +9,7 @@ pub mod audit;
 pub mod changes;
 pub mod decisions;
 pub mod demo;
+pub mod deployments;
 pub mod health;
 pub mod idempotency;
 pub mod queue;

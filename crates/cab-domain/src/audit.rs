@@ -70,6 +70,18 @@ vocabulary!(
         Logout = "auth.logout" / "Signed out",
         SessionExpired = "auth.session_expired" / "Session ended",
         QuorumChanged = "settings.quorum_changed" / "Quorum policy changed",
+        DeploymentAuthorized = "deployment.authorized" / "Deployment authorized",
+        DeploymentStarted = "deployment.started" / "Deployment started",
+        DeploymentSucceeded = "deployment.succeeded" / "Deployment succeeded",
+        DeploymentFailed = "deployment.failed" / "Deployment failed",
+        DeploymentRolledBack = "deployment.rolled_back" / "Deployment rolled back",
+        DeploymentAborted = "deployment.aborted" / "Deployment aborted",
+        DeploymentExpired = "deployment.expired" / "Authorization expired",
+        EnvironmentsChanged = "settings.environments_changed" / "Environments changed",
+        AccountEnvironmentsSet = "user.environments_set" / "Pipeline environments set",
+        FreezeDeclared = "freeze.declared" / "Freeze declared",
+        FreezeLifted = "freeze.lifted" / "Freeze lifted",
+        SigningKeyRotated = "keys.rotated" / "Signing key rotated",
         DemoSeeded = "demo.seeded" / "Demo data",
         AccessDenied = "access.denied" / "Refused",
     }
@@ -106,6 +118,12 @@ vocabulary!(
         ApiTokenRevoke = "api_token.revoke" / "revoke an API token of",
         AuditRead = "audit.read" / "read the audit trail",
         QuorumSet = "settings.quorum" / "change the quorum policy",
+        DeploymentAuthorize = "deployment.authorize" / "deploy",
+        DeploymentReport = "deployment.report" / "report on",
+        EnvironmentsSet = "settings.environments" / "change the environments",
+        AccountEnvironmentsSet = "user.set_environments" / "set the environments of",
+        FreezeDeclare = "freeze.declare" / "declare a freeze",
+        FreezeLift = "freeze.lift" / "lift",
     }
 );
 

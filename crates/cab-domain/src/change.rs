@@ -132,7 +132,7 @@ fn err(field: &'static str, message: impl Into<String>) -> FieldError {
 
 /// An http(s) link of sensible length with no whitespace: what a pull
 /// request or an evidence link must be.
-pub(crate) fn is_link(s: &str) -> bool {
+pub fn is_link(s: &str) -> bool {
     (s.starts_with("https://") || s.starts_with("http://"))
         && s.len() > 10
         && s.len() <= 2000

@@ -89,6 +89,38 @@ pub(crate) async fn deny(
         "reason": denial.code,
         "message": denial.message,
     });
+    write_denied(pool, actor, origin, attempted, entity, payload).await;
+    AppError::refused(denial)
+}
+
+/// Records an attempt refused for several reasons at once (the deployment
+/// gate): one event naming the first as `reason` and all in `reasons`.
+pub(crate) async fn deny_all(
+    pool: &PgPool,
+    actor: Option<AuditActor>,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    reasons: Vec<Denial>,
+) -> AppError {
+    let payload = json!({
+        "attempted": attempted,
+        "reason": reasons.first().map(|d| d.code),
+        "message": reasons.iter().map(|d| d.message.as_str()).collect::<Vec<_>>().join(" "),
+        "reasons": reasons.iter().map(|d| d.code).collect::<Vec<_>>(),
+    });
+    write_denied(pool, actor, origin, attempted, entity, payload).await;
+    AppError::Refusals(reasons)
+}
+
+async fn write_denied(
+    pool: &PgPool,
+    actor: Option<AuditActor>,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    payload: serde_json::Value,
+) {
     let written = async {
         let mut tx = pool.begin().await?;
         record(&mut tx, actor, origin, ACCESS_DENIED, entity, payload).await?;
@@ -100,5 +132,4 @@ pub(crate) async fn deny(
         // The refusal stands even if it could not be recorded.
         tracing::error!(error = %e, attempted, "could not record a denied attempt");
     }
-    AppError::refused(denial)
 }

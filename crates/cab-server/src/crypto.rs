@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-mod jwt_hmac;
+pub mod deploy;
+mod jwt_backend;
 pub mod slots;
 
 pub use slots::{Who, address_key};
@@ -228,6 +229,13 @@ pub struct Keys {
     notice: Arc<Vec<u8>>,
     device: Arc<Vec<u8>>,
     idempotency: Arc<Vec<u8>>,
+    signing_seal: Arc<Vec<u8>>,
+}
+
+/// Installs CAB's `jsonwebtoken` backend (idempotent), for code that checks
+/// tokens without a [`Keys`] (the offline `cab gate verify`).
+pub fn install_backend() {
+    jwt_backend::install();
 }
 
 /// How long a device cookie is honoured after it was issued; each sign-in
@@ -236,12 +244,13 @@ pub const DEVICE_COOKIE_LIFETIME: chrono::Duration = chrono::Duration::days(90);
 
 impl Keys {
     pub fn new(secret: &[u8]) -> Self {
-        jwt_hmac::install();
+        jwt_backend::install();
         let jwt = jwt_key(secret);
         let csrf = hmac_bytes(secret, b"cab csrf key");
         let notice = hmac_bytes(secret, b"cab notice key");
         let device = hmac_bytes(secret, b"cab device cookie key");
         let idempotency = hmac_bytes(secret, b"cab idempotency key");
+        let signing_seal = hmac_bytes(secret, b"cab signing key seal");
         Self {
             encoding: EncodingKey::from_secret(&jwt),
             decoding: DecodingKey::from_secret(&jwt),
@@ -249,6 +258,7 @@ impl Keys {
             notice: Arc::new(notice),
             device: Arc::new(device),
             idempotency: Arc::new(idempotency),
+            signing_seal: Arc::new(signing_seal),
         }
     }
 
@@ -256,6 +266,11 @@ impl Keys {
     /// caller and Idempotency-Key (`scope`): see `crate::idempotency`.
     pub fn idempotency_key(&self, scope: &[u8]) -> Vec<u8> {
         hmac_bytes(&self.idempotency, scope)
+    }
+
+    /// The key that seals the private halves of deployment signing keys.
+    pub fn signing_seal_key(&self) -> Vec<u8> {
+        self.signing_seal.to_vec()
     }
 
     #[tracing::instrument(skip_all)]

@@ -37,6 +37,10 @@ pub enum AppError {
     /// it once the transaction is over and answers [`AppError::refused`].
     #[error("{}", Escaped(.0))]
     Refused(Denial),
+    /// A gate that names every reason it refuses (the deployment gate), once
+    /// recorded: answered 403 with each reason in `reasons`.
+    #[error("{} reasons", .0.len())]
+    Refusals(Vec<Denial>),
     /// The request conflicts with the current state (a name taken, an action done).
     #[error("{}", Escaped(.0))]
     Conflict(Denial),
@@ -70,7 +74,9 @@ impl AppError {
             | "invalid_transition"
             | "change_closed"
             | "grant_closed"
-            | "no_retrospective_due" => AppError::Conflict(denial),
+            | "no_retrospective_due"
+            | "authorization_used"
+            | "authorization_expired" => AppError::Conflict(denial),
             _ => AppError::Forbidden(denial),
         }
     }
@@ -79,7 +85,9 @@ impl AppError {
         match self {
             AppError::Refused(d) => AppError::refused(d.clone()).status(),
             AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) | AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::Forbidden(_) | AppError::Csrf | AppError::Refusals(_) => {
+                StatusCode::FORBIDDEN
+            }
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Invalid { .. } | AppError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -94,6 +102,7 @@ impl AppError {
         match self {
             AppError::Unauthenticated(_) => "unauthenticated",
             AppError::Forbidden(d) | AppError::Conflict(d) | AppError::Refused(d) => d.code,
+            AppError::Refusals(_) => "deployment_refused",
             AppError::NotFound(_) => "not_found",
             AppError::Invalid { .. } | AppError::Fields(_) => "validation",
             AppError::Throttled { .. } => "too_many_attempts",
@@ -108,7 +117,7 @@ impl AppError {
         match self {
             AppError::Refused(d) => AppError::refused(d.clone()).title(),
             AppError::Unauthenticated(_) => "Not signed in",
-            AppError::Forbidden(_) | AppError::Csrf => "Not allowed",
+            AppError::Forbidden(_) | AppError::Csrf | AppError::Refusals(_) => "Not allowed",
             AppError::NotFound(_) => "Not found",
             AppError::Invalid { .. } | AppError::Fields(_) => "Invalid input",
             AppError::Conflict(_) => "Conflict",
@@ -126,6 +135,11 @@ impl AppError {
             AppError::Forbidden(d) | AppError::Conflict(d) | AppError::Refused(d) => {
                 d.message.clone()
             }
+            AppError::Refusals(reasons) => reasons
+                .iter()
+                .map(|d| d.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
             AppError::NotFound(what) => format!("No such {what}."),
             AppError::Invalid { field, message } => format!("{field}: {message}"),
             AppError::Fields(errors) => errors
@@ -233,8 +247,27 @@ pub struct Problem {
     /// For validation problems, every field at fault.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// For a refused deployment, every reason, each with its stable code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// One reason a request was refused.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<&Denial> for Reason {
+    fn from(d: &Denial) -> Self {
+        Reason {
+            code: d.code.to_owned(),
+            message: d.message.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -288,6 +321,10 @@ impl IntoResponse for ApiError {
                         message: message.clone(),
                     })
                     .collect(),
+                _ => Vec::new(),
+            },
+            reasons: match &e {
+                AppError::Refusals(reasons) => reasons.iter().map(Reason::from).collect(),
                 _ => Vec::new(),
             },
             request_id: current_request_id(),

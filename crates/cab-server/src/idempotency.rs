@@ -56,6 +56,7 @@ pub mod kind {
     pub const USER: &str = "user";
     pub const API_TOKEN: &str = "api_token";
     pub const TEMPLATE: &str = "template";
+    pub const DEPLOYMENT: &str = "deployment";
 }
 
 /// What a creating request made, to bind its key to.
@@ -73,6 +74,11 @@ pub enum Created<'a> {
         secret: &'a str,
     },
     Template(Uuid),
+    /// A deployment the gate authorized, and its signed authorization.
+    Deployment {
+        id: Uuid,
+        token: &'a str,
+    },
 }
 
 impl Created<'_> {
@@ -83,6 +89,7 @@ impl Created<'_> {
             Created::User { .. } => kind::USER,
             Created::ApiToken { .. } => kind::API_TOKEN,
             Created::Template(_) => kind::TEMPLATE,
+            Created::Deployment { .. } => kind::DEPLOYMENT,
         }
     }
 
@@ -92,7 +99,8 @@ impl Created<'_> {
             | Created::Comment(id)
             | Created::User { id, .. }
             | Created::ApiToken { id, .. }
-            | Created::Template(id) => *id,
+            | Created::Template(id)
+            | Created::Deployment { id, .. } => *id,
         }
     }
 
@@ -102,6 +110,7 @@ impl Created<'_> {
                 initial_password, ..
             } => *initial_password,
             Created::ApiToken { secret, .. } => Some(secret),
+            Created::Deployment { token, .. } => Some(token),
             _ => None,
         }
     }

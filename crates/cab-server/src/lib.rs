@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod db;
 pub mod decisions;
 pub mod demo;
+pub mod deployments;
 pub mod error;
 pub mod idempotency;
 pub mod lifecycle;

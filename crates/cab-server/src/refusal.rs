@@ -100,6 +100,19 @@ pub(crate) async fn refuse(
     audit_log::deny(pool, Some(actor), origin, attempted, entity, denial).await
 }
 
+/// Records a refusal for several reasons at once (the deployment gate),
+/// found with nothing open, and returns the error to answer with.
+pub(crate) async fn refuse_all(
+    pool: &PgPool,
+    actor: AuditActor,
+    origin: &Origin,
+    attempted: &str,
+    entity: Entity<'_>,
+    reasons: Vec<Denial>,
+) -> AppError {
+    audit_log::deny_all(pool, Some(actor), origin, attempted, entity, reasons).await
+}
+
 /// A decision that failed on the way (the database, a lock not granted in
 /// time, a record that cannot be read) decided nothing: it is a refusal,
 /// recorded as `policy_unavailable` like one, never a server error.

@@ -423,6 +423,7 @@ fn timed_out(is_api: bool) -> Response {
             code: "request_timeout".into(),
             field: None,
             errors: Vec::new(),
+            reasons: Vec::new(),
             request_id: current_request_id(),
         };
         let mut resp = (status, Json(problem)).into_response();

@@ -131,6 +131,7 @@ fn problem(status: StatusCode, code: &str, title: &str, detail: String) -> Respo
         code: code.to_owned(),
         field: Some(PARAMETER.to_owned()),
         errors: Vec::new(),
+        reasons: Vec::new(),
         request_id: current_request_id(),
     };
     let mut resp = (status, Json(body)).into_response();
@@ -404,6 +405,14 @@ async fn current(state: &AppState, claim: &Claim, row: &KeyRow) -> Result<Respon
             )),
         )
             .into_response(),
+        kind::DEPLOYMENT => {
+            let token = secret.ok_or_else(secret_gone)?;
+            (
+                created,
+                Json(super::deployments::authorization_out(state, id, token).await?),
+            )
+                .into_response()
+        }
         other => {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "an Idempotency-Key names an unknown kind of entity: {other}"

@@ -5,6 +5,7 @@
 mod auth;
 pub mod changes;
 pub mod decisions;
+pub mod deployments;
 mod extract;
 pub mod idempotency;
 mod me;
@@ -36,6 +37,7 @@ pub use extract::{ApiPath, AppJson};
         (name = "auth", description = "Access tokens and the caller"),
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
+        (name = "deployments", description = "The deployment gate pipelines ask before they deploy, signed authorizations, and what became of each deployment"),
         (name = "templates", description = "Standard-change templates, approved once by CAB"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators); a decision role or the administrator role takes a second administrator's confirmation"),
     )
@@ -97,5 +99,21 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(standard_templates::get_template))
         .routes(routes!(standard_templates::vote_template))
         .routes(routes!(standard_templates::retire_template))
+        .routes(routes!(
+            deployments::list_deployments,
+            deployments::request_deployment
+        ))
+        .routes(routes!(deployments::dry_run))
+        .routes(routes!(deployments::signing_keys))
+        .routes(routes!(deployments::get_deployment))
+        .routes(routes!(deployments::report_event))
+        .routes(routes!(
+            deployments::list_environments,
+            deployments::put_environments
+        ))
+        .routes(routes!(
+            deployments::get_account_environments,
+            deployments::put_account_environments
+        ))
         .split_for_parts()
 }

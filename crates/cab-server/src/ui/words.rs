@@ -276,7 +276,23 @@ impl Subjects {
             "change" => Some(self.change(e)),
             "template" => Some(self.template(e)),
             "user" => Some(self.user(entity_uuid(e), None)),
+            "deployment" => Some(Thing {
+                name: "a deployment".into(),
+                href: entity_uuid(e).map(|id| format!("/deployments/{id}")),
+            }),
             _ => None,
+        }
+    }
+
+    /// The change a deployment event is about.
+    fn deployed_change(&self, e: &AuditRecord) -> Thing {
+        let id = text(&e.payload, "change_id").and_then(|id| id.parse::<Uuid>().ok());
+        let name = text(&e.payload, "change").unwrap_or("a change").to_owned();
+        Thing {
+            href: id
+                .filter(|_| self.link_changes)
+                .map(|id| format!("/changes/{id}")),
+            name,
         }
     }
 
@@ -563,6 +579,74 @@ impl Subjects {
                 }
             }
             A::DemoSeeded => Sentence::default().text("The demonstration data was loaded."),
+            A::DeploymentAuthorized => {
+                let initiator = text(p, "initiator").unwrap_or_default();
+                let executor = text(p, "executor").unwrap_or_default();
+                let mut s = start
+                    .text(" was authorized to deploy ")
+                    .thing(&self.deployed_change(e))
+                    .text(format!(" (revision {revision}) to {}", environment_name(p)));
+                if initiator != executor && !initiator.is_empty() {
+                    s = s.text(format!(" for {}", short(initiator)));
+                }
+                s.text(".")
+            }
+            A::DeploymentStarted
+            | A::DeploymentSucceeded
+            | A::DeploymentFailed
+            | A::DeploymentRolledBack
+            | A::DeploymentAborted => {
+                let what = match action {
+                    A::DeploymentStarted => " started",
+                    A::DeploymentSucceeded => " succeeded",
+                    A::DeploymentFailed => " failed",
+                    A::DeploymentRolledBack => " was rolled back",
+                    _ => " was aborted",
+                };
+                let s = Sentence::default()
+                    .text("The deployment of ")
+                    .thing(&self.deployed_change(e))
+                    .text(format!(" to {}{what}", environment_name(p)));
+                let s = match text(p, "note").filter(|n| !n.trim().is_empty()) {
+                    Some(n) => s.text(format!(": “{}”", short(n.trim()))),
+                    None => s.text("."),
+                };
+                if e.actor_username.is_some() {
+                    s.text(" Reported by ").thing(&who).text(".")
+                } else {
+                    s
+                }
+            }
+            A::DeploymentExpired => Sentence::default()
+                .text("The authorization to deploy ")
+                .thing(&self.deployed_change(e))
+                .text(format!(" to {} ran out unused.", environment_name(p))),
+            A::EnvironmentsChanged => start.text(format!(
+                " changed the environments: {}.",
+                strings(p, "labels").join(" → ")
+            )),
+            A::AccountEnvironmentsSet => {
+                let envs = strings(p, "environments");
+                start
+                    .text(" set where ")
+                    .thing(&self.user(entity_uuid(e), text(p, "username")))
+                    .text(if envs.is_empty() {
+                        " may deploy: nowhere.".to_owned()
+                    } else {
+                        format!(" may deploy: {}.", envs.join(", "))
+                    })
+            }
+            A::FreezeDeclared => start.text(format!(
+                " declared a freeze: “{}”.",
+                short(text(p, "reason").unwrap_or_default())
+            )),
+            A::FreezeLifted => start.text(format!(
+                " lifted the freeze “{}”.",
+                short(text(p, "reason").unwrap_or_default())
+            )),
+            A::SigningKeyRotated => {
+                start.text(" made a new key to sign deployment authorizations.")
+            }
             A::AccessDenied => {
                 let message = text(p, "message").unwrap_or("no reason was recorded.");
                 match text(p, "attempted").and_then(Attempt::parse) {
@@ -578,6 +662,14 @@ impl Subjects {
             }
         }
     }
+}
+
+/// The environment an event names, by its label when the event carries it.
+fn environment_name(p: &Value) -> String {
+    text(p, "environment_label")
+        .map(str::to_owned)
+        .or_else(|| text(p, "environment").map(str::to_uppercase))
+        .unwrap_or_else(|| "an environment".into())
 }
 
 fn entity_uuid(e: &AuditRecord) -> Option<Uuid> {

@@ -41,6 +41,19 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         .await;
     let change_id = change["id"].as_str().unwrap().to_owned();
     let bot = app.service_account("deploy-bot", &[Role::Engineer]).await;
+    // A pipeline allowed to deploy to DEV.
+    let pipeline = app.pipeline_client(&adam, "ci-runner", &["dev"]).await;
+    let other = app
+        .file_change(&erin, complete_change("Rotate the internal certificates"))
+        .await;
+    // Drafts, never submitted: revision 0 goes to DEV.
+    let draft = |id: &str| {
+        let mut r = crate::deployments::request(id, "dev", None);
+        r["revision"] = json!(0);
+        r
+    };
+    let mut gate_other = draft(other["id"].as_str().unwrap());
+    gate_other["artifact"]["version"] = json!("2.4.2");
     let template = |name: &str| {
         json!({
             "name": name,
@@ -104,6 +117,15 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             table: "standard_templates",
             action: "template.proposed",
         },
+        Case {
+            name: "ask the deployment gate",
+            client: pipeline.clone(),
+            uri: "/api/v1/deployments".into(),
+            body: draft(&change_id).to_string(),
+            other_body: gate_other.to_string(),
+            table: "deployments",
+            action: "deployment.authorized",
+        },
     ]
 }
 
@@ -149,6 +171,7 @@ fn created_id(resp: &TestResponse) -> String {
     let id = v["id"]
         .as_str()
         .or_else(|| v["token"]["id"].as_str())
+        .or_else(|| v["deployment"]["id"].as_str())
         .or_else(|| v["user"]["id"].as_str());
     id.unwrap_or_else(|| panic!("no id in {}", resp.body))
         .to_owned()

@@ -15,6 +15,7 @@ mod common;
 mod csrf;
 mod db_roles;
 mod decisions;
+mod deployments;
 mod fail_closed;
 mod flood;
 mod idempotency;

@@ -1,20 +1,29 @@
-//! The signing backend behind `jsonwebtoken`: HMAC with SHA-2 only, on the
-//! same `hmac` and `sha2` crates the rest of [`crate::crypto`] uses.
+//! The signing backend behind `jsonwebtoken`: HMAC with SHA-2, on the same
+//! `hmac` and `sha2` crates the rest of [`crate::crypto`] uses, and EdDSA
+//! over Ed25519 (`ed25519-dalek`) for deployment authorizations.
 //!
 //! `jsonwebtoken` is built without its bundled backends (`rust_crypto`,
-//! `aws_lc_rs`): they would compile in RSA, ECDSA and EdDSA as well, and with
-//! them the `rsa` crate (RUSTSEC-2023-0071), none of which CAB uses. Tokens are
-//! signed and verified with HS256 only ([`super::Keys`] pins it in validation);
-//! HS384 and HS512 are the same code with another hash and are kept so that
-//! tests can forge tokens with them. Every other algorithm is an error.
+//! `aws_lc_rs`): they would compile in RSA and ECDSA as well, and with them
+//! the `rsa` crate (RUSTSEC-2023-0071), none of which CAB uses. Sessions are
+//! signed and verified with HS256 only ([`super::Keys`] pins it in
+//! validation); HS384 and HS512 are the same code with another hash and are
+//! kept so that tests can forge tokens with them. Deployment authorizations
+//! are EdDSA only ([`super::deploy`] pins it). Every other algorithm is an
+//! error.
+//!
+//! An Ed25519 signing key is passed as its raw 32-byte seed (through
+//! `EncodingKey::from_ed_der`, which keeps the bytes as they are), a public
+//! key as its raw 32 bytes (`DecodingKey::from_ed_components`, the JWK `x`).
 
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
 use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::signature::{self, Signer, Verifier};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 use sha2::{Sha256, Sha384, Sha512};
+
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
 static PROVIDER: CryptoProvider = CryptoProvider {
     signer_factory: new_signer,
@@ -80,7 +89,49 @@ impl<M: Mac + Clone> JwtVerifier for HmacJwt<M> {
     }
 }
 
+/// An Ed25519 key pair's signing half.
+struct Ed25519Signer(SigningKey);
+
+impl Signer<Vec<u8>> for Ed25519Signer {
+    fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
+        Ok(self.0.sign(msg).to_bytes().to_vec())
+    }
+}
+
+impl JwtSigner for Ed25519Signer {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::EdDSA
+    }
+}
+
+/// An Ed25519 public key.
+struct Ed25519Verifier(VerifyingKey);
+
+impl Verifier<Vec<u8>> for Ed25519Verifier {
+    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> std::result::Result<(), signature::Error> {
+        let sig = Signature::from_slice(sig)?;
+        // Strict: no malleable signatures, no small-order keys.
+        self.0.verify_strict(msg, &sig)
+    }
+}
+
+impl JwtVerifier for Ed25519Verifier {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::EdDSA
+    }
+}
+
 fn new_signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+    if *algorithm == Algorithm::EdDSA {
+        if key.family() != AlgorithmFamily::Ed {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        let seed: &[u8; 32] = key
+            .inner()
+            .try_into()
+            .map_err(|_| ErrorKind::InvalidEddsaKey)?;
+        return Ok(Box::new(Ed25519Signer(SigningKey::from_bytes(seed))));
+    }
     let secret = key.try_get_hmac_secret()?;
     Ok(match *algorithm {
         Algorithm::HS256 => Box::new(HmacJwt::<Hmac<Sha256>>::new(*algorithm, secret)?),
@@ -91,6 +142,17 @@ fn new_signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSig
 }
 
 fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
+    if *algorithm == Algorithm::EdDSA {
+        if key.family() != AlgorithmFamily::Ed {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        let public: &[u8; 32] = key
+            .as_bytes()
+            .try_into()
+            .map_err(|_| ErrorKind::InvalidEddsaKey)?;
+        let public = VerifyingKey::from_bytes(public).map_err(|_| ErrorKind::InvalidEddsaKey)?;
+        return Ok(Box::new(Ed25519Verifier(public)));
+    }
     let secret = key.try_get_hmac_secret()?;
     Ok(match *algorithm {
         Algorithm::HS256 => Box::new(HmacJwt::<Hmac<Sha256>>::new(*algorithm, secret)?),
@@ -129,15 +191,10 @@ mod tests {
     }
 
     #[test]
-    fn only_hmac_algorithms_are_served() {
+    fn only_hmac_and_eddsa_algorithms_are_served() {
         let enc = EncodingKey::from_secret(b"k");
         let dec = DecodingKey::from_secret(b"k");
-        for alg in [
-            Algorithm::RS256,
-            Algorithm::PS256,
-            Algorithm::ES256,
-            Algorithm::EdDSA,
-        ] {
+        for alg in [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256] {
             let err = new_signer(&alg, &enc).err().unwrap();
             assert_eq!(err.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
             let err = new_verifier(&alg, &dec).err().unwrap();
@@ -146,6 +203,16 @@ mod tests {
         // A key that is not an HMAC secret is refused even for HS256.
         let rsa = DecodingKey::from_rsa_raw_components(b"\x01", b"\x01");
         let err = new_verifier(&Algorithm::HS256, &rsa).err().unwrap();
+        assert_eq!(err.kind(), &ErrorKind::InvalidKeyFormat);
+        // An HMAC secret is never taken for an Ed25519 key, whatever its length.
+        let secret = [7u8; 32];
+        let err = new_signer(&Algorithm::EdDSA, &EncodingKey::from_secret(&secret))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), &ErrorKind::InvalidKeyFormat);
+        let err = new_verifier(&Algorithm::EdDSA, &DecodingKey::from_secret(&secret))
+            .err()
+            .unwrap();
         assert_eq!(err.kind(), &ErrorKind::InvalidKeyFormat);
     }
 
