@@ -15,6 +15,7 @@ if ! cargo mutants --version 2>/dev/null | grep -q "$version"; then
 fi
 out=target/mutants
 rm -rf "$out"
+mkdir -p "$(dirname "$out")"
 status=0
 cargo mutants -p cab-domain --no-shuffle --output "$out" "$@" || status=$?
 # cargo-mutants exits 2 when mutants survive, 3 on timeouts: judged below.
