@@ -374,6 +374,29 @@ async fn gather(
     })
 }
 
+/// The gate's facts for a fresh request.
+async fn gather_request(
+    tx: &mut PgConnection,
+    user: &CurrentUser,
+    change_id: Uuid,
+    req: &GateRequest,
+    now: DateTime<Utc>,
+) -> Result<Gathered, AppError> {
+    gather(
+        tx,
+        user,
+        change_id,
+        req.revision,
+        &req.environment,
+        &req.artifact_digest,
+        &req.services,
+        req.initiator.as_deref(),
+        None,
+        now,
+    )
+    .await
+}
+
 fn freeze_rule(f: FreezeRow) -> Freeze {
     Freeze {
         starts_at: f.starts_at,
@@ -398,19 +421,7 @@ pub async fn dry_run(
     if !errors.is_empty() {
         return Err(errors.into());
     }
-    let g = gather(
-        &mut tx,
-        user,
-        change_id,
-        req.revision,
-        &req.environment,
-        &req.artifact_digest,
-        &req.services,
-        req.initiator.as_deref(),
-        None,
-        now,
-    )
-    .await?;
+    let g = gather_request(&mut tx, user, change_id, req, now).await?;
     tx.rollback().await?;
     Ok(Verdict {
         expires_at: g.expires_at.filter(|_| g.reasons.is_empty()),
@@ -438,20 +449,7 @@ pub async fn authorize(
     }
     let key = signing_key(pool, keys).await?;
     let mut tx = refusal::begin_deciding(pool).await?;
-    let g = match gather(
-        &mut tx,
-        user,
-        change_id,
-        req.revision,
-        &req.environment,
-        &req.artifact_digest,
-        &req.services,
-        req.initiator.as_deref(),
-        None,
-        now,
-    )
-    .await
-    {
+    let g = match gather_request(&mut tx, user, change_id, req, now).await {
         Ok(g) => g,
         Err(e @ (AppError::Internal(_) | AppError::Unavailable)) => {
             tracing::error!(error = %e, "the deployment gate could not read its facts; refusing");
@@ -929,6 +927,14 @@ pub async fn published_keys(pool: &PgPool) -> Result<Jwks, AppError> {
     })
 }
 
+fn stored(k: cab_db::deployments::SigningKeyRow) -> StoredKey {
+    StoredKey {
+        kid: k.kid,
+        public_key: k.public_key,
+        sealed_private: k.sealed_private,
+    }
+}
+
 /// The key that signs now, made on first use.
 async fn signing_key(pool: &PgPool, keys: &Keys) -> Result<StoredKey, AppError> {
     let mut conn = pool.acquire().await?;
@@ -938,11 +944,7 @@ async fn signing_key(pool: &PgPool, keys: &Keys) -> Result<StoredKey, AppError> 
         .find(|k| k.retired_at.is_none());
     drop(conn);
     match active {
-        Some(k) => Ok(StoredKey {
-            kid: k.kid,
-            public_key: k.public_key,
-            sealed_private: k.sealed_private,
-        }),
+        Some(k) => Ok(stored(k)),
         None => rotate(pool, keys, None, true).await,
     }
 }
@@ -966,11 +968,7 @@ pub async fn rotate(
             .find(|k| k.retired_at.is_none())
     {
         tx.rollback().await?;
-        return Ok(StoredKey {
-            kid: k.kid,
-            public_key: k.public_key,
-            sealed_private: k.sealed_private,
-        });
+        return Ok(stored(k));
     }
     let key = tokens::generate(keys, now).map_err(AppError::Internal)?;
     cab_db::deployments::rotate_signing_key(
