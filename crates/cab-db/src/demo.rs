@@ -50,3 +50,21 @@ pub async fn probe(conn: &mut PgConnection) -> sqlx::Result<Probe> {
         board_version: board_version.flatten(),
     })
 }
+
+/// Backdates an authorization, as if it had been given at `at` (the demo
+/// board shows one that ran out unused).
+pub async fn age_authorization(
+    conn: &mut PgConnection,
+    deployment: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deployments SET authorized_at = $2, expires_at = $2 + interval '15 minutes', updated_at = $2
+          WHERE id = $1 AND state = 'authorized'",
+    )
+    .bind(deployment)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

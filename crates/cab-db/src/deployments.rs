@@ -526,3 +526,135 @@ pub async fn bool_setting(conn: &mut PgConnection, key: &str) -> sqlx::Result<Op
             .and_then(|v| v.as_bool()),
     )
 }
+
+/// What a freeze warning needs to know of a change: its planned window, its
+/// services and its target environments.
+#[derive(Debug, Clone)]
+pub struct ChangeWindow {
+    pub change_id: Uuid,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub services: Vec<String>,
+    pub environments: Vec<String>,
+}
+
+/// The planned windows of the changes named, for the freezes they overlap.
+pub async fn change_windows(
+    conn: &mut PgConnection,
+    change_ids: &[Uuid],
+) -> sqlx::Result<Vec<ChangeWindow>> {
+    type Row = (
+        Uuid,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Vec<String>,
+        Vec<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, window_start, window_end, services, environments FROM changes WHERE id = ANY($1)",
+    )
+    .bind(change_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(change_id, window_start, window_end, services, environments)| ChangeWindow {
+                change_id,
+                window_start,
+                window_end,
+                services,
+                environments,
+            },
+        )
+        .collect())
+}
+
+/// A freeze as its pages and answers show it: with who declared it and who
+/// lifted it, by username and by the name people know them by.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FreezeLine {
+    pub id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub environments: Vec<String>,
+    pub services: Vec<String>,
+    pub created_by: String,
+    pub created_by_name: String,
+    pub created_at: DateTime<Utc>,
+    pub lifted_at: Option<DateTime<Utc>>,
+    pub lifted_by: Option<String>,
+    pub lifted_by_name: Option<String>,
+}
+
+const FREEZE_LINES: &str = "SELECT f.id, f.starts_at, f.ends_at, f.reason, f.environments, f.services,
+        c.username AS created_by,
+        CASE WHEN btrim(c.display_name) = '' THEN c.username ELSE c.display_name END AS created_by_name,
+        f.created_at, f.lifted_at, l.username AS lifted_by,
+        CASE WHEN btrim(l.display_name) = '' THEN l.username ELSE l.display_name END AS lifted_by_name
+    FROM freezes f
+    JOIN users c ON c.id = f.created_by
+    LEFT JOIN users l ON l.id = f.lifted_by";
+
+pub async fn freeze_line(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<FreezeLine>> {
+    sqlx::query_as::<_, FreezeLine>(&format!("{FREEZE_LINES} WHERE f.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+/// Freezes in force at `now` or still to come, soonest first.
+pub async fn freeze_lines_ahead(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<FreezeLine>> {
+    sqlx::query_as::<_, FreezeLine>(&format!(
+        "{FREEZE_LINES} WHERE f.ends_at > $1 AND f.lifted_at IS NULL ORDER BY f.starts_at, f.ends_at, f.id"
+    ))
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Freezes that ended (or were lifted) by `now` and after `since`, the
+/// latest first, at most `limit`.
+pub async fn freeze_lines_past(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<FreezeLine>> {
+    sqlx::query_as::<_, FreezeLine>(&format!(
+        "{FREEZE_LINES} WHERE (f.ends_at <= $1 OR f.lifted_at IS NOT NULL) AND f.ends_at > $2
+         ORDER BY f.ends_at DESC, f.id LIMIT $3"
+    ))
+    .bind(now)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Lifts a freeze that is in force or still to come, at `at`: one in force
+/// ends then; one still to come is moved to end then too, so nothing reads
+/// it as a period ahead any more. Whether one was lifted.
+pub async fn lift_freeze_at(
+    conn: &mut PgConnection,
+    id: Uuid,
+    by: Uuid,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE freezes SET lifted_at = $3, lifted_by = $2,
+             starts_at = least(starts_at, $3),
+             ends_at = greatest(least(starts_at, $3) + interval '1 microsecond', least(ends_at, $3))
+         WHERE id = $1 AND lifted_at IS NULL AND ends_at > $3",
+    )
+    .bind(id)
+    .bind(by)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -10,6 +10,7 @@ pub mod changes;
 pub mod decisions;
 pub mod demo;
 pub mod deployments;
+pub mod exceptions;
 pub mod health;
 pub mod idempotency;
 pub mod queue;

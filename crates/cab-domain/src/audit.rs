@@ -82,6 +82,10 @@ vocabulary!(
         FreezeDeclared = "freeze.declared" / "Freeze declared",
         FreezeLifted = "freeze.lifted" / "Freeze lifted",
         SigningKeyRotated = "keys.rotated" / "Signing key rotated",
+        BreakGlassRequested = "break_glass.requested" / "Break-glass requested",
+        BreakGlassConfirmed = "break_glass.confirmed" / "Break-glass confirmed",
+        DeploymentObserved = "deployment.observed" / "Deployment nobody authorized",
+        FindingResolved = "finding.resolved" / "Finding resolved",
         DemoSeeded = "demo.seeded" / "Demo data",
         AccessDenied = "access.denied" / "Refused",
     }
@@ -124,6 +128,10 @@ vocabulary!(
         AccountEnvironmentsSet = "user.set_environments" / "set the environments of",
         FreezeDeclare = "freeze.declare" / "declare a freeze",
         FreezeLift = "freeze.lift" / "lift",
+        BreakGlassRequest = "break_glass.request" / "ask for a break-glass deployment of",
+        BreakGlassConfirm = "break_glass.confirm" / "confirm",
+        DeploymentObserve = "deployment.observe" / "report what runs in",
+        FindingResolve = "finding.resolve" / "resolve",
     }
 );
 

@@ -48,8 +48,8 @@ vocabulary!(
 );
 
 vocabulary!(
-    /// Where a change is in its life. Later stages (assessment, CAB review,
-    /// approval, deployment, review) slot in as new states and transitions.
+    /// Where a change is in its life. A production deployment moves an
+    /// approved change on: being deployed, then deployed or failed.
     ChangeState {
         Draft = "draft" / "Draft",
         Submitted = "submitted" / "Submitted",
@@ -60,6 +60,9 @@ vocabulary!(
         Rejected = "rejected" / "Rejected",
         Withdrawn = "withdrawn" / "Withdrawn",
         Cancelled = "cancelled" / "Cancelled",
+        Implementing = "implementing" / "Being deployed",
+        Implemented = "implemented" / "Deployed",
+        ImplementationFailed = "implementation_failed" / "Deployment failed",
     }
 );
 
@@ -69,6 +72,18 @@ impl ChangeState {
         matches!(
             self,
             ChangeState::Withdrawn | ChangeState::Cancelled | ChangeState::Rejected
+        )
+    }
+
+    /// Approved, and since then possibly deployed to production: the states
+    /// in which its approval still stands.
+    pub fn carries_approval(self) -> bool {
+        matches!(
+            self,
+            ChangeState::Approved
+                | ChangeState::Implementing
+                | ChangeState::Implemented
+                | ChangeState::ImplementationFailed
         )
     }
 
@@ -693,6 +708,9 @@ pub fn check_action(
             if change.state.is_closed() {
                 return Err(closed(change.state));
             }
+            if let Some(d) = deployed(change.state) {
+                return Err(d);
+            }
             return Ok(change.state);
         }
         ChangeAction::Submit => Event::Submit { standard: None },
@@ -729,6 +747,22 @@ pub(crate) fn closed(state: ChangeState) -> Denial {
             state.label().to_lowercase()
         ),
     )
+}
+
+/// The refusal for a change whose production deployment is under way or
+/// done: what was deployed is on record as it was.
+pub(crate) fn deployed(state: ChangeState) -> Option<Denial> {
+    match state {
+        ChangeState::Implementing => Some(Denial::new(
+            "deployment_under_way",
+            "This change is being deployed to production; it cannot change until the deployment has finished.",
+        )),
+        ChangeState::Implemented => Some(Denial::new(
+            "change_deployed",
+            "This change has been deployed to production and is on record as it was; file a new change for anything more.",
+        )),
+        _ => None,
+    }
 }
 
 /// A complete change for tests of this crate.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::approval::{Duty, check_duty};
-use crate::change::{ChangeFacts, ChangeState, FieldError};
-use crate::{Actor, Denial};
+use crate::change::{ChangeFacts, FieldError};
+use crate::{Actor, Denial, Role};
 
 vocabulary!(
     /// Where a deployment is: authorized → started → succeeded | failed;
@@ -245,6 +245,9 @@ pub struct GateFacts<'a> {
     /// Whether an approver may initiate its production deployment (an
     /// administrator's setting; off by default).
     pub approver_may_deploy: bool,
+    /// Until when a confirmed break-glass for this change and environment
+    /// holds, if the request uses one.
+    pub break_glass_until: Option<DateTime<Utc>>,
 }
 
 /// An allowed deployment: until when its authorization holds.
@@ -264,8 +267,31 @@ pub fn gate(
 ) -> Result<Authorization, Vec<Denial>> {
     let mut reasons = Vec::new();
     let env = facts.environment;
-    if env.needs_approval {
-        if facts.change.state != ChangeState::Approved || facts.approved_revision.is_none() {
+    // A confirmed break-glass waives the approval, the window and the
+    // freezes, for production only, and nothing else.
+    let glass = facts
+        .break_glass_until
+        .filter(|until| env.production && now < *until);
+    if let Some(until) = facts.break_glass_until
+        && glass.is_none()
+    {
+        reasons.push(if env.production {
+            Denial::new(
+                "break_glass_expired",
+                format!(
+                    "The break-glass ran out at {}; ask for another.",
+                    until.format("%H:%M UTC")
+                ),
+            )
+        } else {
+            Denial::new(
+                "break_glass_not_production",
+                "Break-glass is for production deployments only.",
+            )
+        });
+    }
+    if env.needs_approval && glass.is_none() {
+        if !facts.change.state.carries_approval() || facts.approved_revision.is_none() {
             reasons.push(Denial::new(
                 "change_not_approved",
                 format!(
@@ -327,7 +353,9 @@ pub fn gate(
             .iter()
             .filter(|f| f.applies_to(&env.key, facts.services))
     };
-    if let Some(f) = applicable().find(|f| f.in_force(now)) {
+    if let Some(f) = applicable().find(|f| f.in_force(now))
+        && glass.is_none()
+    {
         reasons.push(Denial::new(
             "freeze_in_force",
             format!("A freeze is in force in {}: {}", env.label, f.reason),
@@ -348,6 +376,12 @@ pub fn gate(
     if !reasons.is_empty() {
         return Err(reasons);
     }
+    if let Some(until) = glass {
+        // Its own lifetime, which neither the window nor a freeze cuts.
+        return Ok(Authorization {
+            expires_at: until.min(now + BREAK_GLASS_LIFETIME),
+        });
+    }
     let mut expires_at = now + AUTHORIZATION_LIFETIME;
     if env.needs_approval
         && let Some((_, end)) = facts.window
@@ -358,6 +392,91 @@ pub fn gate(
         expires_at = expires_at.min(next);
     }
     Ok(Authorization { expires_at })
+}
+
+/// How long a break-glass waits for its second person.
+pub const BREAK_GLASS_CONFIRM_WITHIN: Duration = Duration::minutes(30);
+/// How long a confirmed break-glass, and the authorization it gives, holds.
+pub const BREAK_GLASS_LIFETIME: Duration = Duration::minutes(60);
+
+/// What a break-glass request says: a reason of at least 30 characters and
+/// the incident it answers.
+pub fn check_break_glass_request(reason: &str, incident: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let reason = reason.trim().chars().count();
+    if reason < 30 {
+        errors.push(FieldError {
+            field: "reason",
+            message: "Say why in at least 30 characters: what is broken and why it cannot wait."
+                .into(),
+        });
+    } else if reason > 2000 {
+        errors.push(FieldError {
+            field: "reason",
+            message: "A reason is at most 2,000 characters.".into(),
+        });
+    }
+    let incident = incident.trim();
+    if incident.is_empty() || incident.chars().count() > 200 {
+        errors.push(FieldError {
+            field: "incident",
+            message: "Name the incident it answers (its reference, at most 200 characters).".into(),
+        });
+    }
+    errors
+}
+
+/// Who may ask for a break-glass: a person with the release manager role
+/// who may deploy the change to production (never its author or a
+/// contributor).
+pub fn check_break_glass_requester(change: &ChangeFacts, requester: &Actor) -> Result<(), Denial> {
+    if requester.is_service || !requester.roles.contains(Role::ReleaseManager) {
+        return Err(Denial::new(
+            "break_glass_not_allowed",
+            "Only a release manager asks for a break-glass deployment.",
+        ));
+    }
+    check_duty(change, requester, Duty::DeployProd)
+}
+
+/// Who may confirm a break-glass, and when: a second person, a release
+/// manager or CAB member, who is not the one who asked and never worked on
+/// the change, within 30 minutes of the request.
+pub fn check_break_glass_confirmer(
+    change: &ChangeFacts,
+    requested_by: Uuid,
+    requested_at: DateTime<Utc>,
+    confirmer: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(), Denial> {
+    if confirmer.is_service
+        || !(confirmer.roles.contains(Role::ReleaseManager)
+            || confirmer.roles.contains(Role::CabMember))
+    {
+        return Err(Denial::new(
+            "break_glass_not_allowed",
+            "A break-glass is confirmed by a release manager or a CAB member.",
+        ));
+    }
+    if confirmer.id == requested_by {
+        return Err(Denial::new(
+            "break_glass_self_confirm",
+            "You asked for this break-glass; a second person must confirm it.",
+        ));
+    }
+    if change.is_author(confirmer.id) {
+        return Err(Denial::new(
+            "break_glass_contributor",
+            "You worked on this change, so you cannot confirm its break-glass deployment.",
+        ));
+    }
+    if now >= requested_at + BREAK_GLASS_CONFIRM_WITHIN {
+        return Err(Denial::new(
+            "break_glass_expired",
+            "Nobody confirmed this break-glass within 30 minutes; ask again.",
+        ));
+    }
+    Ok(())
 }
 
 /// Who may start a production deployment: a person with the release
@@ -427,6 +546,7 @@ pub fn check_digest(digest: &str) -> Result<(), FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::ChangeState;
     use crate::{Role, RoleSet};
     use chrono::TimeZone;
 
@@ -503,6 +623,7 @@ mod tests {
                 in_progress: false,
                 approvers: &self.approvers,
                 approver_may_deploy: false,
+                break_glass_until: None,
             }
         }
     }
@@ -906,5 +1027,116 @@ mod tests {
             assert_eq!(e.field, "digest", "{bad}");
             assert!(e.message.contains("sha256:"));
         }
+    }
+
+    #[test]
+    fn break_glass_waives_approval_window_and_freeze_but_never_the_duties() {
+        let mut case = Case::prod();
+        case.change = change(ChangeState::InCabReview);
+        case.freezes = vec![Freeze {
+            starts_at: at(0, 0),
+            ends_at: at(23, 0),
+            reason: "Year-end".into(),
+            environments: vec![],
+            services: vec![],
+        }];
+        let rm = person(RELEASE, &[Role::ReleaseManager]);
+        // Outside the window, in review, in a freeze.
+        let now = at(12, 0);
+        assert_eq!(
+            codes(gate(&case.facts(), &rm, None, now)),
+            ["change_not_approved", "outside_window", "freeze_in_force"]
+        );
+        let mut facts = case.facts();
+        facts.break_glass_until = Some(at(12, 40));
+        // Flagged by its own lifetime, which the freeze does not cut.
+        assert_eq!(gate(&facts, &rm, None, now).unwrap().expires_at, at(12, 40));
+        // Never the duties: the author, an approver.
+        for who in [AUTHOR, CONTRIBUTOR] {
+            let worker = person(who, &[Role::ReleaseManager]);
+            assert_eq!(codes(gate(&facts, &worker, None, now)), ["self_deployment"]);
+        }
+        let approver = person(APPROVER, &[Role::ReleaseManager]);
+        assert_eq!(
+            codes(gate(&facts, &approver, None, now)),
+            ["approver_deployment"]
+        );
+        assert_eq!(
+            codes(gate(&facts, &pipeline(), None, now)),
+            ["initiator_required"]
+        );
+        // Nor promotion order.
+        let mut unpromoted = facts.clone();
+        unpromoted.succeeded_below_at = None;
+        assert_eq!(
+            codes(gate(&unpromoted, &rm, None, now)),
+            ["promotion_order"]
+        );
+        // Run out: everything it waived is back, and says why.
+        assert_eq!(
+            codes(gate(&facts, &rm, None, at(12, 40))),
+            [
+                "break_glass_expired",
+                "change_not_approved",
+                "outside_window",
+                "freeze_in_force"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_break_glass_is_asked_by_a_release_manager_and_confirmed_by_another_person() {
+        let facts = change(ChangeState::Approved);
+        let rm = person(RELEASE, &[Role::ReleaseManager]);
+        assert!(check_break_glass_requester(&facts, &rm).is_ok());
+        let code = |r: Result<(), Denial>| r.err().map(|d| d.code);
+        assert_eq!(
+            code(check_break_glass_requester(
+                &facts,
+                &person(9, &[Role::CabMember])
+            )),
+            Some("break_glass_not_allowed")
+        );
+        assert_eq!(
+            code(check_break_glass_requester(
+                &facts,
+                &person(AUTHOR, &[Role::ReleaseManager])
+            )),
+            Some("self_deployment")
+        );
+        let asked = at(9, 0);
+        let confirm = |who: &Actor, now| {
+            code(check_break_glass_confirmer(
+                &facts,
+                Uuid::from_u128(RELEASE),
+                asked,
+                who,
+                now,
+            ))
+        };
+        let cab = person(7, &[Role::CabMember]);
+        assert_eq!(confirm(&cab, at(9, 29)), None);
+        assert_eq!(confirm(&cab, at(9, 30)), Some("break_glass_expired"));
+        assert_eq!(confirm(&rm, at(9, 1)), Some("break_glass_self_confirm"));
+        for who in [AUTHOR, CONTRIBUTOR] {
+            assert_eq!(
+                confirm(&person(who, &[Role::CabMember]), at(9, 1)),
+                Some("break_glass_contributor")
+            );
+        }
+        assert_eq!(
+            confirm(&person(8, &[Role::Engineer, Role::Admin]), at(9, 1)),
+            Some("break_glass_not_allowed")
+        );
+        let mut bot = pipeline();
+        bot.roles = [Role::CabMember].into_iter().collect();
+        assert_eq!(confirm(&bot, at(9, 1)), Some("break_glass_not_allowed"));
+        let errors = check_break_glass_request("too short", " ");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["reason", "incident"]);
+        assert!(
+            check_break_glass_request("The payment service is down for every customer.", "INC-42")
+                .is_empty()
+        );
     }
 }

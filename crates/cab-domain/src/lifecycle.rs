@@ -10,8 +10,9 @@ use crate::approval::{Decision, Duty, check_duty, is_material, under_review};
 use crate::audit::AuditAction;
 use crate::change::{
     ChangeAction, ChangeFacts, ChangeState, ChangeType, check_action, check_authorship, closed,
-    field_names,
+    deployed, field_names,
 };
+use crate::deployment::DeploymentState;
 use crate::standard_template::{TemplateAction, TemplateState, check_template_action};
 use crate::{Actor, Denial, Role};
 
@@ -44,6 +45,9 @@ pub enum Event {
     /// Its authors saved new content; `fields` are the names of the fields
     /// that differ (empty when nothing did).
     Edited { fields: Vec<String> },
+    /// A production deployment of it reached this state. The gate decided
+    /// who may deploy; this only moves the change along.
+    Deployed(DeploymentState),
 }
 
 impl Event {
@@ -56,6 +60,7 @@ impl Event {
             Event::Edited { .. } => ChangeAction::Edit.as_str(),
             Event::StartAssessment | Event::Assessed { .. } => Duty::Assess.as_str(),
             Event::Tallied(_) => Duty::Vote.as_str(),
+            Event::Deployed(_) => crate::audit::Attempt::DeploymentReport.as_str(),
         }
     }
 }
@@ -144,7 +149,7 @@ pub fn next(
         Event::Withdraw => {
             check_authorship(subject.facts, actor)?;
             match from {
-                ChangeState::Approved => Err(Denial::new(
+                s if s.carries_approval() => Err(Denial::new(
                     "invalid_transition",
                     "This change has been approved; it can be cancelled, not withdrawn.",
                 )),
@@ -168,6 +173,9 @@ pub fn next(
             }
             if from.is_closed() {
                 return Err(closed(from));
+            }
+            if let Some(d) = deployed(from) {
+                return Err(d);
             }
             Ok(moved(
                 ChangeState::Cancelled,
@@ -244,6 +252,24 @@ pub fn next(
             })
         }
         Event::Edited { fields } => edited(subject, actor, fields),
+        Event::Deployed(outcome) => {
+            let to = match (from, outcome) {
+                (s, DeploymentState::Started) if s.carries_approval() => ChangeState::Implementing,
+                (ChangeState::Implementing, DeploymentState::Succeeded) => ChangeState::Implemented,
+                (
+                    ChangeState::Implementing | ChangeState::Implemented,
+                    DeploymentState::Failed | DeploymentState::RolledBack,
+                ) => ChangeState::ImplementationFailed,
+                // Authorizations that expire or are aborted leave it where
+                // it is, and so does a report on a change closed meanwhile.
+                _ => return Ok(stay),
+            };
+            Ok(if to == from {
+                stay
+            } else {
+                moved(to, StateWrite::Move, None)
+            })
+        }
     }
 }
 
@@ -317,7 +343,7 @@ fn edited(subject: &Subject<'_>, actor: &Actor, fields: &[String]) -> Result<Tra
     if from != ChangeState::Draft {
         t.revision += 1;
     }
-    let approved = from == ChangeState::Approved;
+    let approved = from.carries_approval();
     let named: Vec<&str> = fields
         .iter()
         .map(String::as_str)
@@ -456,6 +482,11 @@ mod tests {
             Event::Tallied(Decision::Pending {
                 needs: vec!["1 more CAB approval".into()],
             }),
+            Event::Deployed(DeploymentState::Started),
+            Event::Deployed(DeploymentState::Succeeded),
+            Event::Deployed(DeploymentState::Failed),
+            Event::Deployed(DeploymentState::RolledBack),
+            Event::Deployed(DeploymentState::Aborted),
         ]
     }
 
@@ -470,10 +501,11 @@ mod tests {
             Event::Assessed { .. } => "assessed",
             Event::Tallied(_) => "tallied",
             Event::Edited { .. } => "edited",
+            Event::Deployed(_) => "deployed",
         }
     }
 
-    const STATES: [ChangeState; 9] = [
+    const STATES: [ChangeState; 12] = [
         ChangeState::Draft,
         ChangeState::Submitted,
         ChangeState::InAssessment,
@@ -483,6 +515,9 @@ mod tests {
         ChangeState::Rejected,
         ChangeState::Withdrawn,
         ChangeState::Cancelled,
+        ChangeState::Implementing,
+        ChangeState::Implemented,
+        ChangeState::ImplementationFailed,
     ];
 
     fn state(code: &str) -> ChangeState {
@@ -495,6 +530,9 @@ mod tests {
             "Rj" => ChangeState::Rejected,
             "Wd" => ChangeState::Withdrawn,
             "Ca" => ChangeState::Cancelled,
+            "Im" => ChangeState::Implementing,
+            "Id" => ChangeState::Implemented,
+            "IF" => ChangeState::ImplementationFailed,
             other => panic!("unknown state {other}"),
         }
     }
@@ -576,19 +614,19 @@ mod tests {
         let inv = "!invalid_transition";
         let closed = "!change_closed";
         let nur = "!not_under_review";
-        let every = |c: &'static str| [c; 9];
+        let every = |c: &'static str| [c; 12];
         let ev = events();
-        // (event, who, Dr Su IA ICR CR Ap Rj Wd Ca)
+        // (event, who, Dr Su IA ICR CR Ap Rj Wd Ca Im Id IF)
         #[rustfmt::skip]
-        let table: Vec<(usize, &[Kind], [&str; 9])> = vec![
+        let table: Vec<(usize, &[Kind], [&str; 12])> = vec![
             // Submit: none, approved template beyond its scope, approved
             // template within it, proposed, retired, unreadable.
-            (0, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed]),
-            (1, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed]),
-            (2, AUTHORS, ["→Ap template approved 1", inv, inv, inv, "→Ap template approved 2", inv, closed, closed, closed]),
-            (3, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed]),
-            (4, AUTHORS, ["!template_retired", inv, inv, inv, "!template_retired", inv, closed, closed, closed]),
-            (5, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed]),
+            (0, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed, inv, inv, inv]),
+            (1, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed, inv, inv, inv]),
+            (2, AUTHORS, ["→Ap template approved 1", inv, inv, inv, "→Ap template approved 2", inv, closed, closed, closed, inv, inv, inv]),
+            (3, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed, inv, inv, inv]),
+            (4, AUTHORS, ["!template_retired", inv, inv, inv, "!template_retired", inv, closed, closed, closed, inv, inv, inv]),
+            (5, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed, inv, inv, inv]),
             (0, OTHERS, every("!not_author")),
             (1, OTHERS, every("!not_author")),
             (2, OTHERS, every("!not_author")),
@@ -596,15 +634,15 @@ mod tests {
             (4, OTHERS, every("!not_author")),
             (5, OTHERS, every("!not_author")),
             // Withdraw.
-            (6, AUTHORS, ["→Wd close withdrawn 0", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", inv, closed, closed, closed]),
+            (6, AUTHORS, ["→Wd close withdrawn 0", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", inv, closed, closed, closed, inv, inv, inv]),
             (6, OTHERS, every("!not_author")),
             // Cancel: the role is checked before the state.
-            (7, &[AuC, Cm, CmA, Rm, Ad], ["→Ca close cancelled 0", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", closed, closed, closed]),
+            (7, &[AuC, Cm, CmA, Rm, Ad], ["→Ca close cancelled 0", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "→Ca close cancelled 2"]),
             (7, &[Au, PiC, En, Sr, SrV, Sv, Aud], every("!cancel_not_allowed")),
             // Edited: nothing, editorial fields only, a material field too.
-            (8, AUTHORS, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", closed, closed, closed]),
-            (9, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "= - - 3", closed, closed, closed]),
-            (10, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "↺Su reopen+ - 3", closed, closed, closed]),
+            (8, AUTHORS, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "= - - 2"]),
+            (9, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "= - - 3", closed, closed, closed, "!deployment_under_way", "!change_deployed", "= - - 3"]),
+            (10, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "↺Su reopen+ - 3", closed, closed, closed, "!deployment_under_way", "!change_deployed", "↺Su reopen+ - 3"]),
             (8, OTHERS, every("!not_author")),
             (9, OTHERS, every("!not_author")),
             (10, OTHERS, every("!not_author")),
@@ -613,22 +651,29 @@ mod tests {
             (11, &[Au, AuC], every("!self_assessment")),
             (11, &[SrV], every("!voter_cannot_assess")),
             (11, &[En, Cm, CmA, Rm, Ad, Aud], every("!security_reviewer_required")),
-            (11, &[Sr], [nur, "→IA move assessment_started 2", "!!invalid_transition", "!!invalid_transition", nur, nur, nur, nur, nur]),
+            (11, &[Sr], [nur, "→IA move assessment_started 2", "!!invalid_transition", "!!invalid_transition", nur, nur, nur, nur, nur, nur, nur, nur]),
             (12, &[Sv, PiC], every("!service_account")),
             (12, &[Au, AuC], every("!self_assessment")),
             (12, &[SrV], every("!voter_cannot_assess")),
             (12, &[En, Cm, CmA, Rm, Ad, Aud], every("!security_reviewer_required")),
-            (12, &[Sr], [nur, "→ICR move - 2", "→ICR move - 2", "= - - 2", nur, nur, nur, nur, nur]),
+            (12, &[Sr], [nur, "→ICR move - 2", "→ICR move - 2", "= - - 2", nur, nur, nur, nur, nur, nur, nur, nur]),
             (13, &[Sv, PiC], every("!service_account")),
             (13, &[Au, AuC], every("!self_assessment")),
             (13, &[SrV], every("!voter_cannot_assess")),
             (13, &[En, Cm, CmA, Rm, Ad, Aud], every("!security_reviewer_required")),
-            (13, &[Sr], [nur, "= - - 2", "= - - 2", "= - - 2", nur, nur, nur, nur, nur]),
+            (13, &[Sr], [nur, "= - - 2", "= - - 2", "= - - 2", nur, nur, nur, nur, nur, nur, nur, nur]),
             // Tallied: whoever's vote or assessment led to it.
-            (14, ALL, ["—", "→Ap approve approved 2", "→Ap approve approved 2", "→Ap approve approved 2", "—", "—", "—", "—", "—"]),
-            (15, ALL, ["—", "→Rj reject rejected 2", "→Rj reject rejected 2", "→Rj reject rejected 2", "—", "—", "—", "—", "—"]),
-            (16, ALL, ["—", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "—", "—", "—", "—", "—"]),
-            (17, ALL, ["—", "= - - 2", "= - - 2", "= - - 2", "—", "—", "—", "—", "—"]),
+            (14, ALL, ["—", "→Ap approve approved 2", "→Ap approve approved 2", "→Ap approve approved 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (15, ALL, ["—", "→Rj reject rejected 2", "→Rj reject rejected 2", "→Rj reject rejected 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (16, ALL, ["—", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (17, ALL, ["—", "= - - 2", "= - - 2", "= - - 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            // A production deployment moves an approved change along, and
+            // leaves any other where it is.
+            (18, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "→Im move - 2"]),
+            (19, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Id move - 2", "= - - 2", "= - - 2"]),
+            (20, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2"]),
+            (21, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2"]),
+            (22, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2"]),
         ];
         let now: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().expect("a time");
         let mut seen = HashSet::new();
@@ -660,7 +705,7 @@ mod tests {
         assert_eq!(STATES.to_vec(), ChangeState::ALL.to_vec());
         // Every kind of event, template state and tally is in the table.
         let variants: HashSet<&str> = ev.iter().map(variant).collect();
-        assert_eq!(variants.len(), 7);
+        assert_eq!(variants.len(), 8);
         let templates: HashSet<Option<&str>> = ev
             .iter()
             .filter_map(|e| match e {
@@ -870,6 +915,7 @@ mod tests {
                 &["change.edit"; 3],
                 &["change.assess"; 3],
                 &["change.vote"; 4],
+                &["deployment.report"; 5],
             ]
             .concat()
         );

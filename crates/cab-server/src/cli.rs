@@ -1,16 +1,19 @@
 //! The `cab` command line. `main` parses it and calls [`run`].
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cab_db::audit::Verification;
 use cab_domain::audit::ChainHead;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 
 use crate::accounts::{self, NewAccount, Operator};
 use crate::config::{DatabaseArgs, LogFormat, MigrateArgs, ServerArgs, Settings, check_secret_key};
+use crate::crypto::deploy::{self, DeployClaims, Jwks};
 use crate::crypto::{Passwords, random_token};
 use crate::error::AppError;
 use crate::request::Origin;
@@ -75,6 +78,19 @@ pub enum Command {
         database: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// For pipelines: ask the deployment gate, check its authorization
+    /// offline, and report what became of the deployment.
+    Gate {
+        #[command(subcommand)]
+        command: GateCommand,
+    },
+    /// Manage the keys that sign deployment authorizations.
+    Keys {
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
     },
 }
 
@@ -161,6 +177,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             database,
             server,
         } => demo(database_url, database, server).await?,
+        Command::Gate { command } => return gate_command(command).await,
+        Command::Keys { db, command } => {
+            let pool = crate::db::open(&db, None).await?;
+            keys_command(&pool, command).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -371,4 +392,784 @@ async fn demo(
         println!("Open http://{} and sign in.", server.listen);
     }
     serve(prepared.pool, &server, &secret).await
+}
+
+/// The exit code of a `cab gate` command that CAB (or the published keys)
+/// refused: the gate said no, a report was refused, an authorization does not
+/// hold. Any other failure exits 1.
+pub const EXIT_REFUSED: u8 = 2;
+
+/// How a `cab gate` command prints what it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// The token (or state) alone on standard output, a summary on standard
+    /// error.
+    #[default]
+    Text,
+    /// CAB's whole answer (or the authorization's claims) as JSON on
+    /// standard output.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Ask the gate to authorize a deployment. Prints the signed
+    /// authorization alone on standard output (`TOKEN=$(cab gate request
+    /// ...)`) and the deployment on standard error. When the gate refuses,
+    /// prints every reason on standard error and exits 2; any other error
+    /// exits 1.
+    Request(GateRequestArgs),
+    /// Check an authorization offline against the published keys: signed by
+    /// one of them, unexpired, and for the environment and artifact about to
+    /// be deployed. Exits 0 with a one-line summary when it holds, 2 naming
+    /// why it does not, 1 on any other error.
+    Verify(GateVerifyArgs),
+    /// Report what became of a deployment: started (with its authorization,
+    /// which this spends), succeeded, failed, rolled_back or aborted. Prints
+    /// the new state; exits 2 when CAB refuses the report.
+    Report(GateReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new key sign deployment authorizations from now on. The old
+    /// public keys stay published, so what they signed still checks. Prints
+    /// the new key's id; the private key is kept sealed under CAB_SECRET_KEY
+    /// and never shown. Audited.
+    Rotate {
+        /// The server's secret key: the new private key is sealed under it,
+        /// so it must be the one `cab serve` runs with.
+        #[arg(long, env = "CAB_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+    },
+}
+
+/// How the `cab gate` commands reach CAB over HTTP(S).
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// A PEM file of root certificates to trust besides the public ones,
+    /// for a CAB behind a private certificate authority.
+    #[arg(long, env = "CAB_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Seconds to wait for an answer.
+    #[arg(long, env = "CAB_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GateRequestArgs {
+    /// CAB's address, e.g. https://cab.example.com.
+    #[arg(long, env = "CAB_URL")]
+    pub url: String,
+
+    /// The API token of the account that deploys: a pipeline's service
+    /// account, or a person's access token.
+    #[arg(
+        long,
+        visible_alias = "api-token",
+        env = "CAB_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: String,
+
+    /// The change: CHG-12, 12, or its id.
+    #[arg(long)]
+    pub change: String,
+
+    /// The change's revision being deployed (0 for a draft never submitted).
+    #[arg(long)]
+    pub revision: i32,
+
+    /// The environment's key: dev, test, stage, prod.
+    #[arg(long)]
+    pub environment: String,
+
+    /// What is deployed: an image or package name.
+    #[arg(long)]
+    pub artifact_name: String,
+
+    #[arg(long, default_value = "")]
+    pub artifact_version: String,
+
+    /// The artifact's digest: sha256: and 64 lower-case hex digits.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub digest: String,
+
+    /// A service deployed; repeat for several [default: all the change's].
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// The username of the person who started the pipeline's run. A
+    /// pipeline's account needs it for production; CAB trusts the pipeline
+    /// to name them truthfully.
+    #[arg(long, value_name = "USERNAME")]
+    pub initiator: Option<String>,
+
+    /// github, gitlab, jenkins, …
+    #[arg(long, default_value = "")]
+    pub pipeline_provider: String,
+
+    #[arg(long, default_value = "")]
+    pub pipeline_run_id: String,
+
+    #[arg(long, default_value = "")]
+    pub pipeline_url: String,
+
+    /// Makes a retry safe: the same key with the same request within 24
+    /// hours gets the first answer again, token included. With it, a
+    /// request that got no answer (or 502, 503, 504) is tried again up to 3
+    /// times.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+
+    /// Ask what the gate would answer now, recording nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("key_set").required(true).multiple(true).args(["keys", "keys_url"])))]
+pub struct GateVerifyArgs {
+    /// A saved copy of the published keys (the JWK set at
+    /// /api/v1/deployments/keys).
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+
+    /// Where to fetch the published keys, e.g.
+    /// https://cab.example.com/api/v1/deployments/keys. With --keys too,
+    /// a key in either set counts.
+    #[arg(long, value_name = "URL")]
+    pub keys_url: Option<String>,
+
+    /// The authorization to check [default: standard input, where several,
+    /// one a line, are each checked].
+    #[arg(long, env = "CAB_DEPLOY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// The environment about to be deployed to (its key, e.g. prod).
+    #[arg(long)]
+    pub environment: String,
+
+    /// The digest of the artifact about to be deployed.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub digest: String,
+
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// What a deployment became, as `cab gate report` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportState {
+    Started,
+    Succeeded,
+    Failed,
+    #[value(name = "rolled_back", alias = "rolled-back")]
+    RolledBack,
+    Aborted,
+}
+
+impl ReportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportState::Started => "started",
+            ReportState::Succeeded => "succeeded",
+            ReportState::Failed => "failed",
+            ReportState::RolledBack => "rolled_back",
+            ReportState::Aborted => "aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("new_state").required(true).args(["state", "state_option"])))]
+pub struct GateReportArgs {
+    /// What became of the deployment.
+    #[arg(value_enum)]
+    pub state: Option<ReportState>,
+
+    /// The same, as an option.
+    #[arg(long = "state", value_enum, value_name = "STATE")]
+    pub state_option: Option<ReportState>,
+
+    /// The deployment: its id or DEP-<n> [default: the one the
+    /// authorization names].
+    #[arg(long)]
+    pub deployment: Option<String>,
+
+    /// The gate's authorization. Required to report `started`, which spends
+    /// it; otherwise only used to find the deployment.
+    #[arg(long, env = "CAB_DEPLOY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    #[arg(long, default_value = "")]
+    pub note: String,
+
+    /// Sent as the request's Idempotency-Key. A repeated report of the
+    /// state a deployment is already in changes nothing anyway (`started`
+    /// excepted: its authorization is spent).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+
+    /// CAB's address, e.g. https://cab.example.com.
+    #[arg(long, env = "CAB_URL")]
+    pub url: String,
+
+    /// The API token of the account that runs the deployment.
+    #[arg(long, env = "CAB_TOKEN", hide_env_values = true)]
+    pub api_token: String,
+
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Rotate { secret_key } => {
+            let secret = check_secret_key(secret_key.as_deref())?;
+            let keys = crate::crypto::Keys::new(&secret);
+            let key = crate::deployments::rotate(pool, &keys, None, false)
+                .await
+                .map_err(cli_error)?;
+            println!("{}", key.kid);
+            eprintln!(
+                "key {} now signs deployment authorizations; the previous public keys stay published",
+                key.kid
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn gate_command(command: GateCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        GateCommand::Request(args) => gate_request(args).await,
+        GateCommand::Verify(args) => gate_verify(args).await,
+        GateCommand::Report(args) => gate_report(args).await,
+    }
+}
+
+/// A client for CAB's API, as the `cab gate` commands use it: no redirects
+/// followed (a token is never sent on), HTTPS through rustls.
+fn http_client(http: &HttpArgs) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(http.timeout_seconds.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("cab/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &http.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?;
+        if certs.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+/// `url` checked and without a trailing slash. An http:// address other
+/// than this machine's is allowed, with a warning: what is sent (tokens) or
+/// fetched (keys) could be read or changed on the way.
+fn checked_url(url: &str, what: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{what} is not a URL: {url}"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or_default();
+            let local = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !local {
+                eprintln!(
+                    "warning: {what} is http://, not https://: it is not encrypted on the way"
+                );
+            }
+        }
+        other => bail!("{what} must start with https:// (or http://), not {other}:"),
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// An answer from CAB: its status and body.
+struct Reply {
+    status: reqwest::StatusCode,
+    body: String,
+}
+
+async fn send(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Reply> {
+    let resp = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach CAB at {url}"))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .with_context(|| format!("CAB's answer from {url} was cut off"))?;
+    Ok(Reply { status, body })
+}
+
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    idempotency_key: Option<&str>,
+    body: &serde_json::Value,
+) -> anyhow::Result<Reply> {
+    let mut request = client.post(url).bearer_auth(bearer.trim()).json(body);
+    if let Some(key) = idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    send(request, url).await
+}
+
+/// How many times a keyed request is tried again.
+const RETRIES: u32 = 3;
+
+/// Posts a request that carries an idempotency key, trying it again (after
+/// 1, 2, then 4 seconds) when no answer came or CAB, or a proxy in front of
+/// it, was briefly unavailable (502, 503, 504): the key makes a retry safe.
+async fn post_keyed(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<Reply> {
+    let mut attempt = 0;
+    loop {
+        let result = post_json(client, url, bearer, Some(key), body).await;
+        let why = match &result {
+            Err(e) => format!("{e:#}"),
+            Ok(r) if matches!(r.status.as_u16(), 502..=504) => format!("CAB answered {}", r.status),
+            Ok(_) => return result,
+        };
+        if attempt == RETRIES {
+            return result;
+        }
+        let wait = Duration::from_secs(1 << attempt);
+        attempt += 1;
+        eprintln!(
+            "{why}; trying again in {} s with the same idempotency key",
+            wait.as_secs()
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A problem document (RFC 9457) as CAB writes it.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ProblemIn {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    reasons: Vec<crate::error::Reason>,
+    #[serde(default)]
+    errors: Vec<FieldIn>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FieldIn {
+    field: String,
+    message: String,
+}
+
+/// What a command does with an answer that is not a success. A refusal (403
+/// or 409) prints every reason on standard error and exits 2; anything else
+/// is an error (exit 1) that says what CAB answered.
+fn not_a_success(reply: &Reply, output: Output) -> anyhow::Result<ExitCode> {
+    let status = reply.status;
+    if status.is_redirection() {
+        bail!("CAB answered {status}, a redirect: give the address it redirects to as CAB_URL");
+    }
+    let problem: Option<ProblemIn> = serde_json::from_str(&reply.body).ok();
+    let Some(problem) = problem else {
+        let mut body: String = reply.body.split_whitespace().collect::<Vec<_>>().join(" ");
+        if body.chars().count() > 200 {
+            body = body.chars().take(200).collect::<String>() + "…";
+        }
+        bail!("CAB answered {status}: {body}");
+    };
+    if output == Output::Json {
+        println!("{}", reply.body.trim());
+    }
+    let title = if problem.title.is_empty() {
+        "failed".to_owned()
+    } else {
+        plain(&problem.title)
+    };
+    // With reasons, the detail only repeats them.
+    let detail = if problem.reasons.is_empty() {
+        format!(": {}", plain(&problem.detail))
+    } else {
+        String::new()
+    };
+    let mut lines = vec![format!(
+        "{title} ({} {}){detail}",
+        status.as_u16(),
+        plain(&problem.code),
+    )];
+    for r in &problem.reasons {
+        lines.push(format!("  {}: {}", plain(&r.code), plain(&r.message)));
+    }
+    for e in &problem.errors {
+        lines.push(format!("  {}: {}", plain(&e.field), plain(&e.message)));
+    }
+    if let Some(id) = &problem.request_id {
+        lines.push(format!("  (request id {})", plain(id)));
+    }
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        lines.push("  check the API token (CAB_TOKEN)".into());
+    }
+    let refused = matches!(
+        status,
+        reqwest::StatusCode::FORBIDDEN | reqwest::StatusCode::CONFLICT
+    );
+    if refused {
+        eprintln!("refused: {}", lines.join("\n"));
+        Ok(ExitCode::from(EXIT_REFUSED))
+    } else {
+        bail!("{}", lines.join("\n"))
+    }
+}
+
+/// Text from CAB or a token, fit for a terminal or a CI log: control
+/// characters (which could move the cursor or forge a line) become spaces.
+fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The string at `pointer` in an answer, fit for a terminal; empty when
+/// there is none.
+fn text(v: &serde_json::Value, pointer: &str) -> String {
+    plain(
+        v.pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default(),
+    )
+}
+
+async fn gate_request(a: GateRequestArgs) -> anyhow::Result<ExitCode> {
+    let base = checked_url(&a.url, "CAB_URL")?;
+    let client = http_client(&a.http)?;
+    let mut body = serde_json::json!({
+        "change": a.change.trim(),
+        "revision": a.revision,
+        "environment": a.environment.trim(),
+        "artifact": {"name": a.artifact_name, "version": a.artifact_version, "digest": a.digest.trim()},
+        "services": a.services,
+        "pipeline": {"provider": a.pipeline_provider, "run_id": a.pipeline_run_id, "url": a.pipeline_url},
+    });
+    if let Some(initiator) = a.initiator.as_deref().filter(|i| !i.trim().is_empty()) {
+        body["initiator"] = initiator.trim().into();
+    }
+    if a.dry_run {
+        let url = format!("{base}/api/v1/deployments/dry-run");
+        let reply = post_json(&client, &url, &a.token, None, &body).await?;
+        if !reply.status.is_success() {
+            return not_a_success(&reply, a.output);
+        }
+        let verdict: serde_json::Value =
+            serde_json::from_str(&reply.body).context("CAB's answer is not JSON")?;
+        if a.output == Output::Json {
+            println!("{}", reply.body.trim());
+        }
+        if verdict["allowed"].as_bool() == Some(true) {
+            eprintln!(
+                "the gate would authorize this deployment now (until {})",
+                text(&verdict, "/expires_at")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("the gate would refuse this deployment:");
+        for r in verdict["reasons"].as_array().into_iter().flatten() {
+            eprintln!("  {}: {}", text(r, "/code"), text(r, "/message"));
+        }
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
+    let url = format!("{base}/api/v1/deployments");
+    let reply = match a.idempotency_key.as_deref() {
+        Some(key) => post_keyed(&client, &url, &a.token, key, &body).await?,
+        None => post_json(&client, &url, &a.token, None, &body).await?,
+    };
+    if !reply.status.is_success() {
+        return not_a_success(&reply, a.output);
+    }
+    let answer: serde_json::Value =
+        serde_json::from_str(&reply.body).context("CAB's answer is not JSON")?;
+    let token = answer["token"].as_str().unwrap_or_default();
+    let compact = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if token.is_empty() || !token.chars().all(compact) {
+        bail!("CAB answered {} without an authorization", reply.status);
+    }
+    match a.output {
+        Output::Json => println!("{}", reply.body.trim()),
+        Output::Text => println!("{token}"),
+    }
+    let d = &answer["deployment"];
+    eprintln!(
+        "{} ({}): {} revision {} authorized for {}, artifact {}, for {}; start it before {}",
+        text(d, "/key"),
+        text(d, "/id"),
+        text(d, "/change"),
+        d["revision"].as_i64().unwrap_or_default(),
+        text(d, "/environment_label"),
+        text(d, "/artifact/digest"),
+        text(d, "/initiator"),
+        text(&answer, "/expires_at"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A claim of a token's payload, read without checking its signature: to
+/// address a report (which CAB checks), or to say when a token whose
+/// signature did verify expired.
+fn unchecked_claim(token: &str, claim: &str) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let payload = token.trim().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let mut claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(claims.get_mut(claim)?.take())
+}
+
+async fn gate_report(a: GateReportArgs) -> anyhow::Result<ExitCode> {
+    let Some(state) = a.state.or(a.state_option) else {
+        bail!("name the state to report: started, succeeded, failed, rolled_back or aborted");
+    };
+    let token = a.token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let deployment = match (a.deployment.as_deref().map(str::trim), token) {
+        (Some(d), _) if !d.is_empty() => d.to_owned(),
+        (_, Some(t)) => unchecked_claim(t, "sub")
+            .and_then(|s| s.as_str().map(str::to_owned))
+            .context("the authorization names no deployment; pass --deployment")?,
+        _ => bail!(
+            "name the deployment (--deployment) or pass its authorization (--token or CAB_DEPLOY_TOKEN)"
+        ),
+    };
+    if state == ReportState::Started && token.is_none() {
+        bail!(
+            "starting a deployment takes the gate's authorization: pass --token or set CAB_DEPLOY_TOKEN"
+        );
+    }
+    let base = checked_url(&a.url, "CAB_URL")?;
+    let client = http_client(&a.http)?;
+    let mut body = serde_json::json!({"state": state.as_str(), "note": a.note});
+    if state == ReportState::Started {
+        body["token"] = token.unwrap_or_default().into();
+    }
+    let url = format!("{base}/api/v1/deployments/{deployment}/events");
+    let reply = post_json(
+        &client,
+        &url,
+        &a.api_token,
+        a.idempotency_key.as_deref(),
+        &body,
+    )
+    .await?;
+    if !reply.status.is_success() {
+        return not_a_success(&reply, a.output);
+    }
+    let d: serde_json::Value =
+        serde_json::from_str(&reply.body).context("CAB's answer is not JSON")?;
+    match a.output {
+        Output::Json => println!("{}", reply.body.trim()),
+        Output::Text => println!("{}", text(&d, "/state")),
+    }
+    eprintln!(
+        "{} ({} to {}): {}",
+        text(&d, "/key"),
+        text(&d, "/change"),
+        text(&d, "/environment_label"),
+        text(&d, "/state_label"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The published keys from a saved file and/or fetched; a key both name
+/// differently is an error.
+async fn verification_keys(a: &GateVerifyArgs) -> anyhow::Result<Jwks> {
+    let mut sets = Vec::new();
+    if let Some(path) = &a.keys {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the key set {}", path.display()))?;
+        let set: Jwks = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JWK set", path.display()))?;
+        sets.push(set);
+    }
+    if let Some(url) = &a.keys_url {
+        let url = checked_url(url, "--keys-url")?;
+        let reply = send(http_client(&a.http)?.get(&url), &url).await?;
+        if !reply.status.is_success() {
+            bail!(
+                "fetching the key set from {url}: CAB answered {}",
+                reply.status
+            );
+        }
+        let set: Jwks = serde_json::from_str(&reply.body)
+            .with_context(|| format!("{url} did not answer a JWK set"))?;
+        sets.push(set);
+    }
+    let mut all = Jwks::default();
+    for key in sets.into_iter().flat_map(|s| s.keys) {
+        match all.keys.iter().find(|k| k.kid == key.kid) {
+            Some(k) if *k == key => {}
+            Some(_) => bail!("the key sets disagree about key {}", key.kid),
+            None => all.keys.push(key),
+        }
+    }
+    Ok(all)
+}
+
+/// Whether `token` holds for this environment and digest now: the claims,
+/// or a precise reason.
+fn check_authorization(
+    token: &str,
+    jwks: &Jwks,
+    environment: &str,
+    digest: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<DeployClaims, String> {
+    let claims = match deploy::verify(token, jwks, now) {
+        Ok(c) => c,
+        Err(deploy::TokenError::Expired) => {
+            // The signature verified: its expiry is the one CAB signed.
+            let when = unchecked_claim(token, "exp")
+                .and_then(|e| e.as_i64())
+                .and_then(|e| chrono::DateTime::from_timestamp(e, 0));
+            return Err(match when {
+                Some(at) => format!(
+                    "{} at {} ({} ago); ask the gate again",
+                    deploy::TokenError::Expired,
+                    at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    duration_words(now - at)
+                ),
+                None => deploy::TokenError::Expired.to_string(),
+            });
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    deploy::check_target(&claims, environment.trim(), digest.trim()).map_err(|e| e.to_string())?;
+    Ok(claims)
+}
+
+fn duration_words(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    if s < 120 {
+        format!("{s} s")
+    } else {
+        format!("{} min", s / 60)
+    }
+}
+
+async fn gate_verify(a: GateVerifyArgs) -> anyhow::Result<ExitCode> {
+    let jwks = verification_keys(&a).await?;
+    let tokens: Vec<String> = match a.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => vec![t.to_owned()],
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                bail!(
+                    "no authorization to check: pass --token, set CAB_DEPLOY_TOKEN, or write it to standard input"
+                );
+            }
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input)?;
+            input
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+    };
+    if tokens.is_empty() {
+        bail!("no authorization to check: standard input was empty");
+    }
+    let now = chrono::Utc::now();
+    let mut refused = 0usize;
+    for (i, token) in tokens.iter().enumerate() {
+        let which = if tokens.len() > 1 {
+            format!("authorization {}: ", i + 1)
+        } else {
+            String::new()
+        };
+        match check_authorization(token, &jwks, &a.environment, &a.digest, now) {
+            Ok(claims) => {
+                let kid = jsonwebtoken::decode_header(token)
+                    .ok()
+                    .and_then(|h| h.kid)
+                    .unwrap_or_default();
+                match a.output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({"valid": true, "kid": kid, "claims": claims})
+                    ),
+                    Output::Text => {
+                        let expires = chrono::DateTime::from_timestamp(claims.exp, 0)
+                            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                            .unwrap_or_default();
+                        let left = chrono::Duration::seconds(claims.exp - now.timestamp());
+                        println!(
+                            "{which}valid: deployment {} of {} revision {} to {}, artifact {}, for {}{}; signed by key {}; expires {expires} (in {})",
+                            claims.sub,
+                            plain(&claims.change),
+                            claims.revision,
+                            plain(&claims.environment),
+                            plain(&claims.digest),
+                            plain(&claims.initiator),
+                            if claims.break_glass {
+                                " (break-glass)"
+                            } else {
+                                ""
+                            },
+                            plain(&kid),
+                            duration_words(left),
+                        );
+                    }
+                }
+            }
+            Err(why) => {
+                refused += 1;
+                if a.output == Output::Json {
+                    println!("{}", serde_json::json!({"valid": false, "reason": why}));
+                }
+                eprintln!("{which}refused: {}", plain(&why));
+            }
+        }
+    }
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REFUSED)
+    })
 }

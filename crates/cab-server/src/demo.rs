@@ -33,9 +33,11 @@ use crate::decisions;
 use crate::error::AppError;
 use crate::request::Origin;
 
+mod deployments;
+
 /// Raised whenever the board gains data (a new feature's examples): a board
 /// of an older version is then rebuilt on the next `cab demo`.
-pub const BOARD_VERSION: i64 = 4;
+pub const BOARD_VERSION: i64 = 5;
 
 /// The audit action of the last event of a finished board.
 pub const SEEDED: &str = "demo.seeded";
@@ -131,7 +133,11 @@ pub async fn inspect(target: &PgConnectOptions, name: &str) -> anyhow::Result<Fo
         .await
         .with_context(|| format!("looking into database {name}"))?;
     conn.close().await.ok();
-    let demo_people: Vec<&str> = PEOPLE.iter().map(|(u, _, _)| *u).collect();
+    let demo_people: Vec<&str> = PEOPLE
+        .iter()
+        .map(|(u, _, _)| *u)
+        .chain([deployments::PIPELINE])
+        .collect();
     let only_demo_people = probe
         .usernames
         .iter()
@@ -171,9 +177,30 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
             .await
             .map_err(crate::cli::cli_error)?;
         }
-        let counts = seed_board(&pool, Utc::now())
+        let now = Utc::now();
+        let cast = seed_board(&pool, now)
             .await
             .map_err(crate::cli::cli_error)?;
+        // Its authorizations are signed with a key sealed under a secret
+        // of the build's own; the server makes its own key when it starts
+        // with another.
+        let keys = crate::crypto::Keys::new(crate::crypto::random_token(48).as_bytes());
+        deployments::seed(&pool, &cast, keys, now)
+            .await
+            .map_err(crate::cli::cli_error)?;
+        let counts = {
+            let mut conn = pool.acquire().await?;
+            let counted = cab_db::changes::counts_by_state(&mut conn, None).await?;
+            let mut counts = serde_json::Map::new();
+            for &s in ChangeState::ALL {
+                let n = counted
+                    .iter()
+                    .find(|(k, _)| k == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                counts.insert(s.as_str().to_owned(), n.into());
+            }
+            counts
+        };
         seed_role_request(&pool)
             .await
             .map_err(crate::cli::cli_error)?;
@@ -464,11 +491,8 @@ async fn seed_role_request(pool: &PgPool) -> Result<(), AppError> {
 }
 
 /// Seeds the board's changes and the approved standard-change template.
-/// Returns the number of changes in each state.
-pub async fn seed_board(
-    pool: &PgPool,
-    now: DateTime<Utc>,
-) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+/// Returns the CAB that decided them.
+async fn seed_board(pool: &PgPool, now: DateTime<Utc>) -> Result<Cast, AppError> {
     let erin = person(pool, "erin").await?;
     let eddie = person(pool, "eddie").await?;
     let cast = Cast {
@@ -605,12 +629,7 @@ pub async fn seed_board(
         states.push(c.state);
     }
     states.extend(seed_standard_changes(pool, &cast, &erin, base).await?);
-    let mut counts = serde_json::Map::new();
-    for &s in ChangeState::ALL {
-        let n = states.iter().filter(|x| **x == s).count();
-        counts.insert(s.as_str().to_owned(), n.into());
-    }
-    Ok(counts)
+    Ok(cast)
 }
 
 async fn submit(pool: &PgPool, author: &CurrentUser, id: Uuid) -> Result<ChangeView, AppError> {

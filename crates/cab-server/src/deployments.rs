@@ -12,6 +12,7 @@ use cab_db::deployments::{DeploymentFilter, DeploymentRow, EnvironmentRow, Freez
 use cab_domain::audit::{Attempt, AuditAction};
 use cab_domain::change::FieldError;
 use cab_domain::deployment::{self as rules, DeploymentState, EnvironmentRules, Freeze, GateFacts};
+use cab_domain::lifecycle::Event;
 use cab_domain::{Actor, Denial, Role, RoleSet};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -107,6 +108,9 @@ pub struct GateRequest {
     pub pipeline_provider: String,
     pub pipeline_run_id: String,
     pub pipeline_url: String,
+    /// A confirmed break-glass this production deployment uses: BG-4, 4,
+    /// or its id.
+    pub break_glass: Option<String>,
 }
 
 /// An authorization: the deployment recorded and its signed token.
@@ -240,6 +244,7 @@ struct Gathered {
     expires_at: Option<DateTime<Utc>>,
     initiator: (Uuid, String),
     services: Vec<String>,
+    break_glass: Option<Uuid>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -253,6 +258,7 @@ async fn gather(
     services: &[String],
     initiator: Option<&str>,
     exclude: Option<Uuid>,
+    break_glass: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<Gathered, AppError> {
     let change = changes::load_locked(tx, change_id).await?;
@@ -350,8 +356,22 @@ async fn gather(
         in_progress,
         approvers: &approvers,
         approver_may_deploy,
+        break_glass_until: None,
     };
     let initiator_actor = named.as_ref().map(|(_, _, a)| a);
+    let initiator_id = named.as_ref().map_or(executor.id, |(id, _, _)| *id);
+    let gate_facts = GateFacts {
+        break_glass_until: match break_glass {
+            Some(id) => {
+                let (until, mut r) =
+                    break_glass_holds(tx, id, &change, &env.rules, initiator_id, exclude).await?;
+                reasons.append(&mut r);
+                until
+            }
+            None => None,
+        },
+        ..gate_facts
+    };
     let verdict = rules::gate(&gate_facts, &executor.actor(), initiator_actor, now);
     let expires_at = match verdict {
         Ok(a) => Some(a.expires_at),
@@ -371,7 +391,85 @@ async fn gather(
         expires_at,
         initiator,
         services,
+        break_glass,
     })
+}
+
+/// Whether break-glass `id` may carry this deployment: confirmed, for this
+/// change and environment, asked for by its initiator, and not used by
+/// another deployment. Until when it holds, and why not.
+async fn break_glass_holds(
+    tx: &mut PgConnection,
+    id: Uuid,
+    change: &ChangeView,
+    env: &EnvironmentRules,
+    initiator: Uuid,
+    exclude: Option<Uuid>,
+) -> Result<(Option<DateTime<Utc>>, Vec<Denial>), AppError> {
+    let Some(bg) = cab_db::exceptions::break_glass(tx, Some(id), None, 1)
+        .await?
+        .pop()
+    else {
+        return Err(AppError::invalid("break_glass", "No such break-glass."));
+    };
+    let mut reasons = Vec::new();
+    if bg.change_id != change.id || bg.environment != env.key {
+        reasons.push(Denial::new(
+            "break_glass_mismatch",
+            format!(
+                "Break-glass BG-{} is for {} in another environment or for another change.",
+                bg.number,
+                cab_domain::change::ChangeKey(bg.change_number)
+            ),
+        ));
+    } else if bg.requested_by != initiator {
+        reasons.push(Denial::new(
+            "break_glass_mismatch",
+            format!(
+                "Break-glass BG-{} was asked for by {}; only they deploy with it.",
+                bg.number, bg.requester
+            ),
+        ));
+    }
+    if bg.deployment_id.is_some() && bg.deployment_id != exclude {
+        reasons.push(Denial::new(
+            "break_glass_used",
+            format!(
+                "Break-glass BG-{} has already authorized a deployment.",
+                bg.number
+            ),
+        ));
+    }
+    if bg.confirmed_at.is_none() {
+        reasons.push(Denial::new(
+            "break_glass_not_confirmed",
+            format!(
+                "Break-glass BG-{} waits for a second person to confirm it.",
+                bg.number
+            ),
+        ));
+        return Ok((None, reasons));
+    }
+    Ok((Some(bg.expires_at), reasons))
+}
+
+/// A break-glass named as BG-4, 4 or its id.
+pub async fn break_glass_id(conn: &mut PgConnection, raw: &str) -> Result<Uuid, AppError> {
+    let raw = raw.trim();
+    if let Ok(id) = Uuid::parse_str(raw) {
+        return Ok(id);
+    }
+    let number = raw
+        .strip_prefix("BG-")
+        .or_else(|| raw.strip_prefix("bg-"))
+        .unwrap_or(raw)
+        .parse::<i64>()
+        .ok();
+    let found = match number {
+        Some(n) => cab_db::exceptions::break_glass_id_by_number(conn, n).await?,
+        None => None,
+    };
+    found.ok_or_else(|| AppError::invalid("break_glass", "No such break-glass."))
 }
 
 /// The gate's facts for a fresh request.
@@ -382,6 +480,10 @@ async fn gather_request(
     req: &GateRequest,
     now: DateTime<Utc>,
 ) -> Result<Gathered, AppError> {
+    let break_glass = match req.break_glass.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(break_glass_id(tx, raw).await?),
+    };
     gather(
         tx,
         user,
@@ -392,6 +494,7 @@ async fn gather_request(
         &req.services,
         req.initiator.as_deref(),
         None,
+        break_glass,
         now,
     )
     .await
@@ -508,7 +611,11 @@ pub async fn authorize(
         expires_at,
         token_id,
     };
-    if let Err(e) = cab_db::deployments::insert(&mut tx, &new).await {
+    let inserted = cab_db::deployments::insert(&mut tx, &new).await;
+    if let (Ok(()), Some(bg)) = (&inserted, g.break_glass) {
+        cab_db::exceptions::use_break_glass(&mut tx, bg, id).await?;
+    }
+    if let Err(e) = inserted {
         if cab_db::is_unique_violation(&e, cab_db::deployments::ONE_UNDER_WAY) {
             drop(tx);
             return Err(refusal::refuse_all(
@@ -543,7 +650,7 @@ pub async fn authorize(
         digest: req.artifact_digest.clone(),
         initiator: g.initiator.1.clone(),
         initiator_id: g.initiator.0,
-        break_glass: false,
+        break_glass: g.break_glass.is_some(),
     };
     let token = tokens::sign(keys, &key, &claims).map_err(AppError::Internal)?;
     audit_log::record(
@@ -565,6 +672,7 @@ pub async fn authorize(
             "pipeline": {"provider": new.pipeline_provider, "run_id": new.pipeline_run_id, "url": new.pipeline_url},
             "expires_at": expires_at,
             "key": key.kid,
+            "break_glass": g.break_glass,
         }),
     )
     .await?;
@@ -685,6 +793,7 @@ pub async fn report(
         // start.
         let executor = executor_of(&mut tx, &row).await?;
         let initiator_name = (row.initiator_id != row.executor_id).then_some(row.initiator.clone());
+        let break_glass = cab_db::exceptions::break_glass_of(&mut tx, row.id).await?;
         let g = gather(
             &mut tx,
             &executor,
@@ -695,6 +804,7 @@ pub async fn report(
             &row.services,
             initiator_name.as_deref(),
             Some(row.id),
+            break_glass,
             now,
         )
         .await?;
@@ -848,6 +958,27 @@ async fn move_to(
         },
     )
     .await?;
+    // A production deployment moves the change along in the same
+    // transaction; the deployment's event records both.
+    let production = environments(tx)
+        .await?
+        .iter()
+        .any(|e| e.rules.key == row.environment && e.rules.production);
+    let change_moved = if production {
+        let t = crate::lifecycle::apply(
+            tx,
+            user,
+            origin,
+            change,
+            &Event::Deployed(to),
+            now,
+            json!({}),
+        )
+        .await?;
+        (t.to != t.from).then_some((t.from, t.to))
+    } else {
+        None
+    };
     let action = match to {
         DeploymentState::Started => AuditAction::DeploymentStarted,
         DeploymentState::Succeeded => AuditAction::DeploymentSucceeded,
@@ -870,6 +1001,8 @@ async fn move_to(
             "from": row.state,
             "to": to.as_str(),
             "note": note,
+            "change_from": change_moved.map(|(from, _)| from.as_str()),
+            "change_to": change_moved.map(|(_, to)| to.as_str()),
         }),
     )
     .await?;
@@ -943,8 +1076,14 @@ async fn signing_key(pool: &PgPool, keys: &Keys) -> Result<StoredKey, AppError> 
         .into_iter()
         .find(|k| k.retired_at.is_none());
     drop(conn);
-    match active {
-        Some(k) => Ok(stored(k)),
+    match active.map(stored) {
+        Some(k) if tokens::opens(keys, &k) => Ok(k),
+        // Sealed under another secret key (it was changed): a new key signs
+        // from now on, and the old one stays published.
+        Some(k) => {
+            tracing::warn!(kid = %k.kid, "the active signing key was sealed under another secret key; making a new one");
+            rotate(pool, keys, None, false).await
+        }
         None => rotate(pool, keys, None, true).await,
     }
 }

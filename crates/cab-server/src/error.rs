@@ -76,7 +76,10 @@ impl AppError {
             | "grant_closed"
             | "no_retrospective_due"
             | "authorization_used"
-            | "authorization_expired" => AppError::Conflict(denial),
+            | "authorization_expired"
+            | "break_glass_expired"
+            | "deployment_under_way"
+            | "change_deployed" => AppError::Conflict(denial),
             _ => AppError::Forbidden(denial),
         }
     }

@@ -57,6 +57,9 @@ pub mod kind {
     pub const API_TOKEN: &str = "api_token";
     pub const TEMPLATE: &str = "template";
     pub const DEPLOYMENT: &str = "deployment";
+    pub const FREEZE: &str = "freeze";
+    pub const BREAK_GLASS: &str = "break_glass";
+    pub const OBSERVED: &str = "observed";
 }
 
 /// What a creating request made, to bind its key to.
@@ -79,6 +82,10 @@ pub enum Created<'a> {
         id: Uuid,
         token: &'a str,
     },
+    Freeze(Uuid),
+    BreakGlass(Uuid),
+    /// What a runtime reported running.
+    Observed(Uuid),
 }
 
 impl Created<'_> {
@@ -90,6 +97,9 @@ impl Created<'_> {
             Created::ApiToken { .. } => kind::API_TOKEN,
             Created::Template(_) => kind::TEMPLATE,
             Created::Deployment { .. } => kind::DEPLOYMENT,
+            Created::Freeze(_) => kind::FREEZE,
+            Created::BreakGlass(_) => kind::BREAK_GLASS,
+            Created::Observed(_) => kind::OBSERVED,
         }
     }
 
@@ -100,7 +110,10 @@ impl Created<'_> {
             | Created::User { id, .. }
             | Created::ApiToken { id, .. }
             | Created::Template(id)
-            | Created::Deployment { id, .. } => *id,
+            | Created::Deployment { id, .. }
+            | Created::Freeze(id)
+            | Created::BreakGlass(id)
+            | Created::Observed(id) => *id,
         }
     }
 

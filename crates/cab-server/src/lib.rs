@@ -18,6 +18,8 @@ pub mod decisions;
 pub mod demo;
 pub mod deployments;
 pub mod error;
+pub mod exceptions;
+pub mod freezes;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod log_limit;

@@ -64,6 +64,10 @@ pub struct GateIn {
     initiator: Option<String>,
     #[serde(default)]
     pipeline: PipelineIo,
+    /// A confirmed break-glass (BG-4) this production deployment uses: it
+    /// waives the approval, the window and freezes, never the duties.
+    #[serde(default)]
+    break_glass: Option<String>,
 }
 
 impl GateIn {
@@ -80,6 +84,7 @@ impl GateIn {
             pipeline_provider: self.pipeline.provider,
             pipeline_run_id: self.pipeline.run_id,
             pipeline_url: self.pipeline.url,
+            break_glass: self.break_glass,
         }
     }
 }

@@ -413,6 +413,19 @@ async fn current(state: &AppState, claim: &Claim, row: &KeyRow) -> Result<Respon
             )
                 .into_response()
         }
+        kind::FREEZE => {
+            (created, Json(super::freezes::freeze_out(state, id).await?)).into_response()
+        }
+        kind::BREAK_GLASS => (
+            created,
+            Json(super::exceptions::break_glass_out(state, id).await?),
+        )
+            .into_response(),
+        kind::OBSERVED => (
+            created,
+            Json(super::exceptions::observed_out(state, id).await?),
+        )
+            .into_response(),
         other => {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "an Idempotency-Key names an unknown kind of entity: {other}"

@@ -6,7 +6,9 @@ mod auth;
 pub mod changes;
 pub mod decisions;
 pub mod deployments;
+mod exceptions;
 mod extract;
+mod freezes;
 pub mod idempotency;
 mod me;
 mod role_grants;
@@ -38,6 +40,7 @@ pub use extract::{ApiPath, AppJson};
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
         (name = "deployments", description = "The deployment gate pipelines ask before they deploy, signed authorizations, and what became of each deployment"),
+        (name = "freezes", description = "Periods in which the deployment gate deploys nothing they cover, declared and lifted by release managers and administrators"),
         (name = "templates", description = "Standard-change templates, approved once by CAB"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators); a decision role or the administrator role takes a second administrator's confirmation"),
     )
@@ -115,5 +118,17 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             deployments::get_account_environments,
             deployments::put_account_environments
         ))
+        .routes(routes!(freezes::list_freezes, freezes::declare_freeze))
+        .routes(routes!(freezes::get_freeze))
+        .routes(routes!(freezes::lift_freeze))
+        .routes(routes!(
+            exceptions::list_break_glass,
+            exceptions::request_break_glass
+        ))
+        .routes(routes!(exceptions::get_break_glass))
+        .routes(routes!(exceptions::confirm_break_glass))
+        .routes(routes!(exceptions::observe))
+        .routes(routes!(exceptions::list_findings))
+        .routes(routes!(exceptions::resolve_finding))
         .split_for_parts()
 }

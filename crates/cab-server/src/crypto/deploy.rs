@@ -137,9 +137,28 @@ pub fn generate(keys: &Keys, now: DateTime<Utc>) -> anyhow::Result<StoredKey> {
     })
 }
 
+/// Whether this server's secret key opens the stored key (it does not
+/// once the secret key was changed).
+pub fn opens(keys: &Keys, key: &StoredKey) -> bool {
+    open_seed(keys, key).is_ok()
+}
+
 /// Signs `claims` with the stored key.
 #[tracing::instrument(skip_all)]
 pub fn sign(keys: &Keys, key: &StoredKey, claims: &DeployClaims) -> anyhow::Result<String> {
+    let seed = open_seed(keys, key)?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some("JWT".into());
+    Ok(jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ed_der(seed.as_slice()),
+    )?)
+}
+
+/// The private half of a stored key, unsealed.
+fn open_seed(keys: &Keys, key: &StoredKey) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     if key.sealed_private.len() < 24 {
         anyhow::bail!("a sealed signing key is too short");
     }
@@ -161,14 +180,7 @@ pub fn sign(keys: &Keys, key: &StoredKey, claims: &DeployClaims) -> anyhow::Resu
                 )
             })?,
     );
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(key.kid.clone());
-    header.typ = Some("JWT".into());
-    Ok(jsonwebtoken::encode(
-        &header,
-        claims,
-        &EncodingKey::from_ed_der(&seed),
-    )?)
+    Ok(seed)
 }
 
 /// Why a token was not accepted.

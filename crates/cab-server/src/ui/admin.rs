@@ -304,6 +304,8 @@ struct UserPage {
     tokens: Vec<TokenLine>,
     /// The open request for roles, if any.
     awaiting: Option<GrantLine>,
+    /// For a service account: every environment, ticked where it may deploy.
+    deploys_to: Vec<super::environments::EnvChoice>,
 }
 
 async fn detail_page(
@@ -319,6 +321,11 @@ async fn detail_page(
         .ok_or(AppError::NotFound("user"))?;
     let tokens = if user.is_service {
         cab_db::api_tokens::list_for_user(&mut conn, id).await?
+    } else {
+        Vec::new()
+    };
+    let deploys_to = if user.is_service {
+        super::environments::account_choices(&mut conn, id).await?
     } else {
         Vec::new()
     };
@@ -347,6 +354,7 @@ async fn detail_page(
         user: UserLine::from(&user),
         tokens: tokens.iter().map(TokenLine::from).collect(),
         awaiting: awaiting.map(|g| GrantLine::new(&g, viewer.user.id)),
+        deploys_to,
         secret,
         errors,
     };

@@ -259,6 +259,8 @@ pub struct QueueLine {
     pub needs: String,
     pub my_vote: Option<VoteChoice>,
     pub submitted: String,
+    /// The freezes its planned window overlaps, as sentences.
+    pub freezes: Vec<String>,
 }
 
 impl QueueLine {
@@ -281,6 +283,7 @@ impl QueueLine {
             author: r.author,
             needs,
             my_vote,
+            freezes: Vec::new(),
         })
     }
 }
@@ -328,15 +331,15 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     let items = crate::queues::cab_queue(&viewer.state.pool, viewer.user.id).await?;
     let mut conn = viewer.state.pool.acquire().await?;
     let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
+    let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.row.id).collect();
+    let mut freezes = super::deployments::freeze_warnings(&mut conn, &ids).await?;
     let mut lines = Vec::with_capacity(items.len());
     for i in items {
         let my_vote = i.my_vote.as_deref().and_then(VoteChoice::parse);
-        lines.push(QueueLine::new(
-            i.row,
-            &i.level,
-            i.needs.join("; "),
-            my_vote,
-        )?);
+        let overlaps = freezes.remove(&i.row.id).unwrap_or_default();
+        let mut line = QueueLine::new(i.row, &i.level, i.needs.join("; "), my_vote)?;
+        line.freezes = overlaps;
+        lines.push(line);
     }
     let page = QueuePage {
         layout: viewer.layout(if agenda { "CAB agenda" } else { "CAB queue" }),

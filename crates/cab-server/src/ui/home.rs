@@ -24,6 +24,21 @@ struct Dashboard {
     comments: Vec<CommentNote>,
     recent: Vec<Row>,
     overdue: Vec<OverdueNote>,
+    /// Open findings (deployments nobody authorized), for those who
+    /// review them.
+    findings: Option<i64>,
+    /// Break-glass requests waiting for a second person this viewer could be.
+    glass_waiting: Vec<GlassNote>,
+}
+
+/// A break-glass request waiting for its second person.
+struct GlassNote {
+    key: String,
+    change: Uuid,
+    number: i64,
+    title: String,
+    requester: String,
+    until: DateTime<Utc>,
 }
 
 /// A comment someone left on one of my changes.
@@ -66,16 +81,16 @@ fn role_summary(role: Role) -> &'static str {
             "You take submitted changes from the Assessments queue and write their security impact assessment."
         }
         CabMember => {
-            "You vote on changes in the CAB queue (with a printable agenda) and on proposed standard-change templates, record the retrospective review of emergency changes, and can cancel a change."
+            "You vote on changes in the CAB queue (with a printable agenda) and on proposed standard-change templates, record the retrospective review of emergency changes, confirm another person's break-glass deployment, and can cancel a change."
         }
         ReleaseManager => {
-            "You see every change with its planned window and approval trail, and can cancel a change."
+            "You deploy approved changes to production from the change page (never your own, nor one you approved), declare and lift freezes, ask for break-glass deployments or confirm another's, and resolve deployments nobody authorized."
         }
         Auditor => {
             "You read the audit trail, with a check that its hash chain is intact, and every change's approval trail and timeline."
         }
         Admin => {
-            "You manage accounts, service accounts and their API tokens, the quorum policy and standard-change templates, and can cancel a change. It gives no power to assess or vote on changes."
+            "You manage accounts, service accounts and their API tokens, the quorum policy, the environments and where each pipeline may deploy, and standard-change templates, and can cancel a change. It gives no power to assess, vote on or deploy changes."
         }
     }
 }
@@ -118,6 +133,33 @@ pub async fn dashboard(viewer: Viewer) -> PageResult {
     let comments = cab_db::changes::comments_for_author(&mut conn, me, 10).await?;
     let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
     let people = People::load(&mut conn).await?;
+    let user = &viewer.user;
+    let reviews_findings = [Role::ReleaseManager, Role::Admin, Role::Auditor]
+        .iter()
+        .any(|r| user.has(*r));
+    let findings = if reviews_findings {
+        Some(cab_db::exceptions::open_findings(&mut conn).await?)
+    } else {
+        None
+    };
+    let now = chrono::Utc::now();
+    let glass_waiting = if user.has(Role::ReleaseManager) || user.has(Role::CabMember) {
+        cab_db::exceptions::break_glass(&mut conn, None, None, 20)
+            .await?
+            .into_iter()
+            .filter(|b| b.confirmed_at.is_none() && b.expires_at > now && b.requested_by != me)
+            .map(|b| GlassNote {
+                key: format!("BG-{}", b.number),
+                change: b.change_id,
+                number: b.change_number,
+                title: b.change_title,
+                requester: people.name(&b.requester),
+                until: b.expires_at,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let page = Dashboard {
         layout: viewer.layout("Dashboard"),
         name: if viewer.user.display_name.is_empty() {
@@ -149,6 +191,8 @@ pub async fn dashboard(viewer: Viewer) -> PageResult {
                 due,
             })
             .collect(),
+        findings,
+        glass_waiting,
     };
     Ok(render(&page))
 }

@@ -5,8 +5,12 @@ mod admin;
 mod audit;
 mod changes;
 mod decisions;
+mod deployments;
+mod environments;
+mod exceptions;
 mod filters;
 mod form;
+mod freezes;
 mod home;
 mod login;
 pub mod notice;
@@ -67,6 +71,14 @@ pub fn router() -> Router<AppState> {
         .route("/changes/{id}/withdraw", post(changes::withdraw))
         .route("/changes/{id}/cancel", post(changes::cancel))
         .route("/changes/{id}/comments", post(changes::comment))
+        .route("/changes/{id}/deployments", post(deployments::authorize))
+        .route("/deployments", get(deployments::list))
+        .route(
+            "/deployments/environments.css",
+            get(deployments::stylesheet),
+        )
+        .route("/deployments/{id}", get(deployments::show))
+        .route("/deployments/{id}/events", post(deployments::report))
         .route(
             "/changes/{id}/assessment",
             get(decisions::assess_form).post(decisions::assess_submit),
@@ -91,6 +103,26 @@ pub fn router() -> Router<AppState> {
         .route("/templates/{id}", get(standard_templates::show))
         .route("/templates/{id}/votes", post(standard_templates::vote))
         .route("/templates/{id}/retire", post(standard_templates::retire))
+        .route("/freezes", get(freezes::list).post(freezes::declare))
+        .route("/freezes/{id}/lift", post(freezes::lift))
+        .route(
+            "/admin/environments",
+            get(environments::show).post(environments::save),
+        )
+        .route(
+            "/admin/users/{id}/environments",
+            post(environments::save_account),
+        )
+        .route("/exceptions", get(exceptions::list))
+        .route("/exceptions/break-glass", post(exceptions::request))
+        .route(
+            "/exceptions/break-glass/{id}/confirm",
+            post(exceptions::confirm),
+        )
+        .route(
+            "/exceptions/findings/{id}/resolve",
+            post(exceptions::resolve),
+        )
         .layer(axum::middleware::from_fn(notice::clear_when_shown))
 }
 
@@ -110,9 +142,11 @@ pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
         roles: roles.clone(),
         is_service: false,
     };
-    let items: [(&str, &str, bool); 8] = [
+    let items: [(&str, &str, bool); 12] = [
         ("/", "Dashboard", true),
         ("/changes", "Changes", true),
+        ("/deployments", "Deployments", true),
+        ("/freezes", "Freezes", true),
         (
             "/assessments",
             "Assessments",
@@ -124,7 +158,18 @@ pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
             "Standard changes",
             any(&[Role::Engineer, Role::CabMember, Role::Admin]),
         ),
+        (
+            "/exceptions",
+            "Exceptions",
+            any(&[
+                Role::ReleaseManager,
+                Role::CabMember,
+                Role::Admin,
+                Role::Auditor,
+            ]),
+        ),
         ("/admin/quorum", "Quorum", any(&[Role::Admin])),
+        ("/admin/environments", "Environments", any(&[Role::Admin])),
         ("/admin/users", "Users", any(&[Role::Admin])),
         (
             "/audit",
@@ -262,6 +307,8 @@ pub fn back_link(method: &Method, path: &str, user: Option<&CurrentUser>) -> Bac
         }
         ["admin", "users"] if admin => ("/admin/users".to_owned(), "Back to the users"),
         ["admin", "quorum"] => ("/admin/quorum".to_owned(), "Back to the quorum policy"),
+        ["freezes", ..] => ("/freezes".to_owned(), "Back to the freezes"),
+        ["admin", "environments"] => ("/admin/environments".to_owned(), "Back to the environments"),
         _ => return BackLink::dashboard(),
     };
     if *method == Method::GET && href == path {
@@ -486,30 +533,61 @@ mod tests {
         };
         assert_eq!(
             labels(&[Role::Engineer]),
-            vec!["Dashboard", "Changes", "Standard changes"]
+            vec![
+                "Dashboard",
+                "Changes",
+                "Deployments",
+                "Freezes",
+                "Standard changes"
+            ]
         );
         assert_eq!(
             labels(&[Role::Auditor]),
-            vec!["Dashboard", "Changes", "Audit trail"]
+            vec![
+                "Dashboard",
+                "Changes",
+                "Deployments",
+                "Freezes",
+                "Exceptions",
+                "Audit trail"
+            ]
         );
         assert_eq!(
             labels(&[Role::Admin]),
             vec![
                 "Dashboard",
                 "Changes",
+                "Deployments",
+                "Freezes",
                 "Standard changes",
+                "Exceptions",
                 "Quorum",
+                "Environments",
                 "Users",
                 "Audit trail"
             ]
         );
         assert_eq!(
             labels(&[Role::CabMember]),
-            vec!["Dashboard", "Changes", "CAB queue", "Standard changes"]
+            vec![
+                "Dashboard",
+                "Changes",
+                "Deployments",
+                "Freezes",
+                "CAB queue",
+                "Standard changes",
+                "Exceptions"
+            ]
         );
         assert_eq!(
             labels(&[Role::SecurityReviewer]),
-            vec!["Dashboard", "Changes", "Assessments"]
+            vec![
+                "Dashboard",
+                "Changes",
+                "Deployments",
+                "Freezes",
+                "Assessments"
+            ]
         );
     }
 

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use cab_domain::approval::VoteChoice;
 use cab_domain::change::{ChangeKey, ChangeState};
+use cab_domain::deployment::DeploymentState;
 use cab_domain::standard_template::TemplateState;
 use uuid::Uuid;
 
@@ -63,6 +64,11 @@ pub enum Notice {
     RetrospectiveRecorded {
         number: i64,
     },
+    /// A deployment's initiator or executor reported what became of it.
+    DeploymentReported {
+        number: i64,
+        state: DeploymentState,
+    },
     TemplateProposed,
     TemplateVoted {
         choice: VoteChoice,
@@ -76,6 +82,17 @@ pub enum Notice {
     AccountDisabled,
     TokenRevoked,
     QuorumSaved,
+    BreakGlassRequested {
+        number: i64,
+    },
+    BreakGlassConfirmed {
+        number: i64,
+    },
+    FindingResolved,
+    FreezeDeclared,
+    FreezeLifted,
+    EnvironmentsSaved,
+    PipelineEnvironmentsSaved,
 }
 
 /// What a decision led to, as a sentence after the notice's first one.
@@ -149,6 +166,18 @@ impl Notice {
             RetrospectiveRecorded { number } => {
                 format!("The retrospective review of {} is recorded.", ChangeKey(number))
             }
+            DeploymentReported { number, state } => match state {
+                DeploymentState::Started => format!(
+                    "DEP-{number} is recorded as started and its authorization is spent. Report whether it succeeded or failed once it is done."
+                ),
+                DeploymentState::Aborted => format!(
+                    "DEP-{number} is aborted: its authorization can no longer start it."
+                ),
+                other => format!(
+                    "DEP-{number} is recorded as {}.",
+                    other.label().to_lowercase()
+                ),
+            },
             TemplateProposed => {
                 "The template is proposed. CAB members vote on it before anyone can use it.".into()
             }
@@ -177,6 +206,13 @@ impl Notice {
             AccountDisabled => "Account disabled. Its sessions have ended.".into(),
             TokenRevoked => "Token revoked. It no longer works.".into(),
             QuorumSaved => "Quorum policy saved. It applies to every decision from now on.".into(),
+            BreakGlassRequested { number } => format!("Break-glass BG-{number} asked for. A second person, a release manager or CAB member who did not work on the change, must confirm it within 30 minutes."),
+            BreakGlassConfirmed { number } => format!("Break-glass BG-{number} confirmed. For the next 60 minutes it lets one production deployment past the window, freezes and approval, asked for by the person who requested it."),
+            FindingResolved => "Finding resolved. It stays on record with what it was.".into(),
+            FreezeDeclared => "Freeze declared. While it is in force the deployment gate refuses every deployment it covers.".into(),
+            FreezeLifted => "Freeze lifted. Deployments it held back may go ahead.".into(),
+            EnvironmentsSaved => "Environments saved. The deployment gate applies their rules from now on.".into(),
+            PipelineEnvironmentsSaved => "Saved where this pipeline may deploy.".into(),
         }
     }
 
@@ -204,6 +240,9 @@ impl Notice {
                 state.as_str()
             ),
             RetrospectiveRecorded { number } => format!("retrospective.{number}"),
+            DeploymentReported { number, state } => {
+                format!("deployment_reported.{number}.{}", state.as_str())
+            }
             TemplateProposed => "template_proposed".into(),
             TemplateVoted { choice, state } => {
                 format!("template_voted.{}.{}", choice.as_str(), state.as_str())
@@ -216,6 +255,13 @@ impl Notice {
             AccountDisabled => "account_disabled".into(),
             TokenRevoked => "token_revoked".into(),
             QuorumSaved => "quorum_saved".into(),
+            BreakGlassRequested { number } => format!("break_glass_requested.{number}"),
+            BreakGlassConfirmed { number } => format!("break_glass_confirmed.{number}"),
+            FindingResolved => "finding_resolved".into(),
+            FreezeDeclared => "freeze_declared".into(),
+            FreezeLifted => "freeze_lifted".into(),
+            EnvironmentsSaved => "environments_saved".into(),
+            PipelineEnvironmentsSaved => "pipeline_environments_saved".into(),
         }
     }
 
@@ -247,6 +293,10 @@ impl Notice {
                 state: state(4)?,
             },
             ("retrospective", 2) => RetrospectiveRecorded { number: number(1)? },
+            ("deployment_reported", 3) => DeploymentReported {
+                number: number(1)?,
+                state: DeploymentState::parse(parts[2])?,
+            },
             ("template_proposed", 1) => TemplateProposed,
             ("template_voted", 3) => TemplateVoted {
                 choice: choice(1)?,
@@ -260,6 +310,13 @@ impl Notice {
             ("account_disabled", 1) => AccountDisabled,
             ("token_revoked", 1) => TokenRevoked,
             ("quorum_saved", 1) => QuorumSaved,
+            ("break_glass_requested", 2) => BreakGlassRequested { number: number(1)? },
+            ("break_glass_confirmed", 2) => BreakGlassConfirmed { number: number(1)? },
+            ("finding_resolved", 1) => FindingResolved,
+            ("freeze_declared", 1) => FreezeDeclared,
+            ("freeze_lifted", 1) => FreezeLifted,
+            ("environments_saved", 1) => EnvironmentsSaved,
+            ("pipeline_environments_saved", 1) => PipelineEnvironmentsSaved,
             _ => return None,
         };
         Some(notice)
@@ -359,6 +416,14 @@ mod tests {
                 state: ChangeState::ChangesRequested,
             },
             RetrospectiveRecorded { number: 10 },
+            DeploymentReported {
+                number: 11,
+                state: DeploymentState::RolledBack,
+            },
+            DeploymentReported {
+                number: 11,
+                state: DeploymentState::Started,
+            },
             TemplateProposed,
             TemplateVoted {
                 choice: VoteChoice::Approve,
@@ -372,6 +437,13 @@ mod tests {
             AccountDisabled,
             TokenRevoked,
             QuorumSaved,
+            BreakGlassRequested { number: 4 },
+            BreakGlassConfirmed { number: 4 },
+            FindingResolved,
+            FreezeDeclared,
+            FreezeLifted,
+            EnvironmentsSaved,
+            PipelineEnvironmentsSaved,
         ]
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use cab_domain::Role;
 use cab_domain::approval::{AssessmentDecision, VoteChoice};
 use cab_domain::audit::{Attempt, AuditAction, AuditRecord};
-use cab_domain::change::{ChangeKey, ChangeType, field_label};
+use cab_domain::change::{ChangeKey, ChangeState, ChangeType, field_label};
 use cab_domain::risk::RiskLevel;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -279,6 +279,18 @@ impl Subjects {
             "deployment" => Some(Thing {
                 name: "a deployment".into(),
                 href: entity_uuid(e).map(|id| format!("/deployments/{id}")),
+            }),
+            "freeze" => Some(Thing {
+                name: "a freeze".into(),
+                href: Some("/freezes".into()),
+            }),
+            "break_glass" => Some(Thing {
+                name: "a break-glass request".into(),
+                href: Some("/break-glass".into()),
+            }),
+            "observed" => Some(Thing {
+                name: "a finding".into(),
+                href: Some("/findings".into()),
             }),
             _ => None,
         }
@@ -611,6 +623,14 @@ impl Subjects {
                     Some(n) => s.text(format!(": “{}”", short(n.trim()))),
                     None => s.text("."),
                 };
+                let s = match text(p, "change_to").and_then(ChangeState::parse) {
+                    Some(state) => s.text(format!(
+                        " {} is now {}.",
+                        text(p, "change").unwrap_or("The change"),
+                        state.label().to_lowercase()
+                    )),
+                    None => s,
+                };
                 if e.actor_username.is_some() {
                     s.text(" Reported by ").thing(&who).text(".")
                 } else {
@@ -647,6 +667,35 @@ impl Subjects {
             A::SigningKeyRotated => {
                 start.text(" made a new key to sign deployment authorizations.")
             }
+            A::BreakGlassRequested => start
+                .text(" asked for a break-glass deployment of ")
+                .thing(&self.deployed_change(e))
+                .text(format!(
+                    " to {} for incident {}: “{}”.",
+                    environment_name(p),
+                    short(text(p, "incident").unwrap_or_default()),
+                    short(text(p, "reason").unwrap_or_default())
+                )),
+            A::BreakGlassConfirmed => start
+                .text(" confirmed the break-glass deployment of ")
+                .thing(&self.deployed_change(e))
+                .text(format!(
+                    " to {} asked for by {}.",
+                    environment_name(p),
+                    short(text(p, "requester").unwrap_or("someone else"))
+                )),
+            A::DeploymentObserved => Sentence::default().text(format!(
+                "{} was seen running {} in {} with no authorized deployment behind it.",
+                short(text(p, "service").unwrap_or("A service")),
+                short(text(p, "digest").unwrap_or("an artifact")),
+                environment_name(p)
+            )),
+            A::FindingResolved => start.text(format!(
+                " resolved the finding about {} in {}: “{}”.",
+                short(text(p, "service").unwrap_or("a service")),
+                environment_name(p),
+                short(text(p, "resolution").unwrap_or_default())
+            )),
             A::AccessDenied => {
                 let message = text(p, "message").unwrap_or("no reason was recorded.");
                 match text(p, "attempted").and_then(Attempt::parse) {

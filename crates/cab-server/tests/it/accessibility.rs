@@ -27,7 +27,20 @@ async fn every_page_starts_with_a_skip_link_to_the_main_content(pool: PgPool) {
     let dashboard = app.get_page("/", Some(&s.cookie)).await;
     let refused = app.get_page("/admin/users", Some(&s.cookie)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    for page in [login, dashboard, refused] {
+    let freezes = app.get_page("/freezes", Some(&s.cookie)).await;
+    assert_eq!(freezes.status, StatusCode::OK);
+    let environments = app.get_page("/admin/environments", Some(&s.cookie)).await;
+    assert_eq!(environments.status, StatusCode::OK);
+    let deployments = app.get_page("/deployments", Some(&s.cookie)).await;
+    assert_eq!(deployments.status, StatusCode::OK);
+    for page in [
+        login,
+        dashboard,
+        refused,
+        freezes,
+        environments,
+        deployments,
+    ] {
         let body = &page.body[page.body.find("<body>").unwrap()..];
         let first_focusable = body.find("<a ").unwrap();
         assert!(

@@ -499,7 +499,7 @@ impl Browser {
     }
 }
 
-async fn sign_in(b: &Browser, url: &str, username: &str, password: &str) {
+pub async fn sign_in(b: &Browser, url: &str, username: &str, password: &str) {
     b.goto(&format!("{url}/login")).await;
     b.type_into("#username", username).await;
     b.type_into("#password", password).await;
@@ -538,7 +538,13 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     assert_eq!(b.text("#signed-in-user").await, "erin");
     assert_eq!(
         b.texts("nav a").await,
-        vec!["Dashboard", "Changes", "Standard changes"]
+        vec![
+            "Dashboard",
+            "Changes",
+            "Deployments",
+            "Freezes",
+            "Standard changes"
+        ]
     );
     b.check_page("the engineer's dashboard").await;
     // The first Tab reaches the skip link, shown; it leads to the content.
@@ -566,7 +572,14 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     sign_in(&b, &url, "audrey", "audrey-long-password").await;
     assert_eq!(
         b.texts("nav a").await,
-        vec!["Dashboard", "Changes", "Audit trail"]
+        vec![
+            "Dashboard",
+            "Changes",
+            "Deployments",
+            "Freezes",
+            "Exceptions",
+            "Audit trail"
+        ]
     );
     b.check_page("the auditor's dashboard").await;
     b.click("nav a[href='/audit']").await;
@@ -588,8 +601,12 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Deployments",
+            "Freezes",
             "Standard changes",
+            "Exceptions",
             "Quorum",
+            "Environments",
             "Users",
             "Audit trail"
         ]
@@ -614,6 +631,43 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     b.click("nav a[href='/admin/quorum']").await;
     b.wait_url(|u| u.ends_with("/admin/quorum")).await;
     b.check_page("the quorum policy").await;
+    // Freezes, with one on PROD to show, and the environments.
+    sqlx::query(
+        "INSERT INTO freezes (id, starts_at, ends_at, reason, environments, created_by, created_at)
+         SELECT gen_random_uuid(), now() - interval '1 minute', now() + interval '2 hours',
+                'Year-end trading freeze', '{prod}', id, now() FROM users WHERE username = 'adam'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    b.click("nav a[href='/freezes']").await;
+    b.wait_url(|u| u.ends_with("/freezes")).await;
+    assert_eq!(b.count("#freezes-in-force tbody tr").await, 1);
+    b.check_page("the freezes").await;
+    b.click("#freeze-form button[type=submit]").await;
+    b.find("#ends_at-error").await;
+    b.check_page("the freeze form with errors").await;
+    b.click("nav a[href='/admin/environments']").await;
+    b.wait_url(|u| u.ends_with("/admin/environments")).await;
+    assert_eq!(b.count("#environments tbody tr").await, 4);
+    b.check_page("the environments").await;
+    // Exceptions, with a deployment nobody authorized to resolve.
+    sqlx::query(
+        "INSERT INTO observed_deployments (id, environment, service, artifact_digest, observed_at,
+             reported_by, reported_at, finding)
+         SELECT gen_random_uuid(), 'prod', 'billing', 'sha256:' || repeat('c', 64), now(), id, now(), true
+           FROM users WHERE username = 'adam'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    b.click("nav a[href='/exceptions']").await;
+    b.wait_url(|u| u.ends_with("/exceptions")).await;
+    assert_eq!(b.count("#findings-list tbody tr").await, 1);
+    b.check_page("the exceptions").await;
+    b.click("#findings-list button[type=submit]").await;
+    b.find("#findings-list .field-error").await;
+    b.check_page("a finding's resolution with an error").await;
     b.click("nav a[href='/audit']").await;
     b.wait_url(|u| u.ends_with("/audit")).await;
     b.check_page("the audit trail as an administrator").await;

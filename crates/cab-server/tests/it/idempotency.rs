@@ -71,6 +71,18 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         })
         .to_string()
     };
+    let rita = app.api_login("rita", &[Role::ReleaseManager]).await;
+    let ops = app.api_login("olga", &[Role::Admin]).await;
+    let freeze = |reason: &str| {
+        json!({"ends_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
+               "reason": reason, "environments": ["prod"]})
+        .to_string()
+    };
+    let glass = |incident: &str| {
+        json!({"change": change_id, "environment": "prod", "incident": incident,
+               "reason": "The edge certificates expire tonight and every client fails."})
+        .to_string()
+    };
     vec![
         Case {
             name: "file a change",
@@ -125,6 +137,37 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             other_body: gate_other.to_string(),
             table: "deployments",
             action: "deployment.authorized",
+        },
+        Case {
+            name: "declare a freeze",
+            client: rita.clone(),
+            uri: "/api/v1/freezes".into(),
+            body: freeze("Quarter-end close: nothing goes to production."),
+            other_body: freeze("Datacentre move: nothing goes to production."),
+            table: "freezes",
+            action: "freeze.declared",
+        },
+        Case {
+            name: "ask for a break-glass deployment",
+            client: rita,
+            uri: "/api/v1/break-glass".into(),
+            body: glass("INC-100"),
+            other_body: glass("INC-101"),
+            table: "break_glass",
+            action: "break_glass.requested",
+        },
+        Case {
+            name: "report what runs",
+            client: ops,
+            uri: "/api/v1/deployments/observed".into(),
+            body: json!({"environment": "prod", "service": "edge-proxy",
+                         "digest": crate::deployments::digest('d')})
+            .to_string(),
+            other_body: json!({"environment": "prod", "service": "edge-proxy",
+                               "digest": crate::deployments::digest('e')})
+            .to_string(),
+            table: "observed_deployments",
+            action: "deployment.observed",
         },
     ]
 }

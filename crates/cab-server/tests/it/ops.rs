@@ -350,6 +350,17 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("PUT", "/api/v1/environments"),
         ("GET", "/api/v1/users/{id}/environments"),
         ("PUT", "/api/v1/users/{id}/environments"),
+        ("GET", "/api/v1/freezes"),
+        ("POST", "/api/v1/freezes"),
+        ("GET", "/api/v1/freezes/{id}"),
+        ("POST", "/api/v1/freezes/{id}/lift"),
+        ("GET", "/api/v1/break-glass"),
+        ("POST", "/api/v1/break-glass"),
+        ("GET", "/api/v1/break-glass/{id}"),
+        ("POST", "/api/v1/break-glass/{id}/confirm"),
+        ("POST", "/api/v1/deployments/observed"),
+        ("GET", "/api/v1/findings"),
+        ("POST", "/api/v1/findings/{id}/resolve"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

@@ -255,7 +255,7 @@ async fn check_board(http: &reqwest::Client, url: &str, viewer: &str) {
         assert_eq!(n, promised, "changes {}", state.label());
         total += n;
     }
-    assert_eq!(total, 36, "three dozen changes");
+    assert_eq!(total, 41, "forty-one changes");
 
     let templates = get(http, url, viewer, "/api/v1/templates").await;
     let approved: Vec<&Value> = templates

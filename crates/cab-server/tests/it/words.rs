@@ -611,14 +611,22 @@ async fn dashboards_promise_only_what_exists(pool: PgPool) {
         ),
         (
             Role::ReleaseManager,
-            &["planned window and approval trail", "cancel a change"],
-            &["plan releases", "promote"],
+            &[
+                "deploy approved changes to production",
+                "freezes",
+                "break-glass",
+            ],
+            &["plan releases"],
         ),
         (Role::Auditor, &["read the audit trail"], &["export"]),
         (
             Role::Admin,
-            &["accounts, service accounts", "quorum policy"],
-            &["deployment"],
+            &[
+                "accounts, service accounts",
+                "quorum policy",
+                "environments",
+            ],
+            &["export"],
         ),
     ];
     for (role, says, never) in cases {

@@ -17,6 +17,7 @@ use super::load;
 use crate::changes::ChangeView;
 use crate::error::AppError;
 use crate::page_error::PageResult;
+use crate::ui::deployments::{DeployAttempt, DeploySection, deploy_section};
 use crate::ui::form::FieldErrors;
 use crate::ui::words::{Link, People, Sentence, Subjects, role_labels};
 use crate::ui::{Layout, Viewer, filters, render, when};
@@ -199,6 +200,8 @@ struct DetailPage {
     errors: FieldErrors,
     /// The fields an action's error summary lists, in order, with labels.
     summary_fields: Vec<(&'static str, &'static str)>,
+    /// The promotion strip, freezes over the window and the deploy form.
+    dep: DeploySection,
 }
 
 /// What submitting asks for, by label, then the reason cancelling asks for:
@@ -216,6 +219,22 @@ pub(crate) async fn detail_page(
     v: ChangeView,
     errors: FieldErrors,
 ) -> Result<Response, AppError> {
+    detail_page_with(viewer, v, errors, None).await
+}
+
+/// The change's page, with what the gate said to a request from its deploy
+/// form (answered with the refusal's status).
+pub(crate) async fn detail_page_with(
+    viewer: &Viewer,
+    v: ChangeView,
+    errors: FieldErrors,
+    attempt: Option<DeployAttempt>,
+) -> Result<Response, AppError> {
+    let status = match &attempt {
+        Some(a) => Some(a.status),
+        None if errors.is_empty() => Some(StatusCode::OK),
+        None => None,
+    };
     let mut conn = viewer.state.pool.acquire().await?;
     let revisions = cab_db::changes::revisions(&mut conn, v.id).await?;
     let comments = cab_db::changes::comments(&mut conn, v.id).await?;
@@ -225,6 +244,7 @@ pub(crate) async fn detail_page(
     drop(conn);
     let people = &subjects.people;
     let d = decision_view(viewer, &v, &facts, people);
+    let dep = deploy_section(viewer, &v, people, attempt).await?;
     let c = &v.content;
     let offset = parse_offset(&c.window_tz);
     let show = |t: Option<DateTime<Utc>>| match (t, offset) {
@@ -326,13 +346,10 @@ pub(crate) async fn detail_page(
         can_withdraw: v.allows(&viewer.user, ChangeAction::Withdraw),
         can_cancel: v.allows(&viewer.user, ChangeAction::Cancel),
         errors,
+        dep,
         v,
     };
-    let status = if page.errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = status.unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
     Ok((status, render(&page)).into_response())
 }
 

@@ -10,7 +10,7 @@ mod form;
 mod list;
 
 pub(super) use actions::{cancel, comment, submit, withdraw};
-pub(super) use detail::{detail_page, show};
+pub(super) use detail::{detail_page, detail_page_with, show};
 pub(super) use form::{create, edit_form, new_form, preview_risk, update};
 pub(super) use list::list;
 

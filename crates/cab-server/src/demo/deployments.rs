@@ -1,0 +1,397 @@
+//! The demo board's deployments: a pipeline account, changes promoted
+//! DEV → TEST → STAGE → PROD with deployments in every state, a freeze in
+//! force and one coming up, a break-glass deployment through the freeze,
+//! and a deployment nobody authorized. Written through the gate, the same
+//! code as the API's.
+
+use cab_domain::approval::{AssessmentDecision, VoteChoice};
+use cab_domain::change::{ChangeAction, ChangeContent, ChangeType, Priority};
+use cab_domain::deployment::DeploymentState;
+use cab_domain::risk::RiskLevel;
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Cast, answers, content, person};
+use crate::accounts::{self, NewAccount, Operator};
+use crate::auth::CurrentUser;
+use crate::changes::{self, ChangeView};
+use crate::crypto::Keys;
+use crate::deployments::{self, GateRequest, Report};
+use crate::error::AppError;
+use crate::exceptions::{self, BreakGlassAsk, Observation};
+use crate::freezes::{self, NewFreeze};
+use crate::request::Origin;
+
+/// The pipeline's service account.
+pub const PIPELINE: &str = "deploy-bot";
+
+struct Pipeline {
+    bot: CurrentUser,
+    keys: Keys,
+    run: u32,
+}
+
+impl Pipeline {
+    /// Asks the gate for `change`'s artifact in `env`, for `initiator`.
+    async fn authorize(
+        &mut self,
+        pool: &PgPool,
+        c: &ChangeView,
+        env: &str,
+        initiator: Option<&str>,
+        break_glass: Option<String>,
+    ) -> Result<(Uuid, String), AppError> {
+        self.run += 1;
+        let req = GateRequest {
+            change: c.id.to_string(),
+            revision: c.revision,
+            environment: env.into(),
+            artifact_name: c.content.services.first().cloned().unwrap_or_default(),
+            artifact_version: format!("2026.11.{}", self.run),
+            artifact_digest: c.content.artifact_digest.clone(),
+            services: Vec::new(),
+            initiator: initiator.map(str::to_owned),
+            pipeline_provider: "github".into(),
+            pipeline_run_id: format!("{}", 9000 + self.run),
+            pipeline_url: format!(
+                "https://git.example.com/platform/actions/runs/{}",
+                9000 + self.run
+            ),
+            break_glass,
+        };
+        let a = deployments::authorize(pool, &self.keys, &self.bot, &Origin::cli(), &req).await?;
+        Ok((a.deployment.id, a.token))
+    }
+
+    async fn report(
+        &self,
+        pool: &PgPool,
+        id: Uuid,
+        state: DeploymentState,
+        token: Option<&str>,
+        note: &str,
+    ) -> Result<(), AppError> {
+        deployments::report(
+            pool,
+            &self.bot,
+            &Origin::cli(),
+            id,
+            &Report {
+                state,
+                token: token.map(str::to_owned),
+                note: note.into(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Authorizes, starts and ends a deployment in `end`.
+    async fn deploy(
+        &mut self,
+        pool: &PgPool,
+        c: &ChangeView,
+        env: &str,
+        initiator: Option<&str>,
+        end: DeploymentState,
+    ) -> Result<Uuid, AppError> {
+        let (id, token) = self.authorize(pool, c, env, initiator, None).await?;
+        self.report(pool, id, DeploymentState::Started, Some(&token), "")
+            .await?;
+        if end != DeploymentState::Started {
+            let note = match end {
+                DeploymentState::Failed => "Smoke tests failed: 502s from the health check.",
+                _ => "",
+            };
+            self.report(pool, id, end, None, note).await?;
+        }
+        Ok(id)
+    }
+
+    async fn promote_to_stage(&mut self, pool: &PgPool, c: &ChangeView) -> Result<(), AppError> {
+        for env in ["dev", "test", "stage"] {
+            self.deploy(pool, c, env, None, DeploymentState::Succeeded)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A low-risk change of the board's kind whose window is open now, for
+/// deployments made as the board is built; `i` tells its artifact.
+fn live_content(i: usize, base: DateTime<Utc>, title: &str, services: &[&str]) -> ChangeContent {
+    let mut c = content(0, base);
+    c.risk = answers(RiskLevel::Low, i);
+    c.title = title.into();
+    c.services = services.iter().map(|s| (*s).to_owned()).collect();
+    c.window_start = Some(base - Duration::hours(1));
+    c.window_end = Some(base + Duration::hours(6));
+    c.window_tz = "UTC".into();
+    c.artifact_digest = format!("sha256:{:064x}", 0xdeb1_0000_u64 + i as u64);
+    c.contributors = Vec::new();
+    c.change_type = ChangeType::Normal;
+    c
+}
+
+/// A change filed by `author`, submitted and approved by the board's CAB.
+async fn approved(
+    pool: &PgPool,
+    cast: &Cast,
+    author: &CurrentUser,
+    content: ChangeContent,
+) -> Result<ChangeView, AppError> {
+    let origin = Origin::cli();
+    let c = changes::create(pool, author, &origin, content).await?;
+    let c = changes::transition(pool, author, &origin, c.id, ChangeAction::Submit, None).await?;
+    cast.approve(pool, c).await
+}
+
+/// Seeds the deployments part of the board. `now` is when the board is
+/// built; windows are open around it.
+pub(super) async fn seed(
+    pool: &PgPool,
+    cast: &Cast,
+    keys: Keys,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let origin = Origin::cli();
+    let adam = person(pool, "adam").await?;
+    let rita = person(pool, "rita").await?;
+    let erin = person(pool, "erin").await?;
+    let eddie = person(pool, "eddie").await?;
+    let created = accounts::create(
+        pool,
+        &crate::crypto::Passwords::new(1)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?,
+        &Operator::User(&adam),
+        &origin,
+        NewAccount {
+            username: PIPELINE.into(),
+            display_name: "Deployment pipeline".into(),
+            roles: vec!["engineer".into()],
+            password: None,
+            service: true,
+        },
+    )
+    .await?;
+    let all: Vec<String> = ["dev", "test", "stage", "prod"].map(String::from).into();
+    deployments::set_account_environments(pool, &adam, &origin, created.user.id, &all).await?;
+    let mut pipe = Pipeline {
+        bot: person(pool, PIPELINE).await?,
+        keys,
+        run: 0,
+    };
+
+    // Promoted all the way and deployed to PROD by Rita through the
+    // pipeline: the change is deployed.
+    let proxy = approved(
+        pool,
+        cast,
+        &erin,
+        live_content(40, now, "Roll out the new edge proxy", &["edge-proxy"]),
+    )
+    .await?;
+    pipe.promote_to_stage(pool, &proxy).await?;
+    pipe.deploy(
+        pool,
+        &proxy,
+        "prod",
+        Some("rita"),
+        DeploymentState::Succeeded,
+    )
+    .await?;
+
+    // Deployed to PROD, then rolled back: the deployment failed after all.
+    let search = approved(
+        pool,
+        cast,
+        &eddie,
+        live_content(
+            41,
+            now,
+            "Switch search to the new ranking model",
+            &["search-api"],
+        ),
+    )
+    .await?;
+    pipe.promote_to_stage(pool, &search).await?;
+    let id = pipe
+        .deploy(
+            pool,
+            &search,
+            "prod",
+            Some("rita"),
+            DeploymentState::Succeeded,
+        )
+        .await?;
+    pipe.report(
+        pool,
+        id,
+        DeploymentState::RolledBack,
+        None,
+        "Relevance complaints within the hour; back on the old model.",
+    )
+    .await?;
+
+    // Being deployed to PROD right now.
+    let queue = approved(
+        pool,
+        cast,
+        &erin,
+        live_content(
+            42,
+            now,
+            "Move the job queue to the managed broker",
+            &["job-queue"],
+        ),
+    )
+    .await?;
+    pipe.promote_to_stage(pool, &queue).await?;
+    pipe.deploy(pool, &queue, "prod", Some("rita"), DeploymentState::Started)
+        .await?;
+
+    // TEST failed once, an authorization was given up, one ran out, and
+    // one waits to start.
+    let sdk = approved(
+        pool,
+        cast,
+        &eddie,
+        live_content(43, now, "Upgrade the notifications SDK", &["notifications"]),
+    )
+    .await?;
+    pipe.deploy(pool, &sdk, "dev", None, DeploymentState::Succeeded)
+        .await?;
+    pipe.deploy(pool, &sdk, "test", None, DeploymentState::Failed)
+        .await?;
+    let (id, _) = pipe.authorize(pool, &sdk, "test", None, None).await?;
+    pipe.report(
+        pool,
+        id,
+        DeploymentState::Aborted,
+        None,
+        "Wrong build picked up; starting over.",
+    )
+    .await?;
+    let (stale, _) = pipe.authorize(pool, &sdk, "test", None, None).await?;
+    {
+        let mut conn = pool.acquire().await?;
+        cab_db::demo::age_authorization(&mut conn, stale, now - Duration::minutes(20)).await?;
+    }
+    // Asking again finds the old one run out.
+    pipe.authorize(pool, &sdk, "test", None, None).await?;
+
+    // A freeze on the payment gateway in force now, and the year-end freeze
+    // coming up.
+    freezes::declare(
+        pool,
+        &rita,
+        &origin,
+        NewFreeze {
+            starts_at: None,
+            ends_at: Some(now + Duration::days(2)),
+            reason:
+                "Payment gateway migration: nothing else touches it until the cut-over is done."
+                    .into(),
+            environments: vec!["prod".into()],
+            services: vec!["payment-gateway".into()],
+            unreadable: Vec::new(),
+        },
+    )
+    .await?;
+    freezes::declare(
+        pool,
+        &rita,
+        &origin,
+        NewFreeze {
+            starts_at: Some(now + Duration::days(24)),
+            ends_at: Some(now + Duration::days(34)),
+            reason: "Year-end trading peak: production is frozen.".into(),
+            environments: vec!["prod".into()],
+            services: Vec::new(),
+            unreadable: Vec::new(),
+        },
+    )
+    .await?;
+
+    // A certificate about to expire on the frozen gateway: in CAB review,
+    // its window tomorrow. Rita asks for break-glass, Carl confirms, and
+    // the pipeline deploys it for her through the freeze.
+    let mut cert = live_content(
+        44,
+        now,
+        "Renew the payment gateway's TLS certificate",
+        &["payment-gateway"],
+    );
+    cert.window_start = Some(now + Duration::days(1));
+    cert.window_end = Some(now + Duration::days(1) + Duration::hours(2));
+    cert.priority = Priority::Urgent;
+    let c = changes::create(pool, &erin, &origin, cert).await?;
+    let c = changes::transition(pool, &erin, &origin, c.id, ChangeAction::Submit, None).await?;
+    let c = cast.assess(pool, &c, AssessmentDecision::Accept).await?;
+    let c = cast
+        .vote(
+            pool,
+            &cast.carol,
+            &c,
+            VoteChoice::Approve,
+            "Fine, once the new chain is in the trust store.",
+        )
+        .await?;
+    pipe.promote_to_stage(pool, &c).await?;
+    let bg = exceptions::request_break_glass(
+        pool,
+        &rita,
+        &origin,
+        &BreakGlassAsk {
+            change: c.id.to_string(),
+            environment: "prod".into(),
+            reason: "The gateway's certificate expires tonight; card payments stop when it does."
+                .into(),
+            incident: "INC-2041".into(),
+        },
+    )
+    .await?;
+    exceptions::confirm_break_glass(pool, &cast.carl, &origin, &bg.id.to_string()).await?;
+    let (id, token) = pipe
+        .authorize(pool, &c, "prod", Some("rita"), Some(bg.id.to_string()))
+        .await?;
+    pipe.report(pool, id, DeploymentState::Started, Some(&token), "")
+        .await?;
+    pipe.report(
+        pool,
+        id,
+        DeploymentState::Succeeded,
+        None,
+        "New certificate served; payments flowing.",
+    )
+    .await?;
+
+    // Something runs in PROD that no deployment covers: a finding.
+    exceptions::observe(
+        pool,
+        &pipe.bot,
+        &origin,
+        &Observation {
+            environment: "prod".into(),
+            service: "billing".into(),
+            digest: format!("sha256:{:064x}", 0xbad_c0de_u64),
+            observed_at: Some(now - Duration::minutes(35)),
+        },
+    )
+    .await?;
+    // And what the edge proxy's deployment covers is none.
+    exceptions::observe(
+        pool,
+        &pipe.bot,
+        &origin,
+        &Observation {
+            environment: "prod".into(),
+            service: "edge-proxy".into(),
+            digest: proxy.content.artifact_digest.clone(),
+            observed_at: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
