@@ -7,6 +7,10 @@ CREATE TABLE break_glass (
     number          bigserial UNIQUE,
     change_id       uuid NOT NULL REFERENCES changes (id),
     environment     text NOT NULL REFERENCES environments (key) ON UPDATE CASCADE,
+    -- What the two people agreed to: this revision of the change and this
+    -- artifact; an edit or another artifact needs another break-glass.
+    revision        integer NOT NULL,
+    artifact_digest text NOT NULL CHECK (artifact_digest ~ '^sha256:[0-9a-f]{64}$'),
     reason          text NOT NULL CHECK (length(reason) BETWEEN 30 AND 2000),
     incident        text NOT NULL CHECK (length(incident) BETWEEN 1 AND 200),
     requested_by    uuid NOT NULL REFERENCES users (id),
@@ -47,6 +51,11 @@ ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_entity_kind_check;
 ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_entity_kind_check
     CHECK (entity_kind IN ('change', 'comment', 'user', 'api_token', 'template', 'deployment',
                            'freeze', 'break_glass', 'observed'));
+
+-- A change's timeline shows its deployments' and break-glass requests'
+-- events.
+CREATE INDEX audit_events_of_change ON audit_events ((payload->>'change_id'))
+    WHERE entity_type IN ('deployment', 'break_glass');
 
 CREATE INDEX observed_findings ON observed_deployments (number) WHERE finding AND resolved_at IS NULL;
 CREATE INDEX observed_recent ON observed_deployments (number);

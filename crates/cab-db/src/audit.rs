@@ -259,7 +259,28 @@ pub async fn verify(
     })
 }
 
-/// The events about one entity, oldest first: the timeline of a change.
+/// A change's timeline, oldest first: the events about it, and those of its
+/// deployments and break-glass requests.
+pub async fn for_change(
+    conn: &mut PgConnection,
+    change_id: &str,
+) -> sqlx::Result<Vec<AuditRecord>> {
+    let rows = sqlx::query_as!(
+        RecordRow,
+        "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
+                entity_id, payload, request_id, client_addr
+         FROM audit_events
+         WHERE (entity_type = 'change' AND entity_id = $1)
+            OR (entity_type IN ('deployment', 'break_glass') AND payload->>'change_id' = $1)
+         ORDER BY seq",
+        change_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
+}
+
+/// The events about one entity, oldest first.
 pub async fn for_entity(
     conn: &mut PgConnection,
     entity_type: &str,

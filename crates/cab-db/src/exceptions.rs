@@ -14,6 +14,8 @@ pub struct BreakGlassRow {
     pub change_number: i64,
     pub change_title: String,
     pub environment: String,
+    pub revision: i32,
+    pub artifact_digest: String,
     pub reason: String,
     pub incident: String,
     pub requested_by: Uuid,
@@ -32,6 +34,8 @@ pub struct NewBreakGlass<'a> {
     pub id: Uuid,
     pub change_id: Uuid,
     pub environment: &'a str,
+    pub revision: i32,
+    pub artifact_digest: &'a str,
     pub reason: &'a str,
     pub incident: &'a str,
     pub requested_by: Uuid,
@@ -44,8 +48,9 @@ pub async fn insert_break_glass(
     b: &NewBreakGlass<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO break_glass (id, change_id, environment, reason, incident, requested_by, requested_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO break_glass (id, change_id, environment, reason, incident, requested_by, requested_at, expires_at,
+             revision, artifact_digest)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         b.id,
         b.change_id,
         b.environment,
@@ -54,6 +59,8 @@ pub async fn insert_break_glass(
         b.requested_by,
         b.requested_at,
         b.expires_at,
+        b.revision,
+        b.artifact_digest,
     )
     .execute(&mut *conn)
     .await?;
@@ -70,7 +77,7 @@ pub async fn break_glass(
     sqlx::query_as!(
         BreakGlassRow,
         r#"SELECT b.id, b.number, b.change_id, c.number AS change_number, c.title AS change_title,
-                  b.environment, b.reason, b.incident, b.requested_by, r.username AS requester,
+                  b.environment, b.revision, b.artifact_digest, b.reason, b.incident, b.requested_by, r.username AS requester,
                   b.requested_at, b.confirmed_by, k.username AS "confirmer?", b.confirmed_at,
                   b.expires_at, b.deployment_id, d.number AS "deployment_number?",
                   d.state AS "deployment_state?"
@@ -110,14 +117,15 @@ pub async fn break_glass_id_by_number(
         .await
 }
 
+/// Confirms a waiting break-glass; false when it was not waiting.
 pub async fn confirm_break_glass(
     conn: &mut PgConnection,
     id: Uuid,
     by: Uuid,
     at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query!(
+) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
         "UPDATE break_glass SET confirmed_by = $2, confirmed_at = $3, expires_at = $4
          WHERE id = $1 AND confirmed_by IS NULL",
         id,
@@ -126,23 +134,32 @@ pub async fn confirm_break_glass(
         expires_at,
     )
     .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1)
 }
 
-/// Records that the break-glass authorized `deployment`; it does so once.
+/// Records that the break-glass authorized `deployment`; it does so once,
+/// while confirmed and unexpired. False when it may not.
 pub async fn use_break_glass(
     conn: &mut PgConnection,
     id: Uuid,
     deployment: Uuid,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "UPDATE break_glass SET deployment_id = $2 WHERE id = $1",
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let used = sqlx::query!(
+        "UPDATE break_glass SET deployment_id = $2
+          WHERE id = $1 AND deployment_id IS NULL AND confirmed_at IS NOT NULL AND expires_at > $3",
         id,
-        deployment
+        deployment,
+        at
     )
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if used != 1 {
+        return Ok(false);
+    }
     sqlx::query!(
         "UPDATE deployments SET break_glass_id = $1 WHERE id = $2",
         id,
@@ -150,7 +167,7 @@ pub async fn use_break_glass(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The break-glass that authorized `deployment`, if one did.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::approval::{Duty, check_duty};
-use crate::change::{ChangeFacts, FieldError};
-use crate::{Actor, Denial, Role};
+use crate::change::{ChangeFacts, ChangeState, FieldError};
+use crate::{Actor, Denial, Role, text};
 
 vocabulary!(
     /// Where a deployment is: authorized → started → succeeded | failed;
@@ -290,6 +290,9 @@ pub fn gate(
             )
         });
     }
+    if glass.is_some() && !break_glass_may_carry(facts.change.state) {
+        reasons.push(break_glass_state(facts.change.state));
+    }
     if env.needs_approval && glass.is_none() {
         if !facts.change.state.carries_approval() || facts.approved_revision.is_none() {
             reasons.push(Denial::new(
@@ -399,10 +402,39 @@ pub const BREAK_GLASS_CONFIRM_WITHIN: Duration = Duration::minutes(30);
 /// How long a confirmed break-glass, and the authorization it gives, holds.
 pub const BREAK_GLASS_LIFETIME: Duration = Duration::minutes(60);
 
+/// Whether a break-glass may carry a change in `state`: one submitted and
+/// not closed. A draft was never put to anyone; a rejected, withdrawn or
+/// cancelled one was decided against.
+pub fn break_glass_may_carry(state: ChangeState) -> bool {
+    state != ChangeState::Draft && !state.is_closed()
+}
+
+/// The refusal of a break-glass for a change in `state`.
+pub fn break_glass_state(state: ChangeState) -> Denial {
+    Denial::new(
+        "break_glass_change_state",
+        format!(
+            "Break-glass deploys a change that has been submitted and is still open; this one is {}.",
+            state.label().to_lowercase()
+        ),
+    )
+}
+
 /// What a break-glass request says: a reason of at least 30 characters and
 /// the incident it answers.
 pub fn check_break_glass_request(reason: &str, incident: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    for e in [
+        text::check_text("reason", reason),
+        text::check_name("incident", incident),
+    ] {
+        if let Err(e) = e {
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        return errors;
+    }
     let reason = reason.trim().chars().count();
     if reason < 30 {
         errors.push(FieldError {
@@ -436,7 +468,12 @@ pub fn check_break_glass_requester(change: &ChangeFacts, requester: &Actor) -> R
             "Only a release manager asks for a break-glass deployment.",
         ));
     }
-    check_duty(change, requester, Duty::DeployProd)
+    check_duty(change, requester, Duty::DeployProd)?;
+    if break_glass_may_carry(change.state) {
+        Ok(())
+    } else {
+        Err(break_glass_state(change.state))
+    }
 }
 
 /// Who may confirm a break-glass, and when: a second person, a release
@@ -469,6 +506,9 @@ pub fn check_break_glass_confirmer(
             "break_glass_contributor",
             "You worked on this change, so you cannot confirm its break-glass deployment.",
         ));
+    }
+    if !break_glass_may_carry(change.state) {
+        return Err(break_glass_state(change.state));
     }
     if now >= requested_at + BREAK_GLASS_CONFIRM_WITHIN {
         return Err(Denial::new(
@@ -546,7 +586,6 @@ pub fn check_digest(digest: &str) -> Result<(), FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::ChangeState;
     use crate::{Role, RoleSet};
     use chrono::TimeZone;
 

@@ -148,6 +148,9 @@ pub fn next(
         Event::Submit { standard } => submit(subject, actor, standard.as_ref()),
         Event::Withdraw => {
             check_authorship(subject.facts, actor)?;
+            if let Some(d) = deployed(from) {
+                return Err(d);
+            }
             match from {
                 s if s.carries_approval() => Err(Denial::new(
                     "invalid_transition",
@@ -254,7 +257,11 @@ pub fn next(
         Event::Edited { fields } => edited(subject, actor, fields),
         Event::Deployed(outcome) => {
             let to = match (from, outcome) {
-                (s, DeploymentState::Started) if s.carries_approval() => ChangeState::Implementing,
+                // Approved, or (through a break-glass) still in review: what
+                // runs in production is what it is until it ends.
+                (s, DeploymentState::Started) if s != ChangeState::Draft && !s.is_closed() => {
+                    ChangeState::Implementing
+                }
                 (ChangeState::Implementing, DeploymentState::Succeeded) => ChangeState::Implemented,
                 (
                     ChangeState::Implementing | ChangeState::Implemented,
@@ -634,7 +641,7 @@ mod tests {
             (4, OTHERS, every("!not_author")),
             (5, OTHERS, every("!not_author")),
             // Withdraw.
-            (6, AUTHORS, ["→Wd close withdrawn 0", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", inv, closed, closed, closed, inv, inv, inv]),
+            (6, AUTHORS, ["→Wd close withdrawn 0", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", inv, closed, closed, closed, "!deployment_under_way", "!change_deployed", inv]),
             (6, OTHERS, every("!not_author")),
             // Cancel: the role is checked before the state.
             (7, &[AuC, Cm, CmA, Rm, Ad], ["→Ca close cancelled 0", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "→Ca close cancelled 2"]),
@@ -669,7 +676,7 @@ mod tests {
             (17, ALL, ["—", "= - - 2", "= - - 2", "= - - 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
             // A production deployment moves an approved change along, and
             // leaves any other where it is.
-            (18, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "→Im move - 2"]),
+            (18, ALL, ["= - - 0", "→Im move - 2", "→Im move - 2", "→Im move - 2", "→Im move - 2", "→Im move - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "→Im move - 2"]),
             (19, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Id move - 2", "= - - 2", "= - - 2"]),
             (20, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2"]),
             (21, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2"]),

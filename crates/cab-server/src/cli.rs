@@ -516,6 +516,11 @@ pub struct GateRequestArgs {
     #[arg(long, default_value = "")]
     pub pipeline_url: String,
 
+    /// A confirmed break-glass (BG-n) this production deployment uses: it
+    /// waives the approval, the window and freezes, never the duties.
+    #[arg(long, value_name = "BG-N")]
+    pub break_glass: Option<String>,
+
     /// Makes a retry safe: the same key with the same request within 24
     /// hours gets the first answer again, token included. With it, a
     /// request that got no answer (or 502, 503, 504) is tried again up to 3
@@ -641,9 +646,10 @@ async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Resu
         KeysCommand::Rotate { secret_key } => {
             let secret = check_secret_key(secret_key.as_deref())?;
             let keys = crate::crypto::Keys::new(&secret);
-            let key = crate::deployments::rotate(pool, &keys, None, false)
-                .await
-                .map_err(cli_error)?;
+            let key =
+                crate::deployments::rotate(pool, &keys, None, crate::deployments::Rotation::Always)
+                    .await
+                    .map_err(cli_error)?;
             println!("{}", key.kid);
             eprintln!(
                 "key {} now signs deployment authorizations; the previous public keys stay published",
@@ -890,6 +896,9 @@ async fn gate_request(a: GateRequestArgs) -> anyhow::Result<ExitCode> {
     });
     if let Some(initiator) = a.initiator.as_deref().filter(|i| !i.trim().is_empty()) {
         body["initiator"] = initiator.trim().into();
+    }
+    if let Some(glass) = a.break_glass.as_deref().filter(|g| !g.trim().is_empty()) {
+        body["break_glass"] = glass.trim().into();
     }
     if a.dry_run {
         let url = format!("{base}/api/v1/deployments/dry-run");

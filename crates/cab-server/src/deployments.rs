@@ -325,7 +325,7 @@ async fn gather(
                 &Origin::default(),
                 AuditAction::DeploymentExpired.as_str(),
                 Entity::new("deployment", id),
-                json!({"change": change.key(), "environment": env.rules.key}),
+                json!({"change": change.key(), "change_id": change.id, "environment": env.rules.key}),
             )
             .await?;
         }
@@ -364,7 +364,8 @@ async fn gather(
         break_glass_until: match break_glass {
             Some(id) => {
                 let (until, mut r) =
-                    break_glass_holds(tx, id, &change, &env.rules, initiator_id, exclude).await?;
+                    break_glass_holds(tx, id, &change, &env.rules, digest, initiator_id, exclude)
+                        .await?;
                 reasons.append(&mut r);
                 until
             }
@@ -403,9 +404,11 @@ async fn break_glass_holds(
     id: Uuid,
     change: &ChangeView,
     env: &EnvironmentRules,
+    digest: &str,
     initiator: Uuid,
     exclude: Option<Uuid>,
 ) -> Result<(Option<DateTime<Utc>>, Vec<Denial>), AppError> {
+    cab_db::exceptions::lock_break_glass(tx, id).await?;
     let Some(bg) = cab_db::exceptions::break_glass(tx, Some(id), None, 1)
         .await?
         .pop()
@@ -420,6 +423,16 @@ async fn break_glass_holds(
                 "Break-glass BG-{} is for {} in another environment or for another change.",
                 bg.number,
                 cab_domain::change::ChangeKey(bg.change_number)
+            ),
+        ));
+    } else if bg.revision != change.revision || bg.artifact_digest != digest {
+        reasons.push(Denial::new(
+            "break_glass_mismatch",
+            format!(
+                "Break-glass BG-{} was confirmed for revision {} and artifact {}; an edit or another artifact needs another break-glass.",
+                bg.number,
+                bg.revision,
+                short_digest(&bg.artifact_digest)
             ),
         ));
     } else if bg.requested_by != initiator {
@@ -451,6 +464,10 @@ async fn break_glass_holds(
         return Ok((None, reasons));
     }
     Ok((Some(bg.expires_at), reasons))
+}
+
+fn short_digest(d: &str) -> &str {
+    d.get(..19).unwrap_or(d)
 }
 
 /// A break-glass named as BG-4, 4 or its id.
@@ -612,8 +629,22 @@ pub async fn authorize(
         token_id,
     };
     let inserted = cab_db::deployments::insert(&mut tx, &new).await;
-    if let (Ok(()), Some(bg)) = (&inserted, g.break_glass) {
-        cab_db::exceptions::use_break_glass(&mut tx, bg, id).await?;
+    if let (Ok(()), Some(bg)) = (&inserted, g.break_glass)
+        && !cab_db::exceptions::use_break_glass(&mut tx, bg, id, now).await?
+    {
+        drop(tx);
+        return Err(refusal::refuse_all(
+            pool,
+            user.audit_actor(),
+            origin,
+            Attempt::DeploymentAuthorize.as_str(),
+            Entity::new("change", g.change.id),
+            vec![Denial::new(
+                "break_glass_used",
+                "This break-glass has already authorized a deployment, or no longer holds.",
+            )],
+        )
+        .await);
     }
     if let Err(e) = inserted {
         if cab_db::is_unique_violation(&e, cab_db::deployments::ONE_UNDER_WAY) {
@@ -931,7 +962,7 @@ async fn expire(
         &Origin::default(),
         AuditAction::DeploymentExpired.as_str(),
         Entity::new("deployment", row.id),
-        json!({"change": change.key(), "environment": row.environment}),
+        json!({"change": change.key(), "change_id": change.id, "environment": row.environment}),
     )
     .await?;
     Ok(())
@@ -1082,33 +1113,51 @@ async fn signing_key(pool: &PgPool, keys: &Keys) -> Result<StoredKey, AppError> 
         // from now on, and the old one stays published.
         Some(k) => {
             tracing::warn!(kid = %k.kid, "the active signing key was sealed under another secret key; making a new one");
-            rotate(pool, keys, None, false).await
+            rotate(pool, keys, None, Rotation::Unopenable).await
         }
-        None => rotate(pool, keys, None, true).await,
+        None => rotate(pool, keys, None, Rotation::First).await,
     }
 }
 
+/// When a new signing key is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// Now (`cab keys rotate`).
+    Always,
+    /// Only when no key is active: the first key, made by whichever replica
+    /// needs it first.
+    First,
+    /// Only when the active key cannot be opened with this server's secret
+    /// key (it was changed): made once, whoever notices first.
+    Unopenable,
+}
+
 /// Makes a new signing key the one that signs; the old one's public half
-/// stays published. With `only_if_none`, does nothing when a key is active
-/// (the first key, made by whichever replica needs it first).
+/// stays published.
 pub async fn rotate(
     pool: &PgPool,
     keys: &Keys,
     by: Option<&CurrentUser>,
-    only_if_none: bool,
+    when: Rotation,
 ) -> Result<StoredKey, AppError> {
     let now = Utc::now();
     let mut tx = pool.begin().await?;
     cab_db::deployments::lock_signing_keys(&mut tx).await?;
-    if only_if_none
-        && let Some(k) = cab_db::deployments::signing_keys(&mut tx)
-            .await?
-            .into_iter()
-            .find(|k| k.retired_at.is_none())
-    {
+    let active = cab_db::deployments::signing_keys(&mut tx)
+        .await?
+        .into_iter()
+        .find(|k| k.retired_at.is_none())
+        .map(stored);
+    let keep = match (when, active) {
+        (Rotation::First, Some(k)) => Some(k),
+        (Rotation::Unopenable, Some(k)) if tokens::opens(keys, &k) => Some(k),
+        _ => None,
+    };
+    if let Some(k) = keep {
         tx.rollback().await?;
-        return Ok(stored(k));
+        return Ok(k);
     }
+    let only_if_none = when == Rotation::First;
     let key = tokens::generate(keys, now).map_err(AppError::Internal)?;
     cab_db::deployments::rotate_signing_key(
         &mut tx,

@@ -43,8 +43,46 @@ pub async fn request_break_glass(
     origin: &Origin,
     ask: &BreakGlassAsk,
 ) -> Result<BreakGlassRow, AppError> {
-    let now = Utc::now();
+    let attempted = Attempt::BreakGlassRequest.as_str();
+    // Who may ask, before anything they sent is looked at.
+    let may = !user.is_service && user.has(cab_domain::Role::ReleaseManager);
+    refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        attempted,
+        Entity::kind("break_glass"),
+        if may {
+            Ok(())
+        } else {
+            Err(Denial::new(
+                "break_glass_not_allowed",
+                "Only a release manager asks for a break-glass deployment.",
+            ))
+        },
+    )
+    .await?;
     let change_id = changes::resolve_id(pool, &ask.change).await?;
+    let done = request_in(pool, user, origin, ask, change_id).await;
+    refusal::refused_if_failed(
+        pool,
+        user,
+        origin,
+        attempted,
+        Entity::new("change", change_id),
+        done,
+    )
+    .await
+}
+
+async fn request_in(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    ask: &BreakGlassAsk,
+    change_id: Uuid,
+) -> Result<BreakGlassRow, AppError> {
+    let now = Utc::now();
     let mut errors = rules::check_break_glass_request(&ask.reason, &ask.incident);
     let env = {
         let mut conn = pool.acquire().await?;
@@ -79,23 +117,12 @@ pub async fn request_break_glass(
         )
         .await);
     }
-    if change.state.is_closed() {
-        return Err(refusal::refuse_in(
-            tx,
-            pool,
-            user.audit_actor(),
-            origin,
-            Attempt::BreakGlassRequest.as_str(),
-            Entity::new("change", change.id),
-            Denial::new(
-                "change_closed",
-                format!(
-                    "This change is {}; nothing of it is deployed.",
-                    change.state.label().to_lowercase()
-                ),
-            ),
-        )
-        .await);
+    // The two people agree to this revision and this artifact.
+    if rules::check_digest(&change.content.artifact_digest).is_err() {
+        return Err(AppError::invalid(
+            "change",
+            "This change names no artifact digest; a break-glass is for a known artifact, so add it to the change first.",
+        ));
     }
     let id = Uuid::new_v4();
     cab_db::exceptions::insert_break_glass(
@@ -104,6 +131,8 @@ pub async fn request_break_glass(
             id,
             change_id: change.id,
             environment: &env.rules.key,
+            revision: change.revision,
+            artifact_digest: &change.content.artifact_digest,
             reason: ask.reason.trim(),
             incident: ask.incident.trim(),
             requested_by: user.id,
@@ -123,6 +152,8 @@ pub async fn request_break_glass(
             "change_id": change.id,
             "environment": env.rules.key,
             "environment_label": env.rules.label,
+            "revision": change.revision,
+            "digest": change.content.artifact_digest,
             "reason": ask.reason.trim(),
             "incident": ask.incident.trim(),
         }),
@@ -142,11 +173,43 @@ pub async fn confirm_break_glass(
     origin: &Origin,
     raw: &str,
 ) -> Result<BreakGlassRow, AppError> {
+    let id = known_id(pool, raw).await?;
+    let done = confirm_in(pool, user, origin, id).await;
+    refusal::refused_if_failed(
+        pool,
+        user,
+        origin,
+        Attempt::BreakGlassConfirm.as_str(),
+        Entity::new("break_glass", id),
+        done,
+    )
+    .await
+}
+
+/// A break-glass named as BG-4, 4 or its id; not found otherwise.
+async fn known_id(pool: &PgPool, raw: &str) -> Result<Uuid, AppError> {
+    let mut conn = pool.acquire().await?;
+    match break_glass_id(&mut conn, raw).await {
+        Ok(id)
+            if cab_db::exceptions::break_glass(&mut conn, Some(id), None, 1)
+                .await?
+                .is_empty() =>
+        {
+            Err(AppError::NotFound("break-glass request"))
+        }
+        Ok(id) => Ok(id),
+        Err(AppError::Invalid { .. }) => Err(AppError::NotFound("break-glass request")),
+        Err(e) => Err(e),
+    }
+}
+
+async fn confirm_in(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    id: Uuid,
+) -> Result<BreakGlassRow, AppError> {
     let now = Utc::now();
-    let id = {
-        let mut conn = pool.acquire().await?;
-        break_glass_id(&mut conn, raw).await?
-    };
     let change_id = {
         let mut conn = pool.acquire().await?;
         find_in(&mut conn, id).await?.change_id
@@ -185,8 +248,19 @@ pub async fn confirm_break_glass(
         )
         .await);
     }
-    cab_db::exceptions::confirm_break_glass(&mut tx, id, user.id, now, now + BREAK_GLASS_LIFETIME)
-        .await?;
+    if !cab_db::exceptions::confirm_break_glass(
+        &mut tx,
+        id,
+        user.id,
+        now,
+        now + BREAK_GLASS_LIFETIME,
+    )
+    .await?
+    {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "a locked, waiting break-glass could not be confirmed"
+        )));
+    }
     let label = environment_label(&mut tx, &bg.environment).await?;
     audit_log::record(
         &mut tx,
@@ -236,8 +310,8 @@ pub fn status(b: &BreakGlassRow, now: DateTime<Utc>) -> &'static str {
 
 /// One break-glass request, by BG-n, n or id.
 pub async fn break_glass(pool: &PgPool, raw: &str) -> Result<BreakGlassRow, AppError> {
+    let id = known_id(pool, raw).await?;
     let mut conn = pool.acquire().await?;
-    let id = break_glass_id(&mut conn, raw).await?;
     find_in(&mut conn, id).await
 }
 
@@ -271,10 +345,31 @@ pub async fn observe(
     o: &Observation,
 ) -> Result<ObservedRow, AppError> {
     let now = Utc::now();
+    let attempted = Attempt::DeploymentObserve.as_str();
+    // A person who may report nowhere is refused before anything they
+    // sent is looked at; a pipeline account, once the environment is known.
+    let person_may =
+        user.has(cab_domain::Role::Admin) || user.has(cab_domain::Role::ReleaseManager);
+    if !user.is_service && !person_may {
+        return Err(refusal::refuse(
+            pool,
+            user.audit_actor(),
+            origin,
+            attempted,
+            Entity::kind("observed"),
+            Denial::new(
+                "observe_not_allowed",
+                "Only administrators, release managers and pipeline accounts allowed to deploy somewhere report what runs there.",
+            ),
+        )
+        .await);
+    }
     let mut errors = Vec::new();
     let env_key = o.environment.trim();
     let service = o.service.trim();
-    if service.is_empty() || service.chars().count() > 100 {
+    if let Err(e) = cab_domain::text::check_name("service", service) {
+        errors.push(e);
+    } else if service.is_empty() || service.chars().count() > 100 {
         errors.push(cab_domain::change::FieldError {
             field: "service",
             message: "Name the service (up to 100 characters).".into(),
@@ -314,7 +409,7 @@ pub async fn observe(
             .await?
             .contains(&env.rules.key)
     } else {
-        user.has(cab_domain::Role::Admin) || user.has(cab_domain::Role::ReleaseManager)
+        person_may
     };
     if !may {
         return Err(refusal::refuse_in(
@@ -322,7 +417,7 @@ pub async fn observe(
             pool,
             user.audit_actor(),
             origin,
-            Attempt::DeploymentObserve.as_str(),
+            attempted,
             Entity::kind("observed"),
             Denial::new(
                 "observe_not_allowed",
@@ -415,13 +510,6 @@ pub async fn resolve_finding(
     id: Uuid,
     resolution: &str,
 ) -> Result<(), AppError> {
-    let resolution = resolution.trim();
-    if resolution.chars().count() < 10 || resolution.chars().count() > 2000 {
-        return Err(AppError::invalid(
-            "resolution",
-            "Say what it was, in 10 to 2,000 characters.",
-        ));
-    }
     let may = !user.is_service
         && (user.has(cab_domain::Role::Admin) || user.has(cab_domain::Role::ReleaseManager));
     let attempted = Attempt::FindingResolve.as_str();
@@ -439,14 +527,29 @@ pub async fn resolve_finding(
         )
         .await);
     }
+    let resolution = resolution.trim();
+    cab_domain::text::check_text("resolution", resolution)
+        .map_err(|e| AppError::invalid(e.field, e.message))?;
+    if resolution.chars().count() < 10 || resolution.chars().count() > 2000 {
+        return Err(AppError::invalid(
+            "resolution",
+            "Say what it was, in 10 to 2,000 characters.",
+        ));
+    }
     let now = Utc::now();
     let mut tx = pool.begin().await?;
     let row = observed_in_any(&mut tx, id).await?;
     if !cab_db::exceptions::resolve_finding(&mut tx, id, user.id, now, resolution).await? {
-        return Err(AppError::Conflict(Denial::new(
-            "invalid_transition",
-            "This is not an open finding.",
-        )));
+        return Err(refusal::refuse_in(
+            tx,
+            pool,
+            user.audit_actor(),
+            origin,
+            attempted,
+            Entity::new("observed", id),
+            Denial::new("invalid_transition", "This is not an open finding."),
+        )
+        .await);
     }
     audit_log::record(
         &mut tx,

@@ -42,6 +42,10 @@ pub struct BreakGlassOut {
     change: String,
     change_title: String,
     environment: String,
+    /// The change's revision the two people agreed to deploy.
+    revision: i32,
+    /// The artifact they agreed to deploy.
+    digest: String,
     reason: String,
     incident: String,
     requested_by: String,
@@ -67,6 +71,8 @@ impl BreakGlassOut {
             change: cab_domain::change::ChangeKey(b.change_number).to_string(),
             change_title: b.change_title,
             environment: b.environment,
+            revision: b.revision,
+            digest: b.artifact_digest,
             reason: b.reason,
             incident: b.incident,
             requested_by: b.requester,

@@ -44,6 +44,8 @@ pub struct GlassItem {
     pub change_id: Uuid,
     pub change: String,
     pub change_title: String,
+    /// The revision and artifact the two people agree to.
+    pub what: String,
     pub reason: String,
     pub incident: String,
     pub requester: String,
@@ -126,6 +128,11 @@ async fn page(
                     change_id: b.change_id,
                     change: ChangeKey(b.change_number).to_string(),
                     change_title: b.change_title.clone(),
+                    what: format!(
+                        "Revision {}, artifact {}",
+                        b.revision,
+                        b.artifact_digest.get(..19).unwrap_or(&b.artifact_digest)
+                    ),
                     reason: b.reason.clone(),
                     incident: b.incident.clone(),
                     requested_at: readable(&b.requested_at),
@@ -147,10 +154,16 @@ async fn page(
                 }
             })
             .collect();
-    let findings = exceptions::observed(pool, false, None, 200)
+    // Every open finding, then the latest resolved ones.
+    let open = exceptions::observed(pool, true, None, 200).await?;
+    let resolved = exceptions::observed(pool, false, None, 200)
         .await?
         .into_iter()
-        .filter(|o| o.finding)
+        .filter(|o| o.finding && o.resolved_at.is_some())
+        .take(20);
+    let findings = open
+        .into_iter()
+        .chain(resolved)
         .map(|o| FindingItem {
             id: o.id,
             env: badge(&envs, &o.environment),

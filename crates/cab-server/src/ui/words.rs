@@ -286,11 +286,11 @@ impl Subjects {
             }),
             "break_glass" => Some(Thing {
                 name: "a break-glass request".into(),
-                href: Some("/break-glass".into()),
+                href: Some("/exceptions#break-glass".into()),
             }),
             "observed" => Some(Thing {
                 name: "a finding".into(),
-                href: Some("/findings".into()),
+                href: Some("/exceptions#findings".into()),
             }),
             _ => None,
         }
@@ -623,11 +623,18 @@ impl Subjects {
                     Some(n) => s.text(format!(": “{}”", short(n.trim()))),
                     None => s.text("."),
                 };
+                let change = text(p, "change").unwrap_or("The change");
                 let s = match text(p, "change_to").and_then(ChangeState::parse) {
-                    Some(state) => s.text(format!(
-                        " {} is now {}.",
-                        text(p, "change").unwrap_or("The change"),
-                        state.label().to_lowercase()
+                    Some(ChangeState::Implementing) => {
+                        s.text(format!(" {change} is now being deployed."))
+                    }
+                    Some(ChangeState::Implemented) => s.text(format!(" {change} is now deployed.")),
+                    Some(ChangeState::ImplementationFailed) => {
+                        s.text(format!(" {change} is marked as failed to deploy."))
+                    }
+                    Some(other) => s.text(format!(
+                        " {change} is now {}.",
+                        other.label().to_lowercase()
                     )),
                     None => s,
                 };

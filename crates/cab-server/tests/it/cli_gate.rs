@@ -388,6 +388,11 @@ async fn a_refusal_exits_2_naming_every_reason(pool: PgPool) {
         .collect();
     assert!(codes.contains(&"self_deployment"), "{codes:?}");
     assert!(codes.contains(&"promotion_order"), "{codes:?}");
+    // A break-glass is passed on to the gate: one that does not exist is
+    // named as the fault.
+    let run = board.request(&change, "prod", Some("rita"), &["--break-glass", "BG-77"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("No such break-glass"), "{}", run.stderr);
     // A dry run the gate would allow.
     board.request(&change, "stage", None, &["--dry-run"]).ok();
     assert_eq!(board.states().await.len(), 2, "nothing recorded since");

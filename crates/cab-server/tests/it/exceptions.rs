@@ -109,6 +109,19 @@ async fn a_production_deployment_moves_the_change_along(pool: PgPool) {
         .unwrap();
     assert_eq!(payload["change_from"], "implemented");
     assert_eq!(payload["change_to"], "implementation_failed");
+    // The change's own timeline tells its deployments.
+    let erin = app
+        .browser_login_with(c.erin.user.clone(), "erin-correct-horse-battery")
+        .await;
+    let page = app
+        .get_page(&format!("/changes/{id}"), Some(&erin.cookie))
+        .await;
+    assert!(
+        page.body.contains("to PROD was rolled back")
+            && page.body.contains("is marked as failed to deploy"),
+        "{}",
+        page.body
+    );
 
     // Still approved, so it may be deployed again.
     let resp = app
@@ -282,6 +295,8 @@ async fn break_glass_takes_a_second_person_and_never_lifts_the_duties(pool: PgPo
     // break-glass.
     let resp = app.report(&c.pipeline, dep, "started", Some(token)).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    // What runs in production cannot change under it, reviewed or not.
+    assert_eq!(app.change_row(&id).await.0, "implementing");
 
     // One deployment per break-glass.
     let resp = app.gate(&c.pipeline, with_glass).await;
@@ -547,4 +562,92 @@ async fn break_glass_through_the_forms_refuses_the_requester_and_contributors(po
     // Without a CSRF token nothing happens.
     let resp = app.post_form(&confirm, Some(&carol.cookie), &[]).await;
     assert_eq!(resp.status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_break_glass_holds_only_for_the_revision_and_artifact_confirmed_and_an_open_change(
+    pool: PgPool,
+) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    app.api_login("cora", &[Role::CabMember]).await;
+    let id = urgent_change(&app, &c.erin, &c.pipeline).await;
+    let resp = app
+        .post(
+            &c.rita.token,
+            "/api/v1/break-glass",
+            json!({"change": id, "environment": "prod", "incident": "INC-9",
+                   "reason": "The payment gateway rejects every card since midnight."}),
+        )
+        .await;
+    let bg = resp.json();
+    assert_eq!(bg["revision"], 1);
+    assert_eq!(bg["digest"], artifact());
+    let key = bg["key"].as_str().unwrap().to_owned();
+    let resp = app
+        .post(
+            &c.carol.token,
+            &format!("/api/v1/break-glass/{key}/confirm"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+
+    // The author edits after the confirmation: the break-glass does not
+    // carry the new revision.
+    let resp = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/changes/{id}"),
+            Some(&c.erin.token),
+            Some(json!({"implementation_plan": "Something else entirely, now."})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let mut ask = request(&id, "prod", Some("rita"));
+    ask["revision"] = json!(2);
+    ask["break_glass"] = json!(key);
+    let resp = app.gate(&c.pipeline, ask.clone()).await;
+    let codes = reason_codes(&resp);
+    assert!(
+        codes.contains(&"break_glass_mismatch".to_owned()),
+        "{codes:?}"
+    );
+
+    // Cancelled: nothing carries it to production.
+    let resp = app
+        .change_action(
+            &c.carol,
+            &id,
+            "cancel",
+            Some(json!({"reason": "Superseded by the vendor's fix."})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let codes = reason_codes(&app.gate(&c.pipeline, ask).await);
+    assert!(
+        codes.contains(&"break_glass_change_state".to_owned()),
+        "{codes:?}"
+    );
+    assert_eq!(app.deployment_count().await, 3);
+    // Nor may one be asked for it.
+    let resp = app
+        .post(
+            &c.rita.token,
+            "/api/v1/break-glass",
+            json!({"change": id, "environment": "prod", "incident": "INC-9",
+                   "reason": "The payment gateway rejects every card since midnight."}),
+        )
+        .await;
+    assert_eq!(resp.problem_code(), "break_glass_change_state");
+    // Unknown ones are not found.
+    let resp = app
+        .api(
+            Method::GET,
+            "/api/v1/break-glass/BG-999",
+            Some(&c.rita.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
 }

@@ -78,8 +78,17 @@ async fn cases(app: &TestApp) -> Vec<Case> {
                "reason": reason, "environments": ["prod"]})
         .to_string()
     };
+    // A submitted change, as a break-glass needs.
+    let urgent = app
+        .file_change(&erin, complete_change("Renew the gateway certificate"))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app.change_action(&erin, &urgent, "submit", None).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
     let glass = |incident: &str| {
-        json!({"change": change_id, "environment": "prod", "incident": incident,
+        json!({"change": urgent, "environment": "prod", "incident": incident,
                "reason": "The edge certificates expire tonight and every client fails."})
         .to_string()
     };

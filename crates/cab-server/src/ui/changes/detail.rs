@@ -238,7 +238,7 @@ pub(crate) async fn detail_page_with(
     let mut conn = viewer.state.pool.acquire().await?;
     let revisions = cab_db::changes::revisions(&mut conn, v.id).await?;
     let comments = cab_db::changes::comments(&mut conn, v.id).await?;
-    let events = cab_db::audit::for_entity(&mut conn, "change", &v.id.to_string()).await?;
+    let events = cab_db::audit::for_change(&mut conn, &v.id.to_string()).await?;
     let facts = crate::decisions::facts(&mut conn, &v).await?;
     let subjects = Subjects::for_change(People::load(&mut conn).await?, v.id, v.number);
     drop(conn);
