@@ -1111,6 +1111,22 @@ mod tests {
             codes(gate(&unpromoted, &rm, None, now)),
             ["promotion_order"]
         );
+        // Only for a change submitted and still open.
+        for state in ChangeState::ALL {
+            let mut closed = case.change.clone();
+            closed.state = *state;
+            let mut f = facts.clone();
+            f.change = &closed;
+            let refused = codes(gate(&f, &rm, None, now)).contains(&"break_glass_change_state");
+            let carries = *state != ChangeState::Draft && !state.is_closed();
+            assert_eq!(refused, !carries, "{state:?}");
+            assert_eq!(break_glass_may_carry(*state), carries, "{state:?}");
+            assert_eq!(
+                check_break_glass_requester(&closed, &rm).is_ok(),
+                carries,
+                "{state:?}"
+            );
+        }
         // Run out: everything it waived is back, and says why.
         assert_eq!(
             codes(gate(&facts, &rm, None, at(12, 40))),
