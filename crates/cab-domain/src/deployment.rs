@@ -1193,5 +1193,17 @@ mod tests {
             check_break_glass_request("The payment service is down for every customer.", "INC-42")
                 .is_empty()
         );
+        // At the edges: 30 to 2,000 characters of reason, 1 to 200 of
+        // incident.
+        let fields = |reason: usize, incident: usize| -> Vec<&'static str> {
+            check_break_glass_request(&"r".repeat(reason), &"i".repeat(incident))
+                .iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(fields(29, 1), ["reason"]);
+        assert!(fields(30, 1).is_empty());
+        assert!(fields(2000, 200).is_empty());
+        assert_eq!(fields(2001, 201), ["reason", "incident"]);
     }
 }
