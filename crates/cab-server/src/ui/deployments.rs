@@ -166,7 +166,7 @@ fn labels(envs: &[Environment]) -> EnvironmentLabels {
 }
 
 /// `sha256:` and the first twelve digits, for lists.
-fn short_digest(digest: &str) -> String {
+pub(super) fn short_digest(digest: &str) -> String {
     match digest.get(..19) {
         Some(head) if digest.len() > 19 => format!("{head}…"),
         _ => digest.to_owned(),

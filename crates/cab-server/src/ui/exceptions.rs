@@ -10,11 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cab_domain::Role;
 use cab_domain::change::ChangeKey;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use uuid::Uuid;
 
 use super::environments::EnvBadge;
 use super::form::{FieldErrors, FormPairs as Pairs, form_value as value};
+use super::freezes::readable;
 use super::notice::{Notice, redirect_with};
 use super::{Layout, Viewer, render};
 use crate::deployments::{self, Environment};
@@ -22,10 +23,6 @@ use crate::error::AppError;
 use crate::exceptions::{self, BreakGlassAsk};
 use crate::page_error::PageResult;
 use crate::request::Origin;
-
-fn readable(t: &DateTime<Utc>) -> String {
-    t.format("%a %-d %b %Y, %H:%M UTC").to_string()
-}
 
 fn badge(envs: &[Environment], key: &str) -> EnvBadge {
     envs.iter().find(|e| e.rules.key == key).map_or_else(
@@ -131,7 +128,7 @@ async fn page(
                     what: format!(
                         "Revision {}, artifact {}",
                         b.revision,
-                        b.artifact_digest.get(..19).unwrap_or(&b.artifact_digest)
+                        super::deployments::short_digest(&b.artifact_digest)
                     ),
                     reason: b.reason.clone(),
                     incident: b.incident.clone(),
@@ -167,11 +164,7 @@ async fn page(
         .map(|o| FindingItem {
             id: o.id,
             env: badge(&envs, &o.environment),
-            short_digest: o
-                .artifact_digest
-                .get(..19)
-                .unwrap_or(&o.artifact_digest)
-                .to_owned(),
+            short_digest: super::deployments::short_digest(&o.artifact_digest),
             digest: o.artifact_digest,
             service: o.service,
             observed_at: readable(&o.observed_at),

@@ -23,7 +23,7 @@ use crate::page_error::PageResult;
 use crate::request::Origin;
 
 /// A moment as the page says it: "Fri 27 Nov 2026, 18:00 UTC".
-fn readable(t: &DateTime<Utc>) -> String {
+pub(super) fn readable(t: &DateTime<Utc>) -> String {
     t.format("%a %-d %b %Y, %H:%M UTC").to_string()
 }
 

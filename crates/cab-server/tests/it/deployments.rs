@@ -183,7 +183,7 @@ pub fn request(change: &str, env: &str, initiator: Option<&str>) -> Value {
     body
 }
 
-fn reason_codes(resp: &TestResponse) -> Vec<String> {
+pub fn reason_codes(resp: &TestResponse) -> Vec<String> {
     resp.json()["reasons"]
         .as_array()
         .map(|a| {

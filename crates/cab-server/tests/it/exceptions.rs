@@ -10,18 +10,7 @@ use sqlx::PgPool;
 
 use crate::changes::complete_change;
 use crate::common::{ApiClient, TestApp, TestResponse};
-use crate::deployments::{artifact, digest, request};
-
-fn reason_codes(resp: &TestResponse) -> Vec<String> {
-    resp.json()["reasons"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| r["code"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use crate::deployments::{artifact, digest, reason_codes, request};
 
 impl TestApp {
     async fn post(&self, who: &str, uri: &str, body: Value) -> TestResponse {

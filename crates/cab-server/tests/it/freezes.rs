@@ -10,20 +10,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::common::{ApiClient, BrowserSession, TestApp, TestResponse};
-use crate::deployments::request;
+use crate::deployments::{reason_codes, request};
 
 const REASON: &str = "Black Friday trading weekend";
-
-fn reason_codes(resp: &TestResponse) -> Vec<String> {
-    resp.json()["reasons"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| r["code"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The fields a validation problem names.
 fn fields(resp: &TestResponse) -> Vec<String> {
