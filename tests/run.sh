@@ -24,8 +24,10 @@ else
 fi
 
 # The OpenAPI document against an independent validator and a generated
-# client, on the server binary the tests just built. Skipped when arguments
-# (a test filter) ask for part of the suite only.
+# client, and the calendar feed against an independent iCalendar parser, on
+# the server binary the tests just built. Skipped when arguments (a test
+# filter) ask for part of the suite only.
 if [ "$#" -eq 0 ]; then
   bash tests/openapi.sh
+  bash tests/ical.sh
 fi

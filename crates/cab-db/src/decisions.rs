@@ -102,6 +102,8 @@ pub struct NewVote<'a> {
     pub voter_roles: &'a [String],
     pub choice: &'a str,
     pub comment: &'a str,
+    /// The calendar conflicts the member accepted with an approving vote.
+    pub acknowledged_conflicts: &'a Value,
     pub at: DateTime<Utc>,
 }
 
@@ -118,8 +120,8 @@ pub async fn insert_vote(conn: &mut PgConnection, v: &NewVote<'_>) -> sqlx::Resu
     .execute(&mut *conn)
     .await?;
     sqlx::query!(
-        "INSERT INTO change_votes (id, change_id, revision, voter_id, voter_username, voter_roles, choice, comment, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO change_votes (id, change_id, revision, voter_id, voter_username, voter_roles, choice, comment, created_at, acknowledged_conflicts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         v.id,
         v.change_id,
         v.revision,
@@ -128,7 +130,8 @@ pub async fn insert_vote(conn: &mut PgConnection, v: &NewVote<'_>) -> sqlx::Resu
         v.voter_roles,
         v.choice,
         v.comment,
-        v.at
+        v.at,
+        v.acknowledged_conflicts
     )
     .execute(&mut *conn)
     .await?;

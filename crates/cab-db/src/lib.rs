@@ -6,6 +6,7 @@
 
 pub mod api_tokens;
 pub mod audit;
+pub mod calendar;
 pub mod changes;
 pub mod decisions;
 pub mod demo;

@@ -86,6 +86,11 @@ vocabulary!(
         BreakGlassConfirmed = "break_glass.confirmed" / "Break-glass confirmed",
         DeploymentObserved = "deployment.observed" / "Deployment nobody authorized",
         FindingResolved = "finding.resolved" / "Finding resolved",
+        MaintenancePeriodAdded = "maintenance.added" / "Maintenance period added",
+        MaintenancePeriodRemoved = "maintenance.removed" / "Maintenance period removed",
+        CalendarLimitSet = "settings.calendar_limit_set" / "Production changes per hour set",
+        CalendarFeedCreated = "calendar.feed_created" / "Calendar feed created",
+        CalendarFeedRevoked = "calendar.feed_revoked" / "Calendar feed revoked",
         DemoSeeded = "demo.seeded" / "Demo data",
         AccessDenied = "access.denied" / "Refused",
     }
@@ -132,6 +137,9 @@ vocabulary!(
         BreakGlassConfirm = "break_glass.confirm" / "confirm",
         DeploymentObserve = "deployment.observe" / "report what runs in",
         FindingResolve = "finding.resolve" / "resolve",
+        MaintenanceManage = "maintenance.manage" / "change the maintenance periods",
+        CalendarLimitSet = "settings.calendar_limit" / "set how many production changes an hour may hold",
+        CalendarFeedRevoke = "calendar.feed_revoke" / "revoke",
     }
 );
 

@@ -63,9 +63,11 @@ pub trait Vocabulary: Copy + 'static {
 
 pub mod approval;
 pub mod audit;
+pub mod calendar;
 pub mod change;
 pub mod denial;
 pub mod deployment;
+pub mod ical;
 pub mod lifecycle;
 pub mod password;
 pub mod redirect;

@@ -132,6 +132,9 @@ pub struct ServerArgs {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub env_label: String,
+    /// The address people reach CAB at, without a trailing slash: the base
+    /// of links that leave the browser (calendar feeds).
+    pub public_url: String,
     pub secure_cookies: bool,
     /// `None`: the assets built into the binary.
     pub static_dir: Option<PathBuf>,
@@ -159,6 +162,7 @@ impl Settings {
         );
         Ok(Self {
             env_label: args.env_label.trim().to_owned(),
+            public_url: args.public_url.trim().trim_end_matches('/').to_owned(),
             secure_cookies: args.public_url.starts_with("https://"),
             static_dir: args.static_dir.clone(),
             session_idle: Duration::minutes(args.session_idle_minutes),
@@ -174,6 +178,7 @@ impl Settings {
     pub fn for_tests() -> Self {
         Self {
             env_label: "TEST".into(),
+            public_url: "http://127.0.0.1:8080".into(),
             secure_cookies: false,
             static_dir: None,
             session_idle: Duration::minutes(30),

@@ -14,12 +14,13 @@ use cab_domain::lifecycle::Event;
 use cab_domain::risk::RiskLevel;
 use cab_domain::tally::{self, PersonNow, StoredAssessment, StoredVote};
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
+use crate::calendar;
 use crate::changes::{self, ChangeView};
 use crate::error::AppError;
 use crate::quorum;
@@ -363,6 +364,17 @@ async fn record_assessment(
     Ok(())
 }
 
+/// A vote as cast: the choice, the member's comment, the revision they read,
+/// and whether they acknowledge the planned window's calendar conflicts.
+pub struct VoteCast<'a> {
+    pub choice: VoteChoice,
+    pub comment: &'a str,
+    pub revision: Option<i32>,
+    /// An approving vote on a change whose window has conflicts counts only
+    /// with this set; the conflicts accepted are kept with the vote.
+    pub acknowledge_conflicts: bool,
+}
+
 /// Casts (or changes) a CAB member's vote on the current revision. The
 /// change row is locked while the vote is counted, so when several members
 /// vote at once the change is approved exactly once.
@@ -371,11 +383,9 @@ pub async fn vote(
     user: &CurrentUser,
     origin: &Origin,
     id: Uuid,
-    choice: VoteChoice,
-    comment: &str,
-    revision: Option<i32>,
+    ballot: &VoteCast<'_>,
 ) -> Result<ChangeView, AppError> {
-    let done = cast_vote(pool, user, origin, id, choice, comment, revision).await;
+    let done = cast_vote(pool, user, origin, id, ballot).await;
     let change = Entity::new("change", id);
     refused_if_failed(pool, user, origin, Duty::Vote.as_str(), change, done).await?;
     changes::load(pool, id).await
@@ -386,10 +396,14 @@ async fn cast_vote(
     user: &CurrentUser,
     origin: &Origin,
     id: Uuid,
-    choice: VoteChoice,
-    comment: &str,
-    revision: Option<i32>,
+    ballot: &VoteCast<'_>,
 ) -> Result<(), AppError> {
+    let VoteCast {
+        choice,
+        comment,
+        revision,
+        acknowledge_conflicts,
+    } = *ballot;
     let now = Utc::now();
     let mut tx = begin_deciding(pool).await?;
     // Checked under the row lock, so the facts cannot move before the write.
@@ -405,6 +419,18 @@ async fn cast_vote(
     if read != current.revision {
         return Err(AppError::Refused(stale(read, current.revision)));
     }
+    // CAB approves a window that collides only knowingly: the conflicts as
+    // they stand now, under the row lock, are accepted with the vote.
+    let acknowledged: Vec<Value> = if choice == VoteChoice::Approve {
+        let found = calendar::conflicts_of_change(&mut tx, &current).await?;
+        if !found.is_empty() && !acknowledge_conflicts {
+            return Err(AppError::Refused(calendar::unacknowledged(&found)));
+        }
+        found.iter().map(calendar::conflict_json).collect()
+    } else {
+        Vec::new()
+    };
+    let acknowledged = Value::Array(acknowledged);
     cab_db::decisions::insert_vote(
         &mut tx,
         &NewVote {
@@ -416,17 +442,22 @@ async fn cast_vote(
             voter_roles: &user.roles.names(),
             choice: choice.as_str(),
             comment,
+            acknowledged_conflicts: &acknowledged,
             at: now,
         },
     )
     .await?;
+    let mut payload = json!({ "number": current.number, "revision": current.revision, "vote": choice.as_str(), "comment": comment });
+    if acknowledged.as_array().is_some_and(|a| !a.is_empty()) {
+        payload["acknowledged_conflicts"] = acknowledged;
+    }
     audit_log::record(
         &mut tx,
         Some(user.audit_actor()),
         origin,
         "change.voted",
         Entity::new("change", id),
-        json!({ "number": current.number, "revision": current.revision, "vote": choice.as_str(), "comment": comment }),
+        payload,
     )
     .await?;
     let facts = facts_or_refuse(&mut tx, &current).await?;

@@ -33,11 +33,12 @@ use crate::decisions;
 use crate::error::AppError;
 use crate::request::Origin;
 
+mod calendar;
 mod deployments;
 
 /// Raised whenever the board gains data (a new feature's examples): a board
 /// of an older version is then rebuilt on the next `cab demo`.
-pub const BOARD_VERSION: i64 = 5;
+pub const BOARD_VERSION: i64 = 6;
 
 /// The audit action of the last event of a finished board.
 pub const SEEDED: &str = "demo.seeded";
@@ -178,6 +179,7 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
             .map_err(crate::cli::cli_error)?;
         }
         let now = Utc::now();
+        calendar::seed(&pool).await.map_err(crate::cli::cli_error)?;
         let cast = seed_board(&pool, now)
             .await
             .map_err(crate::cli::cli_error)?;
@@ -438,14 +440,19 @@ impl Cast {
         choice: VoteChoice,
         comment: &str,
     ) -> Result<ChangeView, AppError> {
+        // The demo board's CAB approves knowingly: the conflicts a window
+        // has are acknowledged with the vote, and shown with it.
         decisions::vote(
             pool,
             who,
             &Origin::cli(),
             c.id,
-            choice,
-            comment,
-            Some(c.revision),
+            &decisions::VoteCast {
+                choice,
+                comment,
+                revision: Some(c.revision),
+                acknowledge_conflicts: true,
+            },
         )
         .await
     }

@@ -60,6 +60,8 @@ pub mod kind {
     pub const FREEZE: &str = "freeze";
     pub const BREAK_GLASS: &str = "break_glass";
     pub const OBSERVED: &str = "observed";
+    pub const MAINTENANCE_PERIOD: &str = "maintenance_period";
+    pub const CALENDAR_FEED: &str = "calendar_feed";
 }
 
 /// What a creating request made, to bind its key to.
@@ -86,6 +88,12 @@ pub enum Created<'a> {
     BreakGlass(Uuid),
     /// What a runtime reported running.
     Observed(Uuid),
+    MaintenancePeriod(Uuid),
+    /// A calendar feed and the secret in its address, shown once.
+    CalendarFeed {
+        id: Uuid,
+        secret: &'a str,
+    },
 }
 
 impl Created<'_> {
@@ -100,6 +108,8 @@ impl Created<'_> {
             Created::Freeze(_) => kind::FREEZE,
             Created::BreakGlass(_) => kind::BREAK_GLASS,
             Created::Observed(_) => kind::OBSERVED,
+            Created::MaintenancePeriod(_) => kind::MAINTENANCE_PERIOD,
+            Created::CalendarFeed { .. } => kind::CALENDAR_FEED,
         }
     }
 
@@ -113,7 +123,9 @@ impl Created<'_> {
             | Created::Deployment { id, .. }
             | Created::Freeze(id)
             | Created::BreakGlass(id)
-            | Created::Observed(id) => *id,
+            | Created::Observed(id)
+            | Created::MaintenancePeriod(id)
+            | Created::CalendarFeed { id, .. } => *id,
         }
     }
 
@@ -124,6 +136,7 @@ impl Created<'_> {
             } => *initial_password,
             Created::ApiToken { secret, .. } => Some(secret),
             Created::Deployment { token, .. } => Some(token),
+            Created::CalendarFeed { secret, .. } => Some(secret),
             _ => None,
         }
     }

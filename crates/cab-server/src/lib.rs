@@ -7,6 +7,7 @@ pub mod api;
 pub mod assets;
 pub mod audit_log;
 pub mod auth;
+pub mod calendar;
 pub mod change_list;
 pub mod changes;
 pub mod cli;
@@ -94,7 +95,14 @@ pub fn router(state: AppState) -> Router {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
-                    tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path(), request_id)
+                    // A calendar feed's address is its secret: the log
+                    // names the route instead.
+                    let path = if route == calendar::FEED_ROUTE {
+                        route.as_str()
+                    } else {
+                        req.uri().path()
+                    };
+                    tracing::info_span!("request", method = %req.method(), route, path = %path, request_id)
                 })
                 .on_request(())
                 .on_response(|res: &Response, latency: Duration, _: &tracing::Span| {

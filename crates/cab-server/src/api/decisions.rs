@@ -157,6 +157,12 @@ pub struct VoteIo {
     pub comment: String,
     /// The revision you read; a vote on an older revision is refused.
     pub revision: i32,
+    /// To approve a change whose planned window has calendar conflicts
+    /// (`GET /api/v1/changes/{id}/conflicts`), set this: the conflicts are
+    /// then kept with the vote and in the trail. Without it such an approval
+    /// is refused (`conflicts_not_acknowledged`).
+    #[serde(default)]
+    pub acknowledge_conflicts: bool,
 }
 
 /// Vote on the change's current revision (CAB members who did not work on it).
@@ -167,7 +173,7 @@ pub struct VoteIo {
     request_body = VoteIo,
     responses(
         (status = 200, body = ChangeOut),
-        (status = 403, description = "self_approval, service_account, cab_member_required, not_under_review, stale_revision", body = Problem),
+        (status = 403, description = "self_approval, service_account, cab_member_required, not_under_review, stale_revision, conflicts_not_acknowledged", body = Problem),
         (status = 422, body = Problem),
     )
 )]
@@ -187,9 +193,12 @@ pub async fn post_vote(
             &user,
             &origin,
             id,
-            choice,
-            &body.comment,
-            Some(body.revision),
+            &decisions::VoteCast {
+                choice,
+                comment: &body.comment,
+                revision: Some(body.revision),
+                acknowledge_conflicts: body.acknowledge_conflicts,
+            },
         )
         .await?
         .into(),

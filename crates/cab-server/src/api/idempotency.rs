@@ -426,6 +426,19 @@ async fn current(state: &AppState, claim: &Claim, row: &KeyRow) -> Result<Respon
             Json(super::exceptions::observed_out(state, id).await?),
         )
             .into_response(),
+        kind::MAINTENANCE_PERIOD => (
+            created,
+            Json(super::calendar::maintenance_period_out(state, id).await?),
+        )
+            .into_response(),
+        kind::CALENDAR_FEED => {
+            let secret = secret.ok_or_else(secret_gone)?;
+            (
+                created,
+                Json(super::calendar::created_feed(state, claim.user_id(), id, &secret).await?),
+            )
+                .into_response()
+        }
         other => {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "an Idempotency-Key names an unknown kind of entity: {other}"

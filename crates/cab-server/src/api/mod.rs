@@ -3,6 +3,7 @@
 //! (utoipa-axum), so neither can exist without the other.
 
 mod auth;
+mod calendar;
 pub mod changes;
 pub mod decisions;
 pub mod deployments;
@@ -41,6 +42,7 @@ pub use extract::{ApiPath, AppJson};
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
         (name = "deployments", description = "The deployment gate pipelines ask before they deploy, signed authorizations, and what became of each deployment"),
         (name = "freezes", description = "Periods in which the deployment gate deploys nothing they cover, declared and lifted by release managers and administrators"),
+        (name = "calendar", description = "The change calendar: what is planned when, the conflicts a window runs into and the free windows nearby, services' maintenance periods, the limit on production changes per hour, and personal calendar feeds"),
         (name = "templates", description = "Standard-change templates, approved once by CAB"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators); a decision role or the administrator role takes a second administrator's confirmation"),
     )
@@ -121,6 +123,23 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(freezes::list_freezes, freezes::declare_freeze))
         .routes(routes!(freezes::get_freeze))
         .routes(routes!(freezes::lift_freeze))
+        .routes(routes!(calendar::calendar_entries))
+        .routes(routes!(calendar::check_window))
+        .routes(routes!(calendar::change_conflicts))
+        .routes(routes!(
+            calendar::list_maintenance_periods,
+            calendar::add_maintenance_period
+        ))
+        .routes(routes!(calendar::remove_maintenance_period))
+        .routes(routes!(
+            calendar::get_calendar_settings,
+            calendar::put_calendar_settings
+        ))
+        .routes(routes!(
+            calendar::list_calendar_feeds,
+            calendar::create_calendar_feed
+        ))
+        .routes(routes!(calendar::revoke_calendar_feed))
         .routes(routes!(
             exceptions::list_break_glass,
             exceptions::request_break_glass

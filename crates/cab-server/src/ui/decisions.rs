@@ -4,12 +4,14 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cab_domain::Role;
 use cab_domain::approval::{
     AssessmentContent, AssessmentDecision, DataClassification, Duty, LevelRule, QuorumPolicy,
     TestRequirement, VoteChoice,
 };
+use cab_domain::calendar::Conflict;
 use cab_domain::change::{ChangeKey, ChangeState, ChangeType};
 use cab_domain::risk::RiskLevel;
 
@@ -22,6 +24,10 @@ use crate::decisions;
 use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
+
+/// The refusal of an approving vote that does not acknowledge the planned
+/// window's calendar conflicts (`calendar::unacknowledged`).
+const CONFLICTS_NOT_ACKNOWLEDGED: &str = "conflicts_not_acknowledged";
 
 async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
     let id = changes::resolve_id(&viewer.state.pool, raw).await?;
@@ -202,7 +208,13 @@ pub async fn vote(
         .ok_or_else(|| AppError::invalid("vote", "Choose approve, reject or request changes."))?;
     let revision = value(&form, "revision").parse::<i32>().ok();
     let comment = value(&form, "comment");
-    match decisions::vote(pool, &viewer.user, &origin, id, choice, &comment, revision).await {
+    let ballot = decisions::VoteCast {
+        choice,
+        comment: &comment,
+        revision,
+        acknowledge_conflicts: value(&form, "acknowledge_conflicts") == "yes",
+    };
+    match decisions::vote(pool, &viewer.user, &origin, id, &ballot).await {
         Ok(after) => Ok(redirect_with(
             &viewer,
             &format!("/changes/{id}#decision"),
@@ -213,6 +225,17 @@ pub async fn vote(
                 state: after.state,
             },
         )),
+        // An approval that does not acknowledge the window's calendar
+        // conflicts (refused and recorded by the service): the change's page
+        // again, the refusal with its sentences beside the checkbox.
+        Err(AppError::Forbidden(d)) if d.code == CONFLICTS_NOT_ACKNOWLEDGED => {
+            let mut errors = FieldErrors::default();
+            errors.insert("acknowledge_conflicts", d.message);
+            let v = changes::load(pool, id).await?;
+            let mut resp = super::changes::detail_page(&viewer, v, errors).await?;
+            *resp.status_mut() = StatusCode::FORBIDDEN;
+            Ok(resp)
+        }
         // The change's page again, the message beside the comment.
         Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
             let errors = FieldErrors::absorb(e, "comment")?;
@@ -261,6 +284,9 @@ pub struct QueueLine {
     pub submitted: String,
     /// The freezes its planned window overlaps, as sentences.
     pub freezes: Vec<String>,
+    /// Its window's other calendar conflicts (freezes are said above), as
+    /// sentences.
+    pub conflicts: Vec<String>,
 }
 
 impl QueueLine {
@@ -284,6 +310,7 @@ impl QueueLine {
             needs,
             my_vote,
             freezes: Vec::new(),
+            conflicts: Vec::new(),
         })
     }
 }
@@ -333,12 +360,29 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
     let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.row.id).collect();
     let mut freezes = super::deployments::freeze_warnings(&mut conn, &ids).await?;
+    drop(conn);
+    let mut views = Vec::with_capacity(ids.len());
+    for id in &ids {
+        views.push(changes::load(&viewer.state.pool, *id).await?);
+    }
+    let mut conn = viewer.state.pool.acquire().await?;
+    let mut conflicts =
+        crate::calendar::conflicts_by_change(&mut conn, &views.iter().collect::<Vec<_>>()).await?;
+    drop(conn);
     let mut lines = Vec::with_capacity(items.len());
     for i in items {
         let my_vote = i.my_vote.as_deref().and_then(VoteChoice::parse);
         let overlaps = freezes.remove(&i.row.id).unwrap_or_default();
+        let others = conflicts
+            .remove(&i.row.id)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| !matches!(c, Conflict::Freeze { .. }))
+            .map(Conflict::sentence)
+            .collect();
         let mut line = QueueLine::new(i.row, &i.level, i.needs.join("; "), my_vote)?;
         line.freezes = overlaps;
+        line.conflicts = others;
         lines.push(line);
     }
     let page = QueuePage {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod calendar;
 mod changes;
 mod decisions;
 mod deployments;
@@ -72,6 +73,24 @@ pub fn router() -> Router<AppState> {
         .route("/changes/{id}/cancel", post(changes::cancel))
         .route("/changes/{id}/comments", post(changes::comment))
         .route("/changes/{id}/deployments", post(deployments::authorize))
+        .route("/calendar", get(calendar::page))
+        .route(
+            "/calendar/feeds",
+            get(calendar::feeds).post(calendar::create_feed),
+        )
+        .route("/calendar/feeds/{id}/revoke", post(calendar::revoke_feed))
+        // The route, not the path, is what the request log says for it:
+        // the path holds the feed's secret.
+        .route(crate::calendar::FEED_ROUTE, get(calendar::feed))
+        .route(
+            "/admin/maintenance",
+            get(calendar::maintenance).post(calendar::add_period),
+        )
+        .route(
+            "/admin/maintenance/{id}/remove",
+            post(calendar::remove_period),
+        )
+        .route("/admin/maintenance/limit", post(calendar::set_limit))
         .route("/deployments", get(deployments::list))
         .route(
             "/deployments/environments.css",
@@ -142,9 +161,10 @@ pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
         roles: roles.clone(),
         is_service: false,
     };
-    let items: [(&str, &str, bool); 12] = [
+    let items: [(&str, &str, bool); 14] = [
         ("/", "Dashboard", true),
         ("/changes", "Changes", true),
+        ("/calendar", "Calendar", true),
         ("/deployments", "Deployments", true),
         ("/freezes", "Freezes", true),
         (
@@ -170,6 +190,11 @@ pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
         ),
         ("/admin/quorum", "Quorum", any(&[Role::Admin])),
         ("/admin/environments", "Environments", any(&[Role::Admin])),
+        (
+            "/admin/maintenance",
+            "Maintenance",
+            crate::calendar::may_plan(&holder).is_ok(),
+        ),
         ("/admin/users", "Users", any(&[Role::Admin])),
         (
             "/audit",
@@ -309,6 +334,11 @@ pub fn back_link(method: &Method, path: &str, user: Option<&CurrentUser>) -> Bac
         ["admin", "quorum"] => ("/admin/quorum".to_owned(), "Back to the quorum policy"),
         ["freezes", ..] => ("/freezes".to_owned(), "Back to the freezes"),
         ["admin", "environments"] => ("/admin/environments".to_owned(), "Back to the environments"),
+        ["admin", "maintenance", ..] => (
+            "/admin/maintenance".to_owned(),
+            "Back to the maintenance periods",
+        ),
+        ["calendar", "feeds", ..] => ("/calendar/feeds".to_owned(), "Back to your calendar feeds"),
         _ => return BackLink::dashboard(),
     };
     if *method == Method::GET && href == path {
@@ -536,6 +566,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Calendar",
                 "Deployments",
                 "Freezes",
                 "Standard changes"
@@ -546,6 +577,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Calendar",
                 "Deployments",
                 "Freezes",
                 "Exceptions",
@@ -557,12 +589,14 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Calendar",
                 "Deployments",
                 "Freezes",
                 "Standard changes",
                 "Exceptions",
                 "Quorum",
                 "Environments",
+                "Maintenance",
                 "Users",
                 "Audit trail"
             ]
@@ -572,6 +606,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Calendar",
                 "Deployments",
                 "Freezes",
                 "CAB queue",
@@ -580,10 +615,23 @@ mod tests {
             ]
         );
         assert_eq!(
+            labels(&[Role::ReleaseManager]),
+            vec![
+                "Dashboard",
+                "Changes",
+                "Calendar",
+                "Deployments",
+                "Freezes",
+                "Exceptions",
+                "Maintenance"
+            ]
+        );
+        assert_eq!(
             labels(&[Role::SecurityReviewer]),
             vec![
                 "Dashboard",
                 "Changes",
+                "Calendar",
                 "Deployments",
                 "Freezes",
                 "Assessments"

@@ -93,6 +93,15 @@ pub enum Notice {
     FreezeLifted,
     EnvironmentsSaved,
     PipelineEnvironmentsSaved,
+    /// A calendar feed was made; its address is on the page itself, once.
+    FeedCreated,
+    FeedRevoked,
+    MaintenancePeriodAdded,
+    MaintenancePeriodRemoved,
+    /// The most production changes one hour may hold; `None`: no limit.
+    ProductionLimitSet {
+        limit: Option<u32>,
+    },
 }
 
 /// What a decision led to, as a sentence after the notice's first one.
@@ -213,6 +222,13 @@ impl Notice {
             FreezeLifted => "Freeze lifted. Deployments it held back may go ahead.".into(),
             EnvironmentsSaved => "Environments saved. The deployment gate applies their rules from now on.".into(),
             PipelineEnvironmentsSaved => "Saved where this pipeline may deploy.".into(),
+            FeedCreated => "Feed made. Copy its address below into your calendar app now: it is shown this once.".into(),
+            FeedRevoked => "Feed revoked. Its address shows nothing from now on; remove the subscription from your calendar app.".into(),
+            MaintenancePeriodAdded => "Maintenance period added. Changes to the service are checked against it from now on.".into(),
+            MaintenancePeriodRemoved => "Maintenance period removed. Changes to the service are no longer checked against it.".into(),
+            ProductionLimitSet { limit: Some(1) } => "Saved: at most one production change in one hour from now on.".into(),
+            ProductionLimitSet { limit: Some(n) } => format!("Saved: at most {n} production changes in one hour from now on."),
+            ProductionLimitSet { limit: None } => "Saved: production changes are no longer limited per hour.".into(),
         }
     }
 
@@ -262,6 +278,12 @@ impl Notice {
             FreezeLifted => "freeze_lifted".into(),
             EnvironmentsSaved => "environments_saved".into(),
             PipelineEnvironmentsSaved => "pipeline_environments_saved".into(),
+            FeedCreated => "feed_created".into(),
+            FeedRevoked => "feed_revoked".into(),
+            MaintenancePeriodAdded => "maintenance_added".into(),
+            MaintenancePeriodRemoved => "maintenance_removed".into(),
+            ProductionLimitSet { limit: Some(n) } => format!("production_limit.{n}"),
+            ProductionLimitSet { limit: None } => "production_limit.none".into(),
         }
     }
 
@@ -317,6 +339,16 @@ impl Notice {
             ("freeze_lifted", 1) => FreezeLifted,
             ("environments_saved", 1) => EnvironmentsSaved,
             ("pipeline_environments_saved", 1) => PipelineEnvironmentsSaved,
+            ("feed_created", 1) => FeedCreated,
+            ("feed_revoked", 1) => FeedRevoked,
+            ("maintenance_added", 1) => MaintenancePeriodAdded,
+            ("maintenance_removed", 1) => MaintenancePeriodRemoved,
+            ("production_limit", 2) => ProductionLimitSet {
+                limit: match parts[1] {
+                    "none" => None,
+                    n => Some(n.parse().ok()?),
+                },
+            },
             _ => return None,
         };
         Some(notice)
@@ -444,6 +476,13 @@ mod tests {
             FreezeLifted,
             EnvironmentsSaved,
             PipelineEnvironmentsSaved,
+            FeedCreated,
+            FeedRevoked,
+            MaintenancePeriodAdded,
+            MaintenancePeriodRemoved,
+            ProductionLimitSet { limit: Some(1) },
+            ProductionLimitSet { limit: Some(12) },
+            ProductionLimitSet { limit: None },
         ]
     }
 

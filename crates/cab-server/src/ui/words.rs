@@ -703,6 +703,28 @@ impl Subjects {
                 environment_name(p),
                 short(text(p, "resolution").unwrap_or_default())
             )),
+            A::MaintenancePeriodAdded => start.text(format!(
+                " added a maintenance period for {}: {}.",
+                short(text(p, "service").unwrap_or("a service")),
+                short(text(p, "described").unwrap_or_default())
+            )),
+            A::MaintenancePeriodRemoved => start.text(format!(
+                " removed the maintenance period for {}: {}.",
+                short(text(p, "service").unwrap_or("a service")),
+                short(text(p, "described").unwrap_or_default())
+            )),
+            A::CalendarLimitSet => start.text(match p.get("after").and_then(|v| v.as_u64()) {
+                Some(n) => format!(" allowed at most {n} production changes in one hour."),
+                None => " removed the limit on production changes in one hour.".to_owned(),
+            }),
+            A::CalendarFeedCreated => start.text(format!(
+                " made a calendar feed, “{}”.",
+                short(text(p, "label").unwrap_or_default())
+            )),
+            A::CalendarFeedRevoked => start.text(format!(
+                " revoked the calendar feed “{}”.",
+                short(text(p, "label").unwrap_or_default())
+            )),
             A::AccessDenied => {
                 let message = text(p, "message").unwrap_or("no reason was recorded.");
                 match text(p, "attempted").and_then(Attempt::parse) {

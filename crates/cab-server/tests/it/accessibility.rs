@@ -33,6 +33,10 @@ async fn every_page_starts_with_a_skip_link_to_the_main_content(pool: PgPool) {
     assert_eq!(environments.status, StatusCode::OK);
     let deployments = app.get_page("/deployments", Some(&s.cookie)).await;
     assert_eq!(deployments.status, StatusCode::OK);
+    let calendar = app.get_page("/calendar", Some(&s.cookie)).await;
+    assert_eq!(calendar.status, StatusCode::OK);
+    let feeds = app.get_page("/calendar/feeds", Some(&s.cookie)).await;
+    assert_eq!(feeds.status, StatusCode::OK);
     for page in [
         login,
         dashboard,
@@ -40,6 +44,8 @@ async fn every_page_starts_with_a_skip_link_to_the_main_content(pool: PgPool) {
         freezes,
         environments,
         deployments,
+        calendar,
+        feeds,
     ] {
         let body = &page.body[page.body.find("<body>").unwrap()..];
         let first_focusable = body.find("<a ").unwrap();

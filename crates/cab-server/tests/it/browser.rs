@@ -541,6 +541,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Calendar",
             "Deployments",
             "Freezes",
             "Standard changes"
@@ -575,6 +576,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Calendar",
             "Deployments",
             "Freezes",
             "Exceptions",
@@ -601,12 +603,14 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Calendar",
             "Deployments",
             "Freezes",
             "Standard changes",
             "Exceptions",
             "Quorum",
             "Environments",
+            "Maintenance",
             "Users",
             "Audit trail"
         ]

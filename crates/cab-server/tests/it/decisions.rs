@@ -73,14 +73,16 @@ impl TestApp {
         .await
     }
 
-    /// Votes on the revision the member reads now.
+    /// Votes on the revision the member reads now. The suite's changes share
+    /// one planned window, so they collide on the calendar: the vote
+    /// acknowledges that (`calendar::` tests the refusal without it).
     pub async fn vote(&self, who: &ApiClient, id: &str, vote: &str, comment: &str) -> TestResponse {
         let revision = self.revision_of(who, id).await;
         self.api(
             Method::POST,
             &format!("/api/v1/changes/{id}/votes"),
             Some(&who.token),
-            Some(json!({"vote": vote, "comment": comment, "revision": revision})),
+            Some(json!({"vote": vote, "comment": comment, "revision": revision, "acknowledge_conflicts": true})),
         )
         .await
     }
@@ -773,7 +775,18 @@ async fn queues_and_agenda(pool: PgPool) {
     let carol = app.api_login("carol", &[Role::CabMember]).await;
     let low = app.submitted_change(&erin, 1, 1, "normal").await;
     let high = app.submitted_change(&erin, 3, 3, "normal").await;
-    app.vote(&carol, &high, "approve", "").await;
+    // Both changes plan the same window for the same service: approving one
+    // acknowledges that calendar conflict.
+    let revision = app.revision_of(&carol, &high).await;
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{high}/votes"),
+            Some(&carol.token),
+            Some(json!({"vote": "approve", "revision": revision, "acknowledge_conflicts": true})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
     let queue = app
         .api(Method::GET, "/api/v1/queues/cab", Some(&carol.token), None)
         .await

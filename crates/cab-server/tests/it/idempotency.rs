@@ -73,6 +73,8 @@ async fn cases(app: &TestApp) -> Vec<Case> {
     };
     let rita = app.api_login("rita", &[Role::ReleaseManager]).await;
     let ops = app.api_login("olga", &[Role::Admin]).await;
+    let planner = app.api_login("paula", &[Role::ReleaseManager]).await;
+    let reader = app.api_login("rosa", &[Role::Auditor]).await;
     let freeze = |reason: &str| {
         json!({"ends_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
                "reason": reason, "environments": ["prod"]})
@@ -92,6 +94,11 @@ async fn cases(app: &TestApp) -> Vec<Case> {
                "reason": "The edge certificates expire tonight and every client fails."})
         .to_string()
     };
+    let period = |starts: &str| {
+        json!({"service": "edge-proxy", "weekdays": [2, 4], "starts": starts, "minutes": 120})
+            .to_string()
+    };
+    let feed = |label: &str| json!({"label": label, "environment": "PROD"}).to_string();
     vec![
         Case {
             name: "file a change",
@@ -177,6 +184,24 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             .to_string(),
             table: "observed_deployments",
             action: "deployment.observed",
+        },
+        Case {
+            name: "add a maintenance period",
+            client: planner,
+            uri: "/api/v1/maintenance-periods".into(),
+            body: period("02:00"),
+            other_body: period("22:00"),
+            table: "maintenance_periods",
+            action: "maintenance.added",
+        },
+        Case {
+            name: "make a calendar feed",
+            client: reader,
+            uri: "/api/v1/calendar/feeds".into(),
+            body: feed("Production changes"),
+            other_body: feed("Production changes, again"),
+            table: "calendar_feeds",
+            action: "calendar.feed_created",
         },
     ]
 }
@@ -333,7 +358,7 @@ async fn secrets_shown_once_are_replayed_but_never_stored_in_the_clear(pool: PgP
     let cases = cases(&app).await;
     for case in cases
         .iter()
-        .filter(|c| c.table == "users" || c.table == "api_tokens")
+        .filter(|c| ["users", "api_tokens", "calendar_feeds"].contains(&c.table))
     {
         let key = format!("secret-{}", case.table);
         let first = app
@@ -341,9 +366,15 @@ async fn secrets_shown_once_are_replayed_but_never_stored_in_the_clear(pool: PgP
             .await;
         assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
         let v = first.json();
+        // A feed's secret is the last part of its address.
+        let feed_secret = v["url"]
+            .as_str()
+            .and_then(|u| u.rsplit('/').next())
+            .and_then(|s| s.strip_suffix(".ics"));
         let secret = v["initial_password"]
             .as_str()
             .or_else(|| v["secret"].as_str())
+            .or(feed_secret)
             .unwrap()
             .to_owned();
         let again = app
@@ -803,6 +834,24 @@ async fn a_retry_after_a_lost_answer_creates_nothing_and_answers_with_the_resour
             "api_tokens" => {
                 assert_eq!(b["secret"], a["secret"]);
                 assert_eq!(b["token"]["name"], a["token"]["name"]);
+            }
+            // The feed with its address, rebuilt from the secret kept sealed.
+            "calendar_feeds" => {
+                assert_eq!(b, a);
+                assert!(a["url"].as_str().is_some_and(|u| u.ends_with(".ics")));
+            }
+            "maintenance_periods" => {
+                let list = app
+                    .api(
+                        Method::GET,
+                        "/api/v1/maintenance-periods",
+                        Some(&case.client.token),
+                        None,
+                    )
+                    .await
+                    .json();
+                assert!(list.as_array().unwrap().contains(&b), "{list}");
+                assert_eq!(b, a);
             }
             _ => {
                 for field in ["id", "name", "body", "author", "state"] {

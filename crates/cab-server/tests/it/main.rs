@@ -9,6 +9,8 @@ mod admin;
 mod audit;
 mod auth;
 mod browser;
+mod calendar;
+mod calendar_pages;
 mod changes;
 mod cli;
 mod cli_gate;

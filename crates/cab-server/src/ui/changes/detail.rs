@@ -181,6 +181,8 @@ struct TrailLine {
     pub comment: String,
     pub at: String,
     pub status: TrailStatus,
+    /// The calendar conflicts an approving vote acknowledged, as sentences.
+    pub acknowledged: Vec<String>,
 }
 
 #[derive(Template)]
@@ -202,6 +204,10 @@ struct DetailPage {
     summary_fields: Vec<(&'static str, &'static str)>,
     /// The promotion strip, freezes over the window and the deploy form.
     dep: DeploySection,
+    /// What the planned window runs into on the calendar, as sentences.
+    conflicts: Vec<String>,
+    /// The calendar's week of the planned window.
+    conflicts_week: Option<String>,
 }
 
 /// What submitting asks for, by label, then the reason cancelling asks for:
@@ -241,9 +247,17 @@ pub(crate) async fn detail_page_with(
     let events = cab_db::audit::for_change(&mut conn, &v.id.to_string()).await?;
     let facts = crate::decisions::facts(&mut conn, &v).await?;
     let subjects = Subjects::for_change(People::load(&mut conn).await?, v.id, v.number);
+    // Worked out from the records now, so a window or freeze added since
+    // shows at once.
+    let conflicts: Vec<String> = crate::calendar::conflicts_of_change(&mut conn, &v)
+        .await?
+        .iter()
+        .map(|c| c.sentence())
+        .collect();
+    let acknowledged = cab_db::calendar::acknowledged_conflicts(&mut conn, v.id).await?;
     drop(conn);
     let people = &subjects.people;
-    let d = decision_view(viewer, &v, &facts, people);
+    let d = decision_view(viewer, &v, &facts, people, &acknowledged);
     let dep = deploy_section(viewer, &v, people, attempt).await?;
     let c = &v.content;
     let offset = parse_offset(&c.window_tz);
@@ -347,6 +361,11 @@ pub(crate) async fn detail_page_with(
         can_cancel: v.allows(&viewer.user, ChangeAction::Cancel),
         errors,
         dep,
+        conflicts_week: (!conflicts.is_empty())
+            .then_some(c.window_start)
+            .flatten()
+            .map(|t| format!("/calendar?view=week&date={}", t.format("%Y-%m-%d"))),
+        conflicts,
         v,
     };
     let status = status.unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
@@ -367,6 +386,7 @@ fn trail(
     facts: &crate::decisions::DecisionFacts,
     revision: i32,
     people: &People,
+    acknowledged: &[cab_db::calendar::AcknowledgedRow],
 ) -> Vec<TrailLine> {
     crate::trail::entries(facts, revision)
         .into_iter()
@@ -378,6 +398,22 @@ fn trail(
             } else {
                 e.does_not_count()
                     .map_or(TrailStatus::Current, TrailStatus::DoesNotCount)
+            };
+            // A vote is known by who cast it, on which revision, and when.
+            let accepted: Vec<String> = match e.kind {
+                crate::trail::TrailKind::Vote => acknowledged
+                    .iter()
+                    .filter(|a| {
+                        a.voter_username == e.who
+                            && a.revision == e.revision
+                            && a.created_at == e.at
+                    })
+                    .filter_map(|a| a.acknowledged_conflicts.as_array())
+                    .flatten()
+                    .filter_map(|c| c.get("sentence").and_then(|s| s.as_str()))
+                    .map(str::to_owned)
+                    .collect(),
+                crate::trail::TrailKind::Assessment => Vec::new(),
             };
             let (kind, decision, comment) = match e.kind {
                 crate::trail::TrailKind::Assessment => {
@@ -413,6 +449,7 @@ fn trail(
                 comment,
                 at: when(&e.at),
                 status,
+                acknowledged: accepted,
             }
         })
         .collect()
@@ -423,6 +460,7 @@ fn decision_view(
     v: &ChangeView,
     facts: &crate::decisions::DecisionFacts,
     people: &People,
+    acknowledged: &[cab_db::calendar::AcknowledgedRow],
 ) -> DecisionView {
     use cab_domain::approval::{AssessmentContent, Duty};
     let assessment = facts.current_assessment.as_ref().map(|a| {
@@ -475,7 +513,7 @@ fn decision_view(
             .clone()
             .filter(|_| !v.state.is_decided()),
         assessment,
-        trail: trail(facts, v.revision, people),
+        trail: trail(facts, v.revision, people, acknowledged),
         may_vote: crate::decisions::may(v, &viewer.user, Duty::Vote),
         may_assess: crate::decisions::may(v, &viewer.user, Duty::Assess),
         may_start: v.state == ChangeState::Submitted
