@@ -183,7 +183,8 @@ pub struct FreezeSpan {
 }
 
 /// The freezes in force at some point of [from, to) (a lifted freeze ends
-/// when it was lifted), earliest first.
+/// when it was lifted; one lifted before it began never was), earliest
+/// first.
 pub async fn freezes(
     conn: &mut PgConnection,
     from: DateTime<Utc>,
@@ -193,6 +194,7 @@ pub async fn freezes(
         FreezeSpan,
         "SELECT id, starts_at, ends_at, reason, environments, services, lifted_at, created_at
          FROM freezes WHERE ends_at > $1 AND starts_at < $2
+           AND (lifted_at IS NULL OR lifted_at > starts_at)
          ORDER BY starts_at, id",
         from,
         to

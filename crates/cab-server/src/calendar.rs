@@ -47,7 +47,9 @@ const BOOKED_LIMIT: i64 = 5_000;
 /// The most entries of one kind a calendar page or feed shows.
 pub const ENTRY_LIMIT: i64 = 2_000;
 /// How far back and ahead a feed reaches.
-const FEED_PAST_DAYS: i64 = 90;
+const FEED_PAST_DAYS: i64 = 30;
+/// The most past windows a feed carries.
+const PAST_LIMIT: i64 = 500;
 const FEED_AHEAD_DAYS: i64 = 400;
 /// A feed's label, as the database keeps it.
 pub const FEED_LABEL_MAX: usize = 100;
@@ -399,13 +401,15 @@ async fn context(
 ) -> Result<Context, AppError> {
     let envs = deployments::environments(conn).await?;
     let production_envs = production_words(&envs);
-    let keys: Vec<String> = s
-        .environments
-        .iter()
-        .map(|e| e.as_str().to_lowercase())
-        .collect();
-    let production = s
-        .environments
+    // A window that names no environment is checked as touching them all,
+    // never as touching none.
+    let named: &[Environment] = if s.environments.is_empty() {
+        Environment::ALL
+    } else {
+        &s.environments
+    };
+    let keys: Vec<String> = named.iter().map(|e| e.as_str().to_lowercase()).collect();
+    let production = named
         .iter()
         .any(|e| production_envs.iter().any(|p| p == e.as_str()));
     let limits = Limits {
@@ -527,31 +531,39 @@ pub async fn check(
     s: &Subject,
     now: DateTime<Utc>,
 ) -> Result<Checked, AppError> {
-    let found = conflicts(conn, s).await?;
-    if found.is_empty() {
-        return Ok(Checked {
-            conflicts: found,
-            free_slots: Vec::new(),
-        });
-    }
+    // One read of the calendar serves both: the window's own hours and the
+    // horizon its free slots are looked for in.
     let not_before = s.window.start.max(now);
     let horizon = Duration::days(SLOT_HORIZON_DAYS);
+    let (own_from, own_to) = hours_around(&s.window);
     let (from, _) = hours_around(&Window {
         start: not_before,
         end: not_before + Duration::minutes(1),
     });
     let to = not_before + horizon + s.window.duration() + Duration::hours(1);
-    let cx = context(conn, s, from, to).await?;
-    let free_slots = rules::free_slots(
-        &cx.proposal(s),
+    let cx = context(conn, s, from.min(own_from), to.max(own_to)).await?;
+    let proposal = cx.proposal(s);
+    let found = rules::conflicts(
+        &proposal,
         &cx.booked,
         &cx.freezes,
         &cx.maintenance,
         cx.limits,
-        not_before,
-        horizon,
-        SLOTS,
     );
+    let free_slots = if found.is_empty() {
+        Vec::new()
+    } else {
+        rules::free_slots(
+            &proposal,
+            &cx.booked,
+            &cx.freezes,
+            &cx.maintenance,
+            cx.limits,
+            not_before,
+            horizon,
+            SLOTS,
+        )
+    };
     Ok(Checked {
         conflicts: found,
         free_slots,
@@ -566,6 +578,41 @@ pub fn conflict_json(c: &Conflict) -> Value {
         o.insert("sentence".into(), Value::String(c.sentence()));
     }
     v
+}
+
+/// What a decision still needs when only an acknowledging vote may approve.
+pub const ACKNOWLEDGEMENT_NEEDED: &str =
+    "an approving CAB vote that acknowledges the calendar conflicts";
+
+/// A fingerprint of conflicts as they read, in any order: a vote names the
+/// conflicts it accepted by it, so conflicts that changed after the member
+/// read them are not accepted in their name.
+pub fn conflicts_digest(found: &[Conflict]) -> String {
+    let mut sentences: Vec<String> = found.iter().map(Conflict::sentence).collect();
+    sentences.sort();
+    let digest = Sha256::digest(sentences.join("\n").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// Whether an approving vote acknowledges `found` (not empty): `None` does
+/// not; `Some("")` accepts them as they stand; `Some(digest)` accepts them
+/// if they are still what the member read.
+pub fn check_acknowledgement(found: &[Conflict], given: Option<&str>) -> Result<(), Denial> {
+    match given.map(str::trim) {
+        None => Err(unacknowledged(found)),
+        Some("") => Ok(()),
+        Some(d) if d == conflicts_digest(found) => Ok(()),
+        Some(_) => {
+            let sentences: Vec<String> = found.iter().map(Conflict::sentence).collect();
+            Err(Denial::new(
+                "conflicts_not_acknowledged",
+                format!(
+                    "The calendar conflicts changed after you read them; read them again before approving: {}",
+                    sentences.join(" ")
+                ),
+            ))
+        }
+    }
 }
 
 /// The refusal of an approving vote that does not acknowledge the window's
@@ -866,12 +913,23 @@ pub async fn create_feed(
     label: &str,
     filter: &CalendarFilter,
 ) -> Result<IssuedFeed, AppError> {
-    if user.is_service {
-        return Err(AppError::Forbidden(Denial::new(
+    let person = if user.is_service {
+        Err(Denial::new(
             "person_required",
             "Calendar feeds are for people; a service account has none.",
-        )));
-    }
+        ))
+    } else {
+        Ok(())
+    };
+    refusal::checked(
+        pool,
+        user.audit_actor(),
+        origin,
+        Attempt::CalendarFeedCreate.as_str(),
+        Entity::kind("calendar_feed"),
+        person,
+    )
+    .await?;
     let label = label.trim();
     let label = if label.is_empty() {
         "Change calendar"
@@ -1013,8 +1071,17 @@ pub async fn render_feed(
     let filter = filter_from_json(&feed.filters)?;
     let from = now - Duration::days(FEED_PAST_DAYS);
     let to = now + Duration::days(FEED_AHEAD_DAYS);
-    let changes =
-        cab_db::calendar::windows(&mut conn, from, to, &filter, true, ENTRY_LIMIT).await?;
+    // What is coming first, then the recent past: on a busy calendar the
+    // past must not crowd out what is planned.
+    let mut changes =
+        cab_db::calendar::windows(&mut conn, now, to, &filter, true, ENTRY_LIMIT).await?;
+    let ahead: std::collections::HashSet<Uuid> = changes.iter().map(|c| c.id).collect();
+    changes.extend(
+        cab_db::calendar::windows(&mut conn, from, now, &filter, true, PAST_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|c| !ahead.contains(&c.id)),
+    );
     let freezes: Vec<FreezeSpan> = cab_db::calendar::freezes(&mut conn, from, to)
         .await?
         .into_iter()
@@ -1058,8 +1125,25 @@ pub fn event_status(state: ChangeState) -> ical::Status {
     }
 }
 
+/// SEQUENCE must grow whenever an event changes in a way attendees care
+/// about (RFC 5546 2.1.4): with every revision, and with the status within
+/// one revision (tentative, then confirmed, then cancelled). An edit after
+/// approval starts a new revision, which outranks every status of the last.
+pub fn event_sequence(revision: i32, status: ical::Status) -> u32 {
+    let rank = match status {
+        ical::Status::Tentative => 0,
+        ical::Status::Confirmed => 1,
+        ical::Status::Cancelled => 2,
+    };
+    u32::try_from(revision)
+        .unwrap_or(0)
+        .saturating_mul(3)
+        .saturating_add(rank)
+}
+
 fn change_event(c: &WindowRow, public_url: &str, host: &str) -> ical::Event {
     let state = ChangeState::parse(&c.state);
+    let status = state.map_or(ical::Status::Tentative, event_status);
     let risk = RiskLevel::parse(&c.risk_level);
     let key = format!("CHG-{}", c.number);
     let mut description = vec![
@@ -1077,8 +1161,8 @@ fn change_event(c: &WindowRow, public_url: &str, host: &str) -> ical::Event {
     }
     ical::Event {
         uid: format!("change-{}@{host}", c.id),
-        sequence: u32::try_from(c.revision).unwrap_or(0),
-        status: state.map_or(ical::Status::Tentative, event_status),
+        sequence: event_sequence(c.revision, status),
+        status,
         start: c.window_start,
         end: c.window_end,
         summary: format!("{key} {}", c.title),

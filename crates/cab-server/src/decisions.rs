@@ -149,8 +149,21 @@ pub async fn facts(
         level,
         ballots,
         assessment_standing,
-        outcome,
+        mut outcome,
     } = counted;
+    // Over calendar conflicts a change is approved only by a vote that
+    // acknowledges them (`settle`): until one comes, that is what it needs,
+    // however many approvals it has.
+    if matches!(outcome, Decision::Approved)
+        && approval::under_review(change.state)
+        && !calendar::conflicts_of_change(conn, change)
+            .await?
+            .is_empty()
+    {
+        outcome = Decision::Pending {
+            needs: vec![calendar::ACKNOWLEDGEMENT_NEEDED.to_owned()],
+        };
+    }
     Ok(DecisionFacts {
         policy,
         assessments,
@@ -199,9 +212,22 @@ async fn settle(
     origin: &Origin,
     change: &ChangeView,
     facts: &DecisionFacts,
+    acknowledged: bool,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
-    let details = match &facts.outcome {
+    // The facts hold an approval over calendar conflicts until a vote
+    // acknowledges them (`facts`); an approving vote that got here did,
+    // under the row lock, so it completes the quorum. An assessment or any
+    // other vote leaves the decision waiting.
+    let outcome = match &facts.outcome {
+        Decision::Pending { needs }
+            if acknowledged && needs.as_slice() == [calendar::ACKNOWLEDGEMENT_NEEDED] =>
+        {
+            Decision::Approved
+        }
+        other => other.clone(),
+    };
+    let details = match &outcome {
         Decision::Approved => json!({
             "level": facts.level.as_str(),
             "approvals": facts.ballots.iter().filter(|b| b.choice == VoteChoice::Approve).count(),
@@ -209,7 +235,7 @@ async fn settle(
         Decision::Rejected { reason } => json!({ "reason": reason }),
         Decision::ChangesRequested | Decision::Pending { .. } => json!({}),
     };
-    let tallied = Event::Tallied(facts.outcome.clone());
+    let tallied = Event::Tallied(outcome);
     crate::lifecycle::apply(tx, user, origin, change, &tallied, now, details).await?;
     Ok(())
 }
@@ -359,7 +385,7 @@ async fn record_assessment(
         ..current
     };
     let facts = facts_or_refuse(&mut tx, &current).await?;
-    settle(&mut tx, user, origin, &current, &facts, now).await?;
+    settle(&mut tx, user, origin, &current, &facts, false, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -371,8 +397,11 @@ pub struct VoteCast<'a> {
     pub comment: &'a str,
     pub revision: Option<i32>,
     /// An approving vote on a change whose window has conflicts counts only
-    /// with this set; the conflicts accepted are kept with the vote.
-    pub acknowledge_conflicts: bool,
+    /// when it acknowledges them: `Some` of the conflicts' digest as the
+    /// member read them (`calendar::conflicts_digest`; refused when they have
+    /// changed since), or `Some("")` for the conflicts as they stand at the
+    /// vote. The conflicts accepted are kept with the vote.
+    pub acknowledge_conflicts: Option<&'a str>,
 }
 
 /// Casts (or changes) a CAB member's vote on the current revision. The
@@ -423,8 +452,9 @@ async fn cast_vote(
     // they stand now, under the row lock, are accepted with the vote.
     let acknowledged: Vec<Value> = if choice == VoteChoice::Approve {
         let found = calendar::conflicts_of_change(&mut tx, &current).await?;
-        if !found.is_empty() && !acknowledge_conflicts {
-            return Err(AppError::Refused(calendar::unacknowledged(&found)));
+        if !found.is_empty() {
+            calendar::check_acknowledgement(&found, acknowledge_conflicts)
+                .map_err(AppError::Refused)?;
         }
         found.iter().map(calendar::conflict_json).collect()
     } else {
@@ -461,7 +491,9 @@ async fn cast_vote(
     )
     .await?;
     let facts = facts_or_refuse(&mut tx, &current).await?;
-    settle(&mut tx, user, origin, &current, &facts, now).await?;
+    // An approving vote got here only past the acknowledgement check.
+    let acknowledged = choice == VoteChoice::Approve;
+    settle(&mut tx, user, origin, &current, &facts, acknowledged, now).await?;
     tx.commit().await?;
     Ok(())
 }

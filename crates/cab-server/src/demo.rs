@@ -451,7 +451,7 @@ impl Cast {
                 choice,
                 comment,
                 revision: Some(c.revision),
-                acknowledge_conflicts: true,
+                acknowledge_conflicts: Some(""),
             },
         )
         .await

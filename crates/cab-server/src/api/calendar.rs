@@ -401,6 +401,10 @@ pub struct CheckOut {
     /// the window's start (or now, if later) within 30 days, that have
     /// none, earliest first. Empty when there are no conflicts.
     free_slots: Vec<Slot>,
+    /// A fingerprint of these conflicts: an approving vote that passes it as
+    /// `conflicts_digest` accepts exactly these, and is refused if they have
+    /// changed since.
+    digest: String,
 }
 
 impl CheckOut {
@@ -408,6 +412,7 @@ impl CheckOut {
         CheckOut {
             conflicts: Vec::new(),
             free_slots: Vec::new(),
+            digest: calendar::conflicts_digest(&[]),
         }
     }
 
@@ -425,6 +430,7 @@ impl CheckOut {
         Ok(CheckOut {
             conflicts,
             free_slots: checked.free_slots.into_iter().map(Slot::from).collect(),
+            digest: calendar::conflicts_digest(&checked.conflicts),
         })
     }
 }

@@ -163,6 +163,12 @@ pub struct VoteIo {
     /// is refused (`conflicts_not_acknowledged`).
     #[serde(default)]
     pub acknowledge_conflicts: bool,
+    /// With `acknowledge_conflicts`: the `digest` of the conflicts as you
+    /// read them (`GET /api/v1/changes/{id}/conflicts`). If they have changed
+    /// since, the approval is refused (`conflicts_not_acknowledged`); without
+    /// it, the conflicts as they stand at the vote are accepted.
+    #[serde(default)]
+    pub conflicts_digest: Option<String>,
 }
 
 /// Vote on the change's current revision (CAB members who did not work on it).
@@ -197,7 +203,9 @@ pub async fn post_vote(
                 choice,
                 comment: &body.comment,
                 revision: Some(body.revision),
-                acknowledge_conflicts: body.acknowledge_conflicts,
+                acknowledge_conflicts: body
+                    .acknowledge_conflicts
+                    .then(|| body.conflicts_digest.as_deref().unwrap_or("")),
             },
         )
         .await?

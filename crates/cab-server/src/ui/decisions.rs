@@ -208,11 +208,13 @@ pub async fn vote(
         .ok_or_else(|| AppError::invalid("vote", "Choose approve, reject or request changes."))?;
     let revision = value(&form, "revision").parse::<i32>().ok();
     let comment = value(&form, "comment");
+    let acknowledged = value(&form, "acknowledge_conflicts");
     let ballot = decisions::VoteCast {
         choice,
         comment: &comment,
         revision,
-        acknowledge_conflicts: value(&form, "acknowledge_conflicts") == "yes",
+        // The checkbox carries the digest of the conflicts the page showed.
+        acknowledge_conflicts: Some(acknowledged.as_str()).filter(|d| !d.is_empty()),
     };
     match decisions::vote(pool, &viewer.user, &origin, id, &ballot).await {
         Ok(after) => Ok(redirect_with(

@@ -17,6 +17,9 @@ use crate::deployments::request;
 
 /// Midnight UTC `days` from now: windows planned from it are in the future,
 /// on a weekday the test can name.
+/// The digest of no conflicts: the first half of SHA-256 of nothing.
+const NO_CONFLICTS: &str = "e3b0c44298fc1c149afbf4c8996fb924";
+
 fn day(days: i64) -> DateTime<Utc> {
     (Utc::now() + Duration::days(days))
         .duration_trunc(Duration::days(1))
@@ -210,7 +213,10 @@ async fn overlapping_windows_name_each_other_and_back_to_back_ones_do_not(pool: 
 
     // Back to back is no conflict, either way; the draft is named by nobody.
     let of_c = conflicts_of(&app, &erin, &c).await;
-    assert_eq!(of_c, json!({"conflicts": [], "free_slots": []}));
+    assert_eq!(
+        of_c,
+        json!({"conflicts": [], "free_slots": [], "digest": NO_CONFLICTS})
+    );
     for v in [&of_a, &of_b] {
         let text = v.to_string();
         assert!(!text.contains(&format!("\"{c_key}\"")), "{text}");
@@ -322,7 +328,7 @@ async fn a_freeze_over_the_window_shows_at_once_and_goes_when_lifted(pool: PgPoo
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
     assert_eq!(
         conflicts_of(&app, &erin, &key).await,
-        json!({"conflicts": [], "free_slots": []})
+        json!({"conflicts": [], "free_slots": [], "digest": NO_CONFLICTS})
     );
 }
 
@@ -419,7 +425,7 @@ async fn maintenance_periods_hold_changes_to_their_openings(pool: PgPool) {
     }
     assert_eq!(
         conflicts_of(&app, &erin, &inside).await,
-        json!({"conflicts": [], "free_slots": []})
+        json!({"conflicts": [], "free_slots": [], "digest": NO_CONFLICTS})
     );
 
     // Removed, the rule goes with it; removed twice, it is not found.
@@ -614,7 +620,7 @@ async fn free_slots_offered_for_a_proposed_window_check_clean(pool: PgPool) {
         assert_eq!(again.status, StatusCode::OK, "{}", again.body);
         assert_eq!(
             again.json(),
-            json!({"conflicts": [], "free_slots": []}),
+            json!({"conflicts": [], "free_slots": [], "digest": NO_CONFLICTS}),
             "{slot}"
         );
     }
@@ -630,7 +636,10 @@ async fn free_slots_offered_for_a_proposed_window_check_clean(pool: PgPool) {
         "&services=edge-proxy&environments=DEV",
     )
     .await;
-    assert_eq!(resp.json(), json!({"conflicts": [], "free_slots": []}));
+    assert_eq!(
+        resp.json(),
+        json!({"conflicts": [], "free_slots": [], "digest": NO_CONFLICTS})
+    );
     // Checked for the booked change itself, its own window is no conflict;
     // the next one still is.
     let resp = check(
@@ -642,7 +651,7 @@ async fn free_slots_offered_for_a_proposed_window_check_clean(pool: PgPool) {
     .await;
     assert_eq!(
         resp.json(),
-        json!({"conflicts": [], "free_slots": []}),
+        json!({"conflicts": [], "free_slots": [], "digest": NO_CONFLICTS}),
         "{}",
         resp.body
     );
@@ -1287,12 +1296,38 @@ async fn cab_approves_a_conflicting_window_only_by_acknowledging_it(pool: PgPool
         )
     );
 
+    // A digest of conflicts other than those standing now: what the member
+    // read is not what they would accept.
+    let mut stale = vote(Some(true));
+    stale["conflicts_digest"] = json!("0".repeat(32));
     let resp = app
         .api(
             Method::POST,
             &format!("/api/v1/changes/{id}/votes"),
             Some(&carol.token),
-            Some(vote(Some(true))),
+            Some(stale),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
+    assert_eq!(resp.problem_code(), "conflicts_not_acknowledged");
+    assert!(
+        resp.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("changed after you read them"),
+        "{}",
+        resp.body
+    );
+    assert_eq!(count(&app, votes).await, 0, "no vote recorded");
+
+    let mut current = vote(Some(true));
+    current["conflicts_digest"] = conflicts_of(&app, &carol, &id).await["digest"].clone();
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/votes"),
+            Some(&carol.token),
+            Some(current),
         )
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
@@ -1314,4 +1349,85 @@ async fn cab_approves_a_conflicting_window_only_by_acknowledging_it(pool: PgPool
         .rfind(|(a, _)| a == "change.voted")
         .unwrap();
     assert_eq!(payload["acknowledged_conflicts"], acknowledged);
+}
+
+/// Approvals given before a conflict arose do not carry the change over
+/// it: when the assessment completes the quorum, the decision waits for a
+/// vote that acknowledges the conflict.
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_conflict_arising_after_the_votes_holds_the_approval(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
+    let carol = app.api_login("carol", &[Role::CabMember]).await;
+    let carl = app.api_login("carl", &[Role::CabMember]).await;
+    let d = day(12);
+    // High risk: two approvals and a security assessment.
+    let mut body = complete_change("Rebuild the edge proxy fleet");
+    body["services"] = json!(["edge-proxy"]);
+    body["environments"] = json!(["PROD"]);
+    body["window"] = json!({"start": z(at(d, 10, 0)), "end": z(at(d, 12, 0)), "time_zone": "UTC"});
+    body["risk"] = json!({"impact": 3, "likelihood": 3});
+    let created = app.file_change(&erin, body).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let resp = app.change_action(&erin, &id, "submit", None).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert!(
+        conflicts_of(&app, &carol, &id).await["conflicts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Both members approve while nothing collides; the assessment is still
+    // to come.
+    for member in [&carol, &carl] {
+        let resp = app.vote(member, &id, "approve", "").await;
+        assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+        assert_ne!(resp.json()["state"], "approved", "{}", resp.body);
+    }
+    // Then another change takes the same hours on the same service.
+    let (_, other) = planned(
+        &app,
+        &erin,
+        "edge-proxy",
+        &["PROD"],
+        (at(d, 11, 0), at(d, 13, 0)),
+        false,
+    )
+    .await;
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/assessment/start"),
+            Some(&sam.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let resp = app.assess(&sam, &id, assessment("accept", "high")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(resp.json()["state"], "in_cab_review", "{}", resp.body);
+    let approvals = app.approvals(&carol, &id).await;
+    assert!(
+        approvals
+            .to_string()
+            .contains("acknowledges the calendar conflicts"),
+        "{approvals}"
+    );
+    // A vote that acknowledges it decides.
+    let resp = app.vote(&carol, &id, "approve", "").await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(resp.json()["state"], "approved", "{}", resp.body);
+    let (_, payload) = app
+        .audit_events()
+        .await
+        .into_iter()
+        .rfind(|(a, _)| a == "change.voted")
+        .unwrap();
+    assert!(
+        payload["acknowledged_conflicts"]
+            .to_string()
+            .contains(&other),
+        "{payload}"
+    );
 }

@@ -772,10 +772,9 @@ async fn cab_sees_the_conflicts_and_approves_only_by_acknowledging_them(pool: Pg
         format!("/calendar?view=week&date={}", start.format("%Y-%m-%d"))
     );
     let form = between(&page, "id=\"vote-form\"", "</form>");
-    assert!(
-        form.contains("name=\"acknowledge_conflicts\" value=\"yes\""),
-        "{form}"
-    );
+    // The checkbox names the conflicts shown, by their digest.
+    let digest = between(form, "name=\"acknowledge_conflicts\" value=\"", "\"").to_owned();
+    assert_eq!(digest.len(), 32, "{form}");
     assert!(form.contains("I have read the calendar conflicts above and approve despite them"));
     // The CAB queue and the agenda name it too.
     for queue in ["/cab", "/cab/agenda"] {
@@ -823,7 +822,7 @@ async fn cab_sees_the_conflicts_and_approves_only_by_acknowledging_them(pool: Pg
                 ("_csrf", &s.csrf),
                 ("vote", "approve"),
                 ("revision", "1"),
-                ("acknowledge_conflicts", "yes"),
+                ("acknowledge_conflicts", &digest),
             ],
         )
         .await;

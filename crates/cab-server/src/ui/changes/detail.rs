@@ -206,6 +206,8 @@ struct DetailPage {
     dep: DeploySection,
     /// What the planned window runs into on the calendar, as sentences.
     conflicts: Vec<String>,
+    /// What the acknowledgement checkbox sends: these conflicts, as shown.
+    conflicts_digest: String,
     /// The calendar's week of the planned window.
     conflicts_week: Option<String>,
 }
@@ -249,11 +251,9 @@ pub(crate) async fn detail_page_with(
     let subjects = Subjects::for_change(People::load(&mut conn).await?, v.id, v.number);
     // Worked out from the records now, so a window or freeze added since
     // shows at once.
-    let conflicts: Vec<String> = crate::calendar::conflicts_of_change(&mut conn, &v)
-        .await?
-        .iter()
-        .map(|c| c.sentence())
-        .collect();
+    let found = crate::calendar::conflicts_of_change(&mut conn, &v).await?;
+    let conflicts_digest = crate::calendar::conflicts_digest(&found);
+    let conflicts: Vec<String> = found.iter().map(|c| c.sentence()).collect();
     let acknowledged = cab_db::calendar::acknowledged_conflicts(&mut conn, v.id).await?;
     drop(conn);
     let people = &subjects.people;
@@ -366,6 +366,7 @@ pub(crate) async fn detail_page_with(
             .flatten()
             .map(|t| format!("/calendar?view=week&date={}", t.format("%Y-%m-%d"))),
         conflicts,
+        conflicts_digest,
         v,
     };
     let status = status.unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
