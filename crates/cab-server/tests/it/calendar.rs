@@ -1209,6 +1209,7 @@ async fn a_feed_shows_its_address_once_and_stops_when_revoked(pool: PgPool) {
         .await;
     assert_eq!(field(&resp), "label");
     let bot = app.pipeline_client(&adam, "deploy-bot", &["dev"]).await;
+    let denied_before = app.denials().await.len();
     let resp = app
         .api(
             Method::POST,
@@ -1220,6 +1221,15 @@ async fn a_feed_shows_its_address_once_and_stops_when_revoked(pool: PgPool) {
     assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
     assert_eq!(resp.problem_code(), "person_required");
     assert_eq!(count(&app, "SELECT count(*) FROM calendar_feeds").await, 1);
+    let denials = app.denials().await;
+    assert_eq!(denials.len(), denied_before + 1, "the refusal is recorded");
+    assert_eq!(
+        denials.last().unwrap(),
+        &(
+            "calendar.feed_create".to_owned(),
+            "person_required".to_owned()
+        )
+    );
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
