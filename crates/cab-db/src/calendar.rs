@@ -31,7 +31,7 @@ pub struct CalendarFilter {
 }
 
 /// A change's planned window on the calendar.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct WindowRow {
     pub id: Uuid,
     pub number: i64,
@@ -123,7 +123,7 @@ pub async fn booked(
 
 /// A deployment on the calendar: from its start to its end (or its start,
 /// while it runs).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeploymentSpan {
     pub id: Uuid,
     pub number: i64,
@@ -170,7 +170,7 @@ pub async fn deployments(
 }
 
 /// A freeze on the calendar.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct FreezeSpan {
     pub id: Uuid,
     pub starts_at: DateTime<Utc>,
@@ -204,7 +204,7 @@ pub async fn freezes(
 }
 
 /// A service's weekly maintenance period.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct MaintenanceRow {
     pub id: Uuid,
     pub service: String,
@@ -278,7 +278,7 @@ pub async fn delete_maintenance_period(
 }
 
 /// A person's calendar feed (never its secret: only its hash is stored).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct FeedRow {
     pub id: Uuid,
     pub user_id: Uuid,

@@ -140,7 +140,6 @@ vocabulary!(
         MaintenanceManage = "maintenance.manage" / "change the maintenance periods",
         CalendarLimitSet = "settings.calendar_limit" / "set how many production changes an hour may hold",
         CalendarFeedCreate = "calendar.feed_create" / "make a calendar feed",
-        CalendarFeedRevoke = "calendar.feed_revoke" / "revoke",
     }
 );
 
