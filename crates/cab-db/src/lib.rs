@@ -15,6 +15,7 @@ pub mod exceptions;
 pub mod health;
 pub mod idempotency;
 pub mod queue;
+pub mod releases;
 pub mod role_grants;
 pub mod sessions;
 pub mod signin_attempts;

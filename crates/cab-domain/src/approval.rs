@@ -321,6 +321,8 @@ pub enum Standing {
     RoleWithdrawn,
     /// The voter wrote the assessment (a vote cast before that was refused).
     Assessor,
+    /// The voter planned the release or worked on a change in it.
+    Author,
 }
 
 impl Standing {
@@ -335,6 +337,7 @@ impl Standing {
             Standing::Disabled => "Does not count: the account has been disabled",
             Standing::RoleWithdrawn => "Does not count: no longer holds the role",
             Standing::Assessor => "Does not count: the same person wrote the assessment",
+            Standing::Author => "Does not count: worked on the plan or a change in it",
         }
     }
 
@@ -346,6 +349,9 @@ impl Standing {
             Standing::RoleWithdrawn => Some("does not count: the person no longer holds the role"),
             Standing::Assessor => {
                 Some("does not count: the same person wrote the security assessment")
+            }
+            Standing::Author => {
+                Some("does not count: the person worked on the plan or a change in it")
             }
         }
     }

@@ -91,6 +91,17 @@ vocabulary!(
         CalendarLimitSet = "settings.calendar_limit_set" / "Production changes per hour set",
         CalendarFeedCreated = "calendar.feed_created" / "Calendar feed created",
         CalendarFeedRevoked = "calendar.feed_revoked" / "Calendar feed revoked",
+        ReleaseCreated = "release.created" / "Release planned",
+        ReleaseEdited = "release.edited" / "Release plan edited",
+        ReleaseSubmitted = "release.submitted" / "Release submitted for go/no-go",
+        ReleaseVoted = "release.voted" / "Go/no-go vote",
+        ReleaseApproved = "release.approved" / "Release approved",
+        ReleaseReturned = "release.returned" / "Release returned to draft",
+        ReleaseApprovalVoided = "release.approval_voided" / "Release approval voided",
+        ReleasePhaseOpened = "release.phase_opened" / "Release phase opened",
+        ReleasePhaseRolledBack = "release.phase_rolled_back" / "Release phase rolled back",
+        ReleaseCompleted = "release.completed" / "Release completed",
+        ReleaseCancelled = "release.cancelled" / "Release cancelled",
         DemoSeeded = "demo.seeded" / "Demo data",
         AccessDenied = "access.denied" / "Refused",
     }
@@ -140,6 +151,13 @@ vocabulary!(
         MaintenanceManage = "maintenance.manage" / "change the maintenance periods",
         CalendarLimitSet = "settings.calendar_limit" / "set how many production changes an hour may hold",
         CalendarFeedCreate = "calendar.feed_create" / "make a calendar feed",
+        ReleaseCreate = "release.create" / "plan a release",
+        ReleaseEdit = "release.edit" / "edit",
+        ReleaseSubmit = "release.submit" / "submit",
+        ReleaseVote = "release.vote" / "vote on",
+        ReleaseAdvance = "release.advance" / "advance",
+        ReleaseRollback = "release.rollback" / "roll back a phase of",
+        ReleaseCancel = "release.cancel" / "cancel",
     }
 );
 

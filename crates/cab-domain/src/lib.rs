@@ -71,6 +71,7 @@ pub mod ical;
 pub mod lifecycle;
 pub mod password;
 pub mod redirect;
+pub mod release;
 pub mod risk;
 pub mod role;
 pub mod standard_template;

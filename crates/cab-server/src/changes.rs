@@ -122,6 +122,11 @@ pub async fn load_locked(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView
     load_with(conn, id, true).await
 }
 
+/// Loads the change on `conn`, without locking it.
+pub async fn load_in(conn: &mut PgConnection, id: Uuid) -> Result<ChangeView, AppError> {
+    load_with(conn, id, false).await
+}
+
 pub async fn load(pool: &PgPool, id: Uuid) -> Result<ChangeView, AppError> {
     let mut conn = pool.acquire().await?;
     load_with(&mut conn, id, false).await

@@ -374,6 +374,15 @@ async fn gather(
         ..gate_facts
     };
     let verdict = rules::gate(&gate_facts, &executor.actor(), initiator_actor, now);
+    // A change in an approved or running release deploys to a phased
+    // environment only in its phase: the release's rule, added to the
+    // gate's own. A confirmed break-glass is the emergency path around it.
+    if break_glass.is_none()
+        && let Some(d) =
+            crate::releases::gate_reason(tx, change.id, &env.rules.key, &env.rules.label).await?
+    {
+        reasons.push(d);
+    }
     let expires_at = match verdict {
         Ok(a) => Some(a.expires_at),
         Err(mut r) => {

@@ -62,6 +62,7 @@ pub mod kind {
     pub const OBSERVED: &str = "observed";
     pub const MAINTENANCE_PERIOD: &str = "maintenance_period";
     pub const CALENDAR_FEED: &str = "calendar_feed";
+    pub const RELEASE: &str = "release";
 }
 
 /// What a creating request made, to bind its key to.
@@ -89,6 +90,7 @@ pub enum Created<'a> {
     /// What a runtime reported running.
     Observed(Uuid),
     MaintenancePeriod(Uuid),
+    Release(Uuid),
     /// A calendar feed and the secret in its address, shown once.
     CalendarFeed {
         id: Uuid,
@@ -109,6 +111,7 @@ impl Created<'_> {
             Created::BreakGlass(_) => kind::BREAK_GLASS,
             Created::Observed(_) => kind::OBSERVED,
             Created::MaintenancePeriod(_) => kind::MAINTENANCE_PERIOD,
+            Created::Release(_) => kind::RELEASE,
             Created::CalendarFeed { .. } => kind::CALENDAR_FEED,
         }
     }
@@ -125,6 +128,7 @@ impl Created<'_> {
             | Created::BreakGlass(id)
             | Created::Observed(id)
             | Created::MaintenancePeriod(id)
+            | Created::Release(id)
             | Created::CalendarFeed { id, .. } => *id,
         }
     }

@@ -30,6 +30,7 @@ pub mod page_error;
 pub mod queues;
 pub mod quorum;
 pub mod refusal;
+pub mod releases;
 pub mod request;
 pub mod serve;
 pub mod signin;

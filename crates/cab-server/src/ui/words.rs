@@ -725,6 +725,63 @@ impl Subjects {
                 " revoked the calendar feed “{}”.",
                 short(text(p, "label").unwrap_or_default())
             )),
+            A::ReleaseCreated
+            | A::ReleaseEdited
+            | A::ReleaseSubmitted
+            | A::ReleaseVoted
+            | A::ReleaseApproved
+            | A::ReleaseReturned
+            | A::ReleaseApprovalVoided
+            | A::ReleasePhaseOpened
+            | A::ReleasePhaseRolledBack
+            | A::ReleaseCompleted
+            | A::ReleaseCancelled => {
+                let release = format!(
+                    "{} {} {}",
+                    text(p, "release").unwrap_or("a release"),
+                    short(text(p, "name").unwrap_or_default()),
+                    short(text(p, "version").unwrap_or_default())
+                );
+                let revision = p.get("revision").and_then(Value::as_i64).unwrap_or(0);
+                let phase = p.get("phase").and_then(Value::as_i64).unwrap_or(0);
+                let reason = short(text(p, "reason").unwrap_or_default());
+                start.text(match action {
+                    A::ReleaseCreated => format!(" planned release {release}."),
+                    A::ReleaseEdited => match text(p, "note") {
+                        Some(note) => format!(
+                            " edited release {release} (revision {revision}): {}.",
+                            short(note)
+                        ),
+                        None => format!(" edited the plan of release {release} (revision {revision})."),
+                    },
+                    A::ReleaseSubmitted => {
+                        format!(" submitted release {release} for CAB's go/no-go.")
+                    }
+                    A::ReleaseVoted => format!(
+                        " voted “{}” on revision {revision} of release {release}.",
+                        text(p, "vote")
+                            .and_then(cab_domain::approval::VoteChoice::parse)
+                            .map_or("?", |v| v.label())
+                    ),
+                    A::ReleaseApproved => format!(
+                        "'s vote completed the go/no-go: release {release} is approved at revision {revision}."
+                    ),
+                    A::ReleaseReturned => {
+                        format!("'s vote returned release {release} to draft: {reason}")
+                    }
+                    A::ReleaseApprovalVoided => format!(
+                        "'s edit voided CAB's approval of release {release}; revision {revision} needs a new go/no-go."
+                    ),
+                    A::ReleasePhaseOpened => {
+                        format!(" opened phase {phase} of release {release}.")
+                    }
+                    A::ReleasePhaseRolledBack => format!(
+                        " rolled back phase {phase} of release {release}: “{reason}”."
+                    ),
+                    A::ReleaseCompleted => format!(" completed release {release}."),
+                    _ => format!(" cancelled release {release}: “{reason}”."),
+                })
+            }
             A::AccessDenied => {
                 let message = text(p, "message").unwrap_or("no reason was recorded.");
                 match text(p, "attempted").and_then(Attempt::parse) {
