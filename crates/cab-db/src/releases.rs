@@ -595,7 +595,8 @@ pub async fn gate_release(
     .await
 }
 
-/// Releases whose milestones fall in [from, to), for the calendar.
+/// Releases whose milestones fall in [from, to), for the calendar, with
+/// the services their changes name.
 #[derive(Debug, Clone)]
 pub struct MilestoneRow {
     pub id: Uuid,
@@ -604,6 +605,7 @@ pub struct MilestoneRow {
     pub version: String,
     pub state: String,
     pub plan: Value,
+    pub services: Vec<String>,
 }
 
 pub async fn with_milestones_in(
@@ -613,11 +615,19 @@ pub async fn with_milestones_in(
 ) -> sqlx::Result<Vec<MilestoneRow>> {
     sqlx::query_as!(
         MilestoneRow,
-        r#"SELECT id, number, name, version, state, plan FROM releases
-           WHERE state <> 'cancelled'
-             AND EXISTS (SELECT 1 FROM jsonb_each_text(plan -> 'milestones') m
+        r#"SELECT r.id, r.number, r.name, r.version, r.state, r.plan,
+                  COALESCE((SELECT array_agg(DISTINCT svc ORDER BY svc)
+                            FROM release_scope s JOIN changes c ON c.id = s.change_id,
+                                 unnest(c.services) AS svc
+                            WHERE s.release_id = r.id AND s.removed_at IS NULL),
+                           '{}') AS "services!"
+           FROM releases r
+           WHERE r.state <> 'cancelled'
+             AND r.deploy_at < $2::timestamptz + interval '400 days'
+             AND r.deploy_at >= $1::timestamptz - interval '400 days'
+             AND EXISTS (SELECT 1 FROM jsonb_each_text(r.plan -> 'milestones') m
                          WHERE m.value::timestamptz >= $1 AND m.value::timestamptz < $2)
-           ORDER BY deploy_at, number LIMIT 500"#,
+           ORDER BY r.deploy_at, r.number LIMIT 500"#,
         from,
         to
     )

@@ -3004,7 +3004,6 @@ mod tests {
         for (state, progress, env, expected) in cases {
             let got = gate_rule("R1", state, &plan(), &progress, env, "PROD")
                 .map(|d| (d.code, d.message));
-            let expected = expected.map(|(c, m)| (c, m));
             assert_eq!(got, expected, "{state:?} {progress:?} {env}");
         }
         // The environment's first phase decides, wherever it falls.

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use cab_domain::release::{Milestone, ReleasePlan, ReleaseState};
 use cab_db::calendar::{CalendarFilter, DeploymentSpan, FeedRow, FreezeSpan, WindowRow};
 use cab_domain::audit::{Attempt, AuditAction};
 use cab_domain::calendar::{
@@ -229,6 +230,19 @@ pub struct Opening {
     pub described: String,
 }
 
+/// A release's milestone on the calendar.
+#[derive(Debug, Clone)]
+pub struct ReleaseMilestone {
+    pub release_id: Uuid,
+    /// `REL-<n>`
+    pub key: String,
+    pub name: String,
+    pub version: String,
+    pub state: ReleaseState,
+    pub milestone: Milestone,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything the calendar shows in a period.
 #[derive(Debug, Clone, Default)]
 pub struct CalendarEntries {
@@ -236,6 +250,7 @@ pub struct CalendarEntries {
     pub deployments: Vec<DeploymentSpan>,
     pub freezes: Vec<FreezeSpan>,
     pub openings: Vec<Opening>,
+    pub milestones: Vec<ReleaseMilestone>,
     /// A kind had more entries than a page shows.
     pub truncated: bool,
 }
@@ -280,14 +295,66 @@ pub async fn entries(
         }
     }
     openings.sort_by(|a, b| (a.window.start, &a.service).cmp(&(b.window.start, &b.service)));
+    let milestones = milestones(conn, from, to, filter).await?;
     let truncated = changes.len() as i64 >= ENTRY_LIMIT || deployments.len() as i64 >= ENTRY_LIMIT;
     Ok(CalendarEntries {
         changes,
         deployments,
         freezes,
         openings,
+        milestones,
         truncated,
     })
+}
+
+/// The milestones of releases in [from, to). A release is on a service's
+/// calendar when a change in it names the service, and on an
+/// environment's when one of its phases deploys there; risk and state are
+/// the changes' own, so a calendar narrowed by them shows no release.
+async fn milestones(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    filter: &CalendarFilter,
+) -> Result<Vec<ReleaseMilestone>, AppError> {
+    if filter.risk.is_some() || filter.state.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for row in cab_db::releases::with_milestones_in(conn, from, to).await? {
+        let (Some(state), Ok(plan)) = (
+            ReleaseState::parse(&row.state),
+            serde_json::from_value::<ReleasePlan>(row.plan),
+        ) else {
+            continue;
+        };
+        if filter.service.as_ref().is_some_and(|s| !row.services.contains(s)) {
+            continue;
+        }
+        if filter.environment.as_ref().is_some_and(|e| {
+            !plan
+                .phases
+                .iter()
+                .any(|p| p.environment.eq_ignore_ascii_case(e))
+        }) {
+            continue;
+        }
+        for (milestone, at) in plan.milestones.all() {
+            if from <= at && at < to {
+                out.push(ReleaseMilestone {
+                    release_id: row.id,
+                    key: crate::releases::key(row.number),
+                    name: plan.name.clone(),
+                    version: plan.version.clone(),
+                    state,
+                    milestone,
+                    at,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.at, &a.key).cmp(&(b.at, &b.key)));
+    Ok(out)
 }
 
 /// Whether a freeze covers what the filter narrows the calendar to.

@@ -35,10 +35,11 @@ use crate::request::Origin;
 
 mod calendar;
 mod deployments;
+mod releases;
 
 /// Raised whenever the board gains data (a new feature's examples): a board
 /// of an older version is then rebuilt on the next `cab demo`.
-pub const BOARD_VERSION: i64 = 6;
+pub const BOARD_VERSION: i64 = 7;
 
 /// The audit action of the last event of a finished board.
 pub const SEEDED: &str = "demo.seeded";
@@ -180,7 +181,10 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
         }
         let now = Utc::now();
         calendar::seed(&pool).await.map_err(crate::cli::cli_error)?;
-        let cast = seed_board(&pool, now)
+        let (cast, board) = seed_board(&pool, now)
+            .await
+            .map_err(crate::cli::cli_error)?;
+        releases::seed(&pool, &cast, &board, now)
             .await
             .map_err(crate::cli::cli_error)?;
         // Its authorizations are signed with a key sealed under a secret
@@ -498,8 +502,9 @@ async fn seed_role_request(pool: &PgPool) -> Result<(), AppError> {
 }
 
 /// Seeds the board's changes and the approved standard-change template.
-/// Returns the CAB that decided them.
-async fn seed_board(pool: &PgPool, now: DateTime<Utc>) -> Result<Cast, AppError> {
+/// Returns the CAB that decided them, and the hand-filed changes in the
+/// order of `CHANGES`.
+async fn seed_board(pool: &PgPool, now: DateTime<Utc>) -> Result<(Cast, Vec<Uuid>), AppError> {
     let erin = person(pool, "erin").await?;
     let eddie = person(pool, "eddie").await?;
     let cast = Cast {
@@ -514,9 +519,11 @@ async fn seed_board(pool: &PgPool, now: DateTime<Utc>) -> Result<Cast, AppError>
         .and_then(|t| t.with_nanosecond(0))
         .unwrap_or(now);
     let mut states = Vec::new();
+    let mut board = Vec::with_capacity(CHANGES.len());
     for (i, &(.., fate, _)) in CHANGES.iter().enumerate() {
         let author = if i.is_multiple_of(3) { &eddie } else { &erin };
         let c = changes::create(pool, author, &origin, content(i, base)).await?;
+        board.push(c.id);
         if fate == Fate::Draft {
             states.push(c.state);
             continue;
@@ -636,7 +643,7 @@ async fn seed_board(pool: &PgPool, now: DateTime<Utc>) -> Result<Cast, AppError>
         states.push(c.state);
     }
     states.extend(seed_standard_changes(pool, &cast, &erin, base).await?);
-    Ok(cast)
+    Ok((cast, board))
 }
 
 async fn submit(pool: &PgPool, author: &CurrentUser, id: Uuid) -> Result<ChangeView, AppError> {

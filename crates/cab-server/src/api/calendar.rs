@@ -181,6 +181,23 @@ pub struct CalendarOpening {
     described: String,
 }
 
+/// A release's milestone.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CalendarMilestone {
+    release_id: Uuid,
+    /// `REL-<number>`
+    release: String,
+    name: String,
+    version: String,
+    /// The release's state: draft, in_review, approved, in_progress, completed.
+    state: String,
+    /// code_freeze, go_no_go, deployment or hypercare_end.
+    milestone: String,
+    /// The milestone in words, e.g. "Go/no-go".
+    label: String,
+    at: DateTime<Utc>,
+}
+
 /// Everything on the calendar in [from, to).
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct CalendarOut {
@@ -195,6 +212,9 @@ pub struct CalendarOut {
     freezes: Vec<CalendarFreeze>,
     /// The maintenance periods' openings in the period.
     maintenance: Vec<CalendarOpening>,
+    /// The milestones of releases in the period (none when narrowed by
+    /// risk or state, which are changes' own).
+    milestones: Vec<CalendarMilestone>,
     /// The period holds more changes or deployments than one answer
     /// shows (2,000 of a kind): ask for a shorter period or narrow it.
     truncated: bool,
@@ -308,6 +328,20 @@ pub async fn calendar_entries(
                 starts_at: o.window.start,
                 ends_at: o.window.end,
                 described: o.described,
+            })
+            .collect(),
+        milestones: found
+            .milestones
+            .into_iter()
+            .map(|m| CalendarMilestone {
+                release_id: m.release_id,
+                release: m.key,
+                name: m.name,
+                version: m.version,
+                state: m.state.as_str().to_owned(),
+                milestone: m.milestone.as_str().to_owned(),
+                label: m.milestone.label().to_owned(),
+                at: m.at,
             })
             .collect(),
         truncated: found.truncated,

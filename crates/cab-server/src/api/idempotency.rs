@@ -431,6 +431,12 @@ async fn current(state: &AppState, claim: &Claim, row: &KeyRow) -> Result<Respon
             Json(super::calendar::maintenance_period_out(state, id).await?),
         )
             .into_response(),
+        kind::RELEASE => (
+            created,
+            [(header::LOCATION, super::releases::location(id))],
+            Json(super::releases::release_out(state, id).await?),
+        )
+            .into_response(),
         kind::CALENDAR_FEED => {
             let secret = secret.ok_or_else(secret_gone)?;
             (

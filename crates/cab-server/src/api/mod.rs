@@ -12,6 +12,7 @@ mod extract;
 mod freezes;
 pub mod idempotency;
 mod me;
+pub mod releases;
 mod role_grants;
 mod standard_templates;
 mod users;
@@ -42,6 +43,7 @@ pub use extract::{ApiPath, AppJson};
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
         (name = "deployments", description = "The deployment gate pipelines ask before they deploy, signed authorizations, and what became of each deployment"),
         (name = "freezes", description = "Periods in which the deployment gate deploys nothing they cover, declared and lifted by release managers and administrators"),
+        (name = "releases", description = "Releases: changes that go out together under one plan (milestones, test strategy, deployment phases, rollback, communications), every edit a revision; CAB's go/no-go on the plan; the phases opened one after another, rolled back or cancelled"),
         (name = "calendar", description = "The change calendar: what is planned when, the conflicts a window runs into and the free windows nearby, services' maintenance periods, the limit on production changes per hour, and personal calendar feeds"),
         (name = "templates", description = "Standard-change templates, approved once by CAB"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators); a decision role or the administrator role takes a second administrator's confirmation"),
@@ -123,6 +125,16 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(freezes::list_freezes, freezes::declare_freeze))
         .routes(routes!(freezes::get_freeze))
         .routes(routes!(freezes::lift_freeze))
+        .routes(routes!(releases::list_releases, releases::create_release))
+        .routes(routes!(releases::get_release, releases::edit_release))
+        .routes(routes!(releases::add_release_change))
+        .routes(routes!(releases::remove_release_change))
+        .routes(routes!(releases::list_release_revisions))
+        .routes(routes!(releases::submit_release))
+        .routes(routes!(releases::vote_on_release))
+        .routes(routes!(releases::advance_release))
+        .routes(routes!(releases::roll_back_release))
+        .routes(routes!(releases::cancel_release))
         .routes(routes!(calendar::calendar_entries))
         .routes(routes!(calendar::check_window))
         .routes(routes!(calendar::change_conflicts))

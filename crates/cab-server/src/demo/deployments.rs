@@ -21,6 +21,7 @@ use crate::deployments::{self, GateRequest, Report};
 use crate::error::AppError;
 use crate::exceptions::{self, BreakGlassAsk, Observation};
 use crate::freezes::{self, NewFreeze};
+use crate::releases;
 use crate::request::Origin;
 
 /// The pipeline's service account.
@@ -147,6 +148,24 @@ async fn approved(
     cast.approve(pool, c).await
 }
 
+/// `change` as a release planned by Rita, approved by the board's CAB and
+/// started (its first phase open).
+async fn release(
+    pool: &PgPool,
+    cast: &Cast,
+    rita: &CurrentUser,
+    change: &ChangeView,
+    (name, version): (&str, &str),
+    deployment: DateTime<Utc>,
+    phases: &[(&str, &str, u32)],
+) -> Result<Uuid, AppError> {
+    let plan = super::releases::plan(name, version, deployment, Duration::zero(), phases);
+    let r = super::releases::planned(pool, rita, plan, &[change]).await?;
+    let r = super::releases::approved(pool, cast, rita, r).await?;
+    let r = releases::advance(pool, rita, &Origin::cli(), r.id()).await?;
+    Ok(r.id())
+}
+
 /// Seeds the deployments part of the board. `now` is when the board is
 /// built; windows are open around it.
 pub(super) async fn seed(
@@ -192,7 +211,20 @@ pub(super) async fn seed(
         live_content(40, now, "Roll out the new edge proxy", &["edge-proxy"]),
     )
     .await?;
+    // It goes out as a release, phase by phase: STAGE, then PROD; then the
+    // release is complete.
+    let edge = release(
+        pool,
+        cast,
+        &rita,
+        &proxy,
+        ("Edge proxy", "2026.11.1"),
+        now - Duration::hours(2),
+        &[("stage", "All of STAGE", 0), ("prod", "All customers", 0)],
+    )
+    .await?;
     pipe.promote_to_stage(pool, &proxy).await?;
+    releases::advance(pool, &rita, &origin, edge).await?;
     pipe.deploy(
         pool,
         &proxy,
@@ -201,6 +233,7 @@ pub(super) async fn seed(
         DeploymentState::Succeeded,
     )
     .await?;
+    releases::advance(pool, &rita, &origin, edge).await?;
 
     // Deployed to PROD, then rolled back: the deployment failed after all.
     let search = approved(
@@ -215,7 +248,18 @@ pub(super) async fn seed(
         ),
     )
     .await?;
+    let ranking = release(
+        pool,
+        cast,
+        &rita,
+        &search,
+        ("Search ranking", "2026.11.2"),
+        now - Duration::hours(1),
+        &[("stage", "All of STAGE", 0), ("prod", "All customers", 60)],
+    )
+    .await?;
     pipe.promote_to_stage(pool, &search).await?;
+    releases::advance(pool, &rita, &origin, ranking).await?;
     let id = pipe
         .deploy(
             pool,
@@ -233,6 +277,15 @@ pub(super) async fn seed(
         "Relevance complaints within the hour; back on the old model.",
     )
     .await?;
+    // The release's PROD phase is rolled back with it: nothing after it opens.
+    releases::roll_back(
+        pool,
+        &rita,
+        &origin,
+        ranking,
+        "Relevance complaints within the hour; back on the old model.",
+    )
+    .await?;
 
     // Being deployed to PROD right now.
     let queue = approved(
@@ -247,7 +300,22 @@ pub(super) async fn seed(
         ),
     )
     .await?;
+    let broker = release(
+        pool,
+        cast,
+        &rita,
+        &queue,
+        ("Job queue", "2026.11.5"),
+        now,
+        &[
+            ("stage", "All of STAGE", 0),
+            ("prod", "10% of workers (canary)", 60),
+            ("prod", "All workers", 240),
+        ],
+    )
+    .await?;
     pipe.promote_to_stage(pool, &queue).await?;
+    releases::advance(pool, &rita, &origin, broker).await?;
     pipe.deploy(pool, &queue, "prod", Some("rita"), DeploymentState::Started)
         .await?;
 

@@ -243,6 +243,7 @@ enum Kind {
     Deployment,
     Freeze,
     Maintenance,
+    Milestone,
 }
 
 impl Kind {
@@ -252,6 +253,7 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::Freeze => "Freeze",
             Kind::Maintenance => "Maintenance period",
+            Kind::Milestone => "Release milestone",
         }
     }
 
@@ -261,6 +263,7 @@ impl Kind {
             Kind::Deployment => "deployment",
             Kind::Freeze => "freeze",
             Kind::Maintenance => "maintenance",
+            Kind::Milestone => "milestone",
         }
     }
 }
@@ -388,6 +391,21 @@ fn opening_item(o: &calendar::Opening, link: bool) -> Item {
     }
 }
 
+fn milestone_item(m: &calendar::ReleaseMilestone) -> Item {
+    Item {
+        kind: Kind::Milestone,
+        start: m.at,
+        end: m.at,
+        running: false,
+        href: Some(format!("/releases/{}", m.key)),
+        key: m.key.clone(),
+        title: format!("{} {}: {}", m.name, m.version, m.milestone.label()),
+        facts: m.state.label().to_owned(),
+        environments: Vec::new(),
+        all_environments: false,
+    }
+}
+
 /// Everything in the entries as items, earliest first.
 fn items(
     entries: &CalendarEntries,
@@ -407,6 +425,9 @@ fn items(
     }
     for o in &entries.openings {
         out.push(opening_item(o, link_maintenance));
+    }
+    for m in &entries.milestones {
+        out.push(milestone_item(m));
     }
     out.sort_by(|a, b| {
         (a.start, a.kind.class(), &a.key, &a.title).cmp(&(

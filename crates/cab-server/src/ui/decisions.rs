@@ -327,6 +327,50 @@ struct QueuePage {
     agenda: bool,
     lines: Vec<QueueLine>,
     overdue: Vec<(String, String, String, String)>,
+    /// Releases awaiting CAB's go/no-go (the CAB's pages only).
+    releases: Vec<ReleaseLine>,
+}
+
+/// A release awaiting its go/no-go, as the CAB queue and agenda list it.
+pub struct ReleaseLine {
+    pub key: String,
+    pub name: String,
+    pub version: String,
+    pub deploy: String,
+    pub changes: usize,
+    pub needs: String,
+    pub my_vote: Option<VoteChoice>,
+}
+
+/// Every release in review, soonest first, with what it needs and the
+/// viewer's vote on its current revision.
+async fn releases_in_review(viewer: &Viewer) -> Result<Vec<ReleaseLine>, AppError> {
+    use cab_domain::release::ReleaseState;
+    let pool = &viewer.state.pool;
+    let mut out = Vec::new();
+    for r in crate::releases::list(pool, Some(ReleaseState::InReview)).await? {
+        let mut conn = pool.acquire().await?;
+        let tally = crate::releases::tally(&mut conn, &r).await?;
+        let my_vote = cab_db::releases::votes(&mut conn, r.id())
+            .await?
+            .into_iter()
+            .find(|v| {
+                v.voter_id == viewer.user.id
+                    && v.revision == r.row.revision
+                    && v.superseded_at.is_none()
+            })
+            .and_then(|v| VoteChoice::parse(&v.choice));
+        out.push(ReleaseLine {
+            key: r.key(),
+            name: r.plan.name.clone(),
+            version: r.plan.version.clone(),
+            deploy: when(&r.plan.milestones.deployment),
+            changes: r.scope.len(),
+            needs: tally.still_needed(r.state).join("; "),
+            my_vote,
+        });
+    }
+    Ok(out)
 }
 
 fn window(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -346,6 +390,7 @@ pub async fn reviewer_queue(viewer: Viewer) -> PageResult {
             layout: viewer.layout("Assessments"),
             heading: "Waiting for security assessment",
             intro: "Submitted changes whose current revision has no assessment, riskiest and oldest first.",
+            releases: Vec::new(),
             cab: false,
             agenda: false,
             lines,
@@ -371,6 +416,7 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     let mut conflicts =
         crate::calendar::conflicts_by_change(&mut conn, &views.iter().collect::<Vec<_>>()).await?;
     drop(conn);
+    let releases = releases_in_review(viewer).await?;
     let mut lines = Vec::with_capacity(items.len());
     for i in items {
         let my_vote = i.my_vote.as_deref().and_then(VoteChoice::parse);
@@ -402,6 +448,7 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
         cab: true,
         agenda,
         lines,
+        releases,
         overdue: overdue
             .into_iter()
             .map(|(id, n, title, due)| {

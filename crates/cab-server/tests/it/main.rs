@@ -32,6 +32,8 @@ mod openapi;
 mod ops;
 mod quickstart;
 mod redirect;
+mod release_pages;
+mod releases;
 mod state_writer;
 mod stress;
 mod throttle;

@@ -1,0 +1,1 @@
+//! Release plans in the browser: the list, the plan form, the release page.
