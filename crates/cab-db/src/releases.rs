@@ -371,13 +371,20 @@ pub async fn removed(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Remo
     .await
 }
 
-/// The authors and contributors of the changes in scope now.
+/// The authors of the changes in scope now, and everyone who has ever
+/// contributed to one (leaving a change's list does not make anyone
+/// independent of it).
 pub async fn change_authors(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar!(
         r#"SELECT c.author_id AS "who!" FROM release_scope s JOIN changes c ON c.id = s.change_id
            WHERE s.release_id = $1 AND s.removed_at IS NULL
            UNION
-           SELECT cc.user_id FROM release_scope s JOIN change_contributors cc ON cc.change_id = s.change_id
+           SELECT h.user_id FROM release_scope s
+           JOIN change_contributor_history h ON h.change_id = s.change_id
+           WHERE s.release_id = $1 AND s.removed_at IS NULL
+           UNION
+           SELECT cc.user_id FROM release_scope s
+           JOIN change_contributors cc ON cc.change_id = s.change_id
            WHERE s.release_id = $1 AND s.removed_at IS NULL"#,
         id
     )

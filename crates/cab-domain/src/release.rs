@@ -633,6 +633,11 @@ pub fn decide(policy: &QuorumPolicy, scope: &[ScopeChange], ballots: &[Ballot]) 
     ] {
         rule.assessment = false;
     }
+    if scope.is_empty() {
+        return Decision::Pending {
+            needs: vec!["at least one change in scope".into()],
+        };
+    }
     let outcome = evaluate(&policy, ChangeType::Normal, level(scope), ballots, None);
     let waiting: Vec<&str> = scope
         .iter()
@@ -699,6 +704,12 @@ pub fn check_start(actor: &Actor, release: &ReleaseFacts) -> Result<(), Denial> 
             ),
         ));
     }
+    if release.scope.is_empty() {
+        return Err(Denial::new(
+            "empty_scope",
+            "A release with no change in its scope has nothing to deploy.",
+        ));
+    }
     let waiting: Vec<&str> = release
         .scope
         .iter()
@@ -709,8 +720,9 @@ pub fn check_start(actor: &Actor, release: &ReleaseFacts) -> Result<(), Denial> 
         return Err(Denial::new(
             "scope_not_approved",
             format!(
-                "Every change in the release must be approved before it starts; {} is not.",
-                waiting.join(", ")
+                "Every change in the release must be approved before it starts; {} {} not.",
+                waiting.join(", "),
+                if waiting.len() == 1 { "is" } else { "are" }
             ),
         ));
     }
@@ -834,7 +846,8 @@ pub fn check_advance(
             .unwrap_or(opened_at);
         let soaked = last + Duration::minutes(i64::from(phase.soak_minutes));
         if now < soaked {
-            let left = (soaked - now).num_minutes() + 1;
+            // Whole minutes, rounded up: 59 s left is "1 more minute".
+            let left = ((soaked - now).num_milliseconds() + 59_999) / 60_000;
             reasons.push(Denial::new(
                 "soak_not_over",
                 format!(
@@ -2285,10 +2298,10 @@ mod tests {
                 pending(&["3 more CAB approvals"]),
             ),
             (
-                "an empty scope is low",
+                "an empty scope is never approved",
                 vec![],
-                approvals(&[11]),
-                Decision::Approved,
+                approvals(&[11, 12, 13]),
+                pending(&["at least one change in scope"]),
             ),
             (
                 "the same person twice counts once",
@@ -2487,8 +2500,15 @@ mod tests {
         assert_eq!(d.code, "scope_not_approved");
         assert_eq!(
             d.message,
-            "Every change in the release must be approved before it starts; CHG-103, CHG-104 is not."
+            "Every change in the release must be approved before it starts; CHG-103, CHG-104 are not."
         );
+        waiting.scope.retain(|c| c.key != "CHG-104");
+        let d = check_start(&manager(), &waiting).unwrap_err();
+        assert!(d.message.ends_with("; CHG-103 is not."), "{}", d.message);
+        let mut empty = facts(Approved);
+        empty.scope.clear();
+        let d = check_start(&manager(), &empty).unwrap_err();
+        assert_eq!(d.code, "empty_scope");
         let mut going = facts(Approved);
         going.scope = vec![
             scoped(101, Implementing, Low),
@@ -2647,9 +2667,9 @@ mod tests {
             advance(&m, &release, &running(2), &last, at(7, 12, 29)),
             refused(
                 "soak_not_over",
-                "Phase 3 soaks until 2026-12-07T12:30:00.000000Z (2 more minutes)."
+                "Phase 3 soaks until 2026-12-07T12:30:00.000000Z (1 more minute)."
             ),
-            "(one whole minute left reads as two: see the ignored test below)"
+            "one whole minute left"
         );
         let test = vec![
             deployed(101, "test", at(7, 10, 1)),
@@ -2678,26 +2698,6 @@ mod tests {
             refused(
                 "soak_not_over",
                 "Phase 2 soaks until 2026-12-07T11:00:00.000000Z (1 more minute)."
-            )
-        );
-    }
-
-    #[test]
-    #[ignore = "off by one: with whole minutes of soak left, the message says one more"]
-    fn the_minutes_left_of_a_soak_are_not_overstated() {
-        // The soak of phase 3 ends at 12:30; at 12:29 one minute is left,
-        // yet `left` is `num_minutes() + 1`, which rounds an exact minute
-        // up to the next one: the message says "2 more minutes".
-        let release = facts(ReleaseState::InProgress);
-        let last = vec![
-            deployed(101, "prod", at(7, 10, 30)),
-            deployed(102, "prod", at(7, 10, 0)),
-        ];
-        assert_eq!(
-            advance(&manager(), &release, &running(2), &last, at(7, 12, 29)),
-            refused(
-                "soak_not_over",
-                "Phase 3 soaks until 2026-12-07T12:30:00.000000Z (1 more minute)."
             )
         );
     }
