@@ -572,6 +572,23 @@ pub fn check_submit(actor: &Actor, release: &ReleaseFacts) -> Result<ReleaseStat
     Ok(ReleaseState::InReview)
 }
 
+/// A plan CAB turned down (no-go, or changes requested) is revised before
+/// it goes back to review: the votes on its revision stand, so resubmitted
+/// unchanged it would only be returned again. `turned_down` says whether a
+/// current vote on the current revision turned it down.
+pub fn check_revised(turned_down: bool, revision: i32) -> Result<(), Denial> {
+    if turned_down {
+        Err(Denial::new(
+            "revise_first",
+            format!(
+                "CAB turned down revision {revision} of this plan; revise the plan (or its scope) before submitting it again."
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Separation of duties for the go/no-go vote: pipelines never vote; nobody
 /// who wrote the plan or worked on a change in it votes; only CAB members
 /// vote; only a release in review is voted on.
@@ -2700,6 +2717,14 @@ mod tests {
                 "Phase 2 soaks until 2026-12-07T11:00:00.000000Z (1 more minute)."
             )
         );
+    }
+
+    #[test]
+    fn a_plan_turned_down_is_revised_before_it_goes_back() {
+        assert_eq!(check_revised(false, 3), Ok(()));
+        let d = check_revised(true, 3).unwrap_err();
+        assert_eq!(d.code, "revise_first");
+        assert!(d.message.contains("revision 3"), "{}", d.message);
     }
 
     #[test]

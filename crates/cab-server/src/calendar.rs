@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use cab_domain::release::{Milestone, ReleasePlan, ReleaseState};
 use cab_db::calendar::{CalendarFilter, DeploymentSpan, FeedRow, FreezeSpan, WindowRow};
 use cab_domain::audit::{Attempt, AuditAction};
 use cab_domain::calendar::{
@@ -19,6 +18,7 @@ use cab_domain::calendar::{
 use cab_domain::change::{ChangeState, Environment, normalize_service};
 use cab_domain::deployment::Freeze;
 use cab_domain::ical;
+use cab_domain::release::{Milestone, ReleasePlan, ReleaseState};
 use cab_domain::risk::RiskLevel;
 use cab_domain::{Actor, Denial, Role};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
@@ -328,7 +328,11 @@ async fn milestones(
         ) else {
             continue;
         };
-        if filter.service.as_ref().is_some_and(|s| !row.services.contains(s)) {
+        if filter
+            .service
+            .as_ref()
+            .is_some_and(|s| !row.services.contains(s))
+        {
             continue;
         }
         if filter.environment.as_ref().is_some_and(|e| {

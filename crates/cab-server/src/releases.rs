@@ -535,6 +535,7 @@ async fn in_another_release(conn: &mut PgConnection, change: &changes::ChangeVie
 }
 
 /// What an edit does to the release.
+#[allow(clippy::large_enum_variant)] // built once per request: boxing the plan gains nothing
 pub enum Edit<'a> {
     /// A new plan.
     Plan(ReleasePlan),
@@ -749,6 +750,12 @@ async fn write_submit(
     let mut tx = begin_deciding(pool).await?;
     let current = load_locked(&mut tx, id).await?;
     let to = release::check_submit(&user.actor(), &current.facts()).map_err(AppError::Refused)?;
+    let turned_down = cab_db::releases::votes(&mut tx, id).await?.iter().any(|v| {
+        v.revision == current.row.revision
+            && v.superseded_at.is_none()
+            && VoteChoice::parse(&v.choice).is_some_and(|c| c != VoteChoice::Approve)
+    });
+    release::check_revised(turned_down, current.row.revision).map_err(AppError::Refused)?;
     cab_db::releases::set_state(&mut tx, id, to.as_str(), now).await?;
     audit_log::record(
         &mut tx,

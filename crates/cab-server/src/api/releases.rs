@@ -846,6 +846,13 @@ async fn plan_or_refusal(
     }
 }
 
+/// The answer to a new release: 201, its address, and the release.
+type Created = (
+    StatusCode,
+    [(header::HeaderName, String); 1],
+    Json<ReleaseOut>,
+);
+
 /// Plan a release (release managers and administrators): a draft at
 /// revision 1, with its scope. Answered with the release, and its address
 /// in `Location`. Audited; a refusal is audited too.
@@ -866,11 +873,7 @@ pub async fn create_release(
     origin: Origin,
     ApiUser(user): ApiUser,
     AppJson(body): AppJson<ReleaseIn>,
-) -> ApiResult<(
-    StatusCode,
-    [(header::HeaderName, String); 1],
-    Json<ReleaseOut>,
-)> {
+) -> ApiResult<Created> {
     let (plan, changes, reason) = body.split();
     let plan = plan_or_refusal(
         &state,

@@ -163,7 +163,10 @@ pub(super) async fn seed(
             "2026.12.2",
             now,
             Duration::days(20),
-            &[("stage", "All of STAGE", 60), ("prod", "All customers", 120)],
+            &[
+                ("stage", "All of STAGE", 60),
+                ("prod", "All customers", 120),
+            ],
         ),
         &[&rounding, &orders],
     )

@@ -166,6 +166,8 @@ pub struct Subjects {
     pub people: People,
     changes: HashMap<Uuid, i64>,
     templates: HashMap<Uuid, String>,
+    /// Release numbers by id, for refusals (whose records name only the id).
+    releases: HashMap<Uuid, i64>,
     /// Off on a change's own page, which need not link to itself.
     link_changes: bool,
 }
@@ -184,6 +186,16 @@ impl Subjects {
             }
         }
         for e in events {
+            if e.entity_type == "release" {
+                let Some(id) = entity_uuid(e) else { continue };
+                if text(&e.payload, "release").is_none()
+                    && !s.releases.contains_key(&id)
+                    && let Some(r) = cab_db::releases::load(conn, id).await?
+                {
+                    s.releases.insert(id, r.number);
+                }
+                continue;
+            }
             if e.entity_type != "change" {
                 continue;
             }
@@ -208,7 +220,39 @@ impl Subjects {
             people,
             changes: HashMap::from([(id, number)]),
             templates: HashMap::new(),
+            releases: HashMap::new(),
             link_changes: false,
+        }
+    }
+
+    /// A release by its key, name and version as the event recorded them
+    /// (a refusal records only the id: its number is looked up), linking
+    /// to its page.
+    fn release(&self, e: &AuditRecord) -> Thing {
+        let id = entity_uuid(e);
+        let key = text(&e.payload, "release").map(str::to_owned).or_else(|| {
+            id.and_then(|id| self.releases.get(&id).copied())
+                .map(crate::releases::key)
+        });
+        let name = [text(&e.payload, "name"), text(&e.payload, "version")]
+            .into_iter()
+            .flatten()
+            .map(short)
+            .filter(|s| !s.trim().is_empty())
+            .collect::<Vec<_>>();
+        match key {
+            Some(key) => Thing {
+                href: Some(format!("/releases/{key}")),
+                name: if name.is_empty() {
+                    key
+                } else {
+                    format!("{key} {}", name.join(" "))
+                },
+            },
+            None => Thing {
+                name: "a release".into(),
+                href: id.map(|id| format!("/releases/{id}")),
+            },
         }
     }
 
@@ -275,6 +319,17 @@ impl Subjects {
         match e.entity_type.as_str() {
             "change" => Some(self.change(e)),
             "template" => Some(self.template(e)),
+            "release" => {
+                let r = self.release(e);
+                Some(Thing {
+                    name: if r.href.is_some() && r.name != "a release" {
+                        format!("release {}", r.name)
+                    } else {
+                        r.name
+                    },
+                    href: r.href,
+                })
+            }
             "user" => Some(self.user(entity_uuid(e), None)),
             "deployment" => Some(Thing {
                 name: "a deployment".into(),
@@ -736,51 +791,58 @@ impl Subjects {
             | A::ReleasePhaseRolledBack
             | A::ReleaseCompleted
             | A::ReleaseCancelled => {
-                let release = format!(
-                    "{} {} {}",
-                    text(p, "release").unwrap_or("a release"),
-                    short(text(p, "name").unwrap_or_default()),
-                    short(text(p, "version").unwrap_or_default())
-                );
+                let release = self.release(e);
                 let revision = p.get("revision").and_then(Value::as_i64).unwrap_or(0);
                 let phase = p.get("phase").and_then(Value::as_i64).unwrap_or(0);
                 let reason = short(text(p, "reason").unwrap_or_default());
-                start.text(match action {
-                    A::ReleaseCreated => format!(" planned release {release}."),
+                let (before, after) = match action {
+                    A::ReleaseCreated => (" planned release ".to_owned(), ".".to_owned()),
                     A::ReleaseEdited => match text(p, "note") {
-                        Some(note) => format!(
-                            " edited release {release} (revision {revision}): {}.",
-                            short(note)
+                        Some(note) => (
+                            " edited release ".to_owned(),
+                            format!(" (revision {revision}): {}.", short(note)),
                         ),
-                        None => format!(" edited the plan of release {release} (revision {revision})."),
+                        None => (
+                            " edited the plan of release ".to_owned(),
+                            format!(" (revision {revision})."),
+                        ),
                     },
-                    A::ReleaseSubmitted => {
-                        format!(" submitted release {release} for CAB's go/no-go.")
-                    }
-                    A::ReleaseVoted => format!(
-                        " voted “{}” on revision {revision} of release {release}.",
-                        text(p, "vote")
-                            .and_then(cab_domain::approval::VoteChoice::parse)
-                            .map_or("?", |v| v.label())
+                    A::ReleaseSubmitted => (
+                        " submitted release ".to_owned(),
+                        " for CAB's go/no-go.".to_owned(),
                     ),
-                    A::ReleaseApproved => format!(
-                        "'s vote completed the go/no-go: release {release} is approved at revision {revision}."
+                    A::ReleaseVoted => (
+                        format!(
+                            " voted “{}” on revision {revision} of release ",
+                            text(p, "vote")
+                                .and_then(cab_domain::approval::VoteChoice::parse)
+                                .map_or("?", |v| v.label())
+                        ),
+                        ".".to_owned(),
                     ),
-                    A::ReleaseReturned => {
-                        format!("'s vote returned release {release} to draft: {reason}")
-                    }
-                    A::ReleaseApprovalVoided => format!(
-                        "'s edit voided CAB's approval of release {release}; revision {revision} needs a new go/no-go."
+                    A::ReleaseApproved => (
+                        "'s vote completed the go/no-go: release ".to_owned(),
+                        format!(" is approved at revision {revision}."),
+                    ),
+                    A::ReleaseReturned => (
+                        "'s vote returned release ".to_owned(),
+                        format!(" to draft: {reason}"),
+                    ),
+                    A::ReleaseApprovalVoided => (
+                        "'s edit voided CAB's approval of release ".to_owned(),
+                        format!("; revision {revision} needs a new go/no-go."),
                     ),
                     A::ReleasePhaseOpened => {
-                        format!(" opened phase {phase} of release {release}.")
+                        (format!(" opened phase {phase} of release "), ".".to_owned())
                     }
-                    A::ReleasePhaseRolledBack => format!(
-                        " rolled back phase {phase} of release {release}: “{reason}”."
+                    A::ReleasePhaseRolledBack => (
+                        format!(" rolled back phase {phase} of release "),
+                        format!(": “{reason}”."),
                     ),
-                    A::ReleaseCompleted => format!(" completed release {release}."),
-                    _ => format!(" cancelled release {release}: “{reason}”."),
-                })
+                    A::ReleaseCompleted => (" completed release ".to_owned(), ".".to_owned()),
+                    _ => (" cancelled release ".to_owned(), format!(": “{reason}”.")),
+                };
+                start.text(before).thing(&release).text(after)
             }
             A::AccessDenied => {
                 let message = text(p, "message").unwrap_or("no reason was recorded.");
@@ -980,6 +1042,47 @@ mod tests {
             .insert("carol".into(), "Carol CAB".into());
         people.by_id.insert(Uuid::from_u128(1), "Carol CAB".into());
         Subjects::for_change(people, Uuid::from_u128(2), 12)
+    }
+
+    #[test]
+    fn release_events_and_refusals_name_the_release_and_link_to_it() {
+        let mut s = subjects();
+        s.releases.insert(Uuid::from_u128(2), 4);
+        let refused = event(
+            "access.denied",
+            "release",
+            json!({"attempted": "release.vote", "reason": "self_approval", "message": "You wrote it."}),
+        );
+        let said = s.describe(&refused);
+        assert_eq!(
+            said.to_string(),
+            "Carol CAB tried to vote on release REL-4 and was refused: You wrote it."
+        );
+        assert!(
+            said.pieces()
+                .iter()
+                .any(|p| p.href.as_deref() == Some("/releases/REL-4"))
+        );
+        let approved = event(
+            "release.approved",
+            "release",
+            json!({"release": "REL-4", "name": "Winter", "version": "2026.12.1", "revision": 2}),
+        );
+        assert_eq!(
+            s.describe(&approved).to_string(),
+            "Carol CAB's vote completed the go/no-go: release REL-4 Winter 2026.12.1 is approved at revision 2."
+        );
+        // Planning a release names no release yet.
+        let mut planned = event(
+            "access.denied",
+            "release",
+            json!({"attempted": "release.create", "reason": "release_manager_required", "message": "Only release managers."}),
+        );
+        planned.entity_id = None;
+        assert_eq!(
+            s.describe(&planned).to_string(),
+            "Carol CAB tried to plan a release and was refused: Only release managers."
+        );
     }
 
     #[test]

@@ -75,6 +75,7 @@ async fn cases(app: &TestApp) -> Vec<Case> {
     let ops = app.api_login("olga", &[Role::Admin]).await;
     let planner = app.api_login("paula", &[Role::ReleaseManager]).await;
     let reader = app.api_login("rosa", &[Role::Auditor]).await;
+    let release_manager = app.api_login("remy", &[Role::ReleaseManager]).await;
     let freeze = |reason: &str| {
         json!({"ends_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
                "reason": reason, "environments": ["prod"]})
@@ -202,6 +203,15 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             other_body: feed("Production changes, again"),
             table: "calendar_feeds",
             action: "calendar.feed_created",
+        },
+        Case {
+            name: "plan a release",
+            client: release_manager,
+            uri: "/api/v1/releases".into(),
+            body: crate::releases::release_plan("December release").to_string(),
+            other_body: crate::releases::release_plan("January release").to_string(),
+            table: "releases",
+            action: "release.created",
         },
     ]
 }

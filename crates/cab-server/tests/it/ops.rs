@@ -372,6 +372,18 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("POST", "/api/v1/deployments/observed"),
         ("GET", "/api/v1/findings"),
         ("POST", "/api/v1/findings/{id}/resolve"),
+        ("GET", "/api/v1/releases"),
+        ("POST", "/api/v1/releases"),
+        ("GET", "/api/v1/releases/{id}"),
+        ("PUT", "/api/v1/releases/{id}"),
+        ("POST", "/api/v1/releases/{id}/changes"),
+        ("POST", "/api/v1/releases/{id}/changes/{change}/remove"),
+        ("GET", "/api/v1/releases/{id}/revisions"),
+        ("POST", "/api/v1/releases/{id}/submit"),
+        ("POST", "/api/v1/releases/{id}/votes"),
+        ("POST", "/api/v1/releases/{id}/advance"),
+        ("POST", "/api/v1/releases/{id}/rollback"),
+        ("POST", "/api/v1/releases/{id}/cancel"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
