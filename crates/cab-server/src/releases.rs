@@ -248,6 +248,8 @@ fn phase_states(release: &ReleaseView, deployments: &[PhaseDeployment]) -> Vec<P
         .map(|(i, phase)| {
             let state = match (release.state, progress.current, progress.rolled_back) {
                 (ReleaseState::Completed, _, _) => PhaseState::Done,
+                (ReleaseState::Cancelled, Some(c), None) if i >= c => PhaseState::Stopped,
+                (ReleaseState::Cancelled, None, _) => PhaseState::Stopped,
                 (_, _, Some(r)) if r == i => PhaseState::RolledBack,
                 (_, _, Some(r)) if i > r => PhaseState::Stopped,
                 (_, Some(c), _) if i < c => PhaseState::Done,
@@ -420,6 +422,25 @@ pub async fn create(
             format!("At most {} changes in one release.", release::MAX_SCOPE),
         ));
     }
+    // Every change is found before the release takes a number, so a plan
+    // refused for its scope leaves no gap in the numbers.
+    let mut found: Vec<changes::ChangeView> = Vec::with_capacity(changes.len());
+    for raw in changes {
+        let change = scope_candidate(&mut tx, raw).await?;
+        if found.iter().any(|c| c.id == change.id) {
+            return Err(AppError::invalid(
+                "changes",
+                format!("{} is named twice.", change.key()),
+            ));
+        }
+        if cab_db::releases::release_of_change(&mut tx, change.id)
+            .await?
+            .is_some()
+        {
+            return Err(in_another_release(&mut tx, &change).await);
+        }
+        found.push(change);
+    }
     let id = Uuid::new_v4();
     let now = Utc::now();
     let value = plan_json(&plan)?;
@@ -437,10 +458,9 @@ pub async fn create(
     )
     .await?;
     let mut keys = Vec::new();
-    for raw in changes {
-        let change = scope_candidate(&mut tx, raw).await?;
+    for change in &found {
         if !cab_db::releases::add_to_scope(&mut tx, id, change.id, user.id, now, reason).await? {
-            return Err(in_another_release(&mut tx, &change).await);
+            return Err(in_another_release(&mut tx, change).await);
         }
         keys.push(change.key());
     }

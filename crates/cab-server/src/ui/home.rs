@@ -81,10 +81,10 @@ fn role_summary(role: Role) -> &'static str {
             "You take submitted changes from the Assessments queue and write their security impact assessment."
         }
         CabMember => {
-            "You vote on changes in the CAB queue (with a printable agenda) and on proposed standard-change templates, record the retrospective review of emergency changes, confirm another person's break-glass deployment, and can cancel a change."
+            "You vote on changes and on releases' go/no-go in the CAB queue (with a printable agenda) and on proposed standard-change templates, record the retrospective review of emergency changes, confirm another person's break-glass deployment, and can cancel a change."
         }
         ReleaseManager => {
-            "You deploy approved changes to production from the change page (never your own, nor one you approved), declare and lift freezes, ask for break-glass deployments or confirm another's, and resolve deployments nobody authorized."
+            "You plan releases and take them through CAB's go/no-go and their deployment phases, deploy approved changes to production from the change page (never your own, nor one you approved), declare and lift freezes, ask for break-glass deployments or confirm another's, and resolve deployments nobody authorized."
         }
         Auditor => {
             "You read the audit trail, with a check that its hash chain is intact, and every change's approval trail and timeline."

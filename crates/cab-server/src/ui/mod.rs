@@ -15,6 +15,7 @@ mod freezes;
 mod home;
 mod login;
 pub mod notice;
+mod releases;
 mod standard_templates;
 mod words;
 
@@ -73,6 +74,26 @@ pub fn router() -> Router<AppState> {
         .route("/changes/{id}/cancel", post(changes::cancel))
         .route("/changes/{id}/comments", post(changes::comment))
         .route("/changes/{id}/deployments", post(deployments::authorize))
+        .route("/releases", get(releases::list))
+        .route(
+            "/releases/new",
+            get(releases::new_form).post(releases::create),
+        )
+        .route("/releases/{id}", get(releases::show))
+        .route(
+            "/releases/{id}/edit",
+            get(releases::edit_form).post(releases::update),
+        )
+        .route("/releases/{id}/changes", post(releases::add_change))
+        .route(
+            "/releases/{id}/changes/{change}/remove",
+            post(releases::remove_change),
+        )
+        .route("/releases/{id}/submit", post(releases::submit))
+        .route("/releases/{id}/votes", post(releases::vote))
+        .route("/releases/{id}/advance", post(releases::advance))
+        .route("/releases/{id}/rollback", post(releases::roll_back))
+        .route("/releases/{id}/cancel", post(releases::cancel))
         .route("/calendar", get(calendar::page))
         .route(
             "/calendar/feeds",
@@ -161,9 +182,10 @@ pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
         roles: roles.clone(),
         is_service: false,
     };
-    let items: [(&str, &str, bool); 14] = [
+    let items: [(&str, &str, bool); 15] = [
         ("/", "Dashboard", true),
         ("/changes", "Changes", true),
+        ("/releases", "Releases", true),
         ("/calendar", "Calendar", true),
         ("/deployments", "Deployments", true),
         ("/freezes", "Freezes", true),
@@ -316,6 +338,14 @@ fn is_id(segment: &str) -> bool {
     }
 }
 
+/// A path segment that names a release: an id or a release number.
+fn is_release_id(segment: &str) -> bool {
+    segment.parse::<uuid::Uuid>().is_ok() || {
+        let digits = segment.strip_prefix("REL-").unwrap_or(segment);
+        !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
 /// The page of the thing a request acted on (the change, template or
 /// account), for the way back from an error; the dashboard when there is
 /// none, when it is the page that failed, or when the person cannot open it.
@@ -325,6 +355,10 @@ pub fn back_link(method: &Method, path: &str, user: Option<&CurrentUser>) -> Bac
     let (href, label) = match segments.as_slice() {
         ["changes", id, ..] if is_id(id) => (format!("/changes/{id}"), "Back to the change"),
         ["changes", "new"] => ("/changes".to_owned(), "Back to the changes"),
+        ["releases", "new"] => ("/releases".to_owned(), "Back to the releases"),
+        ["releases", id, ..] if is_release_id(id) => {
+            (format!("/releases/{id}"), "Back to the release")
+        }
         ["templates", id, ..] if is_id(id) => (format!("/templates/{id}"), "Back to the template"),
         ["templates"] => ("/templates".to_owned(), "Back to the standard changes"),
         ["admin", "users", id, ..] if admin && is_id(id) => {
@@ -566,6 +600,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Releases",
                 "Calendar",
                 "Deployments",
                 "Freezes",
@@ -577,6 +612,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Releases",
                 "Calendar",
                 "Deployments",
                 "Freezes",
@@ -589,6 +625,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Releases",
                 "Calendar",
                 "Deployments",
                 "Freezes",
@@ -606,6 +643,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Releases",
                 "Calendar",
                 "Deployments",
                 "Freezes",
@@ -619,6 +657,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Releases",
                 "Calendar",
                 "Deployments",
                 "Freezes",
@@ -631,6 +670,7 @@ mod tests {
             vec![
                 "Dashboard",
                 "Changes",
+                "Releases",
                 "Calendar",
                 "Deployments",
                 "Freezes",
@@ -662,6 +702,12 @@ mod tests {
         assert_eq!(back(Method::POST, "/changes/javascript:x/votes"), "/");
         assert_eq!(back(Method::POST, &format!("/admin/users/{id}/roles")), "/");
         assert_eq!(back(Method::GET, "/audit"), "/");
+        assert_eq!(
+            back(Method::POST, "/releases/REL-3/votes"),
+            "/releases/REL-3"
+        );
+        assert_eq!(back(Method::POST, "/releases/new"), "/releases");
+        assert_eq!(back(Method::GET, "/releases/REL-3"), "/");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use cab_domain::approval::VoteChoice;
 use cab_domain::change::{ChangeKey, ChangeState};
 use cab_domain::deployment::DeploymentState;
+use cab_domain::release::ReleaseState;
 use cab_domain::standard_template::TemplateState;
 use uuid::Uuid;
 
@@ -102,6 +103,68 @@ pub enum Notice {
     ProductionLimitSet {
         limit: Option<u32>,
     },
+    ReleasePlanned {
+        number: i64,
+    },
+    /// A new revision of the plan; `was` is the state it was edited in.
+    ReleaseSaved {
+        number: i64,
+        revision: i32,
+        was: ReleaseState,
+    },
+    ReleaseChangeAdded {
+        number: i64,
+        change: i64,
+        revision: i32,
+        was: ReleaseState,
+    },
+    ReleaseChangeRemoved {
+        number: i64,
+        change: i64,
+        revision: i32,
+        was: ReleaseState,
+    },
+    ReleaseSubmitted {
+        number: i64,
+    },
+    ReleaseVoted {
+        number: i64,
+        revision: i32,
+        choice: VoteChoice,
+        state: ReleaseState,
+    },
+    /// Started, a phase opened (1-based), or completed.
+    ReleaseAdvanced {
+        number: i64,
+        state: ReleaseState,
+        phase: i32,
+    },
+    ReleaseRolledBack {
+        number: i64,
+        phase: i32,
+    },
+    ReleaseCancelled {
+        number: i64,
+    },
+}
+
+fn release_key(number: i64) -> String {
+    crate::releases::key(number)
+}
+
+/// What a new revision did to CAB's go/no-go, by the state the plan was
+/// edited in.
+fn revision_effect(revision: i32, was: ReleaseState) -> String {
+    let before = revision - 1;
+    match was {
+        ReleaseState::Approved => {
+            format!(" CAB's approval of revision {before} is void: the plan needs a new go/no-go.")
+        }
+        ReleaseState::InReview => format!(
+            " Votes on revision {before} no longer count: CAB decides on revision {revision}."
+        ),
+        _ => String::new(),
+    }
 }
 
 /// What a decision led to, as a sentence after the notice's first one.
@@ -229,6 +292,84 @@ impl Notice {
             ProductionLimitSet { limit: Some(1) } => "Saved: at most one production change in one hour from now on.".into(),
             ProductionLimitSet { limit: Some(n) } => format!("Saved: at most {n} production changes in one hour from now on."),
             ProductionLimitSet { limit: None } => "Saved: production changes are no longer limited per hour.".into(),
+            ReleasePlanned { number } => format!(
+                "{} is planned as a draft. Submit it for CAB's go/no-go when the plan is complete.",
+                release_key(number)
+            ),
+            ReleaseSaved {
+                number: _,
+                revision,
+                was,
+            } => format!(
+                "Revision {revision} saved.{}",
+                revision_effect(revision, was)
+            ),
+            ReleaseChangeAdded {
+                number,
+                change,
+                revision,
+                was,
+            } => format!(
+                "{} is added to {} in revision {revision}.{}",
+                ChangeKey(change),
+                release_key(number),
+                revision_effect(revision, was)
+            ),
+            ReleaseChangeRemoved {
+                number,
+                change,
+                revision,
+                was,
+            } => format!(
+                "{} is taken out of {} in revision {revision}.{}",
+                ChangeKey(change),
+                release_key(number),
+                revision_effect(revision, was)
+            ),
+            ReleaseSubmitted { number } => format!(
+                "{} is submitted for CAB's go/no-go. CAB members can now vote on it.",
+                release_key(number)
+            ),
+            ReleaseVoted {
+                number,
+                revision,
+                choice,
+                state,
+            } => {
+                let what = match choice {
+                    VoteChoice::Approve => "to approve",
+                    VoteChoice::Reject => "to reject",
+                    VoteChoice::RequestChanges => "to request changes to",
+                };
+                let key = release_key(number);
+                let after = match state {
+                    ReleaseState::Approved => {
+                        format!(" {key} is approved: the release manager can start it.")
+                    }
+                    ReleaseState::Draft => format!(" {key} goes back to draft."),
+                    _ => String::new(),
+                };
+                format!("Your vote {what} revision {revision} of {key} is recorded.{after}")
+            }
+            ReleaseAdvanced {
+                number,
+                state: ReleaseState::Completed,
+                ..
+            } => format!("{} is complete.", release_key(number)),
+            ReleaseAdvanced {
+                number, phase: 1, ..
+            } => format!("{} has started: phase 1 is open.", release_key(number)),
+            ReleaseAdvanced { number, phase, .. } => {
+                format!("Phase {phase} of {} is open.", release_key(number))
+            }
+            ReleaseRolledBack { number, phase } => format!(
+                "Phase {phase} of {} is rolled back; the phases after it do not open.",
+                release_key(number)
+            ),
+            ReleaseCancelled { number } => format!(
+                "{} is cancelled. Its changes may go out by themselves or with another release.",
+                release_key(number)
+            ),
         }
     }
 
@@ -284,6 +425,50 @@ impl Notice {
             MaintenancePeriodRemoved => "maintenance_removed".into(),
             ProductionLimitSet { limit: Some(n) } => format!("production_limit.{n}"),
             ProductionLimitSet { limit: None } => "production_limit.none".into(),
+            ReleasePlanned { number } => format!("release_planned.{number}"),
+            ReleaseSaved {
+                number,
+                revision,
+                was,
+            } => format!("release_saved.{number}.{revision}.{}", was.as_str()),
+            ReleaseChangeAdded {
+                number,
+                change,
+                revision,
+                was,
+            } => format!(
+                "release_added.{number}.{change}.{revision}.{}",
+                was.as_str()
+            ),
+            ReleaseChangeRemoved {
+                number,
+                change,
+                revision,
+                was,
+            } => format!(
+                "release_removed.{number}.{change}.{revision}.{}",
+                was.as_str()
+            ),
+            ReleaseSubmitted { number } => format!("release_submitted.{number}"),
+            ReleaseVoted {
+                number,
+                revision,
+                choice,
+                state,
+            } => format!(
+                "release_voted.{number}.{revision}.{}.{}",
+                choice.as_str(),
+                state.as_str()
+            ),
+            ReleaseAdvanced {
+                number,
+                state,
+                phase,
+            } => format!("release_advanced.{number}.{}.{phase}", state.as_str()),
+            ReleaseRolledBack { number, phase } => {
+                format!("release_rolled_back.{number}.{phase}")
+            }
+            ReleaseCancelled { number } => format!("release_cancelled.{number}"),
         }
     }
 
@@ -293,6 +478,7 @@ impl Notice {
         let number = |i: usize| parts.get(i).and_then(|n| n.parse::<i64>().ok());
         let state = |i: usize| parts.get(i).and_then(|x| ChangeState::parse(x));
         let choice = |i: usize| parts.get(i).and_then(|x| VoteChoice::parse(x));
+        let release_state = |i: usize| parts.get(i).and_then(|x| ReleaseState::parse(x));
         let notice = match (parts[0], parts.len()) {
             ("created", 2) => ChangeCreated { number: number(1)? },
             ("saved", 2) => ChangeSaved { number: number(1)? },
@@ -349,6 +535,41 @@ impl Notice {
                     n => Some(n.parse().ok()?),
                 },
             },
+            ("release_planned", 2) => ReleasePlanned { number: number(1)? },
+            ("release_saved", 4) => ReleaseSaved {
+                number: number(1)?,
+                revision: parts[2].parse().ok()?,
+                was: release_state(3)?,
+            },
+            ("release_added", 5) => ReleaseChangeAdded {
+                number: number(1)?,
+                change: number(2)?,
+                revision: parts[3].parse().ok()?,
+                was: release_state(4)?,
+            },
+            ("release_removed", 5) => ReleaseChangeRemoved {
+                number: number(1)?,
+                change: number(2)?,
+                revision: parts[3].parse().ok()?,
+                was: release_state(4)?,
+            },
+            ("release_submitted", 2) => ReleaseSubmitted { number: number(1)? },
+            ("release_voted", 5) => ReleaseVoted {
+                number: number(1)?,
+                revision: parts[2].parse().ok()?,
+                choice: choice(3)?,
+                state: release_state(4)?,
+            },
+            ("release_advanced", 4) => ReleaseAdvanced {
+                number: number(1)?,
+                state: release_state(2)?,
+                phase: parts[3].parse().ok()?,
+            },
+            ("release_rolled_back", 3) => ReleaseRolledBack {
+                number: number(1)?,
+                phase: parts[2].parse().ok()?,
+            },
+            ("release_cancelled", 2) => ReleaseCancelled { number: number(1)? },
             _ => return None,
         };
         Some(notice)
@@ -483,6 +704,46 @@ mod tests {
             ProductionLimitSet { limit: Some(1) },
             ProductionLimitSet { limit: Some(12) },
             ProductionLimitSet { limit: None },
+            ReleasePlanned { number: 3 },
+            ReleaseSaved {
+                number: 3,
+                revision: 4,
+                was: ReleaseState::Approved,
+            },
+            ReleaseChangeAdded {
+                number: 3,
+                change: 12,
+                revision: 2,
+                was: ReleaseState::InReview,
+            },
+            ReleaseChangeRemoved {
+                number: 3,
+                change: 12,
+                revision: 3,
+                was: ReleaseState::Draft,
+            },
+            ReleaseSubmitted { number: 3 },
+            ReleaseVoted {
+                number: 3,
+                revision: 2,
+                choice: VoteChoice::RequestChanges,
+                state: ReleaseState::Draft,
+            },
+            ReleaseAdvanced {
+                number: 3,
+                state: ReleaseState::InProgress,
+                phase: 2,
+            },
+            ReleaseAdvanced {
+                number: 3,
+                state: ReleaseState::Completed,
+                phase: 0,
+            },
+            ReleaseRolledBack {
+                number: 3,
+                phase: 2,
+            },
+            ReleaseCancelled { number: 3 },
         ]
     }
 
@@ -516,6 +777,19 @@ mod tests {
         assert_eq!(read(&keys, sid, &forged), None);
         assert_eq!(read(&keys, sid, "created.12"), None);
         assert_eq!(read(&keys, sid, "<script>alert(1)</script>"), None);
+    }
+
+    #[test]
+    fn an_edit_of_an_approved_plan_says_the_approval_is_void() {
+        let n = Notice::ReleaseSaved {
+            number: 1,
+            revision: 3,
+            was: ReleaseState::Approved,
+        };
+        assert_eq!(
+            n.sentence(),
+            "Revision 3 saved. CAB's approval of revision 2 is void: the plan needs a new go/no-go."
+        );
     }
 
     #[test]

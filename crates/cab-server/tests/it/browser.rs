@@ -541,6 +541,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Releases",
             "Calendar",
             "Deployments",
             "Freezes",
@@ -576,6 +577,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Releases",
             "Calendar",
             "Deployments",
             "Freezes",
@@ -603,6 +605,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
         vec![
             "Dashboard",
             "Changes",
+            "Releases",
             "Calendar",
             "Deployments",
             "Freezes",

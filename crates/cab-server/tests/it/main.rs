@@ -33,6 +33,7 @@ mod ops;
 mod quickstart;
 mod redirect;
 mod release_pages;
+mod release_phases;
 mod releases;
 mod state_writer;
 mod stress;

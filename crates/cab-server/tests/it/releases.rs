@@ -679,8 +679,15 @@ async fn a_change_goes_out_with_one_release_at_a_time(pool: PgPool) {
         "the second release was not planned"
     );
 
-    // Nor is it added to another one's scope.
+    // Nor is it added to another one's scope. The refused plans took no
+    // number: the next release is REL-2.
     let other = planned(&app, &c.rita, &[]).await;
+    let number: i64 = sqlx::query_scalar("SELECT number FROM releases WHERE id = $1::uuid")
+        .bind(&other)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(number, 2);
     let resp = release_action(
         &app,
         &c.rita,
@@ -726,6 +733,24 @@ async fn a_change_goes_out_with_one_release_at_a_time(pool: PgPool) {
         resp.body
     );
     assert_eq!(resp.json()["field"], "changes");
+
+    // A change named twice is refused as such.
+    let twice = approved_key(&app, &c.erin, &c.carol).await;
+    let resp = plan_release(&app, &c.rita, release_body("Twice", &[&twice, &twice])).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        resp.body
+    );
+    assert!(
+        resp.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{twice} is named twice")),
+        "{}",
+        resp.body
+    );
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]

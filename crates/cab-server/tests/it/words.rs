@@ -612,11 +612,12 @@ async fn dashboards_promise_only_what_exists(pool: PgPool) {
         (
             Role::ReleaseManager,
             &[
+                "plan releases",
                 "deploy approved changes to production",
                 "freezes",
                 "break-glass",
             ],
-            &["plan releases"],
+            &[],
         ),
         (Role::Auditor, &["read the audit trail"], &["export"]),
         (
