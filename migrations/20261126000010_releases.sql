@@ -28,6 +28,9 @@ CREATE TABLE releases (
     closed_at          timestamptz,
     -- The first deployment milestone, for the list's order and the calendar.
     deploy_at          timestamptz NOT NULL,
+    -- The quorum policy the go/no-go is decided under, fixed when the plan
+    -- was submitted (as a change's is).
+    quorum_policy      jsonb,
     CHECK ((current_phase IS NULL) = (phase_opened_at IS NULL))
 );
 CREATE INDEX releases_state ON releases (state, deploy_at);
@@ -43,7 +46,7 @@ CREATE TABLE release_revisions (
     -- [{field, before, after}]
     diff        jsonb NOT NULL,
     -- Why: the reason given for a scope change, or a summary.
-    note        text NOT NULL DEFAULT '' CHECK (length(note) <= 500),
+    note        text NOT NULL DEFAULT '' CHECK (length(note) <= 1000),
     created_at  timestamptz NOT NULL,
     created_by  uuid NOT NULL REFERENCES users (id),
     PRIMARY KEY (release_id, number)

@@ -163,6 +163,32 @@ pub async fn set_state(
     Ok(())
 }
 
+/// Fixes the quorum policy the go/no-go is decided under.
+pub async fn fix_quorum_policy(
+    conn: &mut PgConnection,
+    id: Uuid,
+    policy: &Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE releases SET quorum_policy = $2 WHERE id = $1",
+        id,
+        policy
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The quorum policy fixed at submission, if it was submitted.
+pub async fn quorum_policy(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Value>> {
+    Ok(
+        sqlx::query_scalar!("SELECT quorum_policy FROM releases WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?
+            .flatten(),
+    )
+}
+
 /// Opens phase `phase` (0-based); the first opening starts the release.
 pub async fn open_phase(
     conn: &mut PgConnection,
@@ -323,6 +349,11 @@ pub struct ScopeRow {
     pub title: String,
     pub state: String,
     pub risk_level: String,
+    pub revision: i32,
+    /// The revision CAB approved, if any.
+    pub approved_revision: Option<i32>,
+    /// The level the current revision's assessment gave it, if assessed.
+    pub assessed_level: Option<String>,
     pub services: Vec<String>,
     pub added_at: DateTime<Utc>,
     pub added_reason: String,
@@ -332,8 +363,13 @@ pub struct ScopeRow {
 pub async fn scope(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<ScopeRow>> {
     sqlx::query_as!(
         ScopeRow,
-        r#"SELECT s.change_id, c.number, c.title, c.state, c.risk_level, c.services,
-                  s.added_at, s.added_reason, u.username AS added_by_username
+        r#"SELECT s.change_id, c.number, c.title, c.state, c.risk_level, c.revision,
+                  c.approved_revision,
+                  (SELECT a.assessed_level FROM change_assessments a
+                   WHERE a.change_id = c.id AND a.revision = c.revision
+                     AND a.superseded_at IS NULL
+                   ORDER BY a.created_at DESC LIMIT 1) AS assessed_level,
+                  c.services, s.added_at, s.added_reason, u.username AS added_by_username
            FROM release_scope s
            JOIN changes c ON c.id = s.change_id
            JOIN users u ON u.id = s.added_by
@@ -571,8 +607,8 @@ pub async fn deployments_since(
     .await
 }
 
-/// The active release (approved or in progress) a change is in, for the
-/// deployment gate: its name, state, plan and phase.
+/// The release a change is in, while it is not over, for the deployment
+/// gate: its name, state, plan and phase.
 #[derive(Debug, Clone)]
 pub struct GateReleaseRow {
     pub number: i64,
@@ -595,7 +631,7 @@ pub async fn gate_release(
                   r.rolled_back_phase
            FROM release_scope s JOIN releases r ON r.id = s.release_id
            WHERE s.change_id = $1 AND s.removed_at IS NULL
-             AND r.state IN ('approved', 'in_progress')"#,
+             AND r.state NOT IN ('completed', 'cancelled')"#,
         change
     )
     .fetch_optional(conn)

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -186,7 +186,46 @@ fn required_text(
     }
 }
 
+/// Plans are made for this millennium: a date outside it is a typo.
+fn sane_year(at: DateTime<Utc>) -> bool {
+    (2000..=2999).contains(&at.year())
+}
+
+/// The form field a milestone is entered in.
+fn milestone_field(m: Milestone) -> &'static str {
+    match m {
+        Milestone::CodeFreeze => "code_freeze",
+        Milestone::GoNoGo => "go_no_go",
+        Milestone::Deployment => "deployment",
+        Milestone::HypercareEnd => "hypercare_end",
+    }
+}
+
+/// Times to the second: what forms show and send back, so a plan saved
+/// unchanged from its form is the same plan.
+fn to_the_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(0).unwrap_or(at)
+}
+
 impl ReleasePlan {
+    /// The plan as it is kept: names and texts as given, times to the
+    /// second.
+    pub fn normalized(mut self) -> Self {
+        let m = &mut self.milestones;
+        for t in [
+            &mut m.code_freeze,
+            &mut m.go_no_go,
+            &mut m.deployment,
+            &mut m.hypercare_end,
+        ] {
+            *t = to_the_second(*t);
+        }
+        for c in &mut self.communications {
+            c.when = to_the_second(c.when);
+        }
+        self
+    }
+
     /// Every fault at once, each named by the form field it belongs to.
     /// Phases must name known environments in promotion order (the same
     /// environment may hold several phases, say 10% then all of PROD).
@@ -232,6 +271,17 @@ impl ReleasePlan {
                         "The {} cannot come before the {}.",
                         after.label().to_lowercase(),
                         before.label().to_lowercase()
+                    ),
+                ));
+            }
+        }
+        for (m, at) in m.all() {
+            if !sane_year(at) {
+                errors.push(err(
+                    milestone_field(m),
+                    format!(
+                        "The {}: a date in the years 2000 to 2999.",
+                        m.label().to_lowercase()
                     ),
                 ));
             }
@@ -309,6 +359,12 @@ impl ReleasePlan {
         }
         for (i, c) in self.communications.iter().enumerate() {
             let n = i + 1;
+            if !sane_year(c.when) {
+                errors.push(err(
+                    "communications",
+                    format!("Communication {n}: a date in the years 2000 to 2999."),
+                ));
+            }
             for (label, v, max) in [
                 ("audience", &c.audience, SHORT_MAX),
                 ("channel", &c.channel, SHORT_MAX),
@@ -496,7 +552,19 @@ pub struct ScopeChange {
     pub id: Uuid,
     pub key: String,
     pub state: ChangeState,
+    /// The level its decision rests on: the higher of the engineer's and
+    /// its current assessment's.
     pub risk: RiskLevel,
+    /// CAB approved its current revision (a break-glass deployment moves a
+    /// change on without any approval).
+    pub decided: bool,
+}
+
+impl ScopeChange {
+    /// Approved by CAB, on its current revision, and the approval stands.
+    pub fn approved(&self) -> bool {
+        self.decided && change_is_approved(self.state)
+    }
 }
 
 /// Whether a change in this state may be in an approved release: it has
@@ -658,7 +726,7 @@ pub fn decide(policy: &QuorumPolicy, scope: &[ScopeChange], ballots: &[Ballot]) 
     let outcome = evaluate(&policy, ChangeType::Normal, level(scope), ballots, None);
     let waiting: Vec<&str> = scope
         .iter()
-        .filter(|c| !change_is_approved(c.state))
+        .filter(|c| !c.approved())
         .map(|c| c.key.as_str())
         .collect();
     match outcome {
@@ -730,7 +798,7 @@ pub fn check_start(actor: &Actor, release: &ReleaseFacts) -> Result<(), Denial> 
     let waiting: Vec<&str> = release
         .scope
         .iter()
-        .filter(|c| !change_is_approved(c.state))
+        .filter(|c| !c.approved())
         .map(|c| c.key.as_str())
         .collect();
     if !waiting.is_empty() {
@@ -935,10 +1003,11 @@ pub fn check_reason(field: &'static str, reason: &str) -> Result<(), FieldError>
 }
 
 /// The release's rule at the deployment gate, added to the gate's own: a
-/// change in the scope of an approved or running release deploys to an
+/// change in the scope of a release that is not over deploys to an
 /// environment one of its phases names only once such a phase is open (not
-/// rolled back). Other environments, and releases not yet approved or
-/// over, add nothing.
+/// rolled back); an edit that sends the plan back to review does not lift
+/// it, taking the change out of scope (with a reason) does. Other
+/// environments, and releases that are over, add nothing.
 pub fn gate_rule(
     release_name: &str,
     state: ReleaseState,
@@ -959,10 +1028,10 @@ pub fn gate_rule(
     }
     let first = phased.iter().copied().min().unwrap_or(0);
     match state {
-        ReleaseState::Approved => Some(Denial::new(
+        ReleaseState::Draft | ReleaseState::InReview | ReleaseState::Approved => Some(Denial::new(
             "release_phase_not_open",
             format!(
-                "This change goes out with release {release_name}, which has not started; its {environment_label} phase opens when the release manager starts it and advances to it."
+                "This change goes out with release {release_name}, which has not started; its {environment_label} phase opens when the release manager starts it and advances to it. To deploy the change by itself, take it out of the release first."
             ),
         )),
         ReleaseState::InProgress => {
@@ -988,7 +1057,7 @@ pub fn gate_rule(
                 None
             }
         }
-        _ => None,
+        ReleaseState::Completed | ReleaseState::Cancelled => None,
     }
 }
 
@@ -1125,7 +1194,67 @@ mod tests {
             key: format!("CHG-{n}"),
             state,
             risk,
+            decided: change_is_approved(state),
         }
+    }
+
+    #[test]
+    fn dates_outside_this_millennium_are_typos_and_times_keep_to_the_second() {
+        let mut p = plan();
+        let odd = DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        p.milestones.code_freeze = odd;
+        let errors = p.validate(&crate::deployment::default_environments());
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "code_freeze" && e.message.contains("2000 to 2999")),
+            "{errors:?}"
+        );
+        let mut p = plan();
+        p.communications[0].when = odd;
+        let errors = p.validate(&crate::deployment::default_environments());
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "communications" && e.message.contains("2000 to 2999")),
+            "{errors:?}"
+        );
+        let mut p = plan();
+        p.milestones.deployment += Duration::milliseconds(1500);
+        p.communications[0].when += Duration::milliseconds(250);
+        let n = p.clone().normalized();
+        assert_eq!(n.milestones.deployment.nanosecond(), 0);
+        assert_eq!(n.communications[0].when.nanosecond(), 0);
+        assert_eq!(
+            n.milestones.deployment.timestamp(),
+            p.milestones.deployment.timestamp()
+        );
+        assert_eq!(plan().normalized(), plan());
+    }
+
+    #[test]
+    fn a_change_moved_on_without_approval_is_not_approved() {
+        let mut c = scoped(101, Implemented, Low);
+        assert!(c.approved());
+        c.decided = false;
+        assert!(!c.approved());
+        let mut release = facts(ReleaseState::Approved);
+        release.scope = vec![c.clone()];
+        assert_eq!(
+            check_start(&manager(), &release).unwrap_err().code,
+            "scope_not_approved"
+        );
+        let ballots = [Ballot {
+            voter: id(11),
+            choice: VoteChoice::Approve,
+            standing: Standing::Counts,
+        }];
+        assert!(matches!(
+            decide(&QuorumPolicy::default(), &[c], &ballots),
+            Decision::Pending { .. }
+        ));
     }
 
     /// Planned by 1; change 101 (medium) and 102 (high), both approved,
@@ -2966,7 +3095,7 @@ mod tests {
     #[test]
     fn the_release_gates_the_environments_of_its_phases() {
         use ReleaseState::*;
-        let not_started = "This change goes out with release R1, which has not started; its PROD phase opens when the release manager starts it and advances to it.";
+        let not_started = "This change goes out with release R1, which has not started; its PROD phase opens when the release manager starts it and advances to it. To deploy the change by itself, take it out of the release first.";
         let prog = |current: Option<usize>, rolled_back: Option<usize>| Progress {
             current,
             opened_at: Some(at(7, 10, 0)),
@@ -3019,9 +3148,21 @@ mod tests {
             (InProgress, prog(Some(1), Some(1)), "prod", rolled(2)),
             (InProgress, prog(Some(2), Some(2)), "test", rolled(3)),
             (InProgress, prog(Some(0), Some(0)), "prod", rolled(1)),
-            // Not yet approved, or over: nothing to add.
-            (Draft, prog(None, None), "prod", None),
-            (InReview, prog(None, None), "prod", None),
+            // Not yet approved: held all the same (an edit that sends the
+            // plan back to review does not lift the rule); over: nothing.
+            (
+                Draft,
+                prog(None, None),
+                "prod",
+                Some(("release_phase_not_open", not_started.into())),
+            ),
+            (
+                InReview,
+                prog(None, None),
+                "prod",
+                Some(("release_phase_not_open", not_started.into())),
+            ),
+            (Draft, prog(None, None), "dev", None),
             (Completed, prog(Some(2), None), "prod", None),
             (Cancelled, prog(Some(0), Some(0)), "prod", None),
             (Cancelled, prog(None, None), "test", None),

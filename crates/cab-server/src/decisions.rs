@@ -235,12 +235,8 @@ async fn settle(
         Decision::Rejected { reason } => json!({ "reason": reason }),
         Decision::ChangesRequested | Decision::Pending { .. } => json!({}),
     };
-    let approved = outcome == Decision::Approved;
     let tallied = Event::Tallied(outcome);
     crate::lifecycle::apply(tx, user, origin, change, &tallied, now, details).await?;
-    if approved {
-        crate::releases::change_approved(tx, user, origin, change.id, &change.key(), now).await?;
-    }
     Ok(())
 }
 

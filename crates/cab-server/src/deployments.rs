@@ -376,8 +376,8 @@ async fn gather(
     let verdict = rules::gate(&gate_facts, &executor.actor(), initiator_actor, now);
     // A change in an approved or running release deploys to a phased
     // environment only in its phase: the release's rule, added to the
-    // gate's own. A confirmed break-glass is the emergency path around it.
-    if break_glass.is_none()
+    // gate's own. A break-glass that holds is the emergency path around it.
+    if gate_facts.break_glass_until.is_none()
         && let Some(d) =
             crate::releases::gate_reason(tx, change.id, &env.rules.key, &env.rules.label).await?
     {

@@ -99,5 +99,19 @@ pub(crate) async fn apply(
         )
         .await?;
     }
+    // The change's release hears of it after the change's own event.
+    if t.write.is_some() && t.to != t.from {
+        crate::releases::change_moved(
+            tx,
+            user,
+            origin,
+            change.id,
+            &change.key(),
+            t.from,
+            t.to,
+            now,
+        )
+        .await?;
+    }
     Ok(t)
 }

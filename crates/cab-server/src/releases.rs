@@ -88,13 +88,20 @@ pub fn key(number: i64) -> String {
     format!("REL-{number}")
 }
 
-fn scope_change(c: &ScopeRow) -> ScopeChange {
+pub fn scope_change(c: &ScopeRow) -> ScopeChange {
+    // A state or level the rules do not know holds the release back.
+    let engineer = RiskLevel::parse(&c.risk_level).unwrap_or(RiskLevel::Critical);
+    let assessed = c
+        .assessed_level
+        .as_deref()
+        .map_or(Some(engineer), RiskLevel::parse)
+        .unwrap_or(RiskLevel::Critical);
     ScopeChange {
         id: c.change_id,
         key: ChangeKey(c.number).to_string(),
-        // A state or level the rules do not know holds the release back.
         state: ChangeState::parse(&c.state).unwrap_or(ChangeState::Draft),
-        risk: RiskLevel::parse(&c.risk_level).unwrap_or(RiskLevel::Critical),
+        risk: engineer.max(assessed),
+        decided: c.approved_revision == Some(c.revision),
     }
 }
 
@@ -308,7 +315,10 @@ pub async fn record(pool: &PgPool, release: &ReleaseView) -> Result<ReleaseRecor
 /// still counts is decided now (active, still a CAB member, not someone who
 /// planned the release or worked on a change in it).
 pub async fn tally(conn: &mut PgConnection, release: &ReleaseView) -> Result<Tally, AppError> {
-    let policy = quorum::in_force(conn).await?;
+    let policy = match cab_db::releases::quorum_policy(conn, release.id()).await? {
+        Some(fixed) => quorum::policy_from(Some(fixed), None)?,
+        None => quorum::in_force(conn).await?,
+    };
     let votes: Vec<ReleaseVoteRow> = cab_db::releases::votes(conn, release.id())
         .await?
         .into_iter()
@@ -408,6 +418,7 @@ pub async fn create(
         release::check_plan(&user.actor()),
     )
     .await?;
+    let plan = plan.normalized();
     let mut tx = pool.begin().await?;
     validate_plan(&mut tx, &plan).await?;
     let reason = if reason.trim().is_empty() {
@@ -613,6 +624,7 @@ async fn write_edit(
     let scope_before = current.scope_keys();
     let (plan, note) = match change {
         Edit::Plan(plan) => {
+            let plan = plan.normalized();
             validate_plan(&mut tx, &plan).await?;
             (plan, String::new())
         }
@@ -776,6 +788,11 @@ async fn write_submit(
             && VoteChoice::parse(&v.choice).is_some_and(|c| c != VoteChoice::Approve)
     });
     release::check_revised(turned_down, current.row.revision).map_err(AppError::Refused)?;
+    // Decided under the policy in force at submission, whatever an
+    // administrator sets while it is in review.
+    let policy = serde_json::to_value(quorum::in_force(&mut tx).await?)
+        .map_err(|e| AppError::Internal(e.into()))?;
+    cab_db::releases::fix_quorum_policy(&mut tx, id, &policy).await?;
     cab_db::releases::set_state(&mut tx, id, to.as_str(), now).await?;
     audit_log::record(
         &mut tx,
@@ -933,24 +950,57 @@ async fn settle(
     Ok(())
 }
 
-/// A change in a release was approved: the release's go/no-go may have
-/// been waiting for it alone. Called in the change's decision transaction.
-pub(crate) async fn change_approved(
+/// A change in a release moved: its approval may have been what the
+/// release's go/no-go waited for (the release is then approved, the event
+/// naming the change), or it may have lost its approval (an approved
+/// release then goes back to review, and the trail says why). Called in
+/// the change's own transaction, whatever moved it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn change_moved(
     tx: &mut PgConnection,
     user: &CurrentUser,
     origin: &Origin,
     change: Uuid,
     change_key: &str,
+    from: ChangeState,
+    to: ChangeState,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
+    let approved = to == ChangeState::Approved;
+    let lost = from.carries_approval() && !to.carries_approval();
+    if !approved && !lost {
+        return Ok(());
+    }
     let Some((release_id, _, _)) = cab_db::releases::release_of_change(tx, change).await? else {
         return Ok(());
     };
     let current = load_locked(tx, release_id).await?;
-    if current.state != ReleaseState::InReview {
-        return Ok(());
+    match current.state {
+        ReleaseState::InReview if approved => {
+            settle(tx, user, origin, &current, now, Some(change_key)).await
+        }
+        ReleaseState::Approved if lost => {
+            cab_db::releases::set_state(tx, release_id, ReleaseState::InReview.as_str(), now)
+                .await?;
+            let mut details = payload(&current);
+            details["approved_revision"] = json!(current.row.revision);
+            details["reason"] = json!(format!(
+                "{change_key} is no longer approved ({}), so the release waits for it again.",
+                to.label().to_lowercase()
+            ));
+            audit_log::record(
+                tx,
+                Some(user.audit_actor()),
+                origin,
+                AuditAction::ReleaseApprovalVoided.as_str(),
+                entity(release_id),
+                details,
+            )
+            .await?;
+            Ok(())
+        }
+        _ => Ok(()),
     }
-    settle(tx, user, origin, &current, now, Some(change_key)).await
 }
 
 /// Starts an approved release (its first phase opens), opens the next

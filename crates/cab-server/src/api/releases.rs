@@ -528,14 +528,8 @@ pub struct ReleaseOut {
     url: String,
 }
 
-fn change_state(raw: &str) -> (String, bool) {
-    match ChangeState::parse(raw) {
-        Some(s) => (
-            s.label().to_owned(),
-            cab_domain::release::change_is_approved(s),
-        ),
-        None => (raw.to_owned(), false),
-    }
+fn change_state(raw: &str) -> String {
+    ChangeState::parse(raw).map_or_else(|| raw.to_owned(), |s| s.label().to_owned())
 }
 
 fn risk_label(raw: &str) -> String {
@@ -625,7 +619,9 @@ async fn full(state: &AppState, r: ReleaseView) -> Result<ReleaseOut, AppError> 
             .scope
             .iter()
             .map(|c| {
-                let (state_label, approved) = change_state(&c.state);
+                let state_label = change_state(&c.state);
+                // Approved by CAB on its current revision, and still so.
+                let approved = crate::releases::scope_change(c).approved();
                 ReleaseScopeOut {
                     id: c.change_id,
                     key: ChangeKey(c.number).to_string(),

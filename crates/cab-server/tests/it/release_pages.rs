@@ -789,3 +789,30 @@ async fn a_release_is_planned_submitted_and_approved_in_a_browser_and_every_page
     b.check_page("the list of releases").await;
     b.close().await;
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_vote_refused_for_its_missing_comment_comes_back_as_chosen(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = cast(&app).await;
+    let page = planned_and_submitted(&app, &c).await;
+    let form = vec![
+        ("_csrf".to_owned(), c.carol.csrf.clone()),
+        ("vote".to_owned(), "reject".to_owned()),
+        ("revision".to_owned(), "1".to_owned()),
+        ("comment".to_owned(), " ".to_owned()),
+    ];
+    let resp = post(&app, &format!("{page}/votes"), &c.carol, &form).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        resp.body
+    );
+    assert!(
+        resp.body.contains("name=\"vote\" value=\"reject\" checked"),
+        "the reject stays chosen: {}",
+        resp.body
+    );
+    assert!(!resp.body.contains("value=\"approve\" checked"));
+    assert_eq!(count(&app, "SELECT count(*) FROM release_votes").await, 0);
+}

@@ -362,3 +362,225 @@ async fn two_servers_advancing_at_once_open_the_next_phase_once(pool: PgPool) {
     assert_eq!(first.events_named("release.phase_opened").await.len(), 1);
     assert_eq!(first.release_state(&id).await.1, Some(0));
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_edit_that_sends_the_plan_back_to_review_does_not_lift_the_gate(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    let change = app.approved_change(&c.erin, &c.carol).await;
+    let id = app
+        .approved_release(&c, &change, &[("stage", 0), ("prod", 30)])
+        .await;
+    app.deploy(&c.pipeline, request(&change, "dev", None)).await;
+    app.deploy(&c.pipeline, request(&change, "test", None))
+        .await;
+    // Renamed, the plan is back in review; its phases still hold the change.
+    let mut edited = serde_json::to_value(plan(&[("stage", 0), ("prod", 30)])).unwrap();
+    edited["name"] = json!("Edge rollout, renamed");
+    let resp = app
+        .api(
+            Method::PUT,
+            &format!("/api/v1/releases/{id}"),
+            Some(&c.rita.token),
+            Some(json!({"revision": 1, "plan": edited})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(app.release_state(&id).await.0, "in_review");
+    let before = app.deployment_count().await;
+    let refused = app.gate(&c.pipeline, request(&change, "stage", None)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(reason_codes(&refused), ["release_phase_not_open"]);
+    assert!(
+        refused.body.contains("take it out of the release"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(app.deployment_count().await, before);
+    // Taken out of scope, with a reason, it deploys by itself.
+    let resp = app
+        .release_action(
+            &c.rita,
+            &id,
+            &format!("changes/{change}/remove"),
+            Some(json!({"revision": 2, "reason": "It goes out by itself after all."})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    app.deploy(&c.pipeline, request(&change, "stage", None))
+        .await;
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_change_that_loses_its_approval_sends_its_approved_release_back(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    let change = app.approved_change(&c.erin, &c.carol).await;
+    let id = app
+        .approved_release(&c, &change, &[("stage", 0), ("prod", 0)])
+        .await;
+    // Its author edits the approved change: back in review, and the
+    // release with it.
+    let resp = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/changes/{change}"),
+            Some(&c.erin.token),
+            Some(json!({"rollback_plan": "Redeploy the previous release, then purge the CDN."})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_ne!(resp.json()["state"], "approved", "{}", resp.body);
+    assert_eq!(app.release_state(&id).await.0, "in_review");
+    let voided = app.events_named("release.approval_voided").await;
+    assert_eq!(voided.len(), 1);
+    assert!(
+        voided[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no longer approved"),
+        "{}",
+        voided[0]
+    );
+    // It cannot start, and its go/no-go waits for the change again; once
+    // the change is approved again, Carol's go completes it.
+    let resp = app.release_action(&c.rita, &id, "advance", None).await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
+    let resp = app
+        .release_action(
+            &c.carol,
+            &id,
+            "votes",
+            Some(json!({"choice": "approve", "comment": "", "revision": 1})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(app.release_state(&id).await.0, "in_review");
+    let resp = app.vote(&c.carol, &change, "approve", "").await;
+    assert_eq!(resp.json()["state"], "approved", "{}", resp.body);
+    assert_eq!(app.release_state(&id).await.0, "approved");
+    let approved = app.events_named("release.approved").await;
+    assert_eq!(
+        approved.last().unwrap()["completed_by"],
+        json!(approved_key(&app, &change).await)
+    );
+}
+
+async fn approved_key(app: &TestApp, change: &str) -> String {
+    let n: i64 = sqlx::query_scalar("SELECT number FROM changes WHERE id = $1::uuid")
+        .bind(change)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    format!("CHG-{n}")
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn the_go_no_go_keeps_the_quorum_policy_it_was_submitted_under(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    let carl = app.api_login("carl", &[cab_domain::Role::CabMember]).await;
+    let change = app.approved_change(&c.erin, &c.carol).await;
+    let rita = CurrentUser::command_line(c.rita.user.clone()).unwrap();
+    let r = cab_server::releases::create(
+        &app.pool,
+        &rita,
+        &Origin::cli(),
+        plan(&[("prod", 0)]),
+        &[change],
+        "Goes out with the release.",
+    )
+    .await
+    .unwrap();
+    let id = r.id().to_string();
+    // Low risk needs two approvals when the release is submitted ...
+    let strict = json!({
+        "low": {"approvals": 2, "assessment": false},
+        "medium": {"approvals": 2, "assessment": false},
+        "high": {"approvals": 2, "assessment": true},
+        "critical": {"approvals": 3, "assessment": true},
+        "emergency": {"approvals": 1, "assessment": false}
+    });
+    let resp = app
+        .api(
+            Method::PUT,
+            "/api/v1/settings/quorum",
+            Some(&c.adam.token),
+            Some(strict.clone()),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let resp = app.release_action(&c.rita, &id, "submit", None).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    // ... and lowering the policy afterwards does not lower it for this release.
+    let mut lenient = strict;
+    lenient["low"]["approvals"] = json!(1);
+    let resp = app
+        .api(
+            Method::PUT,
+            "/api/v1/settings/quorum",
+            Some(&c.adam.token),
+            Some(lenient),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let vote = json!({"choice": "approve", "comment": "", "revision": 1});
+    let resp = app
+        .release_action(&c.carol, &id, "votes", Some(vote.clone()))
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(app.release_state(&id).await.0, "in_review");
+    assert_eq!(resp.json()["still_needed"], json!(["1 more CAB approval"]));
+    let resp = app.release_action(&carl, &id, "votes", Some(vote)).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert_eq!(app.release_state(&id).await.0, "approved");
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_date_from_another_millennium_is_refused_and_the_calendar_stays_up(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    let mut body = crate::releases::release_body("Typo release", &[]);
+    body["milestones"]["code_freeze"] = json!("0000-01-01T00:00:00Z");
+    let resp = crate::releases::plan_release(&app, &c.rita, body).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        resp.body
+    );
+    assert!(resp.body.contains("code_freeze"), "{}", resp.body);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM releases")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    let resp = app
+        .api(
+            Method::GET,
+            "/api/v1/calendar?from=2026-11-01T00:00:00Z&to=2026-12-31T00:00:00Z",
+            Some(&c.rita.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_reason_of_the_longest_length_is_kept_with_the_revision(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    let change = app.approved_change(&c.erin, &c.carol).await;
+    let id = crate::releases::planned(&app, &c.rita, &[]).await;
+    let reason = "r".repeat(cab_domain::release::REASON_MAX);
+    let resp = app
+        .release_action(
+            &c.rita,
+            &id,
+            "changes",
+            Some(json!({"revision": 1, "change": change, "reason": reason})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert!(app.denials().await.is_empty());
+}

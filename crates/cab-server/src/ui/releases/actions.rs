@@ -190,7 +190,12 @@ pub(crate) async fn vote(
 ) -> PageResult {
     let before = load(&viewer, &id).await?;
     let comment = value(&form, "comment");
-    let typed = vec![("vote_comment".to_owned(), comment.clone())];
+    // The choice comes back with the comment: a member who adds the
+    // missing comment then casts the vote they chose.
+    let typed = vec![
+        ("vote_comment".to_owned(), comment.clone()),
+        ("vote".to_owned(), value(&form, "vote")),
+    ];
     let Some(choice) = VoteChoice::parse(&value(&form, "vote")) else {
         let e = AppError::invalid("vote", "Choose approve, request changes or reject.");
         return shown_again(&viewer, before.id(), e, Source::Vote, typed).await;
