@@ -372,6 +372,42 @@ fn entity(id: Uuid) -> Entity<'static> {
     Entity::new("release", id)
 }
 
+/// Records a release's event, by `user`, in the transaction that made it.
+async fn record_event(
+    tx: &mut PgConnection,
+    user: &CurrentUser,
+    origin: &Origin,
+    action: AuditAction,
+    id: Uuid,
+    details: Value,
+) -> Result<(), AppError> {
+    audit_log::record(
+        tx,
+        Some(user.audit_actor()),
+        origin,
+        action.as_str(),
+        entity(id),
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
+/// What an operation answers: its refusal recorded (a failure on the way
+/// recorded as one, see `refusal::refused_if_failed`), else the release as
+/// it stands now.
+async fn answered(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    attempt: Attempt,
+    id: Uuid,
+    done: Result<(), AppError>,
+) -> Result<ReleaseView, AppError> {
+    refused_if_failed(pool, user, origin, attempt.as_str(), entity(id), done).await?;
+    load(pool, id).await
+}
+
 fn stale(read: i32, now: i32) -> Denial {
     Denial::new(
         "stale_revision",
@@ -489,12 +525,12 @@ pub async fn create(
         },
     )
     .await?;
-    audit_log::record(
+    record_event(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        AuditAction::ReleaseCreated.as_str(),
-        entity(id),
+        AuditAction::ReleaseCreated,
+        id,
         json!({
             "release": key(number),
             "name": plan.name.trim(),
@@ -588,16 +624,7 @@ pub async fn edit(
     change: Edit<'_>,
 ) -> Result<ReleaseView, AppError> {
     let done = write_edit(pool, user, origin, id, revision, change).await;
-    refused_if_failed(
-        pool,
-        user,
-        origin,
-        Attempt::ReleaseEdit.as_str(),
-        entity(id),
-        done,
-    )
-    .await?;
-    load(pool, id).await
+    answered(pool, user, origin, Attempt::ReleaseEdit, id, done).await
 }
 
 async fn write_edit(
@@ -702,12 +729,12 @@ async fn write_edit(
     if !note.is_empty() {
         details["note"] = json!(note);
     }
-    audit_log::record(
+    record_event(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        AuditAction::ReleaseEdited.as_str(),
-        entity(id),
+        AuditAction::ReleaseEdited,
+        id,
         details,
     )
     .await?;
@@ -715,12 +742,12 @@ async fn write_edit(
         let mut voided = payload(&after);
         voided["approved_revision"] = json!(current.row.revision);
         voided["revision"] = json!(number);
-        audit_log::record(
+        record_event(
             &mut tx,
-            Some(user.audit_actor()),
+            user,
             origin,
-            AuditAction::ReleaseApprovalVoided.as_str(),
-            entity(id),
+            AuditAction::ReleaseApprovalVoided,
+            id,
             voided,
         )
         .await?;
@@ -760,16 +787,7 @@ pub async fn submit(
     id: Uuid,
 ) -> Result<ReleaseView, AppError> {
     let done = write_submit(pool, user, origin, id).await;
-    refused_if_failed(
-        pool,
-        user,
-        origin,
-        Attempt::ReleaseSubmit.as_str(),
-        entity(id),
-        done,
-    )
-    .await?;
-    load(pool, id).await
+    answered(pool, user, origin, Attempt::ReleaseSubmit, id, done).await
 }
 
 async fn write_submit(
@@ -794,12 +812,12 @@ async fn write_submit(
         .map_err(|e| AppError::Internal(e.into()))?;
     cab_db::releases::fix_quorum_policy(&mut tx, id, &policy).await?;
     cab_db::releases::set_state(&mut tx, id, to.as_str(), now).await?;
-    audit_log::record(
+    record_event(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        AuditAction::ReleaseSubmitted.as_str(),
-        entity(id),
+        AuditAction::ReleaseSubmitted,
+        id,
         payload(&current),
     )
     .await?;
@@ -830,16 +848,7 @@ pub async fn vote(
     revision: Option<i32>,
 ) -> Result<ReleaseView, AppError> {
     let done = cast_vote(pool, user, origin, id, choice, comment, revision).await;
-    refused_if_failed(
-        pool,
-        user,
-        origin,
-        Attempt::ReleaseVote.as_str(),
-        entity(id),
-        done,
-    )
-    .await?;
-    load(pool, id).await
+    answered(pool, user, origin, Attempt::ReleaseVote, id, done).await
 }
 
 async fn cast_vote(
@@ -882,12 +891,12 @@ async fn cast_vote(
     let mut details = payload(&current);
     details["vote"] = json!(choice.as_str());
     details["comment"] = json!(comment);
-    audit_log::record(
+    record_event(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        AuditAction::ReleaseVoted.as_str(),
-        entity(id),
+        AuditAction::ReleaseVoted,
+        id,
         details,
     )
     .await?;
@@ -938,15 +947,7 @@ async fn settle(
             AuditAction::ReleaseReturned
         }
     };
-    audit_log::record(
-        tx,
-        Some(user.audit_actor()),
-        origin,
-        action.as_str(),
-        entity(current.id()),
-        details,
-    )
-    .await?;
+    record_event(tx, user, origin, action, current.id(), details).await?;
     Ok(())
 }
 
@@ -988,12 +989,12 @@ pub(crate) async fn change_moved(
                 "{change_key} is no longer approved ({}), so the release waits for it again.",
                 to.label().to_lowercase()
             ));
-            audit_log::record(
+            record_event(
                 tx,
-                Some(user.audit_actor()),
+                user,
                 origin,
-                AuditAction::ReleaseApprovalVoided.as_str(),
-                entity(release_id),
+                AuditAction::ReleaseApprovalVoided,
+                release_id,
                 details,
             )
             .await?;
@@ -1027,16 +1028,7 @@ pub async fn advance(
         }
         other => other,
     };
-    refused_if_failed(
-        pool,
-        user,
-        origin,
-        Attempt::ReleaseAdvance.as_str(),
-        entity(id),
-        done,
-    )
-    .await?;
-    load(pool, id).await
+    answered(pool, user, origin, Attempt::ReleaseAdvance, id, done).await
 }
 
 async fn write_advance(
@@ -1080,24 +1072,24 @@ async fn write_advance(
                 details["environment"] = json!(p.environment);
                 details["target"] = json!(p.target);
             }
-            audit_log::record(
+            record_event(
                 &mut tx,
-                Some(user.audit_actor()),
+                user,
                 origin,
-                AuditAction::ReleasePhaseOpened.as_str(),
-                entity(id),
+                AuditAction::ReleasePhaseOpened,
+                id,
                 details,
             )
             .await?;
         }
         Advance::Complete => {
             cab_db::releases::set_state(&mut tx, id, ReleaseState::Completed.as_str(), now).await?;
-            audit_log::record(
+            record_event(
                 &mut tx,
-                Some(user.audit_actor()),
+                user,
                 origin,
-                AuditAction::ReleaseCompleted.as_str(),
-                entity(id),
+                AuditAction::ReleaseCompleted,
+                id,
                 details,
             )
             .await?;
@@ -1116,16 +1108,7 @@ pub async fn roll_back(
     reason: &str,
 ) -> Result<ReleaseView, AppError> {
     let done = write_roll_back(pool, user, origin, id, reason).await;
-    refused_if_failed(
-        pool,
-        user,
-        origin,
-        Attempt::ReleaseRollback.as_str(),
-        entity(id),
-        done,
-    )
-    .await?;
-    load(pool, id).await
+    answered(pool, user, origin, Attempt::ReleaseRollback, id, done).await
 }
 
 async fn write_roll_back(
@@ -1150,12 +1133,12 @@ async fn write_roll_back(
     if let Some(p) = current.plan.phases.get(phase) {
         details["environment"] = json!(p.environment);
     }
-    audit_log::record(
+    record_event(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        AuditAction::ReleasePhaseRolledBack.as_str(),
-        entity(id),
+        AuditAction::ReleasePhaseRolledBack,
+        id,
         details,
     )
     .await?;
@@ -1173,16 +1156,7 @@ pub async fn cancel(
     reason: &str,
 ) -> Result<ReleaseView, AppError> {
     let done = write_cancel(pool, user, origin, id, reason).await;
-    refused_if_failed(
-        pool,
-        user,
-        origin,
-        Attempt::ReleaseCancel.as_str(),
-        entity(id),
-        done,
-    )
-    .await?;
-    load(pool, id).await
+    answered(pool, user, origin, Attempt::ReleaseCancel, id, done).await
 }
 
 async fn write_cancel(
@@ -1203,12 +1177,12 @@ async fn write_cancel(
     let mut details = payload(&current);
     details["reason"] = json!(reason);
     details["scope"] = json!(current.scope_keys());
-    audit_log::record(
+    record_event(
         &mut tx,
-        Some(user.audit_actor()),
+        user,
         origin,
-        AuditAction::ReleaseCancelled.as_str(),
-        entity(id),
+        AuditAction::ReleaseCancelled,
+        id,
         details,
     )
     .await?;

@@ -351,15 +351,12 @@ async fn releases_in_review(viewer: &Viewer) -> Result<Vec<ReleaseLine>, AppErro
     for r in crate::releases::list(pool, Some(ReleaseState::InReview)).await? {
         let mut conn = pool.acquire().await?;
         let tally = crate::releases::tally(&mut conn, &r).await?;
-        let my_vote = cab_db::releases::votes(&mut conn, r.id())
-            .await?
-            .into_iter()
-            .find(|v| {
-                v.voter_id == viewer.user.id
-                    && v.revision == r.row.revision
-                    && v.superseded_at.is_none()
-            })
-            .and_then(|v| VoteChoice::parse(&v.choice));
+        // The tally's ballots are the current votes on the current revision.
+        let my_vote = tally
+            .ballots
+            .iter()
+            .find(|b| b.voter == viewer.user.id)
+            .map(|b| b.choice);
         out.push(ReleaseLine {
             key: r.key(),
             name: r.plan.name.clone(),
