@@ -117,6 +117,7 @@ def main():
         "implementing": "CONFIRMED",
         "implemented": "CONFIRMED",
         "implementation_failed": "CONFIRMED",
+        "closed": "CONFIRMED",
         "rejected": "CANCELLED",
         "withdrawn": "CANCELLED",
         "cancelled": "CANCELLED",

@@ -170,22 +170,6 @@ pub async fn decision(conn: &mut PgConnection, change_id: Uuid) -> sqlx::Result<
     .await
 }
 
-pub async fn complete_retrospective(
-    conn: &mut PgConnection,
-    change_id: Uuid,
-    at: DateTime<Utc>,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query!(
-        "UPDATE changes SET retrospective_done_at = $2, updated_at = $2
-         WHERE id = $1 AND retrospective_due_at IS NOT NULL AND retrospective_done_at IS NULL",
-        change_id,
-        at
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
-}
-
 /// A change awaiting a decision, for the queues.
 #[derive(Debug, Clone)]
 pub struct QueueRow {
@@ -217,26 +201,6 @@ pub async fn awaiting_assessment(conn: &mut PgConnection) -> sqlx::Result<Vec<Qu
     )
     .fetch_all(&mut *conn)
     .await
-}
-
-/// Approved emergency changes whose retrospective is overdue at `now`.
-pub async fn overdue_retrospectives(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-) -> sqlx::Result<Vec<(Uuid, i64, String, DateTime<Utc>)>> {
-    let rows = sqlx::query!(
-        r#"SELECT id, number, title, retrospective_due_at AS "due!"
-           FROM changes
-           WHERE retrospective_due_at IS NOT NULL AND retrospective_done_at IS NULL AND retrospective_due_at < $1
-           ORDER BY retrospective_due_at"#,
-        now
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, r.number, r.title, r.due))
-        .collect())
 }
 
 pub async fn setting(conn: &mut PgConnection, key: &str) -> sqlx::Result<Option<Value>> {

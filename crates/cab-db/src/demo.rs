@@ -1,7 +1,7 @@
 //! What `cab demo` needs to know about a database before it touches it:
 //! whether it is empty, a finished demo board (and of which version), a
 //! half-built one, or someone else's data. The database may not be CAB's at
-//! all, so these statements are checked at run time, not at build time.
+//! all, so the probe's statements are checked at run time, not at build time.
 
 use sqlx::PgConnection;
 
@@ -67,4 +67,272 @@ pub async fn age_authorization(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Moves an owed review's due time to `due_at` (the demo board shows one
+/// that is overdue).
+pub async fn backdate_review(
+    conn: &mut PgConnection,
+    change_id: uuid::Uuid,
+    due_at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE reviews SET due_at = $2 WHERE change_id = $1 AND required",
+        change_id,
+        due_at,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves an action item's due date to `due_on` (the demo board shows one
+/// that is overdue).
+pub async fn backdate_action(
+    conn: &mut PgConnection,
+    action: uuid::Uuid,
+    due_on: chrono::NaiveDate,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE review_actions SET due_on = $2 WHERE id = $1",
+        action,
+        due_on,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The demo board's past, one entry per change in every vector, in the
+/// order the changes were filed: changes closed or deployed in earlier
+/// weeks, with their decisions, DEV, STAGE and PROD deployments and
+/// reviews, so the measures have weeks to show. The services stamp the
+/// present, so the past is written here as it would have been recorded.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub id: Vec<uuid::Uuid>,
+    /// The author's username.
+    pub author: Vec<String>,
+    /// The change's content, as the services store it; its title, type,
+    /// services, environments and window fill the change's columns.
+    pub content: Vec<serde_json::Value>,
+    pub risk_level: Vec<String>,
+    /// The risk rules' reasons, a JSON array of strings.
+    pub risk_reasons: Vec<serde_json::Value>,
+    /// `closed` or `implemented`.
+    pub state: Vec<String>,
+    pub created_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub submitted_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub decided_at: Vec<chrono::DateTime<chrono::Utc>>,
+    /// An emergency change's retrospective, due from its approval.
+    pub retrospective_due_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The CAB members who approved it (a JSON array of usernames), the
+    /// last at `decided_at`.
+    pub approvers: Vec<serde_json::Value>,
+    /// When the security reviewer accepted it, for the changes that need
+    /// an assessment.
+    pub assessed_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Closed by its author, with a close code and notes.
+    pub closed_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    pub close_code: Vec<Option<String>>,
+    pub close_notes: Vec<String>,
+    /// When the DEV, STAGE and PROD deployments finished.
+    pub dev_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub stage_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pub prod_at: Vec<chrono::DateTime<chrono::Utc>>,
+    /// How the PROD deployment ended: `succeeded`, `failed` or
+    /// `rolled_back` (DEV and STAGE succeeded).
+    pub prod_state: Vec<String>,
+    pub prod_note: Vec<String>,
+    pub rolled_back_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The commits the pipeline reported (a JSON array of SHAs, empty when
+    /// it reported none) and the first one's time.
+    pub commit_shas: Vec<serde_json::Value>,
+    pub first_commit_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The review, signed off, when one was owed: its content, the reasons
+    /// it was owed (a JSON array), when it was owed and due, when its author
+    /// wrote it, and who signed it off when.
+    pub review: Vec<Option<serde_json::Value>>,
+    pub review_reasons: Vec<Option<serde_json::Value>>,
+    pub review_owed_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    pub review_due_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    pub review_written_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    pub signed_off_by: Vec<Option<String>>,
+    pub signed_off_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+/// Who else the history names: the pipeline account that deployed, the
+/// release manager who asked for the PROD deployments and the security
+/// reviewer who assessed; the quorum policy the changes were decided under,
+/// the risk rules' version and the security assessment given.
+#[derive(Debug, Clone)]
+pub struct HistoryCast<'a> {
+    pub pipeline: &'a str,
+    pub releaser: &'a str,
+    pub assessor: &'a str,
+    pub quorum_policy: &'a serde_json::Value,
+    pub risk_version: i32,
+    pub assessment: &'a serde_json::Value,
+}
+
+/// Writes the board's past in one statement: the changes (numbered from
+/// the change sequence in the order they were filed) with their first
+/// revision, CAB votes and assessments, their DEV, STAGE and PROD
+/// deployments (numbered from theirs) and their signed-off reviews. Returns
+/// how many changes it wrote.
+pub async fn lay_history(
+    conn: &mut PgConnection,
+    h: &History,
+    cast: &HistoryCast<'_>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"WITH h AS MATERIALIZED (
+             SELECT h.*, a.id AS author_id,
+                    h.content->>'change_type' = 'emergency' AS emergency,
+                    h.content->'services'->>0 AS service
+               FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::jsonb[], $6::text[],
+                           $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
+                           $11::jsonb[], $12::timestamptz[], $13::timestamptz[], $14::text[], $15::text[],
+                           $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::text[], $20::text[],
+                           $21::timestamptz[], $22::jsonb[], $23::timestamptz[], $24::jsonb[], $25::jsonb[],
+                           $26::timestamptz[], $27::timestamptz[], $28::timestamptz[], $29::text[],
+                           $30::timestamptz[])
+                    WITH ORDINALITY
+                    AS h(id, author, content, risk_level, risk_reasons, state,
+                         created_at, submitted_at, decided_at, retrospective_due_at,
+                         approvers, assessed_at, closed_at, close_code, close_notes,
+                         dev_at, stage_at, prod_at, prod_state, prod_note,
+                         rolled_back_at, commit_shas, first_commit_at, review, review_reasons,
+                         review_owed_at, review_due_at, review_written_at, signed_off_by,
+                         signed_off_at, ord)
+               JOIN users a ON a.username = h.author
+           ), known AS (
+             INSERT INTO services (name)
+             SELECT DISTINCT service FROM h
+             ON CONFLICT DO NOTHING
+           ), c AS (
+             INSERT INTO changes (id, number, state, author_id, content, title, description, change_type,
+                                  category, priority, services, environments, window_start, window_end,
+                                  risk_level, risk_rank, risk_reasons, risk_version, revision, created_at,
+                                  updated_at, submitted_at, decided_at, approved_revision, quorum_policy,
+                                  retrospective_due_at, retrospective_done_at, closed_at, close_code,
+                                  close_notes, closed_by)
+             SELECT h.id, nextval('change_number_seq'), h.state, h.author_id, h.content,
+                    h.content->>'title', h.content->>'description', h.content->>'change_type',
+                    h.content->>'category', h.content->>'priority',
+                    ARRAY(SELECT jsonb_array_elements_text(h.content->'services')),
+                    ARRAY(SELECT jsonb_array_elements_text(h.content->'environments')),
+                    (h.content->>'window_start')::timestamptz, (h.content->>'window_end')::timestamptz,
+                    h.risk_level,
+                    (array_position(ARRAY['low', 'medium', 'high', 'critical'], h.risk_level) - 1)::smallint,
+                    ARRAY(SELECT jsonb_array_elements_text(h.risk_reasons)), $34, 1, h.created_at,
+                    coalesce(h.closed_at, h.rolled_back_at, h.prod_at), h.submitted_at, h.decided_at, 1, $35,
+                    h.retrospective_due_at, CASE WHEN h.emergency THEN h.signed_off_at END,
+                    h.closed_at, h.close_code, h.close_notes,
+                    CASE WHEN h.closed_at IS NOT NULL THEN h.author_id END
+               FROM h
+              ORDER BY h.ord
+           ), filed AS (
+             INSERT INTO change_revisions (change_id, number, content, diff, risk_level, created_at, created_by)
+             SELECT h.id, 1, h.content, '[]'::jsonb, h.risk_level, h.submitted_at, h.author_id FROM h
+           ), assessed AS (
+             INSERT INTO change_assessments (id, change_id, revision, assessor_id, assessor_username,
+                                             assessor_roles, content, decision, assessed_level, lowers_risk,
+                                             created_at)
+             SELECT gen_random_uuid(), h.id, 1, s.id, s.username, ARRAY['security_reviewer'], $36::jsonb,
+                    $36::jsonb->>'decision', h.risk_level, false, h.assessed_at
+               FROM h, users s
+              WHERE s.username = $33 AND h.assessed_at IS NOT NULL
+           ), voted AS (
+             -- The last approval decided it; the one before came earlier.
+             INSERT INTO change_votes (id, change_id, revision, voter_id, voter_username, voter_roles, choice,
+                                       comment, created_at, acknowledged_conflicts)
+             SELECT gen_random_uuid(), h.id, 1, u.id, u.username, ARRAY['cab_member'], 'approve', '',
+                    CASE WHEN v.n = jsonb_array_length(h.approvers) THEN h.decided_at
+                         ELSE h.submitted_at + (h.decided_at - h.submitted_at) * 0.7 END,
+                    '[]'::jsonb
+               FROM h
+              CROSS JOIN LATERAL jsonb_array_elements_text(h.approvers) WITH ORDINALITY AS v(username, n)
+               JOIN users u ON u.username = v.username
+           ), deployed AS (
+             -- Each authorized a few minutes before it finished; the
+             -- pipeline deploys, the author asks for DEV and STAGE and the
+             -- release manager for PROD.
+             INSERT INTO deployments (id, change_id, revision, environment, artifact_name, artifact_version,
+                                      artifact_digest, services, initiator_id, executor_id, pipeline_provider,
+                                      pipeline_run_id, pipeline_url, state, authorized_at, expires_at, token_id,
+                                      token_used_at, started_at, finished_at, rolled_back_at, note, updated_at,
+                                      commit_shas, first_commit_at)
+             SELECT gen_random_uuid(), h.id, 1, e.env, h.service,
+                    to_char(h.prod_at, 'IYYY.IW') || '.' || h.ord, h.content->>'artifact_digest',
+                    ARRAY[h.service], CASE WHEN e.env = 'prod' THEN rm.id ELSE h.author_id END, bot.id,
+                    'github', (40000 + 3 * h.ord + e.step)::text,
+                    'https://git.example.com/platform/actions/runs/' || (40000 + 3 * h.ord + e.step),
+                    CASE WHEN e.env = 'prod' THEN h.prod_state ELSE 'succeeded' END,
+                    e.at - interval '12 minutes', e.at + interval '3 minutes', gen_random_uuid(),
+                    e.at - interval '10 minutes', e.at - interval '10 minutes', e.at,
+                    CASE WHEN e.env = 'prod' THEN h.rolled_back_at END,
+                    CASE WHEN e.env = 'prod' THEN h.prod_note ELSE '' END,
+                    CASE WHEN e.env = 'prod' THEN coalesce(h.rolled_back_at, e.at) ELSE e.at END,
+                    ARRAY(SELECT jsonb_array_elements_text(h.commit_shas)), h.first_commit_at
+               FROM h
+              CROSS JOIN LATERAL (VALUES ('dev', h.dev_at, 1), ('stage', h.stage_at, 2), ('prod', h.prod_at, 3))
+                    AS e(env, at, step)
+              CROSS JOIN (SELECT id FROM users WHERE username = $31) bot
+              CROSS JOIN (SELECT id FROM users WHERE username = $32) rm
+              ORDER BY e.at
+           ), reviewed AS (
+             INSERT INTO reviews (change_id, required, reasons, due_at, content, revision, state, signed_off_by,
+                                  signed_off_at, signed_off_revision, first_signed_off_at, created_at, updated_at)
+             SELECT h.id, true, ARRAY(SELECT jsonb_array_elements_text(h.review_reasons)), h.review_due_at,
+                    h.review, 1, 'signed_off', s.id, h.signed_off_at, 1, h.signed_off_at, h.review_owed_at,
+                    h.signed_off_at
+               FROM h JOIN users s ON s.username = h.signed_off_by
+              WHERE h.review IS NOT NULL
+           ), written AS (
+             INSERT INTO review_revisions (change_id, revision, content, author_id, created_at)
+             SELECT h.id, 1, h.review, h.author_id, h.review_written_at FROM h WHERE h.review IS NOT NULL
+           )
+           SELECT count(*) AS "changes!" FROM h"#,
+        &h.id,
+        &h.author,
+        &h.content,
+        &h.risk_level,
+        &h.risk_reasons,
+        &h.state,
+        &h.created_at,
+        &h.submitted_at,
+        &h.decided_at,
+        // Arrays with missing entries are passed as such (the `as` tells
+        // the query macro that the elements may be NULL).
+        &h.retrospective_due_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.approvers,
+        &h.assessed_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.closed_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.close_code as &[Option<String>],
+        &h.close_notes,
+        &h.dev_at,
+        &h.stage_at,
+        &h.prod_at,
+        &h.prod_state,
+        &h.prod_note,
+        &h.rolled_back_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.commit_shas,
+        &h.first_commit_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.review as &[Option<serde_json::Value>],
+        &h.review_reasons as &[Option<serde_json::Value>],
+        &h.review_owed_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.review_due_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.review_written_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        &h.signed_off_by as &[Option<String>],
+        &h.signed_off_at as &[Option<chrono::DateTime<chrono::Utc>>],
+        cast.pipeline,
+        cast.releaser,
+        cast.assessor,
+        cast.risk_version,
+        cast.quorum_policy,
+        cast.assessment,
+    )
+    .fetch_one(&mut *conn)
+    .await
 }

@@ -252,6 +252,10 @@ pub struct NewDeployment<'a> {
     pub authorized_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub token_id: Uuid,
+    /// The commits it carries, as the pipeline reported them, and when the
+    /// first of them was made.
+    pub commit_shas: &'a [String],
+    pub first_commit_at: Option<DateTime<Utc>>,
 }
 
 /// The constraint that lets one deployment of a change to an environment be
@@ -262,8 +266,8 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDeployment<'_>) -> sqlx::Res
     sqlx::query!(
         "INSERT INTO deployments (id, change_id, revision, environment, artifact_name, artifact_version,
              artifact_digest, services, initiator_id, executor_id, pipeline_provider, pipeline_run_id,
-             pipeline_url, state, authorized_at, expires_at, token_id, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'authorized', $14, $15, $16, $14)",
+             pipeline_url, state, authorized_at, expires_at, token_id, updated_at, commit_shas, first_commit_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'authorized', $14, $15, $16, $14, $17, $18)",
         d.id,
         d.change_id,
         d.revision,
@@ -279,7 +283,9 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDeployment<'_>) -> sqlx::Res
         d.pipeline_url,
         d.authorized_at,
         d.expires_at,
-        d.token_id
+        d.token_id,
+        d.commit_shas,
+        d.first_commit_at
     )
     .execute(&mut *conn)
     .await?;

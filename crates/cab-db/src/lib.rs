@@ -14,12 +14,15 @@ pub mod deployments;
 pub mod exceptions;
 pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod queue;
 pub mod releases;
+pub mod reviews;
 pub mod role_grants;
 pub mod sessions;
 pub mod signin_attempts;
 pub mod standard_templates;
+pub mod telemetry;
 pub mod users;
 
 pub use sqlx::{PgConnection, PgPool, Postgres, Transaction};

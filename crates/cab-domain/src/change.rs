@@ -63,6 +63,7 @@ vocabulary!(
         Implementing = "implementing" / "Being deployed",
         Implemented = "implemented" / "Deployed",
         ImplementationFailed = "implementation_failed" / "Deployment failed",
+        Closed = "closed" / "Closed",
     }
 );
 
@@ -71,7 +72,10 @@ impl ChangeState {
     pub fn is_closed(self) -> bool {
         matches!(
             self,
-            ChangeState::Withdrawn | ChangeState::Cancelled | ChangeState::Rejected
+            ChangeState::Withdrawn
+                | ChangeState::Cancelled
+                | ChangeState::Rejected
+                | ChangeState::Closed
         )
     }
 

@@ -290,6 +290,13 @@ pub fn gate(
             )
         });
     }
+    // A closed change has ended: it deploys nowhere, not even to DEV.
+    if facts.change.state == ChangeState::Closed {
+        reasons.push(Denial::new(
+            "change_closed",
+            "This change is closed and deploys nowhere any more; file a new change for more work.",
+        ));
+    }
     if glass.is_some() && !break_glass_may_carry(facts.change.state) {
         reasons.push(break_glass_state(facts.change.state));
     }
@@ -797,6 +804,27 @@ mod tests {
         assert!(ok.is_ok(), "{ok:?}");
         // A person may name themselves.
         assert!(gate(&case.facts(), &rm, Some(&rm), at(10, 30)).is_ok());
+    }
+
+    #[test]
+    fn a_closed_change_deploys_nowhere_not_even_to_dev() {
+        let erin = person(AUTHOR, &[Role::Engineer]);
+        for env in 0..4 {
+            let mut case = Case::prod();
+            case.env = env;
+            case.change = change(ChangeState::Closed);
+            let who = if env == 3 {
+                person(RELEASE, &[Role::ReleaseManager])
+            } else {
+                erin.clone()
+            };
+            let got = codes(gate(&case.facts(), &who, None, at(10, 30)));
+            assert!(got.contains(&"change_closed"), "{env}: {got:?}");
+            // Deployed, it still went anywhere the rules allowed.
+            case.change = change(ChangeState::Implemented);
+            let got = codes(gate(&case.facts(), &who, None, at(10, 30)));
+            assert!(!got.contains(&"change_closed"), "{env}: {got:?}");
+        }
     }
 
     #[test]

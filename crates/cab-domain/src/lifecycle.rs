@@ -13,6 +13,7 @@ use crate::change::{
     deployed, field_names,
 };
 use crate::deployment::DeploymentState;
+use crate::review::{CloseCode, check_close, check_close_code};
 use crate::standard_template::{TemplateAction, TemplateState, check_template_action};
 use crate::{Actor, Denial, Role};
 
@@ -48,6 +49,11 @@ pub enum Event {
     /// A production deployment of it reached this state. The gate decided
     /// who may deploy; this only moves the change along.
     Deployed(DeploymentState),
+    /// A person closes it with the code that says how it ended.
+    Close(CloseCode),
+    /// Its window passed and it never reached production: CAB closes it on
+    /// its own, as not implemented. Nobody acts, so nobody is checked.
+    Lapsed,
 }
 
 impl Event {
@@ -61,6 +67,7 @@ impl Event {
             Event::StartAssessment | Event::Assessed { .. } => Duty::Assess.as_str(),
             Event::Tallied(_) => Duty::Vote.as_str(),
             Event::Deployed(_) => crate::audit::Attempt::DeploymentReport.as_str(),
+            Event::Close(_) | Event::Lapsed => crate::audit::Attempt::ChangeClose.as_str(),
         }
     }
 }
@@ -277,6 +284,24 @@ pub fn next(
                 moved(to, StateWrite::Move, None)
             })
         }
+        Event::Close(code) => {
+            check_close(subject.facts, actor)?;
+            check_close_code(from, *code)?;
+            Ok(moved(
+                ChangeState::Closed,
+                StateWrite::Closed,
+                Some(AuditAction::ChangeClosed),
+            ))
+        }
+        Event::Lapsed => Ok(if from == ChangeState::Approved {
+            moved(
+                ChangeState::Closed,
+                StateWrite::Closed,
+                Some(AuditAction::ChangeClosed),
+            )
+        } else {
+            stay
+        }),
     }
 }
 
@@ -409,6 +434,11 @@ mod tests {
     const AUTHORS: &[Kind] = &[Au, AuC, PiC];
     const OTHERS: &[Kind] = &[En, Sr, SrV, Cm, CmA, Rm, Ad, Sv, Aud];
     const ALL: &[Kind] = &KINDS;
+    /// Who closes a change: its author and contributors, CAB members,
+    /// release managers and administrators, never a pipeline.
+    const CLOSERS: &[Kind] = &[Au, AuC, Cm, CmA, Rm, Ad];
+    const PIPELINES: &[Kind] = &[PiC, Sv];
+    const NOT_CLOSERS: &[Kind] = &[En, Sr, SrV, Aud];
 
     fn actor(kind: Kind) -> Actor {
         let (id, roles, is_service): (u128, &[Role], bool) = match kind {
@@ -494,6 +524,12 @@ mod tests {
             Event::Deployed(DeploymentState::Failed),
             Event::Deployed(DeploymentState::RolledBack),
             Event::Deployed(DeploymentState::Aborted),
+            Event::Close(CloseCode::Successful),
+            Event::Close(CloseCode::SuccessfulWithIssues),
+            Event::Close(CloseCode::FailedRolledBack),
+            Event::Close(CloseCode::FailedNotRolledBack),
+            Event::Close(CloseCode::NotImplemented),
+            Event::Lapsed,
         ]
     }
 
@@ -509,10 +545,12 @@ mod tests {
             Event::Tallied(_) => "tallied",
             Event::Edited { .. } => "edited",
             Event::Deployed(_) => "deployed",
+            Event::Close(_) => "close",
+            Event::Lapsed => "lapsed",
         }
     }
 
-    const STATES: [ChangeState; 12] = [
+    const STATES: [ChangeState; 13] = [
         ChangeState::Draft,
         ChangeState::Submitted,
         ChangeState::InAssessment,
@@ -525,6 +563,7 @@ mod tests {
         ChangeState::Implementing,
         ChangeState::Implemented,
         ChangeState::ImplementationFailed,
+        ChangeState::Closed,
     ];
 
     fn state(code: &str) -> ChangeState {
@@ -540,6 +579,7 @@ mod tests {
             "Im" => ChangeState::Implementing,
             "Id" => ChangeState::Implemented,
             "IF" => ChangeState::ImplementationFailed,
+            "Cl" => ChangeState::Closed,
             other => panic!("unknown state {other}"),
         }
     }
@@ -621,19 +661,23 @@ mod tests {
         let inv = "!invalid_transition";
         let closed = "!change_closed";
         let nur = "!not_under_review";
-        let every = |c: &'static str| [c; 12];
+        let na = "!not_approved";
+        let mis = "!close_code_mismatch";
+        let und = "!deployment_under_way";
+        let ok = "→Cl close closed 2";
+        let every = |c: &'static str| [c; 13];
         let ev = events();
-        // (event, who, Dr Su IA ICR CR Ap Rj Wd Ca Im Id IF)
+        // (event, who, Dr Su IA ICR CR Ap Rj Wd Ca Im Id IF Cl)
         #[rustfmt::skip]
-        let table: Vec<(usize, &[Kind], [&str; 12])> = vec![
+        let table: Vec<(usize, &[Kind], [&str; 13])> = vec![
             // Submit: none, approved template beyond its scope, approved
             // template within it, proposed, retired, unreadable.
-            (0, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed, inv, inv, inv]),
-            (1, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed, inv, inv, inv]),
-            (2, AUTHORS, ["→Ap template approved 1", inv, inv, inv, "→Ap template approved 2", inv, closed, closed, closed, inv, inv, inv]),
-            (3, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed, inv, inv, inv]),
-            (4, AUTHORS, ["!template_retired", inv, inv, inv, "!template_retired", inv, closed, closed, closed, inv, inv, inv]),
-            (5, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed, inv, inv, inv]),
+            (0, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed, inv, inv, inv, closed]),
+            (1, AUTHORS, ["→Su first submitted 1", inv, inv, inv, "→Su again resubmitted 2", inv, closed, closed, closed, inv, inv, inv, closed]),
+            (2, AUTHORS, ["→Ap template approved 1", inv, inv, inv, "→Ap template approved 2", inv, closed, closed, closed, inv, inv, inv, closed]),
+            (3, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed, inv, inv, inv, closed]),
+            (4, AUTHORS, ["!template_retired", inv, inv, inv, "!template_retired", inv, closed, closed, closed, inv, inv, inv, closed]),
+            (5, AUTHORS, ["!template_not_approved", inv, inv, inv, "!template_not_approved", inv, closed, closed, closed, inv, inv, inv, closed]),
             (0, OTHERS, every("!not_author")),
             (1, OTHERS, every("!not_author")),
             (2, OTHERS, every("!not_author")),
@@ -641,15 +685,15 @@ mod tests {
             (4, OTHERS, every("!not_author")),
             (5, OTHERS, every("!not_author")),
             // Withdraw.
-            (6, AUTHORS, ["→Wd close withdrawn 0", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", inv, closed, closed, closed, "!deployment_under_way", "!change_deployed", inv]),
+            (6, AUTHORS, ["→Wd close withdrawn 0", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", "→Wd close withdrawn 2", inv, closed, closed, closed, "!deployment_under_way", "!change_deployed", inv, closed]),
             (6, OTHERS, every("!not_author")),
             // Cancel: the role is checked before the state.
-            (7, &[AuC, Cm, CmA, Rm, Ad], ["→Ca close cancelled 0", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "→Ca close cancelled 2"]),
+            (7, &[AuC, Cm, CmA, Rm, Ad], ["→Ca close cancelled 0", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", "→Ca close cancelled 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "→Ca close cancelled 2", closed]),
             (7, &[Au, PiC, En, Sr, SrV, Sv, Aud], every("!cancel_not_allowed")),
             // Edited: nothing, editorial fields only, a material field too.
-            (8, AUTHORS, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "= - - 2"]),
-            (9, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "= - - 3", closed, closed, closed, "!deployment_under_way", "!change_deployed", "= - - 3"]),
-            (10, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "↺Su reopen+ - 3", closed, closed, closed, "!deployment_under_way", "!change_deployed", "↺Su reopen+ - 3"]),
+            (8, AUTHORS, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", closed, closed, closed, "!deployment_under_way", "!change_deployed", "= - - 2", closed]),
+            (9, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "= - - 3", closed, closed, closed, "!deployment_under_way", "!change_deployed", "= - - 3", closed]),
+            (10, AUTHORS, ["= - - 0", "↺Su reopen - 3", "↺Su reopen - 3", "↺Su reopen - 3", "= - - 3", "↺Su reopen+ - 3", closed, closed, closed, "!deployment_under_way", "!change_deployed", "↺Su reopen+ - 3", closed]),
             (8, OTHERS, every("!not_author")),
             (9, OTHERS, every("!not_author")),
             (10, OTHERS, every("!not_author")),
@@ -658,29 +702,50 @@ mod tests {
             (11, &[Au, AuC], every("!self_assessment")),
             (11, &[SrV], every("!voter_cannot_assess")),
             (11, &[En, Cm, CmA, Rm, Ad, Aud], every("!security_reviewer_required")),
-            (11, &[Sr], [nur, "→IA move assessment_started 2", "!!invalid_transition", "!!invalid_transition", nur, nur, nur, nur, nur, nur, nur, nur]),
+            (11, &[Sr], [nur, "→IA move assessment_started 2", "!!invalid_transition", "!!invalid_transition", nur, nur, nur, nur, nur, nur, nur, nur, nur]),
             (12, &[Sv, PiC], every("!service_account")),
             (12, &[Au, AuC], every("!self_assessment")),
             (12, &[SrV], every("!voter_cannot_assess")),
             (12, &[En, Cm, CmA, Rm, Ad, Aud], every("!security_reviewer_required")),
-            (12, &[Sr], [nur, "→ICR move - 2", "→ICR move - 2", "= - - 2", nur, nur, nur, nur, nur, nur, nur, nur]),
+            (12, &[Sr], [nur, "→ICR move - 2", "→ICR move - 2", "= - - 2", nur, nur, nur, nur, nur, nur, nur, nur, nur]),
             (13, &[Sv, PiC], every("!service_account")),
             (13, &[Au, AuC], every("!self_assessment")),
             (13, &[SrV], every("!voter_cannot_assess")),
             (13, &[En, Cm, CmA, Rm, Ad, Aud], every("!security_reviewer_required")),
-            (13, &[Sr], [nur, "= - - 2", "= - - 2", "= - - 2", nur, nur, nur, nur, nur, nur, nur, nur]),
+            (13, &[Sr], [nur, "= - - 2", "= - - 2", "= - - 2", nur, nur, nur, nur, nur, nur, nur, nur, nur]),
             // Tallied: whoever's vote or assessment led to it.
-            (14, ALL, ["—", "→Ap approve approved 2", "→Ap approve approved 2", "→Ap approve approved 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
-            (15, ALL, ["—", "→Rj reject rejected 2", "→Rj reject rejected 2", "→Rj reject rejected 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
-            (16, ALL, ["—", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
-            (17, ALL, ["—", "= - - 2", "= - - 2", "= - - 2", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (14, ALL, ["—", "→Ap approve approved 2", "→Ap approve approved 2", "→Ap approve approved 2", "—", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (15, ALL, ["—", "→Rj reject rejected 2", "→Rj reject rejected 2", "→Rj reject rejected 2", "—", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (16, ALL, ["—", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "↺CR reopen changes_requested 2", "—", "—", "—", "—", "—", "—", "—", "—", "—"]),
+            (17, ALL, ["—", "= - - 2", "= - - 2", "= - - 2", "—", "—", "—", "—", "—", "—", "—", "—", "—"]),
             // A production deployment moves an approved change along, and
             // leaves any other where it is.
-            (18, ALL, ["= - - 0", "→Im move - 2", "→Im move - 2", "→Im move - 2", "→Im move - 2", "→Im move - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "→Im move - 2"]),
-            (19, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Id move - 2", "= - - 2", "= - - 2"]),
-            (20, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2"]),
-            (21, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2"]),
-            (22, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2"]),
+            (18, ALL, ["= - - 0", "→Im move - 2", "→Im move - 2", "→Im move - 2", "→Im move - 2", "→Im move - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Im move - 2", "→Im move - 2", "= - - 2"]),
+            (19, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→Id move - 2", "= - - 2", "= - - 2", "= - - 2"]),
+            (20, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2", "= - - 2"]),
+            (21, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "→IF move - 2", "→IF move - 2", "= - - 2", "= - - 2"]),
+            (22, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2"]),
+            // Close: who may close is checked before the state; an approved
+            // change that never reached production is not implemented, a
+            // deployed one ended in success or failure, a failed deployment
+            // in failure, and nothing else has a close code.
+            (23, CLOSERS, [na, na, na, na, na, mis, closed, closed, closed, und, ok, mis, closed]),
+            (24, CLOSERS, [na, na, na, na, na, mis, closed, closed, closed, und, ok, mis, closed]),
+            (25, CLOSERS, [na, na, na, na, na, mis, closed, closed, closed, und, ok, ok, closed]),
+            (26, CLOSERS, [na, na, na, na, na, mis, closed, closed, closed, und, ok, ok, closed]),
+            (27, CLOSERS, [na, na, na, na, na, ok, closed, closed, closed, und, mis, mis, closed]),
+            (23, PIPELINES, every("!service_account")),
+            (24, PIPELINES, every("!service_account")),
+            (25, PIPELINES, every("!service_account")),
+            (26, PIPELINES, every("!service_account")),
+            (27, PIPELINES, every("!service_account")),
+            (23, NOT_CLOSERS, every("!close_not_allowed")),
+            (24, NOT_CLOSERS, every("!close_not_allowed")),
+            (25, NOT_CLOSERS, every("!close_not_allowed")),
+            (26, NOT_CLOSERS, every("!close_not_allowed")),
+            (27, NOT_CLOSERS, every("!close_not_allowed")),
+            // Lapsed: nobody acts; only an approved change is closed by it.
+            (28, ALL, ["= - - 0", "= - - 2", "= - - 2", "= - - 2", "= - - 2", ok, "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2", "= - - 2"]),
         ];
         let now: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().expect("a time");
         let mut seen = HashSet::new();
@@ -712,7 +777,7 @@ mod tests {
         assert_eq!(STATES.to_vec(), ChangeState::ALL.to_vec());
         // Every kind of event, template state and tally is in the table.
         let variants: HashSet<&str> = ev.iter().map(variant).collect();
-        assert_eq!(variants.len(), 8);
+        assert_eq!(variants.len(), 10);
         let templates: HashSet<Option<&str>> = ev
             .iter()
             .filter_map(|e| match e {
@@ -923,6 +988,7 @@ mod tests {
                 &["change.assess"; 3],
                 &["change.vote"; 4],
                 &["deployment.report"; 5],
+                &["change.close"; 6],
             ]
             .concat()
         );

@@ -1184,10 +1184,13 @@ pub async fn render_feed(
 }
 
 /// How a change's window shows in people's calendars: tentative until CAB
-/// approves, confirmed from then on, cancelled once it will not happen
-/// (kept in the feed, so calendars remove it).
+/// approves, confirmed from then on (a closed change was approved: its
+/// window stands as history), cancelled once it will not happen (kept in
+/// the feed, so calendars remove it).
 pub fn event_status(state: ChangeState) -> ical::Status {
-    if state.is_closed() {
+    if state == ChangeState::Closed {
+        ical::Status::Confirmed
+    } else if state.is_closed() {
         ical::Status::Cancelled
     } else if state.carries_approval() {
         ical::Status::Confirmed

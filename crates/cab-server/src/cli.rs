@@ -146,6 +146,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
         } => {
             let secret = check_secret_key(server.secret_key.as_deref())?;
+            // Refused before the database is touched.
+            crate::config::check_metrics_token(server.metrics_token.as_deref())?;
             let pool = crate::db::open(&db, Some(&migrate)).await?;
             warn_if_audit_exposed(&pool).await?;
             serve(pool, &server, &secret).await?;
@@ -215,7 +217,13 @@ async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow
     tracing::info!(%addr, env = %state.settings.env_label, "CAB listening");
     println!("CAB listening on http://{addr}");
     let options = crate::serve::ServeOptions::from_args(server)?;
+    // Every replica runs the sweep; one at a time does the work.
+    let sweeper = tokio::spawn(crate::reviews::run_sweeper(
+        state.pool.clone(),
+        std::time::Duration::from_secs(60),
+    ));
     let served = crate::serve::run(listener, state, options, crate::shutdown_signal()).await;
+    sweeper.abort();
     crate::log_limit::summarise_now();
     served?;
     Ok(())

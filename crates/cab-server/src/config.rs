@@ -9,6 +9,8 @@ use clap::{Args, ValueEnum};
 
 /// The smallest secret key accepted, in bytes.
 pub const MIN_SECRET_KEY_BYTES: usize = 32;
+/// The shortest metrics token accepted, in characters.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 32;
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/cab";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -126,6 +128,12 @@ pub struct ServerArgs {
     /// SIGINT; connections still busy then are closed and CAB exits.
     #[arg(long, env = "CAB_SHUTDOWN_SECONDS", default_value_t = 30)]
     pub shutdown_seconds: u64,
+
+    /// Turns on GET /metrics (Prometheus text format) for scrapers that send
+    /// `Authorization: Bearer <this token>`: at least 32 characters, e.g. the
+    /// output of `openssl rand -hex 32`. Unset, /metrics answers 404.
+    #[arg(long, env = "CAB_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// Settings the running server needs, checked once at start-up.
@@ -146,6 +154,8 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// From a request's headers to the end of its body.
     pub body_timeout: std::time::Duration,
+    /// `None`: `/metrics` is off (404).
+    pub metrics_token: Option<MetricsToken>,
 }
 
 impl Settings {
@@ -171,6 +181,7 @@ impl Settings {
             trusted_proxies: args.trusted_proxies.clone(),
             request_timeout: std::time::Duration::from_secs(args.request_timeout_seconds),
             body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds),
+            metrics_token: check_metrics_token(args.metrics_token.as_deref())?,
         })
     }
 
@@ -187,6 +198,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             request_timeout: std::time::Duration::from_secs(30),
             body_timeout: std::time::Duration::from_secs(10),
+            metrics_token: None,
         }
     }
 }
@@ -204,4 +216,77 @@ pub fn check_secret_key(key: Option<&str>) -> anyhow::Result<Vec<u8>> {
         key.len()
     );
     Ok(key.as_bytes().to_vec())
+}
+
+/// The token a scraper presents for `/metrics`. Only its SHA-256 digest is
+/// kept, so that comparing takes the same time whatever is presented, and
+/// the token never appears in a message or a log.
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    /// Whether `presented` is the token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        digest.ct_eq(&self.0).into()
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+/// Checks the metrics token: none (or blank) turns `/metrics` off; otherwise
+/// it must be at least 32 printable ASCII characters without spaces, since a
+/// scraper sends it in a header. The token itself never appears in a message.
+pub fn check_metrics_token(token: Option<&str>) -> anyhow::Result<Option<MetricsToken>> {
+    use sha2::Digest;
+    let hint = "generate one with `openssl rand -hex 32` and set CAB_METRICS_TOKEN, or unset it to turn /metrics off";
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        token.bytes().all(|b| b.is_ascii_graphic()),
+        "CAB_METRICS_TOKEN may hold only printable ASCII characters without spaces: {hint}"
+    );
+    anyhow::ensure!(
+        token.len() >= MIN_METRICS_TOKEN_CHARS,
+        "CAB_METRICS_TOKEN is too short ({} characters, at least {MIN_METRICS_TOKEN_CHARS} needed): {hint}",
+        token.len()
+    );
+    Ok(Some(MetricsToken(
+        sha2::Sha256::digest(token.as_bytes()).into(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_token_is_optional_long_and_printable() {
+        assert!(matches!(check_metrics_token(None), Ok(None)));
+        assert!(matches!(check_metrics_token(Some("  ")), Ok(None)));
+        let short = check_metrics_token(Some("too-short")).map(|_| ());
+        let message = short.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("CAB_METRICS_TOKEN is too short"),
+            "{message}"
+        );
+        assert!(!message.contains("too-short"), "the token is never printed");
+        let spaced = "a token with spaces that is long enough to pass";
+        assert!(check_metrics_token(Some(spaced)).is_err());
+        let good = "0123456789abcdef0123456789abcdef";
+        let Ok(Some(token)) = check_metrics_token(Some(good)) else {
+            panic!("a 32-character token is accepted");
+        };
+        assert!(token.matches(good));
+        assert!(!token.matches("0123456789abcdef0123456789abcdeF"));
+        assert!(!token.matches(""));
+        assert!(!format!("{token:?}").contains(good));
+    }
 }

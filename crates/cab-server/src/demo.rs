@@ -1,7 +1,8 @@
 //! The demo board: one person per role and a realistic board of change
 //! requests, so a newcomer's first screen looks like a team's. Written
 //! through the same operations as the pages and the API, so the audit trail
-//! holds it all.
+//! holds it all; only the weeks of history behind the measures, which no
+//! operation can backdate, are written as records of the past (`history`).
 //!
 //! The board appears whole or not at all: it is built in a scratch database
 //! which is renamed into place only once every step has succeeded, and the
@@ -35,11 +36,13 @@ use crate::request::Origin;
 
 mod calendar;
 mod deployments;
+mod history;
 mod releases;
+mod reviews;
 
 /// Raised whenever the board gains data (a new feature's examples): a board
 /// of an older version is then rebuilt on the next `cab demo`.
-pub const BOARD_VERSION: i64 = 7;
+pub const BOARD_VERSION: i64 = 9;
 
 /// The audit action of the last event of a finished board.
 pub const SEEDED: &str = "demo.seeded";
@@ -191,7 +194,15 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
         // of the build's own; the server makes its own key when it starts
         // with another.
         let keys = crate::crypto::Keys::new(crate::crypto::random_token(48).as_bytes());
-        deployments::seed(&pool, &cast, keys, now)
+        deployments::seed(&pool, &cast, keys.clone(), now)
+            .await
+            .map_err(crate::cli::cli_error)?;
+        reviews::seed(&pool, &cast, &board, keys, now)
+            .await
+            .map_err(crate::cli::cli_error)?;
+        // The weeks before this one, for the measures: written last, after
+        // everything the services stamped with the present.
+        history::seed(&pool, now)
             .await
             .map_err(crate::cli::cli_error)?;
         let counts = {
@@ -290,9 +301,11 @@ enum Fate {
     RejectedBySecurity,
     Withdrawn,
     Cancelled,
-    /// Approved by the emergency CAB; the retrospective review is due.
+    /// Approved by the emergency CAB; its review (the retrospective) is
+    /// owed.
     Emergency,
-    /// Approved by the emergency CAB; the retrospective review is done.
+    /// Approved by the emergency CAB; its review is written and signed off
+    /// (see `reviews`).
     EmergencyReviewed,
 }
 
@@ -369,7 +382,12 @@ fn content(i: usize, base: DateTime<Utc>) -> ChangeContent {
         _ => vec![Environment::Stage, Environment::Prod],
     };
     let emergency = matches!(fate, Fate::Emergency | Fate::EmergencyReviewed);
-    let start = base + Duration::days((i as i64 % 21) - 3) + Duration::hours(18 + (i as i64 % 4));
+    let start = if fate == Fate::Emergency {
+        // Exploited now: its window opens within hours.
+        base + Duration::hours(6)
+    } else {
+        base + Duration::days((i as i64 % 21) - 3) + Duration::hours(18 + (i as i64 % 4))
+    };
     ChangeContent {
         title: title.to_owned(),
         description: description.to_owned(),
@@ -620,23 +638,11 @@ async fn seed_board(pool: &PgPool, now: DateTime<Utc>) -> Result<(Cast, Vec<Uuid
                     .await?;
                 let c = cast.assess(pool, &c, AssessmentDecision::Accept).await?;
                 // A high-risk emergency needs a second CAB approval.
-                let c = if c.state == ChangeState::Approved {
+                if c.state == ChangeState::Approved {
                     c
                 } else {
                     cast.vote(pool, &cast.carl, &c, VoteChoice::Approve, "Agreed; go.")
                         .await?
-                };
-                if fate == Fate::EmergencyReviewed {
-                    decisions::complete_retrospective(
-                        pool,
-                        &cast.carl,
-                        &origin,
-                        c.id,
-                        "Patched within the hour; no customer impact. Add the library to the weekly scan.",
-                    )
-                    .await?
-                } else {
-                    c
                 }
             }
         };

@@ -14,7 +14,7 @@ use cab_domain::change::FieldError;
 use cab_domain::deployment::{self as rules, DeploymentState, EnvironmentRules, Freeze, GateFacts};
 use cab_domain::lifecycle::Event;
 use cab_domain::{Actor, Denial, Role, RoleSet};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -111,7 +111,20 @@ pub struct GateRequest {
     /// A confirmed break-glass this production deployment uses: BG-4, 4,
     /// or its id.
     pub break_glass: Option<String>,
+    /// The commits the artifact carries, as the pipeline knows them: lead
+    /// time for changes starts at the first.
+    pub commits: Vec<Commit>,
 }
+
+/// A commit a deployment carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    pub sha: String,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// The most commits one deployment reports.
+pub const MAX_COMMITS: usize = 1000;
 
 /// An authorization: the deployment recorded and its signed token.
 #[derive(Debug, Clone)]
@@ -180,6 +193,28 @@ fn check_request(req: &GateRequest, envs: &[Environment]) -> Vec<FieldError> {
         errors.push(field(
             "pipeline_url",
             "A pipeline URL starts with https:// or http://.",
+        ));
+    }
+    if req.commits.len() > MAX_COMMITS {
+        errors.push(field(
+            "commits",
+            format!("Report at most {MAX_COMMITS} commits."),
+        ));
+    }
+    let latest = Utc::now() + chrono::Duration::minutes(1);
+    if let Some((i, _)) = req.commits.iter().enumerate().find(|(_, c)| {
+        let hex = (7..=64).contains(&c.sha.len())
+            && c.sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        !hex || c.committed_at.year() < 2000 || c.committed_at > latest
+    }) {
+        errors.push(field(
+            "commits",
+            format!(
+                "Commit {}: a commit is its hash (7 to 64 lower-case hex digits) and the time it was made, not in the future.",
+                i + 1
+            ),
         ));
     }
     errors
@@ -619,6 +654,7 @@ pub async fn authorize(
     };
     let id = Uuid::new_v4();
     let token_id = Uuid::new_v4();
+    let commit_shas: Vec<String> = req.commits.iter().map(|c| c.sha.clone()).collect();
     let new = cab_db::deployments::NewDeployment {
         id,
         change_id: g.change.id,
@@ -636,6 +672,8 @@ pub async fn authorize(
         authorized_at: now,
         expires_at,
         token_id,
+        commit_shas: &commit_shas,
+        first_commit_at: req.commits.iter().map(|c| c.committed_at).min(),
     };
     let inserted = cab_db::deployments::insert(&mut tx, &new).await;
     if let (Ok(()), Some(bg)) = (&inserted, g.break_glass)

@@ -50,9 +50,10 @@ pub enum AppError {
     Csrf,
     #[error("the database is unavailable")]
     Unavailable,
-    /// More sign-ins are waiting for a password check than can be served:
-    /// shed at once rather than kept waiting (see `crypto::slots`).
-    #[error("too many sign-ins waiting for a password check")]
+    /// More requests of an expensive kind are waiting than can be served:
+    /// sign-ins for a password check (shed at once, see `crypto::slots`),
+    /// or reads of the measures of change (after a wait, see `metrics`).
+    #[error("too many requests of this kind waiting")]
     Busy,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -74,7 +75,6 @@ impl AppError {
             | "invalid_transition"
             | "change_closed"
             | "grant_closed"
-            | "no_retrospective_due"
             | "authorization_used"
             | "authorization_expired"
             | "break_glass_expired"
@@ -160,7 +160,7 @@ impl AppError {
                 "The database is unavailable at the moment. Try again shortly.".into()
             }
             AppError::Busy => {
-                "Too many sign-ins are waiting to be checked at this moment. Try again in a second."
+                "Too many requests of this kind are waiting at this moment (sign-ins to check, or measures to compute). Try again shortly."
                     .into()
             }
             AppError::Internal(_) => match current_request_id() {

@@ -63,6 +63,7 @@ pub mod kind {
     pub const MAINTENANCE_PERIOD: &str = "maintenance_period";
     pub const CALENDAR_FEED: &str = "calendar_feed";
     pub const RELEASE: &str = "release";
+    pub const REVIEW_ACTION: &str = "review_action";
 }
 
 /// What a creating request made, to bind its key to.
@@ -91,6 +92,8 @@ pub enum Created<'a> {
     Observed(Uuid),
     MaintenancePeriod(Uuid),
     Release(Uuid),
+    /// An action item of a change's review.
+    ReviewAction(Uuid),
     /// A calendar feed and the secret in its address, shown once.
     CalendarFeed {
         id: Uuid,
@@ -112,6 +115,7 @@ impl Created<'_> {
             Created::Observed(_) => kind::OBSERVED,
             Created::MaintenancePeriod(_) => kind::MAINTENANCE_PERIOD,
             Created::Release(_) => kind::RELEASE,
+            Created::ReviewAction(_) => kind::REVIEW_ACTION,
             Created::CalendarFeed { .. } => kind::CALENDAR_FEED,
         }
     }
@@ -129,6 +133,7 @@ impl Created<'_> {
             | Created::Observed(id)
             | Created::MaintenancePeriod(id)
             | Created::Release(id)
+            | Created::ReviewAction(id)
             | Created::CalendarFeed { id, .. } => *id,
         }
     }

@@ -24,6 +24,7 @@ pub mod freezes;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod log_limit;
+pub mod metrics;
 pub mod middleware;
 pub mod ops;
 pub mod page_error;
@@ -32,10 +33,12 @@ pub mod quorum;
 pub mod refusal;
 pub mod releases;
 pub mod request;
+pub mod reviews;
 pub mod serve;
 pub mod signin;
 pub mod standard_templates;
 pub mod state;
+pub mod telemetry;
 pub mod trail;
 pub mod ui;
 pub mod vocab;
@@ -60,8 +63,16 @@ use crate::error::{ApiError, AppError};
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api::router();
     let openapi = Arc::new(openapi);
+    // Off unless a metrics token is set: then `/metrics` is like any
+    // unknown address.
+    let metrics = if state.settings.metrics_token.is_some() {
+        Router::new().route(telemetry::ROUTE, get(telemetry::metrics))
+    } else {
+        Router::new()
+    };
     Router::new()
         .merge(ui::router())
+        .merge(metrics)
         .merge(api::idempotency::guard(api, &openapi, &state))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -117,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: counts every answer, whichever layer gave it.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), telemetry::record))
         .with_state(state)
 }
 

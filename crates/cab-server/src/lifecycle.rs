@@ -5,6 +5,7 @@
 //! over (`refusal::recorded`).
 
 use cab_db::changes::{Decided, StateChange};
+use cab_domain::change::ChangeState;
 use cab_domain::lifecycle::{self, Event, StateWrite, Subject, Transition};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -98,6 +99,23 @@ pub(crate) async fn apply(
             payload,
         )
         .await?;
+    }
+    // A review is owed from the emergency's approval, and from the end of
+    // a production deployment when a rule says so.
+    if let Some(StateWrite::Decided {
+        retrospective_due: Some(due),
+        ..
+    }) = &t.write
+    {
+        crate::reviews::emergency_approved(tx, user, origin, change, *due, now).await?;
+    }
+    if t.to != t.from
+        && matches!(
+            t.to,
+            ChangeState::Implemented | ChangeState::ImplementationFailed
+        )
+    {
+        crate::reviews::deployment_ended(tx, user, origin, change.id, now).await?;
     }
     // The change's release hears of it after the change's own event.
     if t.write.is_some() && t.to != t.from {

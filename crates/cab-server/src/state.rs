@@ -8,6 +8,7 @@ use crate::assets::Assets;
 use crate::config::Settings;
 use crate::crypto::{Keys, Passwords};
 use crate::db::health::DbHealth;
+use crate::telemetry::Telemetry;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +19,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub assets: Arc<Assets>,
     pub db_health: DbHealth,
+    /// This process's request counters, for `/metrics`.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
             passwords: Passwords::new(hashing_slots)?,
             assets: Arc::new(assets),
             settings: Arc::new(settings),
+            telemetry: Arc::default(),
         })
     }
 }

@@ -252,7 +252,10 @@ pub struct ApprovalTrail {
     still_needed: Vec<String>,
     approved_revision: Option<i32>,
     decided_at: Option<DateTime<Utc>>,
+    /// An approved emergency change's review (its retrospective) is due
+    /// then, 72 hours after approval (`GET /api/v1/changes/{id}/review`).
     retrospective_due_at: Option<DateTime<Utc>>,
+    /// When that review was first signed off.
     retrospective_done_at: Option<DateTime<Utc>>,
     entries: Vec<TrailEntry>,
 }
@@ -309,34 +312,6 @@ pub async fn get_approvals(
         retrospective_done_at: facts.decision.retrospective_done_at,
         entries: trail_entries(&facts, change.revision),
     }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetrospectiveIo {
-    notes: String,
-}
-
-/// Record an emergency change's retrospective review (due 72 hours after approval).
-#[utoipa::path(
-    post, path = "/api/v1/changes/{id}/retrospective", tag = "decisions",
-    params(("id" = String, Path)),
-    request_body = RetrospectiveIo,
-    responses((status = 200, body = ChangeOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem))
-)]
-pub async fn post_retrospective(
-    State(state): State<AppState>,
-    origin: Origin,
-    ApiUser(user): ApiUser,
-    ApiPath(id): ApiPath<String>,
-    AppJson(body): AppJson<RetrospectiveIo>,
-) -> ApiResult<Json<ChangeOut>> {
-    let id = changes::resolve_id(&state.pool, &id).await?;
-    Ok(Json(
-        decisions::complete_retrospective(&state.pool, &user, &origin, id, &body.notes)
-            .await?
-            .into(),
-    ))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]

@@ -14,7 +14,7 @@ use super::idempotency::IdempotencyKey;
 use super::{ApiPath, AppJson};
 use crate::auth::ApiUser;
 use crate::crypto::deploy::Jwks;
-use crate::deployments::{self, EnvironmentLabels, GateRequest, Report};
+use crate::deployments::{self, Commit, EnvironmentLabels, GateRequest, Report};
 use crate::error::{ApiResult, AppError, Problem, Reason};
 use crate::request::Origin;
 use crate::state::AppState;
@@ -68,6 +68,20 @@ pub struct GateIn {
     /// waives the approval, the window and freezes, never the duties.
     #[serde(default)]
     break_glass: Option<String>,
+    /// The commits the artifact carries (at most 1,000): lead time for
+    /// changes starts at the first. Left out, it starts at submission.
+    #[serde(default)]
+    commits: Vec<CommitIo>,
+}
+
+/// A commit a deployment carries.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitIo {
+    /// Its hash: 7 to 64 lower-case hex digits.
+    sha: String,
+    /// When it was made.
+    committed_at: DateTime<Utc>,
 }
 
 impl GateIn {
@@ -85,6 +99,14 @@ impl GateIn {
             pipeline_run_id: self.pipeline.run_id,
             pipeline_url: self.pipeline.url,
             break_glass: self.break_glass,
+            commits: self
+                .commits
+                .into_iter()
+                .map(|c| Commit {
+                    sha: c.sha,
+                    committed_at: c.committed_at,
+                })
+                .collect(),
         }
     }
 }

@@ -437,6 +437,11 @@ async fn current(state: &AppState, claim: &Claim, row: &KeyRow) -> Result<Respon
             Json(super::releases::release_out(state, id).await?),
         )
             .into_response(),
+        kind::REVIEW_ACTION => (
+            created,
+            Json(super::reviews::created_action(state, id).await?),
+        )
+            .into_response(),
         kind::CALENDAR_FEED => {
             let secret = secret.ok_or_else(secret_gone)?;
             (

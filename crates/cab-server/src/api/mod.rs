@@ -12,7 +12,9 @@ mod extract;
 mod freezes;
 pub mod idempotency;
 mod me;
+pub mod metrics;
 pub mod releases;
+pub mod reviews;
 mod role_grants;
 mod standard_templates;
 mod users;
@@ -44,6 +46,8 @@ pub use extract::{ApiPath, AppJson};
         (name = "deployments", description = "The deployment gate pipelines ask before they deploy, signed authorizations, and what became of each deployment"),
         (name = "freezes", description = "Periods in which the deployment gate deploys nothing they cover, declared and lifted by release managers and administrators"),
         (name = "releases", description = "Releases: changes that go out together under one plan (milestones, test strategy, deployment phases, rollback, communications), every edit a revision; CAB's go/no-go on the plan; the phases opened one after another, rolled back or cancelled"),
+        (name = "reviews", description = "How a change ends: closing it with a close code, and its post-implementation review, owed for failed, emergency, break-glass, high-risk and incident-linked changes (a setting can owe one for every change), every edit a revision, signed off by someone who did not work on the change; its action items, and what is overdue"),
+        (name = "metrics", description = "The measures of change, computed from the records on every request: deployment frequency, lead time for changes, change failure rate, failed-deployment recovery time, the share of emergency and break-glass changes, approval lead time by risk level, and what the records lack"),
         (name = "calendar", description = "The change calendar: what is planned when, the conflicts a window runs into and the free windows nearby, services' maintenance periods, the limit on production changes per hour, and personal calendar feeds"),
         (name = "templates", description = "Standard-change templates, approved once by CAB"),
         (name = "users", description = "Accounts, roles and service-account tokens (administrators); a decision role or the administrator role takes a second administrator's confirmation"),
@@ -96,7 +100,6 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(decisions::start_assessment))
         .routes(routes!(decisions::post_vote))
         .routes(routes!(decisions::get_approvals))
-        .routes(routes!(decisions::post_retrospective))
         .routes(routes!(decisions::get_quorum, decisions::put_quorum))
         .routes(routes!(decisions::cab_queue))
         .routes(routes!(
@@ -135,6 +138,17 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(releases::advance_release))
         .routes(routes!(releases::roll_back_release))
         .routes(routes!(releases::cancel_release))
+        .routes(routes!(metrics::get_metrics))
+        .routes(routes!(reviews::close_change))
+        .routes(routes!(reviews::get_review, reviews::put_review))
+        .routes(routes!(reviews::sign_off_review))
+        .routes(routes!(reviews::add_review_action))
+        .routes(routes!(reviews::set_review_action_status))
+        .routes(routes!(reviews::overdue_reviews))
+        .routes(routes!(
+            reviews::get_review_settings,
+            reviews::put_review_settings
+        ))
         .routes(routes!(calendar::calendar_entries))
         .routes(routes!(calendar::check_window))
         .routes(routes!(calendar::change_conflicts))

@@ -181,10 +181,12 @@ pub fn is_unreachable(err: &sqlx::Error) -> bool {
 }
 
 /// Paths answered without the database: liveness, the OpenAPI document and
-/// static assets. `/readyz` answers for itself.
+/// static assets. `/readyz` answers for itself, and `/metrics` leaves out
+/// what it cannot read.
 fn needs_database(path: &str) -> bool {
     !(path == "/healthz"
         || path == "/readyz"
+        || path == crate::telemetry::ROUTE
         || path == "/api/openapi.json"
         || path.starts_with("/static/"))
 }

@@ -1,5 +1,6 @@
-//! Decision pages: the assessment form, votes, the reviewer and CAB queues,
-//! the printable agenda, and the quorum settings.
+//! Decision pages: the assessment form, votes, the reviewer and CAB queues
+//! (with what is overdue of post-implementation reviews), the printable
+//! agenda, and the quorum and review settings.
 
 use askama::Template;
 use axum::Form;
@@ -248,30 +249,6 @@ pub async fn vote(
     }
 }
 
-pub async fn retrospective(
-    viewer: Viewer,
-    origin: Origin,
-    Path(id): Path<String>,
-    Form(form): Form<Pairs>,
-) -> PageResult {
-    let pool = &viewer.state.pool;
-    let id = changes::resolve_id(pool, &id).await?;
-    let notes = value(&form, "notes");
-    match decisions::complete_retrospective(pool, &viewer.user, &origin, id, &notes).await {
-        Ok(v) => Ok(redirect_with(
-            &viewer,
-            &format!("/changes/{id}#decision"),
-            Notice::RetrospectiveRecorded { number: v.number },
-        )),
-        Err(e @ (AppError::Invalid { .. } | AppError::Fields(_))) => {
-            let errors = FieldErrors::absorb(e, "notes")?;
-            let v = changes::load(pool, id).await?;
-            Ok(super::changes::detail_page(&viewer, v, errors).await?)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub struct QueueLine {
     pub id: String,
     pub key: String,
@@ -326,7 +303,9 @@ struct QueuePage {
     cab: bool,
     agenda: bool,
     lines: Vec<QueueLine>,
-    overdue: Vec<(String, String, String, String)>,
+    /// Overdue post-implementation reviews and action items (the CAB's
+    /// pages only).
+    overdue: super::reviews::OverdueLines,
     /// Releases awaiting CAB's go/no-go (the CAB's pages only).
     releases: Vec<ReleaseLine>,
 }
@@ -391,7 +370,7 @@ pub async fn reviewer_queue(viewer: Viewer) -> PageResult {
             cab: false,
             agenda: false,
             lines,
-            overdue: Vec::new(),
+            overdue: super::reviews::OverdueLines::default(),
         };
         Ok::<_, AppError>(render(&page))
     };
@@ -401,7 +380,8 @@ pub async fn reviewer_queue(viewer: Viewer) -> PageResult {
 async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     let items = crate::queues::cab_queue(&viewer.state.pool, viewer.user.id).await?;
     let mut conn = viewer.state.pool.acquire().await?;
-    let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
+    let people = super::words::People::load(&mut conn).await?;
+    let overdue = super::reviews::overdue(&mut conn, &viewer.user, &people).await?;
     let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.row.id).collect();
     let mut freezes = super::deployments::freeze_warnings(&mut conn, &ids).await?;
     drop(conn);
@@ -446,12 +426,7 @@ async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
         agenda,
         lines,
         releases,
-        overdue: overdue
-            .into_iter()
-            .map(|(id, n, title, due)| {
-                (id.to_string(), ChangeKey(n).to_string(), title, when(&due))
-            })
-            .collect(),
+        overdue,
     };
     Ok(render(&page))
 }
@@ -480,6 +455,26 @@ struct QuorumPage {
     rules: Vec<QuorumRule>,
     errors: FieldErrors,
     can_edit: bool,
+    /// The review settings' form, as saved or as typed.
+    reviews: ReviewSettingsForm,
+}
+
+/// When post-implementation reviews are due, and whether every change owes
+/// one.
+pub struct ReviewSettingsForm {
+    pub due_days: String,
+    pub required_for_all: bool,
+    pub error: Option<String>,
+}
+
+impl ReviewSettingsForm {
+    fn saved(s: crate::reviews::ReviewSettings) -> Self {
+        ReviewSettingsForm {
+            due_days: s.due_days.to_string(),
+            required_for_all: s.required_for_all,
+            error: None,
+        }
+    }
 }
 
 fn rules(p: &QuorumPolicy) -> Vec<QuorumRule> {
@@ -507,11 +502,13 @@ pub async fn quorum_form(viewer: Viewer) -> PageResult {
     let shown = async {
         let mut conn = viewer.state.pool.acquire().await?;
         let p = crate::quorum::in_force(&mut conn).await?;
+        let reviews = crate::reviews::settings(&mut conn).await?;
         Ok::<_, AppError>(render(&QuorumPage {
             layout: viewer.layout("Quorum policy"),
             rules: rules(&p),
             errors: FieldErrors::default(),
             can_edit: viewer.user.has(Role::Admin),
+            reviews: ReviewSettingsForm::saved(reviews),
         }))
     };
     Ok(shown.await?)
@@ -535,13 +532,59 @@ pub async fn quorum_submit(viewer: Viewer, origin: Origin, Form(form): Form<Pair
         Ok(_) => Ok(redirect_with(&viewer, "/admin/quorum", Notice::QuorumSaved)),
         Err(e @ AppError::Fields(_)) => {
             let errors = FieldErrors::absorb(e, "low")?;
+            let mut conn = viewer.state.pool.acquire().await?;
+            let reviews = crate::reviews::settings(&mut conn).await?;
             let mut resp = render(&QuorumPage {
                 layout: viewer.layout("Quorum policy"),
                 rules: rules(&p),
                 errors,
                 can_edit: true,
+                reviews: ReviewSettingsForm::saved(reviews),
             });
             *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(resp)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /admin/quorum/reviews`: how many days after a change's production
+/// deployment (or closure) its review is due, and whether every change owes
+/// one (administrators).
+pub async fn review_settings_submit(
+    viewer: Viewer,
+    origin: Origin,
+    Form(form): Form<Pairs>,
+) -> PageResult {
+    let typed = value(&form, "due_days");
+    let required_for_all = super::form::checked(&form, "required_for_all");
+    let pool = &viewer.state.pool;
+    let new = crate::reviews::ReviewSettings {
+        // Unreadable is out of range: the service says what it takes.
+        due_days: typed.trim().parse().unwrap_or(0),
+        required_for_all,
+    };
+    match crate::reviews::set_settings(pool, &viewer.user, &origin, new).await {
+        Ok(_) => Ok(redirect_with(
+            &viewer,
+            "/admin/quorum#review-settings",
+            Notice::ReviewSettingsSaved,
+        )),
+        Err(AppError::Invalid { message, .. }) => {
+            let mut conn = pool.acquire().await?;
+            let p = crate::quorum::in_force(&mut conn).await?;
+            let mut resp = render(&QuorumPage {
+                layout: viewer.layout("Quorum policy"),
+                rules: rules(&p),
+                errors: FieldErrors::default(),
+                can_edit: true,
+                reviews: ReviewSettingsForm {
+                    due_days: typed,
+                    required_for_all,
+                    error: Some(message),
+                },
+            });
+            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(resp)
         }
         Err(e) => Err(e.into()),

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::changes::{Row, rows};
+use super::reviews::OverdueLines;
 use super::words::People;
 use super::{Layout, Viewer, filters, render};
 use crate::page_error::PageResult;
@@ -23,7 +24,9 @@ struct Dashboard {
     drafts: Vec<Row>,
     comments: Vec<CommentNote>,
     recent: Vec<Row>,
-    overdue: Vec<OverdueNote>,
+    /// Overdue post-implementation reviews and action items: all of them
+    /// for CAB members and release managers, the viewer's own otherwise.
+    overdue: OverdueLines,
     /// Open findings (deployments nobody authorized), for those who
     /// review them.
     findings: Option<i64>,
@@ -50,14 +53,6 @@ struct CommentNote {
     at: DateTime<Utc>,
 }
 
-/// An emergency change whose retrospective review is overdue.
-struct OverdueNote {
-    change: Uuid,
-    number: i64,
-    title: String,
-    due: DateTime<Utc>,
-}
-
 /// How many changes are in one state.
 struct StateCount {
     state: ChangeState,
@@ -75,22 +70,22 @@ fn role_summary(role: Role) -> &'static str {
     use Role::*;
     match role {
         Engineer => {
-            "You file change requests, edit and submit them, and withdraw them while they are open. You can start one from an approved standard-change template."
+            "You file change requests, edit and submit them, and withdraw them while they are open. You can start one from an approved standard-change template. Once one is done you close it with how it ended, write its post-implementation review and work on the action items you own."
         }
         SecurityReviewer => {
-            "You take submitted changes from the Assessments queue and write their security impact assessment."
+            "You take submitted changes from the Assessments queue and write their security impact assessment, and can help write a change's post-implementation review."
         }
         CabMember => {
-            "You vote on changes and on releases' go/no-go in the CAB queue (with a printable agenda) and on proposed standard-change templates, record the retrospective review of emergency changes, confirm another person's break-glass deployment, and can cancel a change."
+            "You vote on changes and on releases' go/no-go in the CAB queue (with a printable agenda) and on proposed standard-change templates, close changes with how they ended, write post-implementation reviews and sign off those of changes you did not work on, confirm another person's break-glass deployment, and can cancel a change."
         }
         ReleaseManager => {
-            "You plan releases and take them through CAB's go/no-go and their deployment phases, deploy approved changes to production from the change page (never your own, nor one you approved), declare and lift freezes, ask for break-glass deployments or confirm another's, and resolve deployments nobody authorized."
+            "You plan releases and take them through CAB's go/no-go and their deployment phases, deploy approved changes to production from the change page (never your own, nor one you approved), declare and lift freezes, ask for break-glass deployments or confirm another's, resolve deployments nobody authorized, close changes with how they ended, and sign off the post-implementation reviews of changes you did not work on."
         }
         Auditor => {
             "You read the audit trail, with a check that its hash chain is intact, and every change's approval trail and timeline."
         }
         Admin => {
-            "You manage accounts, service accounts and their API tokens, the quorum policy, the environments and where each pipeline may deploy, and standard-change templates, and can cancel a change. It gives no power to assess, vote on or deploy changes."
+            "You manage accounts, service accounts and their API tokens, the quorum policy and when post-implementation reviews are due, the environments and where each pipeline may deploy, and standard-change templates, and can cancel or close a change. It gives no power to assess, vote on or deploy changes."
         }
     }
 }
@@ -131,9 +126,9 @@ pub async fn dashboard(viewer: Viewer) -> PageResult {
     )
     .await?;
     let comments = cab_db::changes::comments_for_author(&mut conn, me, 10).await?;
-    let overdue = cab_db::decisions::overdue_retrospectives(&mut conn, chrono::Utc::now()).await?;
     let people = People::load(&mut conn).await?;
     let user = &viewer.user;
+    let overdue = super::reviews::overdue(&mut conn, user, &people).await?;
     let reviews_findings = [Role::ReleaseManager, Role::Admin, Role::Auditor]
         .iter()
         .any(|r| user.has(*r));
@@ -182,15 +177,7 @@ pub async fn dashboard(viewer: Viewer) -> PageResult {
             })
             .collect(),
         recent: rows(recent)?,
-        overdue: overdue
-            .into_iter()
-            .map(|(change, number, title, due)| OverdueNote {
-                change,
-                number,
-                title,
-                due,
-            })
-            .collect(),
+        overdue,
         findings,
         glass_waiting,
     };

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod calendar;
 mod changes;
+mod chart;
 mod decisions;
 mod deployments;
 mod environments;
@@ -14,8 +15,10 @@ mod form;
 mod freezes;
 mod home;
 mod login;
+mod metrics;
 pub mod notice;
 mod releases;
+mod reviews;
 mod standard_templates;
 mod words;
 
@@ -125,16 +128,25 @@ pub fn router() -> Router<AppState> {
         )
         .route("/changes/{id}/assessment/start", post(decisions::start))
         .route("/changes/{id}/votes", post(decisions::vote))
+        .route("/changes/{id}/close", post(reviews::close))
         .route(
-            "/changes/{id}/retrospective",
-            post(decisions::retrospective),
+            "/changes/{id}/review",
+            get(reviews::show).post(reviews::save),
         )
+        .route("/changes/{id}/review/sign-off", post(reviews::sign_off))
+        .route("/changes/{id}/review/actions", post(reviews::add_action))
+        .route("/review-actions/{id}/status", post(reviews::set_status))
         .route("/assessments", get(decisions::reviewer_queue))
+        .route("/measures", get(metrics::page))
         .route("/cab", get(decisions::cab_queue))
         .route("/cab/agenda", get(decisions::cab_agenda))
         .route(
             "/admin/quorum",
             get(decisions::quorum_form).post(decisions::quorum_submit),
+        )
+        .route(
+            "/admin/quorum/reviews",
+            post(decisions::review_settings_submit),
         )
         .route(
             "/templates",
@@ -182,13 +194,14 @@ pub fn navigation(roles: &RoleSet, current_path: &str) -> Vec<NavLink> {
         roles: roles.clone(),
         is_service: false,
     };
-    let items: [(&str, &str, bool); 15] = [
+    let items: [(&str, &str, bool); 16] = [
         ("/", "Dashboard", true),
         ("/changes", "Changes", true),
         ("/releases", "Releases", true),
         ("/calendar", "Calendar", true),
         ("/deployments", "Deployments", true),
         ("/freezes", "Freezes", true),
+        ("/measures", "Metrics", true),
         (
             "/assessments",
             "Assessments",
@@ -365,7 +378,7 @@ pub fn back_link(method: &Method, path: &str, user: Option<&CurrentUser>) -> Bac
             (format!("/admin/users/{id}"), "Back to the account")
         }
         ["admin", "users"] if admin => ("/admin/users".to_owned(), "Back to the users"),
-        ["admin", "quorum"] => ("/admin/quorum".to_owned(), "Back to the quorum policy"),
+        ["admin", "quorum", ..] => ("/admin/quorum".to_owned(), "Back to the quorum policy"),
         ["freezes", ..] => ("/freezes".to_owned(), "Back to the freezes"),
         ["admin", "environments"] => ("/admin/environments".to_owned(), "Back to the environments"),
         ["admin", "maintenance", ..] => (
@@ -604,6 +617,7 @@ mod tests {
                 "Calendar",
                 "Deployments",
                 "Freezes",
+                "Metrics",
                 "Standard changes"
             ]
         );
@@ -616,6 +630,7 @@ mod tests {
                 "Calendar",
                 "Deployments",
                 "Freezes",
+                "Metrics",
                 "Exceptions",
                 "Audit trail"
             ]
@@ -629,6 +644,7 @@ mod tests {
                 "Calendar",
                 "Deployments",
                 "Freezes",
+                "Metrics",
                 "Standard changes",
                 "Exceptions",
                 "Quorum",
@@ -647,6 +663,7 @@ mod tests {
                 "Calendar",
                 "Deployments",
                 "Freezes",
+                "Metrics",
                 "CAB queue",
                 "Standard changes",
                 "Exceptions"
@@ -661,6 +678,7 @@ mod tests {
                 "Calendar",
                 "Deployments",
                 "Freezes",
+                "Metrics",
                 "Exceptions",
                 "Maintenance"
             ]
@@ -674,6 +692,7 @@ mod tests {
                 "Calendar",
                 "Deployments",
                 "Freezes",
+                "Metrics",
                 "Assessments"
             ]
         );

@@ -17,6 +17,7 @@ use cab_domain::approval::VoteChoice;
 use cab_domain::change::{ChangeKey, ChangeState};
 use cab_domain::deployment::DeploymentState;
 use cab_domain::release::ReleaseState;
+use cab_domain::review::{ActionStatus, CloseCode};
 use cab_domain::standard_template::TemplateState;
 use uuid::Uuid;
 
@@ -62,9 +63,35 @@ pub enum Notice {
         choice: VoteChoice,
         state: ChangeState,
     },
-    RetrospectiveRecorded {
+    /// The change is closed with `code`; `owed`: its review is owed and
+    /// not signed off.
+    ChangeClosed {
+        number: i64,
+        code: CloseCode,
+        owed: bool,
+    },
+    /// A new revision of the review; `amended`: it replaces a signed-off one.
+    ReviewSaved {
+        number: i64,
+        revision: i32,
+        amended: bool,
+    },
+    /// Saved as it was: no new revision.
+    ReviewUnchanged {
         number: i64,
     },
+    ReviewSignedOff {
+        number: i64,
+        revision: i32,
+    },
+    ReviewActionAdded {
+        number: i64,
+    },
+    ReviewActionUpdated {
+        number: i64,
+        status: ActionStatus,
+    },
+    ReviewSettingsSaved,
     /// A deployment's initiator or executor reported what became of it.
     DeploymentReported {
         number: i64,
@@ -235,8 +262,48 @@ impl Notice {
                     outcome(number, state),
                 )
             }
-            RetrospectiveRecorded { number } => {
-                format!("The retrospective review of {} is recorded.", ChangeKey(number))
+            ChangeClosed { number, code, owed } => format!(
+                "{} is closed as {}.{}",
+                ChangeKey(number),
+                code.label().to_lowercase(),
+                if owed {
+                    " Its post-implementation review is owed: write it below."
+                } else {
+                    ""
+                }
+            ),
+            ReviewSaved {
+                number,
+                revision,
+                amended,
+            } => format!(
+                "Revision {revision} of the review of {} is saved.{}",
+                ChangeKey(number),
+                if amended {
+                    " It amends the signed-off review, so it needs signing off again."
+                } else {
+                    " Once it is complete, someone who did not work on the change signs it off."
+                }
+            ),
+            ReviewUnchanged { number } => format!(
+                "Nothing in the review of {} changed, so no new revision was made.",
+                ChangeKey(number)
+            ),
+            ReviewSignedOff { number, revision } => format!(
+                "Revision {revision} of the review of {} is signed off. A later edit makes a new revision, which needs signing off again.",
+                ChangeKey(number)
+            ),
+            ReviewActionAdded { number } => format!(
+                "The action item is added to the review of {}. Its owner sees it on their dashboard once it is overdue.",
+                ChangeKey(number)
+            ),
+            ReviewActionUpdated { number, status } => format!(
+                "The action item of the review of {} is now marked {}.",
+                ChangeKey(number),
+                status.label().to_lowercase()
+            ),
+            ReviewSettingsSaved => {
+                "Review settings saved. They apply to reviews owed from now on.".into()
             }
             DeploymentReported { number, state } => match state {
                 DeploymentState::Started => format!(
@@ -396,7 +463,23 @@ impl Notice {
                 choice.as_str(),
                 state.as_str()
             ),
-            RetrospectiveRecorded { number } => format!("retrospective.{number}"),
+            ChangeClosed { number, code, owed } => {
+                format!("closed.{number}.{}.{}", code.as_str(), u8::from(owed))
+            }
+            ReviewSaved {
+                number,
+                revision,
+                amended,
+            } => format!("review_saved.{number}.{revision}.{}", u8::from(amended)),
+            ReviewUnchanged { number } => format!("review_unchanged.{number}"),
+            ReviewSignedOff { number, revision } => {
+                format!("review_signed_off.{number}.{revision}")
+            }
+            ReviewActionAdded { number } => format!("review_action_added.{number}"),
+            ReviewActionUpdated { number, status } => {
+                format!("review_action_updated.{number}.{}", status.as_str())
+            }
+            ReviewSettingsSaved => "review_settings_saved".into(),
             DeploymentReported { number, state } => {
                 format!("deployment_reported.{number}.{}", state.as_str())
             }
@@ -479,6 +562,11 @@ impl Notice {
         let state = |i: usize| parts.get(i).and_then(|x| ChangeState::parse(x));
         let choice = |i: usize| parts.get(i).and_then(|x| VoteChoice::parse(x));
         let release_state = |i: usize| parts.get(i).and_then(|x| ReleaseState::parse(x));
+        let flag = |i: usize| match parts.get(i) {
+            Some(&"1") => Some(true),
+            Some(&"0") => Some(false),
+            _ => None,
+        };
         let notice = match (parts[0], parts.len()) {
             ("created", 2) => ChangeCreated { number: number(1)? },
             ("saved", 2) => ChangeSaved { number: number(1)? },
@@ -500,7 +588,27 @@ impl Notice {
                 choice: choice(3)?,
                 state: state(4)?,
             },
-            ("retrospective", 2) => RetrospectiveRecorded { number: number(1)? },
+            ("closed", 4) => ChangeClosed {
+                number: number(1)?,
+                code: CloseCode::parse(parts[2])?,
+                owed: flag(3)?,
+            },
+            ("review_saved", 4) => ReviewSaved {
+                number: number(1)?,
+                revision: parts[2].parse().ok()?,
+                amended: flag(3)?,
+            },
+            ("review_unchanged", 2) => ReviewUnchanged { number: number(1)? },
+            ("review_signed_off", 3) => ReviewSignedOff {
+                number: number(1)?,
+                revision: parts[2].parse().ok()?,
+            },
+            ("review_action_added", 2) => ReviewActionAdded { number: number(1)? },
+            ("review_action_updated", 3) => ReviewActionUpdated {
+                number: number(1)?,
+                status: ActionStatus::parse(parts[2])?,
+            },
+            ("review_settings_saved", 1) => ReviewSettingsSaved,
             ("deployment_reported", 3) => DeploymentReported {
                 number: number(1)?,
                 state: DeploymentState::parse(parts[2])?,
@@ -668,7 +776,37 @@ mod tests {
                 choice: VoteChoice::RequestChanges,
                 state: ChangeState::ChangesRequested,
             },
-            RetrospectiveRecorded { number: 10 },
+            ChangeClosed {
+                number: 10,
+                code: CloseCode::SuccessfulWithIssues,
+                owed: true,
+            },
+            ChangeClosed {
+                number: 10,
+                code: CloseCode::Successful,
+                owed: false,
+            },
+            ReviewSaved {
+                number: 10,
+                revision: 2,
+                amended: true,
+            },
+            ReviewSaved {
+                number: 10,
+                revision: 1,
+                amended: false,
+            },
+            ReviewUnchanged { number: 10 },
+            ReviewSignedOff {
+                number: 10,
+                revision: 2,
+            },
+            ReviewActionAdded { number: 10 },
+            ReviewActionUpdated {
+                number: 10,
+                status: ActionStatus::InProgress,
+            },
+            ReviewSettingsSaved,
             DeploymentReported {
                 number: 11,
                 state: DeploymentState::RolledBack,

@@ -8,6 +8,7 @@ use cab_domain::Role;
 use cab_domain::approval::{AssessmentDecision, VoteChoice};
 use cab_domain::audit::{Attempt, AuditAction, AuditRecord};
 use cab_domain::change::{ChangeKey, ChangeState, ChangeType, field_label};
+use cab_domain::review::{ActionStatus, CloseCode, ReviewReason};
 use cab_domain::risk::RiskLevel;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -510,6 +511,69 @@ impl Subjects {
                 .text(" recorded the retrospective review of ")
                 .thing(&self.change(e))
                 .text("."),
+            A::ChangeClosed => {
+                let code = text(p, "close_code")
+                    .and_then(CloseCode::parse)
+                    .map_or("closed", CloseCode::label);
+                let s = if e.actor_id.is_none() {
+                    Sentence::default()
+                        .text("CAB closed ")
+                        .thing(&self.change(e))
+                } else {
+                    start.text(" closed ").thing(&self.change(e))
+                };
+                s.text(format!(": {}.", code.to_lowercase()))
+            }
+            A::ReviewOwed => {
+                let reasons: Vec<&str> = strings(p, "reasons")
+                    .iter()
+                    .filter_map(|r| ReviewReason::parse(r))
+                    .map(ReviewReason::label)
+                    .collect();
+                Sentence::default()
+                    .text("A post-implementation review of ")
+                    .thing(&self.change(e))
+                    .text(if reasons.is_empty() {
+                        " is owed.".to_owned()
+                    } else {
+                        format!(" is owed: {}.", reasons.join("; "))
+                    })
+            }
+            A::ReviewSaved => {
+                let s = start
+                    .text(" saved revision ")
+                    .text(revision.to_string())
+                    .text(" of the review of ")
+                    .thing(&self.change(e));
+                if p.get("amends_signed_off").and_then(Value::as_bool) == Some(true) {
+                    s.text(", amending the signed-off review; it needs signing off again.")
+                } else {
+                    s.text(".")
+                }
+            }
+            A::ReviewSignedOff => start
+                .text(format!(" signed off revision {revision} of the review of "))
+                .thing(&self.change(e))
+                .text("."),
+            A::ReviewActionAdded => start
+                .text(format!(
+                    " added the action “{}” for {}, due {}, to the review of ",
+                    short(text(p, "title").unwrap_or_default()),
+                    short(text(p, "owner").unwrap_or_default()),
+                    text(p, "due_on").unwrap_or_default()
+                ))
+                .thing(&self.change(e))
+                .text("."),
+            A::ReviewActionUpdated => {
+                let to = text(p, "to")
+                    .and_then(ActionStatus::parse)
+                    .map_or("changed", ActionStatus::label);
+                start
+                    .text(" marked an action item of the review of ")
+                    .thing(&self.change(e))
+                    .text(format!(" {}.", to.to_lowercase()))
+            }
+            A::ReviewSettingsChanged => start.text(" changed the review settings."),
             A::TemplateProposed => start.text(" proposed ").thing(&self.template(e)).text("."),
             A::TemplateVoted => {
                 let phrase = text(p, "vote")

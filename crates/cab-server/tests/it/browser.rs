@@ -545,6 +545,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
             "Calendar",
             "Deployments",
             "Freezes",
+            "Metrics",
             "Standard changes"
         ]
     );
@@ -581,6 +582,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
             "Calendar",
             "Deployments",
             "Freezes",
+            "Metrics",
             "Exceptions",
             "Audit trail"
         ]
@@ -609,6 +611,7 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
             "Calendar",
             "Deployments",
             "Freezes",
+            "Metrics",
             "Standard changes",
             "Exceptions",
             "Quorum",

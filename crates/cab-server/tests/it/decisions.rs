@@ -571,7 +571,7 @@ async fn concurrent_votes_approve_exactly_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
-async fn emergency_changes_need_cab_and_security_and_a_retrospective(pool: PgPool) {
+async fn emergency_changes_need_cab_and_security_and_a_review(pool: PgPool) {
     let app = TestApp::new(pool).await;
     let erin = app.api_login("erin", &[Role::Engineer]).await;
     let sam = app.api_login("sam", &[Role::SecurityReviewer]).await;
@@ -602,8 +602,20 @@ async fn emergency_changes_need_cab_and_security_and_a_retrospective(pool: PgPoo
     let decided: chrono::DateTime<chrono::Utc> =
         trail["decided_at"].as_str().unwrap().parse().unwrap();
     assert_eq!((due - decided).num_hours(), 72);
+    // Its post-implementation review is owed by then.
+    let uri = format!("/api/v1/changes/{id}/review");
+    let review = app.api(Method::GET, &uri, Some(&erin.token), None).await;
+    assert_eq!(review.status, StatusCode::OK, "{}", review.body);
+    let review = review.json()["review"].clone();
+    assert_eq!(review["required"], true, "{review}");
+    assert_eq!(review["reasons"][0]["code"], "emergency");
+    assert_eq!(review["due_at"], trail["retrospective_due_at"]);
 
     // Overdue: shown on the dashboard and the CAB queue.
+    sqlx::query("UPDATE reviews SET due_at = now() - interval '1 hour'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     sqlx::query("UPDATE changes SET retrospective_due_at = now() - interval '1 hour'")
         .execute(&app.pool)
         .await
@@ -613,29 +625,70 @@ async fn emergency_changes_need_cab_and_security_and_a_retrospective(pool: PgPoo
         .await;
     for uri in ["/", "/cab"] {
         let page = app.get_page(uri, Some(&s.cookie)).await;
-        assert!(page.body.contains("id=\"overdue-retrospectives\""), "{uri}");
+        assert!(page.body.contains("id=\"overdue-reviews\""), "{uri}");
     }
-    // The author cannot hold their own retrospective; a CAB member can.
+    // The author writes the review but cannot sign it off; a CAB member can.
     let resp = app
         .api(
-            Method::POST,
-            &format!("/api/v1/changes/{id}/retrospective"),
+            Method::PUT,
+            &uri,
             Some(&erin.token),
-            Some(json!({"notes": "fine"})),
-        )
-        .await;
-    assert_eq!(resp.status, StatusCode::FORBIDDEN);
-    let resp = app
-        .api(
-            Method::POST,
-            &format!("/api/v1/changes/{id}/retrospective"),
-            Some(&carol.token),
-            Some(json!({"notes": "Root cause fixed; runbook updated."})),
+            Some(json!({
+                "revision": 0,
+                "outcome": "The patched library is live.",
+                "intervention": "none",
+                "lessons": "Root cause fixed; runbook updated."
+            })),
         )
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let sign_off = format!("/api/v1/changes/{id}/review/sign-off");
+    let resp = app
+        .api(
+            Method::POST,
+            &sign_off,
+            Some(&erin.token),
+            Some(json!({"revision": 1})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.approvals(&carol, &id).await["retrospective_done_at"],
+        Value::Null
+    );
+    // Not while nothing has run yet: the review looks back on it.
+    let resp = app
+        .api(
+            Method::POST,
+            &sign_off,
+            Some(&carol.token),
+            Some(json!({"revision": 1})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
+    assert_eq!(resp.problem_code(), "not_over_yet");
+    // The emergency passed without a deployment: its author closes it.
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{id}/close"),
+            Some(&erin.token),
+            Some(json!({"code": "not_implemented", "notes": "The vendor patch made it unnecessary."})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let resp = app
+        .api(
+            Method::POST,
+            &sign_off,
+            Some(&carol.token),
+            Some(json!({"revision": 1})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert!(app.approvals(&carol, &id).await["retrospective_done_at"].is_string());
     let page = app.get_page("/cab", Some(&s.cookie)).await;
-    assert!(!page.body.contains("id=\"overdue-retrospectives\""));
+    assert!(!page.body.contains("id=\"overdue-reviews\""));
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
@@ -1130,15 +1183,36 @@ async fn an_approved_emergency_keeps_its_retrospective_whatever_comes_next(pool:
         due,
         "the retrospective stays due"
     );
+    let uri = format!("/api/v1/changes/{id}/review");
+    let review = app.api(Method::GET, &uri, Some(&carol.token), None).await;
+    let review = review.json()["review"].clone();
+    assert_eq!(review["required"], true, "{review}");
+    assert_eq!(review["due_at"], due, "the review stays owed, by then");
+    // What was approved is reviewed and signed off all the same.
     let resp = app
         .api(
-            Method::POST,
-            &format!("/api/v1/changes/{id}/retrospective"),
-            Some(&carol.token),
-            Some(json!({"notes": "Rolled back the approved window; new plan filed."})),
+            Method::PUT,
+            &uri,
+            Some(&erin.token),
+            Some(json!({
+                "revision": 0,
+                "outcome": "The approved window was not used.",
+                "intervention": "none",
+                "lessons": "Rolled back the approved window; new plan filed."
+            })),
         )
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("{uri}/sign-off"),
+            Some(&carol.token),
+            Some(json!({"revision": 1})),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert!(app.approvals(&carol, &id).await["retrospective_done_at"].is_string());
 }
 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
@@ -1162,24 +1236,24 @@ async fn refusals_of_state_are_recorded_too(pool: PgPool) {
         "{}",
         resp.body
     );
-    // A retrospective of a change that has none due.
+    // A review of a change that was never approved.
     let resp = app
         .api(
-            Method::POST,
-            &format!("/api/v1/changes/{id}/retrospective"),
+            Method::PUT,
+            &format!("/api/v1/changes/{id}/review"),
             Some(&carol.token),
-            Some(json!({"notes": "Nothing to review."})),
+            Some(json!({"revision": 0, "outcome": "Nothing to review."})),
         )
         .await;
-    assert!(
-        resp.status == StatusCode::CONFLICT || resp.status == StatusCode::FORBIDDEN,
-        "{} {}",
-        resp.status,
-        resp.body
-    );
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
+    assert_eq!(resp.problem_code(), "not_reviewable");
     let denials = app.denials().await;
     assert!(
         denials.contains(&("change.assess".to_owned(), "invalid_transition".to_owned())),
+        "{denials:?}"
+    );
+    assert!(
+        denials.contains(&("review.write".to_owned(), "not_reviewable".to_owned())),
         "{denials:?}"
     );
     assert_eq!(denials.len(), 2, "{denials:?}");

@@ -100,6 +100,14 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             .to_string()
     };
     let feed = |label: &str| json!({"label": label, "environment": "PROD"}).to_string();
+    // An approved change, whose review takes action items.
+    let reviewed = app.approved_change(&erin, &carol).await;
+    let reviewer = app.api_login("lena", &[Role::CabMember]).await;
+    let action = |title: &str| {
+        json!({"title": title, "owner": "erin",
+               "due_on": (chrono::Utc::now().date_naive() + chrono::Duration::days(14)).to_string()})
+        .to_string()
+    };
     vec![
         Case {
             name: "file a change",
@@ -212,6 +220,15 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             other_body: crate::releases::release_plan("January release").to_string(),
             table: "releases",
             action: "release.created",
+        },
+        Case {
+            name: "add an action item to a review",
+            client: reviewer,
+            uri: format!("/api/v1/changes/{reviewed}/review/actions"),
+            body: action("Relax the health checks"),
+            other_body: action("Write the runbook"),
+            table: "review_actions",
+            action: "review.action_added",
         },
     ]
 }

@@ -306,6 +306,7 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("POST", "/api/v1/auth/token"),
         ("POST", "/api/v1/auth/logout"),
         ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/metrics"),
         ("GET", "/api/v1/users"),
         ("POST", "/api/v1/users"),
         ("GET", "/api/v1/users/{id}"),
@@ -331,7 +332,6 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("POST", "/api/v1/changes/{id}/assessment/start"),
         ("POST", "/api/v1/changes/{id}/votes"),
         ("GET", "/api/v1/changes/{id}/approvals"),
-        ("POST", "/api/v1/changes/{id}/retrospective"),
         ("GET", "/api/v1/settings/quorum"),
         ("PUT", "/api/v1/settings/quorum"),
         ("GET", "/api/v1/queues/cab"),
@@ -384,6 +384,15 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("POST", "/api/v1/releases/{id}/advance"),
         ("POST", "/api/v1/releases/{id}/rollback"),
         ("POST", "/api/v1/releases/{id}/cancel"),
+        ("POST", "/api/v1/changes/{id}/close"),
+        ("GET", "/api/v1/changes/{id}/review"),
+        ("PUT", "/api/v1/changes/{id}/review"),
+        ("POST", "/api/v1/changes/{id}/review/sign-off"),
+        ("POST", "/api/v1/changes/{id}/review/actions"),
+        ("POST", "/api/v1/review-actions/{id}/status"),
+        ("GET", "/api/v1/reviews/overdue"),
+        ("GET", "/api/v1/settings/reviews"),
+        ("PUT", "/api/v1/settings/reviews"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))

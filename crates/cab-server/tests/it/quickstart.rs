@@ -8,6 +8,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use cab_domain::change::ChangeState;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
@@ -240,23 +241,63 @@ fn readme_board() -> Vec<(ChangeState, usize)> {
     out
 }
 
-/// What the README promises, checked through the API as `viewer`.
-async fn check_board(http: &reqwest::Client, url: &str, viewer: &str) {
-    let mut total = 0;
-    for (state, promised) in readme_board() {
-        let page = get(
-            http,
-            url,
-            viewer,
-            &format!("/api/v1/changes?state={}&limit=200", state.as_str()),
-        )
-        .await;
-        let n = page["items"].as_array().unwrap().len();
-        assert_eq!(n, promised, "changes {}", state.label());
-        total += n;
+/// Every change the API lists for `query`, page after page.
+async fn list_changes(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    query: &[(&str, &str)],
+) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut params: Vec<(&str, &str)> = query.to_vec();
+        params.push(("limit", "200"));
+        if let Some(c) = &cursor {
+            params.push(("cursor", c));
+        }
+        let r = http
+            .get(format!("{url}/api/v1/changes"))
+            .query(&params)
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "GET changes {query:?}: {}",
+            r.status()
+        );
+        let page: Value = r.json().await.unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
     }
-    assert_eq!(total, 41, "forty-one changes");
+}
 
+/// The board's history: the changes of the weeks before this one, written
+/// as records of the past, are the ones last touched before the board was
+/// built (everything else on the board was made a moment ago).
+fn is_history(summary: &Value) -> bool {
+    let updated: DateTime<Utc> = summary["updated_at"].as_str().unwrap().parse().unwrap();
+    updated < Utc::now() - chrono::Duration::hours(1)
+}
+
+/// The history's changes: how many ended each way (closed with each code,
+/// or deployed and not closed yet).
+const HISTORY_ENDINGS: [(&str, usize); 5] = [
+    ("failed_not_rolled_back", 12),
+    ("failed_rolled_back", 10),
+    ("implemented", 8),
+    ("successful", 93),
+    ("successful_with_issues", 3),
+];
+
+/// What the README promises, and how the board's changes ended, checked
+/// through the API as `viewer`.
+async fn check_board(http: &reqwest::Client, url: &str, viewer: &str) {
     let templates = get(http, url, viewer, "/api/v1/templates").await;
     let approved: Vec<&Value> = templates
         .as_array()
@@ -266,32 +307,353 @@ async fn check_board(http: &reqwest::Client, url: &str, viewer: &str) {
         .collect();
     assert_eq!(approved.len(), 1, "one approved standard-change template");
 
-    let emergencies = get(
-        http,
-        url,
-        viewer,
-        "/api/v1/changes?type=emergency&limit=200",
-    )
-    .await;
-    let mut awaiting_retrospective = 0;
-    for c in emergencies["items"].as_array().unwrap() {
+    // Every change's ending: its closure, its review and the review's
+    // action items; the board's own changes apart from its history.
+    let all = list_changes(http, url, viewer, &[]).await;
+    let history: Vec<String> = all
+        .iter()
+        .filter(|c| is_history(c))
+        .map(|c| c["key"].as_str().unwrap().to_owned())
+        .collect();
+    let mut endings = BTreeMap::new();
+    let mut past = BTreeMap::new();
+    for c in &all {
+        let key = c["key"].as_str().unwrap().to_owned();
+        let ending = get(http, url, viewer, &format!("/api/v1/changes/{key}/review")).await;
+        if history.contains(&key) {
+            past.insert(key, ending);
+        } else {
+            endings.insert(key, ending);
+        }
+    }
+    assert_eq!(endings.len(), 44, "forty-four changes on the board");
+    let code = |key: &str| endings[key]["closure"]["code"].as_str().unwrap_or("");
+
+    let emergencies = list_changes(http, url, viewer, &[("type", "emergency")]).await;
+    let mut awaiting_retrospective = Vec::new();
+    let mut retrospective_done = Vec::new();
+    let mut past_emergencies = Vec::new();
+    for c in &emergencies {
+        let key = c["key"].as_str().unwrap();
         let trail = get(
             http,
             url,
             viewer,
-            &format!("/api/v1/changes/{}/approvals", c["key"].as_str().unwrap()),
+            &format!("/api/v1/changes/{key}/approvals"),
         )
         .await;
+        if history.iter().any(|h| h == key) {
+            past_emergencies.push((key.to_owned(), trail));
+            continue;
+        }
         if trail["state"] == "approved"
             && !trail["retrospective_due_at"].is_null()
             && trail["retrospective_done_at"].is_null()
         {
-            awaiting_retrospective += 1;
+            awaiting_retrospective.push((key.to_owned(), trail["retrospective_due_at"].clone()));
+        }
+        if !trail["retrospective_done_at"].is_null() {
+            retrospective_done.push(key.to_owned());
+        }
+    }
+    // Both of the board's emergencies await their retrospective, which is
+    // their review: owed because they are emergencies, due when the
+    // retrospective is. One is not written yet; the other is written ahead
+    // of its deployment and is signed off once that has run.
+    assert_eq!(
+        awaiting_retrospective.len(),
+        2,
+        "the board's emergency changes await their retrospective"
+    );
+    let at = |v: &Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    let mut revisions = Vec::new();
+    for (key, due) in &awaiting_retrospective {
+        let review = &endings[key]["review"];
+        assert_eq!(review["required"], true, "{key}: {review}");
+        assert_eq!(review["reasons"][0]["code"], "emergency", "{key}: {review}");
+        assert_eq!(review["state"], "open", "{key}: {review}");
+        assert_eq!(
+            at(&review["due_at"]),
+            at(due),
+            "{key}'s review is due with its retrospective"
+        );
+        revisions.push(review["revision"].as_i64().unwrap());
+    }
+    revisions.sort();
+    assert_eq!(revisions, [0, 1]);
+    assert!(retrospective_done.is_empty(), "{retrospective_done:?}");
+    // The history's two emergencies are closed, their retrospectives done.
+    assert_eq!(past_emergencies.len(), 2, "{past_emergencies:?}");
+    for (key, trail) in &past_emergencies {
+        assert_eq!(trail["state"], "closed", "{key}: {trail}");
+        assert!(!trail["retrospective_done_at"].is_null(), "{key}: {trail}");
+        assert_eq!(past[key]["review"]["state"], "signed_off", "{key}");
+    }
+
+    // A closed change of every close code; CAB closed the one whose window
+    // passed unimplemented, people closed the others.
+    let mut closed: Vec<(&str, bool)> = endings
+        .values()
+        .filter(|e| e["change"]["state"] == "closed")
+        .map(|e| {
+            (
+                e["closure"]["code"].as_str().unwrap(),
+                !e["closure"]["closed_by"].is_null(),
+            )
+        })
+        .collect();
+    closed.sort_unstable();
+    assert_eq!(
+        closed,
+        [
+            ("failed_not_rolled_back", true),
+            ("failed_rolled_back", true),
+            ("not_implemented", false),
+            ("successful", true),
+            ("successful_with_issues", true),
+        ],
+        "one closed change of each close code"
+    );
+
+    // Reviews: signed off, owed and not yet due (one of them being
+    // written), overdue, and amended after sign-off.
+    let reviews: Vec<(&str, &Value)> = endings
+        .iter()
+        .filter(|(_, e)| !e["review"].is_null())
+        .map(|(k, e)| (k.as_str(), &e["review"]))
+        .collect();
+    let awaited =
+        |r: &&(&str, &Value)| r.1["required"] == true && r.1["first_signed_off_at"].is_null();
+    let signed_off: Vec<&str> = reviews
+        .iter()
+        .filter(|r| r.1["state"] == "signed_off")
+        .map(|r| r.0)
+        .collect();
+    let overdue: Vec<&str> = reviews
+        .iter()
+        .filter(awaited)
+        .filter(|r| r.1["overdue"] == true)
+        .map(|r| code(r.0))
+        .collect();
+    let pending: Vec<&(&str, &Value)> = reviews
+        .iter()
+        .filter(awaited)
+        .filter(|r| r.1["overdue"] == false)
+        .collect();
+    let being_written = pending.iter().filter(|r| r.1["revision"] != 0).count();
+    let amended: Vec<(&str, &Value)> = reviews
+        .iter()
+        .filter(|r| r.1["state"] == "open" && !r.1["first_signed_off_at"].is_null())
+        .map(|r| (code(r.0), &r.1["revision"]))
+        .collect();
+    assert_eq!(signed_off.len(), 1, "one review signed off: {signed_off:?}");
+    assert_eq!(overdue, ["failed_not_rolled_back"], "one review overdue");
+    assert_eq!(pending.len(), 4, "four reviews owed and not yet due");
+    assert_eq!(
+        being_written, 2,
+        "two of them being written (one ahead of its deployment)"
+    );
+    assert_eq!(
+        amended,
+        [("failed_rolled_back", &json!(2))],
+        "one review amended after sign-off, awaiting sign-off again"
+    );
+    // The signed-off review of the change that succeeded with issues says
+    // everything a review says.
+    let (_, review) = reviews
+        .iter()
+        .find(|r| code(r.0) == "successful_with_issues")
+        .expect("the change that succeeded with issues has a review");
+    assert_eq!(review["state"], "signed_off", "{review}");
+    assert_eq!(review["signed_off_by"], "carol", "{review}");
+    let content = &review["content"];
+    for field in ["outcome", "went_well", "went_wrong", "lessons"] {
+        assert!(
+            content[field].as_str().is_some_and(|t| !t.is_empty()),
+            "{field}: {content}"
+        );
+    }
+    assert_eq!(content["intervention"], "forward_fix", "{content}");
+    let incident = &content["incidents"][0];
+    assert_eq!(incident["severity"], "sev3", "{content}");
+    assert_eq!(incident["caused"], "confirmed", "{content}");
+    assert!(
+        at(&incident["started_at"]) < at(&incident["restored_at"]),
+        "{content}"
+    );
+
+    // Action items in every status, one of them overdue, owned by seven
+    // different people.
+    let actions: Vec<&Value> = endings
+        .values()
+        .chain(past.values())
+        .flat_map(|e| e["actions"].as_array().unwrap())
+        .collect();
+    let with = |s: &str| actions.iter().filter(|a| a["status"] == s).count();
+    assert_eq!(
+        (with("open"), with("in_progress"), with("done")),
+        (3, 3, 2),
+        "action items open, in progress and done: {actions:?}"
+    );
+    let late: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["overdue"] == true)
+        .map(|a| &a["owner"])
+        .collect();
+    assert_eq!(late, [&json!("rita")], "one action item overdue");
+    let mut owners: Vec<&str> = actions
+        .iter()
+        .map(|a| a["owner"].as_str().unwrap())
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    assert_eq!(owners.len(), 7, "{owners:?}");
+
+    // The history: every change deployed, closed by its author with the
+    // code its PROD deployment earned or not closed yet, and every review
+    // it owed signed off by a CAB member, none outstanding.
+    let mut ended: BTreeMap<&str, usize> = BTreeMap::new();
+    for (key, e) in &past {
+        let state = e["change"]["state"].as_str().unwrap();
+        let how = match state {
+            "closed" => e["closure"]["code"].as_str().unwrap(),
+            _ => state,
+        };
+        *ended.entry(how).or_default() += 1;
+        if state == "closed" {
+            assert!(
+                e["closure"]["closed_by"]
+                    .as_str()
+                    .is_some_and(|by| ["erin", "eddie"].contains(&by)),
+                "{key}: {e}"
+            );
+        }
+        let review = &e["review"];
+        if how.starts_with("failed") || how == "successful_with_issues" {
+            assert!(!review.is_null(), "{key} owed a review: {e}");
+        }
+        if !review.is_null() {
+            assert_eq!(review["required"], true, "{key}: {review}");
+            assert_eq!(review["state"], "signed_off", "{key}: {review}");
+            assert_eq!(review["overdue"], false, "{key}: {review}");
+            assert!(
+                review["signed_off_by"]
+                    .as_str()
+                    .is_some_and(|by| ["carol", "carl"].contains(&by)),
+                "{key}: {review}"
+            );
+            let intervention = review["content"]["intervention"].as_str().unwrap();
+            match how {
+                "failed_rolled_back" => assert_eq!(intervention, "rollback", "{key}"),
+                "failed_not_rolled_back" => assert_eq!(intervention, "forward_fix", "{key}"),
+                _ => {}
+            }
         }
     }
     assert_eq!(
-        awaiting_retrospective, 1,
-        "an emergency change awaits its retrospective"
+        ended.into_iter().collect::<Vec<_>>(),
+        HISTORY_ENDINGS,
+        "how the history's changes ended"
+    );
+
+    let mut total = 0;
+    for (state, promised) in readme_board() {
+        let n = list_changes(http, url, viewer, &[("state", state.as_str())])
+            .await
+            .len();
+        assert_eq!(n, promised, "changes {}", state.label());
+        total += n;
+    }
+    let history_total: usize = HISTORY_ENDINGS.iter().map(|(_, n)| n).sum();
+    assert_eq!(history.len(), history_total, "the history's changes");
+    assert_eq!(total, 44 + history_total, "the board and its history");
+
+    check_measures(http, url, viewer).await;
+}
+
+/// The measures over the default period (the last 90 days, by week) show
+/// the history's trends.
+async fn check_measures(http: &reqwest::Client, url: &str, viewer: &str) {
+    let report = get(http, url, viewer, "/api/v1/metrics").await;
+    assert_eq!(report["bucket"], "week", "{report}");
+    let buckets = report["buckets"].as_array().unwrap();
+    let deployed = buckets
+        .iter()
+        .filter(|b| b["deployment_frequency"]["deployments"].as_i64().unwrap() > 0)
+        .count();
+    assert!(
+        deployed >= 12,
+        "{deployed} weeks with successful deployments"
+    );
+
+    // Fewer deployments fail now than three months ago.
+    let ended: Vec<(i64, i64)> = buckets
+        .iter()
+        .map(|b| &b["change_failure_rate"])
+        .map(|r| {
+            (
+                r["failed"].as_i64().unwrap(),
+                r["deployments"].as_i64().unwrap(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(ended.len() >= 8, "{ended:?}");
+    let rate = |weeks: &[(i64, i64)]| {
+        let (failed, all) = weeks
+            .iter()
+            .fold((0, 0), |(f, n), (wf, wn)| (f + wf, n + wn));
+        failed as f64 / all as f64
+    };
+    let (first, last) = (rate(&ended[..4]), rate(&ended[ended.len() - 4..]));
+    assert!(
+        first > last,
+        "failure rate of the first four weeks {first:.3}, of the last four {last:.3}: {ended:?}"
+    );
+
+    // Every rate is a share.
+    for figures in buckets.iter().chain([&report["total"]]) {
+        for rate in [
+            &figures["change_failure_rate"]["rate"],
+            &figures["emergency"]["emergency_share"],
+            &figures["emergency"]["break_glass_share"],
+        ] {
+            if let Some(r) = rate.as_f64() {
+                assert!((0.0..=1.0).contains(&r), "{rate} in {figures}");
+            }
+        }
+    }
+
+    let total = &report["total"];
+    assert!(
+        total["lead_time"]["p50_hours"]
+            .as_f64()
+            .is_some_and(|h| h > 0.0),
+        "{total}"
+    );
+    assert!(
+        total["emergency"]["emergency"].as_i64().unwrap() >= 2,
+        "{total}"
+    );
+    // Riskier changes take longer to approve.
+    let approval = |risk: &str| {
+        total["approval_lead_time"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["risk"] == risk)
+            .and_then(|a| a["p50_hours"].as_f64())
+            .unwrap_or_else(|| panic!("{risk}: {total}"))
+    };
+    assert!(
+        approval("low") < approval("medium") && approval("medium") < approval("high"),
+        "{total}"
+    );
+    // Not every pipeline reported the commits it deployed.
+    let quality = &report["data_quality"];
+    assert!(
+        quality["deployments_without_commits"].as_i64().unwrap() > 0,
+        "{quality}"
     );
 }
 

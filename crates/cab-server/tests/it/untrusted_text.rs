@@ -88,6 +88,7 @@ fn field_of(pointer: &str) -> String {
         ["links", "pull_request"] => "pr_url",
         ["links", link] => link,
         ["testing", kind, _] => kind,
+        ["incidents", ..] => "incidents",
         [.., last] => last,
         [] => "body",
     }
@@ -152,6 +153,29 @@ async fn every_stored_text_field_refuses_control_characters_through_the_api(pool
         .unwrap()
         .to_owned();
     let submitted = app.submitted_change(&erin, 1, 1, "normal").await;
+    // An approved change, its review open to writing, with an action item.
+    let approved = app.submitted_change(&erin, 1, 1, "normal").await;
+    let resp = app.vote(&carl, &approved, "approve", "").await;
+    assert_eq!(resp.json()["state"], "approved", "{}", resp.body);
+    let due_on = (chrono::Utc::now().date_naive() + chrono::Duration::days(14)).to_string();
+    let action =
+        json!({"title": "Rotate the staging certificates too", "owner": "ed", "due_on": due_on});
+    let resp = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/changes/{approved}/review/actions"),
+            Some(&erin.token),
+            Some(action.clone()),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.body);
+    let action_id = resp.json()["id"].as_str().unwrap().to_owned();
+    let ed = app.token("ed", "ed-correct-horse-battery").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
+    let restored = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
     let template = json!({
         "name": "TLS renewal",
         "change": {
@@ -254,9 +278,36 @@ async fn every_stored_text_field_refuses_control_characters_through_the_api(pool
         ),
         Route::new(
             Method::POST,
-            format!("/api/v1/changes/{submitted}/retrospective"),
+            format!("/api/v1/changes/{approved}/close"),
             &carol.token,
-            json!({"notes": "Went as planned"}),
+            json!({"code": "not_implemented", "notes": "It never went out"}),
+        ),
+        Route::new(
+            Method::PUT,
+            format!("/api/v1/changes/{approved}/review"),
+            &erin.token,
+            json!({
+                "revision": 0,
+                "outcome": "Went as planned",
+                "intervention": "none",
+                "incidents": [{"reference": "INC-7", "severity": "sev3", "caused": "ruled_out",
+                               "started_at": started, "restored_at": restored}],
+                "went_well": "The canary",
+                "went_wrong": "The timing",
+                "lessons": "Start earlier"
+            }),
+        ),
+        Route::new(
+            Method::POST,
+            format!("/api/v1/changes/{approved}/review/actions"),
+            &erin.token,
+            action,
+        ),
+        Route::new(
+            Method::POST,
+            format!("/api/v1/review-actions/{action_id}/status"),
+            &ed,
+            json!({"status": "done"}),
         ),
         Route::new(Method::POST, "/api/v1/templates", &carol.token, {
             let mut t = template;
@@ -545,7 +596,7 @@ async fn every_form_refuses_control_characters_beside_the_field(pool: PgPool) {
         .unwrap()
         .to_owned();
     let submitted = app.submitted_change(&erin_api, 1, 1, "normal").await;
-    // An approved emergency change, its retrospective due.
+    // An approved emergency change, its review owed.
     let emergency = app.submitted_change(&erin_api, 1, 1, "emergency").await;
     let resp = app
         .assess(
@@ -674,15 +725,25 @@ async fn every_form_refuses_control_characters_beside_the_field(pool: PgPool) {
         None,
     )
     .await;
-    refuses_in_form(
-        &app,
-        &carol,
-        &format!("/changes/{emergency}/retrospective"),
-        &[("notes", "Went as planned")],
-        "notes",
-        None,
-    )
-    .await;
+    let review_form: Vec<(&str, &str)> = vec![
+        ("read", "0"),
+        ("outcome", "Went as planned"),
+        ("intervention", "none"),
+        ("went_well", "The canary"),
+        ("went_wrong", "The timing"),
+        ("lessons", "Start earlier"),
+    ];
+    for field in ["outcome", "went_well", "went_wrong", "lessons"] {
+        refuses_in_form(
+            &app,
+            &carol,
+            &format!("/changes/{emergency}/review"),
+            &review_form,
+            field,
+            None,
+        )
+        .await;
+    }
     let template_form: Vec<(&str, &str)> = vec![
         ("name", "TLS renewal"),
         ("title", "Renew a TLS certificate"),
@@ -1026,7 +1087,7 @@ async fn a_decision_on_a_locked_change_is_a_prompt_recorded_refusal(pool: PgPool
         )
         .await;
     let tid = resp.json()["id"].as_str().unwrap().to_owned();
-    // An approved emergency change, its retrospective due.
+    // An approved emergency change, its review owed.
     let emergency = app.submitted_change(&erin, 1, 1, "emergency").await;
     let resp = app
         .assess(
@@ -1071,13 +1132,23 @@ async fn a_decision_on_a_locked_change_is_a_prompt_recorded_refusal(pool: PgPool
             assessment,
         ),
         (
-            "change.retrospective",
+            "review.write",
+            "changes",
+            &emergency,
+            Method::PUT,
+            format!("/api/v1/changes/{emergency}/review"),
+            &erin,
+            json!({"revision": 0, "outcome": "Went as planned", "intervention": "none",
+                   "lessons": "None"}),
+        ),
+        (
+            "review.sign_off",
             "changes",
             &emergency,
             Method::POST,
-            format!("/api/v1/changes/{emergency}/retrospective"),
+            format!("/api/v1/changes/{emergency}/review/sign-off"),
             &carol,
-            json!({"notes": "Went as planned"}),
+            json!({"revision": 0}),
         ),
         (
             "template.vote",
@@ -1128,7 +1199,7 @@ async fn a_decision_on_a_locked_change_is_a_prompt_recorded_refusal(pool: PgPool
         resp.body
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert_eq!(app.denials().await.len(), 6);
+    assert_eq!(app.denials().await.len(), 7);
 
     // Nothing was decided: no vote, no assessment, the change as it was.
     assert_eq!(app.decision_rows().await, decided);
@@ -1140,6 +1211,13 @@ async fn a_decision_on_a_locked_change_is_a_prompt_recorded_refusal(pool: PgPool
             .await
             .unwrap();
     assert_eq!(done, None);
+    let review: (i32, String) =
+        sqlx::query_as("SELECT revision, state FROM reviews WHERE change_id = $1::uuid")
+            .bind(&emergency)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(review, (0, "open".to_owned()), "the review as it was");
     let template_votes: i64 = sqlx::query_scalar("SELECT count(*) FROM template_votes")
         .fetch_one(&app.pool)
         .await

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::reviews::ClosureOut;
 use crate::changes::ChangeView;
 use crate::error::AppError;
 use crate::vocab;
@@ -248,6 +249,16 @@ pub struct ChangeOut {
     submitted_at: Option<DateTime<Utc>>,
     /// The standard-change template it was made from.
     template: Option<Uuid>,
+    /// How the change ended, once closed with a close code; null before.
+    closure: Option<ClosureOut>,
+}
+
+impl ChangeOut {
+    /// The change with how it was closed.
+    pub fn with_closure(mut self, closure: Option<ClosureOut>) -> Self {
+        self.closure = closure;
+        self
+    }
 }
 
 impl From<ChangeView> for ChangeOut {
@@ -312,6 +323,7 @@ impl From<ChangeView> for ChangeOut {
             updated_at: v.updated_at,
             submitted_at: v.submitted_at,
             template: v.template_id,
+            closure: None,
         }
     }
 }

@@ -88,7 +88,9 @@ pub async fn get_change(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ChangeOut>> {
     let id = resolve(&state, &id).await?;
-    Ok(Json(changes::load(&state.pool, id).await?.into()))
+    let change = ChangeOut::from(changes::load(&state.pool, id).await?);
+    let closure = super::reviews::closure_of(&state, id).await?;
+    Ok(Json(change.with_closure(closure)))
 }
 
 /// Edit a change. After submission every edit is a new revision.

@@ -1,6 +1,7 @@
 //! A change's own page: its fields, the decision section (what it still
 //! needs, the assessment, the approval trail of every assessment and vote),
-//! its revisions with what each changed, its comments and its timeline, and
+//! how it ended and where its post-implementation review stands, its
+//! revisions with what each changed, its comments and its timeline, and
 //! which actions the person looking may take.
 
 use askama::Template;
@@ -103,9 +104,6 @@ struct DecisionView {
     pub may_assess: bool,
     pub may_start: bool,
     pub my_vote: Option<VoteChoice>,
-    pub retrospective_due: Option<DateTime<Utc>>,
-    pub retrospective_done: Option<DateTime<Utc>>,
-    pub may_record_retrospective: bool,
 }
 
 /// One kind of security testing in an assessment.
@@ -210,6 +208,9 @@ struct DetailPage {
     conflicts_digest: String,
     /// The calendar's week of the planned window.
     conflicts_week: Option<String>,
+    /// How it ended and where its post-implementation review stands, once
+    /// it was approved.
+    ending: Option<crate::ui::reviews::Ending>,
 }
 
 /// What submitting asks for, by label, then the reason cancelling asks for:
@@ -259,6 +260,7 @@ pub(crate) async fn detail_page_with(
     let people = &subjects.people;
     let d = decision_view(viewer, &v, &facts, people, &acknowledged);
     let dep = deploy_section(viewer, &v, people, attempt).await?;
+    let ending = crate::ui::reviews::ending(viewer, v.id).await?;
     let c = &v.content;
     let offset = parse_offset(&c.window_tz);
     let show = |t: Option<DateTime<Utc>>| match (t, offset) {
@@ -367,6 +369,7 @@ pub(crate) async fn detail_page_with(
             .map(|t| format!("/calendar?view=week&date={}", t.format("%Y-%m-%d"))),
         conflicts,
         conflicts_digest,
+        ending,
         v,
     };
     let status = status.unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
@@ -503,8 +506,6 @@ fn decision_view(
             testing,
         }
     });
-    let retro_pending = facts.decision.retrospective_due_at.is_some()
-        && facts.decision.retrospective_done_at.is_none();
     DecisionView {
         level: facts.level,
         still_needed: facts.still_needed(v.state),
@@ -522,9 +523,5 @@ fn decision_view(
         my_vote: facts
             .my_vote(viewer.user.id, v.revision)
             .and_then(|x| VoteChoice::parse(&x.choice)),
-        retrospective_due: facts.decision.retrospective_due_at,
-        retrospective_done: facts.decision.retrospective_done_at,
-        may_record_retrospective: retro_pending
-            && cab_domain::approval::check_retrospective(&v.facts(), &viewer.user.actor()).is_ok(),
     }
 }

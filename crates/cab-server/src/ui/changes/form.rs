@@ -25,7 +25,7 @@ use crate::ui::notice::{Notice, redirect_with};
 use crate::ui::{Layout, Viewer, filters, render};
 
 /// UTC offsets offered for the planned window, as `+HH:MM`.
-fn offsets() -> Vec<String> {
+pub(in crate::ui) fn offsets() -> Vec<String> {
     let mut minutes: Vec<i32> = (-12..=14).map(|h| h * 60).collect();
     minutes.extend([-210, 210, 270, 330, 345, 390, 570, 630]);
     minutes.sort();
@@ -42,7 +42,7 @@ fn offsets() -> Vec<String> {
         .collect()
 }
 
-pub(super) fn parse_offset(s: &str) -> Option<FixedOffset> {
+pub(in crate::ui) fn parse_offset(s: &str) -> Option<FixedOffset> {
     if s == "UTC" || s == "Z" {
         return FixedOffset::east_opt(0);
     }

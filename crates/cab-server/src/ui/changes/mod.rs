@@ -11,7 +11,7 @@ mod list;
 
 pub(super) use actions::{cancel, comment, submit, withdraw};
 pub(super) use detail::{detail_page, detail_page_with, show};
-pub(super) use form::{create, edit_form, new_form, preview_risk, update};
+pub(super) use form::{create, edit_form, new_form, offsets, parse_offset, preview_risk, update};
 pub(super) use list::list;
 
 use cab_db::changes::ChangeSummary;

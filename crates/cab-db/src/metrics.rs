@@ -1,0 +1,295 @@
+//! The measures of change, computed from the records on every read: the
+//! deployments, the changes, their decisions and their reviews. Nothing here
+//! is a kept count.
+//!
+//! Every function reads the deployments of `environment` (all production
+//! environments when `None`) and `service` (all when `None`) that ended in
+//! [`Filter::from`, `Filter::to`), grouped by `bucket` (`week` or `month`,
+//! weeks starting on Monday, in UTC). Each returns one row per bucket and a
+//! last row for the whole period (`bucket` is `None`): percentiles over the
+//! period are computed over its rows, never from the buckets'.
+//!
+//! Call them in a transaction after [`prepare`].
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub environment: Option<String>,
+    pub service: Option<String>,
+    /// `week` or `month`.
+    pub bucket: &'static str,
+}
+
+/// Sets the transaction up for the measures: they are a handful of short
+/// aggregate statements, which PostgreSQL's JIT compiler makes slower (it
+/// compiles for longer than they run).
+pub async fn prepare(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query!("SET LOCAL jit = off")
+        .execute(&mut *conn)
+        .await?;
+    // However wide the period, a read gives up rather than hold its
+    // connection for long.
+    sqlx::query!("SET LOCAL statement_timeout = '10s'")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Deployments that ended, per bucket.
+#[derive(Debug, Clone)]
+pub struct DeploymentMeasures {
+    pub bucket: Option<DateTime<Utc>>,
+    /// Deployments that ended: succeeded, failed or rolled back.
+    pub ended: i64,
+    /// Of those, the ones that succeeded (and stayed).
+    pub succeeded: i64,
+    /// Of those that ended, the ones that failed, were rolled back, needed
+    /// an intervention or caused an incident; each counted once.
+    pub failed: i64,
+    /// The median time between consecutive successful deployments, hours.
+    pub gap_p50_hours: Option<f64>,
+    /// From failure to restoration, minutes, over the failures restored.
+    pub recovery_p50_minutes: Option<f64>,
+    pub recovery_p90_minutes: Option<f64>,
+    /// Failures with no restoration on record.
+    pub unrecovered: i64,
+    pub break_glass: i64,
+    pub without_commits: i64,
+}
+
+pub async fn deployments(
+    conn: &mut PgConnection,
+    f: &Filter,
+) -> sqlx::Result<Vec<DeploymentMeasures>> {
+    sqlx::query_as!(
+        DeploymentMeasures,
+        r#"WITH envs AS MATERIALIZED (
+             SELECT coalesce(array_agg(key), '{}') AS keys FROM environments
+              WHERE CASE WHEN $3::text IS NULL THEN production ELSE key = $3 END
+           ), d AS MATERIALIZED (
+             SELECT d.id, d.change_id, d.state, d.finished_at, d.rolled_back_at, d.services, d.environment,
+                    e.production, d.break_glass_id IS NOT NULL AS break_glass,
+                    cardinality(d.commit_shas) > 0 AS has_commits,
+                    date_trunc($5, d.finished_at, 'UTC') AS bucket
+               FROM deployments d JOIN environments e ON e.key = d.environment, envs
+              WHERE d.environment = ANY (envs.keys)
+                AND d.state IN ('succeeded', 'failed', 'rolled_back')
+                AND d.finished_at >= $1 AND d.finished_at < $2
+                AND ($4::text IS NULL OR $4 = ANY (d.services))
+           ), marks AS MATERIALIZED (
+             -- What each change's signed-off review says of production:
+             -- whether it needed an intervention, whether it caused
+             -- incidents, how long they lasted, and whether one is still
+             -- open. A draft says nothing yet.
+             SELECT rv.change_id,
+                    (rv.content->>'intervention') IN ('rollback', 'hotfix', 'forward_fix') AS intervened,
+                    EXISTS (SELECT 1 FROM jsonb_array_elements(rv.content->'incidents') x
+                             WHERE x->>'caused' = 'confirmed') AS caused,
+                    EXISTS (SELECT 1 FROM jsonb_array_elements(rv.content->'incidents') x
+                             WHERE x->>'caused' = 'confirmed'
+                               AND jsonb_typeof(x->'restored_at') IS DISTINCT FROM 'string') AS incident_open,
+                    (SELECT extract(epoch FROM max((x->>'restored_at')::timestamptz)
+                                              - min((x->>'started_at')::timestamptz)) / 60
+                       FROM jsonb_array_elements(rv.content->'incidents') x
+                      WHERE x->>'caused' = 'confirmed') AS incident_minutes
+               FROM reviews rv
+              WHERE rv.state = 'signed_off' AND rv.change_id IN (SELECT change_id FROM d)
+           ), judged AS MATERIALIZED (
+             -- A deployment failed when it failed or was rolled back; a
+             -- successful production one failed when its change's review
+             -- says it needed an intervention or caused an incident, and it
+             -- is the change's last successful deployment there with no
+             -- failure there to explain it. A deployment is one row: it
+             -- counts once.
+             SELECT d.*, CASE WHEN d.production THEN m.incident_minutes END AS incident_minutes,
+                    d.production AND coalesce(m.caused, false) AS caused,
+                    d.production AND coalesce(m.incident_open, false) AS incident_open,
+                    d.state <> 'succeeded'
+                      OR (d.production AND coalesce(m.intervened OR m.caused, false)
+                          AND NOT EXISTS (SELECT 1 FROM deployments o
+                                           WHERE o.change_id = d.change_id AND o.environment = d.environment
+                                             AND (o.state IN ('failed', 'rolled_back')
+                                                  OR (o.state = 'succeeded' AND o.finished_at > d.finished_at))))
+                      AS failed
+               FROM d LEFT JOIN marks m ON m.change_id = d.change_id
+           ), measured AS (
+             -- Restoration: the end of the incidents it caused (none while
+             -- one is open); else its rollback; else, for a failed
+             -- deployment, the next successful deployment there of any of
+             -- its services.
+             SELECT j.*,
+                    CASE WHEN NOT j.failed THEN NULL
+                         WHEN j.incident_open THEN NULL
+                         WHEN j.caused THEN j.incident_minutes
+                         WHEN j.state = 'rolled_back' THEN extract(epoch FROM j.rolled_back_at - j.finished_at) / 60
+                         WHEN j.state = 'failed' THEN
+                           extract(epoch FROM (SELECT n.finished_at FROM deployments n
+                                                WHERE n.environment = j.environment AND n.state = 'succeeded'
+                                                  AND n.finished_at > j.finished_at AND n.services && j.services
+                                                ORDER BY n.finished_at LIMIT 1) - j.finished_at) / 60
+                    END AS recovery_minutes,
+                    CASE WHEN j.state = 'succeeded' THEN
+                      extract(epoch FROM j.finished_at - lag(j.finished_at)
+                                OVER (PARTITION BY j.state = 'succeeded' ORDER BY j.finished_at)) / 3600
+                    END AS gap_hours
+               FROM judged j
+           )
+           SELECT bucket,
+                  count(*) AS "ended!",
+                  count(*) FILTER (WHERE state = 'succeeded') AS "succeeded!",
+                  count(*) FILTER (WHERE failed) AS "failed!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY gap_hours) AS gap_p50_hours,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY recovery_minutes) AS recovery_p50_minutes,
+                  percentile_cont(0.9) WITHIN GROUP (ORDER BY recovery_minutes) AS recovery_p90_minutes,
+                  count(*) FILTER (WHERE failed AND recovery_minutes IS NULL) AS "unrecovered!",
+                  count(*) FILTER (WHERE break_glass) AS "break_glass!",
+                  count(*) FILTER (WHERE NOT has_commits) AS "without_commits!"
+             FROM measured
+            GROUP BY GROUPING SETS ((bucket), ())
+            ORDER BY bucket NULLS LAST"#,
+        f.from,
+        f.to,
+        f.environment,
+        f.service,
+        f.bucket,
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Changes whose first successful deployment there fell in the bucket.
+#[derive(Debug, Clone)]
+pub struct ChangeMeasures {
+    pub bucket: Option<DateTime<Utc>>,
+    pub changes: i64,
+    pub emergency: i64,
+    /// Of `changes`, those whose deployment reported its commits: their lead
+    /// time starts at the first commit; the others' at submission.
+    pub from_commit: i64,
+    pub lead_p50_hours: Option<f64>,
+    pub lead_p90_hours: Option<f64>,
+}
+
+pub async fn changes(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<ChangeMeasures>> {
+    sqlx::query_as!(
+        ChangeMeasures,
+        r#"WITH envs AS MATERIALIZED (
+             SELECT coalesce(array_agg(key), '{}') AS keys FROM environments
+              WHERE CASE WHEN $3::text IS NULL THEN production ELSE key = $3 END
+           ), firsts AS (
+             SELECT date_trunc($5, d.finished_at, 'UTC') AS bucket, c.change_type,
+                    d.first_commit_at IS NOT NULL AS from_commit,
+                    extract(epoch FROM d.finished_at - coalesce(d.first_commit_at, c.submitted_at)) / 3600
+                      AS lead_hours
+               FROM deployments d CROSS JOIN envs JOIN changes c ON c.id = d.change_id
+              WHERE d.environment = ANY (envs.keys) AND d.state = 'succeeded'
+                AND d.finished_at >= $1 AND d.finished_at < $2
+                AND ($4::text IS NULL OR $4 = ANY (d.services))
+                AND NOT EXISTS (SELECT 1 FROM deployments p
+                                 WHERE p.change_id = d.change_id AND p.environment = ANY (envs.keys)
+                                   AND p.state = 'succeeded' AND p.finished_at < d.finished_at)
+           )
+           SELECT bucket,
+                  count(*) AS "changes!",
+                  count(*) FILTER (WHERE change_type = 'emergency') AS "emergency!",
+                  count(*) FILTER (WHERE from_commit) AS "from_commit!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY lead_hours) AS lead_p50_hours,
+                  percentile_cont(0.9) WITHIN GROUP (ORDER BY lead_hours) AS lead_p90_hours
+             FROM firsts
+            GROUP BY GROUPING SETS ((bucket), ())
+            ORDER BY bucket NULLS LAST"#,
+        f.from,
+        f.to,
+        f.environment,
+        f.service,
+        f.bucket,
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Decisions made in the bucket, by the engineer's risk level: from
+/// submission to the decision.
+#[derive(Debug, Clone)]
+pub struct ApprovalMeasures {
+    pub bucket: Option<DateTime<Utc>>,
+    pub risk_level: String,
+    pub decided: i64,
+    pub p50_hours: Option<f64>,
+    pub p90_hours: Option<f64>,
+}
+
+/// Decisions are not deployed anywhere: the environment filter does not
+/// apply to them.
+pub async fn approvals(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<ApprovalMeasures>> {
+    sqlx::query_as!(
+        ApprovalMeasures,
+        r#"SELECT date_trunc($4, c.decided_at, 'UTC') AS bucket, c.risk_level AS "risk_level!",
+                  count(*) AS "decided!",
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.decided_at - c.submitted_at) / 3600)
+                    AS p50_hours,
+                  percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM c.decided_at - c.submitted_at) / 3600)
+                    AS p90_hours
+             FROM changes c
+            WHERE c.decided_at >= $1 AND c.decided_at < $2 AND c.submitted_at IS NOT NULL
+              AND ($3::text IS NULL OR $3 = ANY (c.services))
+            GROUP BY GROUPING SETS ((1, 2), (2))
+            ORDER BY 1 NULLS LAST, c.risk_level"#,
+        f.from,
+        f.to,
+        f.service,
+        f.bucket,
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// What the records lack for the measures to be exact.
+#[derive(Debug, Clone)]
+pub struct Gaps {
+    /// Incidents a break-glass named that no review of its change lists.
+    pub incidents_unlinked: i64,
+    /// Incidents reviews list whose cause is still only suspected.
+    pub incidents_undetermined: i64,
+}
+
+pub async fn gaps(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Gaps> {
+    sqlx::query_as!(
+        Gaps,
+        r#"WITH envs AS MATERIALIZED (
+             SELECT coalesce(array_agg(key), '{}') AS keys FROM environments
+              WHERE CASE WHEN $3::text IS NULL THEN production ELSE key = $3 END
+           )
+           SELECT
+             (SELECT count(*) FROM break_glass b JOIN changes c ON c.id = b.change_id, envs
+               WHERE b.deployment_id IS NOT NULL AND b.environment = ANY (envs.keys)
+                 AND b.requested_at >= $1 AND b.requested_at < $2
+                 AND ($4::text IS NULL OR $4 = ANY (c.services))
+                 AND NOT EXISTS (SELECT 1 FROM reviews r, jsonb_array_elements(r.content->'incidents') x
+                                  WHERE r.change_id = b.change_id
+                                    AND lower(x->>'reference') = lower(b.incident))) AS "incidents_unlinked!",
+             (SELECT count(*) FROM reviews r JOIN changes c ON c.id = r.change_id,
+                     jsonb_array_elements(r.content->'incidents') x
+               WHERE x->>'caused' = 'suspected'
+                 AND (x->>'started_at')::timestamptz >= $1 AND (x->>'started_at')::timestamptz < $2
+                 AND ($4::text IS NULL OR $4 = ANY (c.services))) AS "incidents_undetermined!""#,
+        f.from,
+        f.to,
+        f.environment,
+        f.service,
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// The services deployments name, for the filter's choices.
+pub async fn services(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!("SELECT name FROM services ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await
+}
