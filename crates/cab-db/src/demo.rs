@@ -186,7 +186,8 @@ pub async fn lay_history(
     cast: &HistoryCast<'_>,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        r#"WITH h AS MATERIALIZED (
+        r#"-- demo history: changes as they ended, laid down whole; never a filing
+           WITH h AS MATERIALIZED (
              SELECT h.*, a.id AS author_id,
                     h.content->>'change_type' = 'emergency' AS emergency,
                     h.content->'services'->>0 AS service
