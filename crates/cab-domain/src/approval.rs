@@ -87,14 +87,6 @@ pub fn check_duty(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(),
     Ok(())
 }
 
-/// Whether `actor` may record the retrospective review of an emergency
-/// change: the people who may vote on a change, whatever its state (the
-/// review comes after the decision). Whether one is due is the store's
-/// fact, not this rule's.
-pub fn check_retrospective(change: &ChangeFacts, actor: &Actor) -> Result<(), Denial> {
-    check_independence(change, actor, Duty::Vote)
-}
-
 /// [`check_duty`] without the state: who may ever take on `duty` for this
 /// change.
 fn check_independence(change: &ChangeFacts, actor: &Actor, duty: Duty) -> Result<(), Denial> {
@@ -1395,62 +1387,6 @@ mod tests {
         known.sort_unstable();
         listed.sort_unstable();
         assert_eq!(listed, known, "each field is material or editorial, once");
-    }
-
-    #[test]
-    fn the_retrospective_takes_a_voter_whatever_the_state() {
-        use ChangeState::*;
-        let change = |state| ChangeFacts {
-            state,
-            author: id(1),
-            contributors: vec![id(2)],
-            assessors: vec![id(7)],
-            voters: vec![id(8)],
-        };
-        // (who, roles, service, expected in every state)
-        let cases: Vec<(u128, Vec<Role>, bool, Result<(), &str>)> = vec![
-            (3, vec![Role::CabMember], false, Ok(())),
-            (8, vec![Role::CabMember], false, Ok(())),
-            (3, vec![Role::CabMember], true, Err("service_account")),
-            (1, vec![Role::CabMember], false, Err("self_approval")),
-            (
-                2,
-                vec![Role::CabMember, Role::Admin],
-                false,
-                Err("self_approval"),
-            ),
-            (7, vec![Role::CabMember], false, Err("assessor_cannot_vote")),
-            (
-                3,
-                vec![Role::Admin, Role::ReleaseManager],
-                false,
-                Err("cab_member_required"),
-            ),
-            (
-                3,
-                vec![Role::SecurityReviewer],
-                false,
-                Err("cab_member_required"),
-            ),
-        ];
-        for state in ChangeState::ALL.iter().copied() {
-            for (who, roles, service, expected) in &cases {
-                let got = check_retrospective(&change(state), &actor(*who, roles, *service))
-                    .map_err(|d| d.code);
-                assert_eq!(
-                    &got, expected,
-                    "actor {who} {roles:?} service={service} {state:?}"
-                );
-                // The rules of a vote, with the state left out.
-                let as_vote = check_duty(
-                    &change(InCabReview),
-                    &actor(*who, roles, *service),
-                    Duty::Vote,
-                )
-                .map_err(|d| d.code);
-                assert_eq!(got, as_vote);
-            }
-        }
     }
 
     #[test]
