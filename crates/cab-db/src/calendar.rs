@@ -37,6 +37,8 @@ pub struct WindowRow {
     pub number: i64,
     pub title: String,
     pub state: String,
+    /// How a closed change ended.
+    pub close_code: Option<String>,
     pub risk_level: String,
     pub revision: i32,
     pub services: Vec<String>,
@@ -60,7 +62,7 @@ pub async fn windows(
 ) -> sqlx::Result<Vec<WindowRow>> {
     sqlx::query_as!(
         WindowRow,
-        r#"SELECT id, number, title, state, risk_level, revision, services, environments,
+        r#"SELECT id, number, title, state, close_code, risk_level, revision, services, environments,
                   window_start AS "window_start!", window_end AS "window_end!", updated_at
            FROM changes
            WHERE window_start IS NOT NULL AND window_end IS NOT NULL AND window_end > window_start
@@ -101,7 +103,7 @@ pub async fn booked(
     let states: Vec<String> = BOOKING_STATES.iter().map(|s| (*s).to_owned()).collect();
     sqlx::query_as!(
         WindowRow,
-        r#"SELECT id, number, title, state, risk_level, revision, services, environments,
+        r#"SELECT id, number, title, state, close_code, risk_level, revision, services, environments,
                   window_start AS "window_start!", window_end AS "window_end!", updated_at
            FROM changes
            WHERE window_start IS NOT NULL AND window_end IS NOT NULL AND window_end > window_start

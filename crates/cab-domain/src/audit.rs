@@ -52,6 +52,7 @@ vocabulary!(
         RetrospectiveCompleted = "change.retrospective_completed" / "Retrospective review",
         ChangeClosed = "change.closed" / "Change closed",
         ReviewOwed = "review.owed" / "Review owed",
+        ReviewReopened = "review.reopened" / "Review reopened",
         ReviewSaved = "review.saved" / "Review saved",
         ReviewSignedOff = "review.signed_off" / "Review signed off",
         ReviewActionAdded = "review.action_added" / "Action item added",

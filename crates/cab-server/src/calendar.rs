@@ -19,6 +19,7 @@ use cab_domain::change::{ChangeState, Environment, normalize_service};
 use cab_domain::deployment::Freeze;
 use cab_domain::ical;
 use cab_domain::release::{Milestone, ReleasePlan, ReleaseState};
+use cab_domain::review::CloseCode;
 use cab_domain::risk::RiskLevel;
 use cab_domain::{Actor, Denial, Role};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
@@ -1184,12 +1185,16 @@ pub async fn render_feed(
 }
 
 /// How a change's window shows in people's calendars: tentative until CAB
-/// approves, confirmed from then on (a closed change was approved: its
-/// window stands as history), cancelled once it will not happen (kept in
-/// the feed, so calendars remove it).
-pub fn event_status(state: ChangeState) -> ical::Status {
+/// approves, confirmed from then on (a change closed after it ran stands as
+/// history), cancelled once it will not happen or never did (kept in the
+/// feed, so calendars remove it).
+pub fn event_status(state: ChangeState, close_code: Option<CloseCode>) -> ical::Status {
     if state == ChangeState::Closed {
-        ical::Status::Confirmed
+        if close_code == Some(CloseCode::NotImplemented) {
+            ical::Status::Cancelled
+        } else {
+            ical::Status::Confirmed
+        }
     } else if state.is_closed() {
         ical::Status::Cancelled
     } else if state.carries_approval() {
@@ -1217,7 +1222,8 @@ pub fn event_sequence(revision: i32, status: ical::Status) -> u32 {
 
 fn change_event(c: &WindowRow, public_url: &str, host: &str) -> ical::Event {
     let state = ChangeState::parse(&c.state);
-    let status = state.map_or(ical::Status::Tentative, event_status);
+    let code = c.close_code.as_deref().and_then(CloseCode::parse);
+    let status = state.map_or(ical::Status::Tentative, |s| event_status(s, code));
     let risk = RiskLevel::parse(&c.risk_level);
     let key = format!("CHG-{}", c.number);
     let mut description = vec![

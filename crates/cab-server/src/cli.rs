@@ -222,8 +222,14 @@ async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow
         state.pool.clone(),
         std::time::Duration::from_secs(60),
     ));
+    // Every replica refreshes the measures; one at a time does the work.
+    let refresher = tokio::spawn(crate::metrics::run_refresher(
+        state.pool.clone(),
+        std::time::Duration::from_secs(10),
+    ));
     let served = crate::serve::run(listener, state, options, crate::shutdown_signal()).await;
     sweeper.abort();
+    refresher.abort();
     crate::log_limit::summarise_now();
     served?;
     Ok(())

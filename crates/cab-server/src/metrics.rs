@@ -2,8 +2,15 @@
 //! frequency, lead time for changes, change failure rate, failed-deployment
 //! recovery time, the share of emergency and break-glass changes, approval
 //! lead time by risk level, and what the records lack. All computed in SQL
-//! from the records on every read (`cab_db::metrics`); this module reads
-//! the filter and puts the figures together for the page and the API.
+//! from the records (`cab_db::metrics`); this module reads the filter and
+//! puts the figures together for the page and the API.
+//!
+//! A read first derives the rows of the changes whose records were written
+//! since the last refresh ([`refresh`]; every server also runs it in the
+//! background, one at a time across servers), so the figures include every
+//! committed record. Figures for the same filter at the same version of the
+//! derived rows are the same figures: each server keeps the last ones it
+//! read ([`Cache`]) and answers from them until a refresh derives anything.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +29,58 @@ const CONCURRENT_READS: usize = 2;
 /// How long a read waits for its turn before the answer is "busy".
 const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(15);
 static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_READS);
+/// How many queued changes a read derives before it reads: a long queue
+/// (after an upgrade, or a bulk import) is the background refresher's.
+const READ_REFRESH: i64 = 500;
+/// How many queued changes one background refresh derives at a time.
+const BACKGROUND_REFRESH: i64 = 2_000;
+/// How many filters' figures a server keeps.
+const CACHED_REPORTS: usize = 256;
+
+/// The figures a server read last, by filter, with the version of the
+/// derived rows they were read at.
+#[derive(Default)]
+pub struct Cache {
+    reports: std::sync::Mutex<std::collections::HashMap<CacheKey, (i64, std::sync::Arc<Report>)>>,
+}
+
+type CacheKey = (
+    NaiveDate,
+    NaiveDate,
+    &'static str,
+    Option<String>,
+    Option<String>,
+);
+
+impl Cache {
+    fn key(s: &Selection) -> CacheKey {
+        (
+            s.period.from,
+            s.period.to,
+            s.bucket.as_str(),
+            s.service.clone(),
+            s.environment.clone(),
+        )
+    }
+
+    fn get(&self, s: &Selection, version: i64) -> Option<std::sync::Arc<Report>> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        match reports.get(&Self::key(s)) {
+            Some((v, report)) if *v == version => Some(report.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, s: &Selection, version: i64, report: std::sync::Arc<Report>) {
+        let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        // Figures of older versions are never read again.
+        reports.retain(|_, (v, _)| *v >= version);
+        if reports.len() >= CACHED_REPORTS {
+            reports.clear();
+        }
+        reports.insert(Self::key(s), (version, report));
+    }
+}
 
 /// What to measure, as the page's and the API's query string give it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, IntoParams)]
@@ -123,6 +182,9 @@ pub struct Report {
     /// average of the buckets'.
     pub total: Figures,
     pub data_quality: DataQuality,
+    /// Changes whose latest records the figures do not include yet: they
+    /// wait for the background refresh (zero but after a bulk import).
+    pub changes_pending: i64,
 }
 
 /// The measures of one bucket (or of the whole period).
@@ -220,7 +282,38 @@ pub struct DataQuality {
 }
 
 /// Reads the measures for `selection`.
-pub async fn report(pool: &PgPool, selection: &Selection) -> Result<Report, AppError> {
+pub async fn report(
+    pool: &PgPool,
+    cache: &Cache,
+    selection: &Selection,
+) -> Result<Report, AppError> {
+    let mut fresh = {
+        let mut conn = pool.acquire().await?;
+        cab_db::metrics::freshness(&mut conn).await?
+    };
+    if fresh.pending > 0 {
+        refresh(pool, READ_REFRESH).await?;
+        let mut conn = pool.acquire().await?;
+        fresh = cab_db::metrics::freshness(&mut conn).await?;
+    }
+    let answer = |report: &Report| Report {
+        changes_pending: fresh.pending,
+        ..report.clone()
+    };
+    if let Some(report) = cache.get(selection, fresh.version) {
+        return Ok(answer(&report));
+    }
+    // A few reads at a time per server: the measures are aggregates over
+    // many rows, and must never take the connections the board needs.
+    let _turn = tokio::time::timeout(WAIT_FOR_TURN, READS.acquire())
+        .await
+        .map_err(|_| AppError::Busy)?
+        .map_err(|_| AppError::Busy)?;
+    // Another read of the same filter may have read it while this one
+    // waited.
+    if let Some(report) = cache.get(selection, fresh.version) {
+        return Ok(answer(&report));
+    }
     let filter = Filter {
         from: selection.period.start(),
         to: selection.period.end(),
@@ -228,20 +321,55 @@ pub async fn report(pool: &PgPool, selection: &Selection) -> Result<Report, AppE
         service: selection.service.clone(),
         bucket: selection.bucket.as_str(),
     };
-    // A few reads at a time per server: the measures are aggregates over
-    // many rows, and must never take the connections the board needs.
-    let _turn = tokio::time::timeout(WAIT_FOR_TURN, READS.acquire())
-        .await
-        .map_err(|_| AppError::Busy)?
-        .map_err(|_| AppError::Busy)?;
     let mut tx = pool.begin().await?;
+    // One snapshot: the version and the rows it names.
     cab_db::metrics::prepare(&mut tx).await?;
+    let version = cab_db::metrics::freshness(&mut tx).await?.version;
     let deployments = cab_db::metrics::deployments(&mut tx, &filter).await?;
     let changes = cab_db::metrics::changes(&mut tx, &filter).await?;
     let approvals = cab_db::metrics::approvals(&mut tx, &filter).await?;
     let gaps = cab_db::metrics::gaps(&mut tx, &filter).await?;
     tx.commit().await?;
-    Ok(assemble(selection, deployments, changes, approvals, gaps))
+    let report = std::sync::Arc::new(assemble(selection, deployments, changes, approvals, gaps));
+    cache.put(selection, version, report.clone());
+    Ok(answer(&report))
+}
+
+/// Derives the rows of up to `limit` queued changes, oldest first: how many
+/// it derived. Any number of servers may call it at once; one derives at a
+/// time, and each queued change is derived once.
+pub async fn refresh(pool: &PgPool, limit: i64) -> Result<usize, AppError> {
+    let mut tx = pool.begin().await?;
+    cab_db::metrics::lock_refresh(&mut tx).await?;
+    let changes = cab_db::metrics::take_pending(&mut tx, limit).await?;
+    if changes.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    cab_db::metrics::derive(&mut tx, &changes).await?;
+    cab_db::metrics::restore(&mut tx).await?;
+    cab_db::metrics::bump_version(&mut tx).await?;
+    tx.commit().await?;
+    Ok(changes.len())
+}
+
+/// Every `every`, derives whatever is queued, until the process ends.
+pub async fn run_refresher(pool: PgPool, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            match refresh(&pool, BACKGROUND_REFRESH).await {
+                Ok(0) => break,
+                Ok(n) => tracing::debug!(changes = n, "derived the measures of changes"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "deriving the measures failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// The environment keys that exist, for the filter.
@@ -308,6 +436,7 @@ fn assemble(
             incidents_unlinked: gaps.incidents_unlinked,
             incidents_undetermined: gaps.incidents_undetermined,
         },
+        changes_pending: 0,
     }
 }
 

@@ -437,8 +437,18 @@ pub(crate) async fn deployment_ended(
 ) -> Result<(), AppError> {
     let change = changes::load_in(tx, change_id).await?;
     // A review signed off before this deployment did not see it.
-    let days = settings(tx).await?.due_days;
-    cab_db::reviews::reopen(tx, change_id, now + Duration::days(days), now).await?;
+    let due = now + Duration::days(settings(tx).await?.due_days);
+    if cab_db::reviews::reopen(tx, change_id, due, now).await? {
+        audit_log::record(
+            tx,
+            Some(user.audit_actor()),
+            origin,
+            AuditAction::ReviewReopened.as_str(),
+            entity(change.id),
+            json!({ "number": change.number, "due_at": due }),
+        )
+        .await?;
+    }
     owe_if_due(tx, Some(user), origin, &change, None, now).await
 }
 

@@ -21,6 +21,8 @@ pub struct AppState {
     pub db_health: DbHealth,
     /// This process's request counters, for `/metrics`.
     pub telemetry: Arc<Telemetry>,
+    /// The measures this server read last.
+    pub measures: Arc<crate::metrics::Cache>,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
             assets: Arc::new(assets),
             settings: Arc::new(settings),
             telemetry: Arc::default(),
+            measures: Arc::default(),
         })
     }
 }

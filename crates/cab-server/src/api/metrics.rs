@@ -32,5 +32,7 @@ pub async fn get_metrics(
     let Query(q) = query.map_err(|e| AppError::invalid("query", e.body_text()))?;
     let environments = metrics::environment_keys(&state.pool).await?;
     let selection = q.select(Utc::now().date_naive(), &environments)?;
-    Ok(Json(metrics::report(&state.pool, &selection).await?))
+    Ok(Json(
+        metrics::report(&state.pool, &state.measures, &selection).await?,
+    ))
 }

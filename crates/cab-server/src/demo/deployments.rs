@@ -27,13 +27,23 @@ use crate::request::Origin;
 /// The pipeline's service account.
 pub const PIPELINE: &str = "deploy-bot";
 
-struct Pipeline {
+/// The board's pipeline, through the gate as a pipeline would call it.
+pub(super) struct Pipeline {
     bot: CurrentUser,
     keys: Keys,
     run: u32,
 }
 
 impl Pipeline {
+    /// The pipeline's account; `run` numbers its runs from there.
+    pub(super) async fn new(pool: &PgPool, keys: Keys, run: u32) -> Result<Self, AppError> {
+        Ok(Self {
+            bot: person(pool, PIPELINE).await?,
+            keys,
+            run,
+        })
+    }
+
     /// Asks the gate for `change`'s artifact in `env`, for `initiator`.
     async fn authorize(
         &mut self,
@@ -69,7 +79,7 @@ impl Pipeline {
         Ok((a.deployment.id, a.token))
     }
 
-    async fn report(
+    pub(super) async fn report(
         &self,
         pool: &PgPool,
         id: Uuid,
@@ -101,20 +111,39 @@ impl Pipeline {
         initiator: Option<&str>,
         end: DeploymentState,
     ) -> Result<Uuid, AppError> {
+        let note = match end {
+            DeploymentState::Failed => "Smoke tests failed: 502s from the health check.",
+            _ => "",
+        };
+        self.deploy_noted(pool, c, env, initiator, end, note).await
+    }
+
+    /// Authorizes, starts and ends a deployment in `end` (unless that is
+    /// `Started`), the pipeline saying `note`.
+    pub(super) async fn deploy_noted(
+        &mut self,
+        pool: &PgPool,
+        c: &ChangeView,
+        env: &str,
+        initiator: Option<&str>,
+        end: DeploymentState,
+        note: &str,
+    ) -> Result<Uuid, AppError> {
         let (id, token) = self.authorize(pool, c, env, initiator, None).await?;
         self.report(pool, id, DeploymentState::Started, Some(&token), "")
             .await?;
         if end != DeploymentState::Started {
-            let note = match end {
-                DeploymentState::Failed => "Smoke tests failed: 502s from the health check.",
-                _ => "",
-            };
             self.report(pool, id, end, None, note).await?;
         }
         Ok(id)
     }
 
-    async fn promote_to_stage(&mut self, pool: &PgPool, c: &ChangeView) -> Result<(), AppError> {
+    /// DEV, TEST and STAGE, each deployed successfully.
+    pub(super) async fn promote_to_stage(
+        &mut self,
+        pool: &PgPool,
+        c: &ChangeView,
+    ) -> Result<(), AppError> {
         for env in ["dev", "test", "stage"] {
             self.deploy(pool, c, env, None, DeploymentState::Succeeded)
                 .await?;
@@ -200,11 +229,7 @@ pub(super) async fn seed(
     .await?;
     let all: Vec<String> = ["dev", "test", "stage", "prod"].map(String::from).into();
     deployments::set_account_environments(pool, &adam, &origin, created.user.id, &all).await?;
-    let mut pipe = Pipeline {
-        bot: person(pool, PIPELINE).await?,
-        keys,
-        run: 0,
-    };
+    let mut pipe = Pipeline::new(pool, keys, 0).await?;
 
     // Promoted all the way and deployed to PROD by Rita through the
     // pipeline: the change is deployed.

@@ -15,97 +15,14 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::deployments::Pipeline;
 use super::{Cast, answers, content, person};
 use crate::auth::CurrentUser;
 use crate::changes::{self, ChangeView};
 use crate::crypto::Keys;
-use crate::deployments::{self, GateRequest, Report};
 use crate::error::AppError;
 use crate::request::Origin;
 use crate::reviews;
-
-/// The board's pipeline, deploying the changes whose endings the board
-/// shows.
-struct Pipeline {
-    bot: CurrentUser,
-    keys: Keys,
-    run: u32,
-}
-
-impl Pipeline {
-    /// Authorizes and starts a deployment of `c` to `env` (Rita asks for the
-    /// production ones), then reports `end` (unless it is `Started`) with
-    /// `note`.
-    async fn deploy(
-        &mut self,
-        pool: &PgPool,
-        c: &ChangeView,
-        env: &str,
-        end: DeploymentState,
-        note: &str,
-    ) -> Result<Uuid, AppError> {
-        self.run += 1;
-        let production = env == "prod";
-        let req = GateRequest {
-            change: c.id.to_string(),
-            revision: c.revision,
-            environment: env.into(),
-            artifact_name: c.content.services.first().cloned().unwrap_or_default(),
-            artifact_version: format!("2026.11.{}", self.run),
-            artifact_digest: c.content.artifact_digest.clone(),
-            services: Vec::new(),
-            initiator: production.then(|| "rita".to_owned()),
-            pipeline_provider: "github".into(),
-            pipeline_run_id: format!("{}", 9000 + self.run),
-            pipeline_url: format!(
-                "https://git.example.com/platform/actions/runs/{}",
-                9000 + self.run
-            ),
-            break_glass: None,
-            ..GateRequest::default()
-        };
-        let a = deployments::authorize(pool, &self.keys, &self.bot, &Origin::cli(), &req).await?;
-        let id = a.deployment.id;
-        self.report(pool, id, DeploymentState::Started, Some(&a.token), "")
-            .await?;
-        if end != DeploymentState::Started {
-            self.report(pool, id, end, None, note).await?;
-        }
-        Ok(id)
-    }
-
-    async fn report(
-        &self,
-        pool: &PgPool,
-        id: Uuid,
-        state: DeploymentState,
-        token: Option<&str>,
-        note: &str,
-    ) -> Result<(), AppError> {
-        deployments::report(
-            pool,
-            &self.bot,
-            &Origin::cli(),
-            id,
-            &Report {
-                state,
-                token: token.map(str::to_owned),
-                note: note.into(),
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// DEV, TEST and STAGE, each deployed successfully.
-    async fn promote_to_stage(&mut self, pool: &PgPool, c: &ChangeView) -> Result<(), AppError> {
-        for env in ["dev", "test", "stage"] {
-            self.deploy(pool, c, env, DeploymentState::Succeeded, "")
-                .await?;
-        }
-        Ok(())
-    }
-}
 
 /// A low-risk change of the board's kind whose window is open now; `i`
 /// tells its artifact.
@@ -149,7 +66,9 @@ async fn deployed(
     let c = cast.approve(pool, c).await?;
     pipe.promote_to_stage(pool, &c).await?;
     let (state, note) = end;
-    let id = pipe.deploy(pool, &c, "prod", state, note).await?;
+    let id = pipe
+        .deploy_noted(pool, &c, "prod", Some("rita"), state, note)
+        .await?;
     if let Some(why) = rolled_back {
         pipe.report(pool, id, DeploymentState::RolledBack, None, why)
             .await?;
@@ -214,11 +133,7 @@ pub(super) async fn seed(
     let sam = person(pool, "sam").await?;
     let rita = person(pool, "rita").await?;
     let adam = person(pool, "adam").await?;
-    let mut pipe = Pipeline {
-        bot: person(pool, super::deployments::PIPELINE).await?,
-        keys,
-        run: 100,
-    };
+    let mut pipe = Pipeline::new(pool, keys, 100).await?;
 
     // Successful: the edge proxy went out with its release, which is
     // complete. Its author closes it; nothing calls for a review.

@@ -53,6 +53,8 @@ struct MetricsPage {
     headlines: Vec<Headline>,
     measures: Vec<Measure>,
     quality: String,
+    /// Changes whose latest records are not in the figures yet, in words.
+    pending: String,
     api_url: String,
 }
 
@@ -447,7 +449,7 @@ async fn show(viewer: &Viewer, state: &AppState, q: MetricsQuery) -> Result<Resp
         Ok(sel) => (
             StatusCode::OK,
             FieldErrors::default(),
-            Some(metrics::report(&state.pool, &sel).await?),
+            Some(metrics::report(&state.pool, &state.measures, &sel).await?),
         ),
         Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -485,6 +487,15 @@ async fn show(viewer: &Viewer, state: &AppState, q: MetricsQuery) -> Result<Resp
             d.incidents_undetermined
         )
     });
+    let pending = report
+        .as_ref()
+        .filter(|r| r.changes_pending > 0)
+        .map_or_else(String::new, |r| {
+            format!(
+                "The latest records of {} changes are not in these figures yet; they are being added.",
+                r.changes_pending
+            )
+        });
     let page = MetricsPage {
         layout: viewer.layout("Metrics"),
         headlines: report.as_ref().map(headlines).unwrap_or_default(),
@@ -496,6 +507,7 @@ async fn show(viewer: &Viewer, state: &AppState, q: MetricsQuery) -> Result<Resp
         errors,
         scope,
         quality,
+        pending,
         api_url,
     };
     Ok((status, render(&page)).into_response())

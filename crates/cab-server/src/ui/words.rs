@@ -539,6 +539,10 @@ impl Subjects {
                         format!(" is owed: {}.", reasons.join("; "))
                     })
             }
+            A::ReviewReopened => Sentence::default()
+                .text("The post-implementation review of ")
+                .thing(&self.change(e))
+                .text(" is open again: a production deployment ended after its sign-off."),
             A::ReviewSaved => {
                 let s = start
                     .text(" saved revision ")

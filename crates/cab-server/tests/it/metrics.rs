@@ -633,3 +633,201 @@ async fn only_a_signed_off_review_of_production_says_a_deployment_failed(pool: P
         .json();
     assert_eq!(m["total"]["change_failure_rate"]["failed"], 0);
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_later_deployment_of_another_change_restores_a_failure_the_figures_already_showed(
+    pool: PgPool,
+) {
+    let app = TestApp::new(pool).await;
+    let (author, _) = app.user("erin", &[Role::Engineer]).await;
+    let s = Seed {
+        pool: &app.state.pool,
+        author: author.id,
+    };
+    let day = |h| at("2026-01-06", h);
+    let a = s
+        .change(
+            1,
+            "normal",
+            "low",
+            "billing",
+            day(0) - Duration::days(2),
+            day(0),
+        )
+        .await;
+    s.deployment(a, "prod", "billing", "failed", day(10), None, None)
+        .await;
+    let query = "from=2026-01-05&to=2026-01-11";
+    let m = metrics(&app, query).await.json();
+    let r = &m["total"]["recovery_time"];
+    assert_eq!(
+        (r["failures"].as_i64(), r["unrecovered"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(m["changes_pending"], 0);
+
+    // Another change's deployment of the same service, two and a half
+    // hours later, restores the failure; the next read says so.
+    let b = s
+        .change(
+            2,
+            "normal",
+            "low",
+            "billing",
+            day(0) - Duration::days(1),
+            day(1),
+        )
+        .await;
+    s.deployment(
+        b,
+        "prod",
+        "billing",
+        "succeeded",
+        day(10) + Duration::minutes(150),
+        None,
+        None,
+    )
+    .await;
+    let m = metrics(&app, query).await.json();
+    let r = &m["total"]["recovery_time"];
+    assert_eq!(r["unrecovered"], 0, "{r}");
+    assert_eq!(r["p50_minutes"], 150.0);
+    assert_eq!(m["total"]["deployment_frequency"]["deployments"], 1);
+    assert_eq!(m["total"]["change_failure_rate"]["deployments"], 2);
+
+    // A review signed off later judges again the deployment it speaks of.
+    s.review(
+        b,
+        json!({"intervention": "none", "incidents": [incident("confirmed", day(13), 45)]}),
+        true,
+    )
+    .await;
+    let m = metrics(&app, query).await.json();
+    assert_eq!(m["total"]["change_failure_rate"]["failed"], 2);
+}
+
+/// How many changes `pool` derived, refreshing until nothing is queued,
+/// and in how many refreshes.
+async fn drain(pool: &PgPool) -> (usize, usize) {
+    let (mut changes, mut refreshes) = (0, 0);
+    loop {
+        match cab_server::metrics::refresh(pool, 4).await.unwrap() {
+            0 => return (changes, refreshes),
+            n => {
+                changes += n;
+                refreshes += 1;
+            }
+        }
+    }
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn two_servers_derive_each_queued_change_once(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let (author, _) = app.user("erin", &[Role::Engineer]).await;
+    let s = Seed {
+        pool: &pool,
+        author: author.id,
+    };
+    for n in 1..=30 {
+        let day = at("2026-01-05", n);
+        let c = s
+            .change(
+                n,
+                "normal",
+                "medium",
+                "ledger",
+                day - Duration::days(3),
+                day - Duration::days(1),
+            )
+            .await;
+        let state = if n % 5 == 0 { "failed" } else { "succeeded" };
+        s.deployment(c, "prod", "ledger", state, day, None, None)
+            .await;
+    }
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM measure_pending")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 30, "every change written is queued, once");
+
+    let other = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(drain(&pool), drain(&other));
+    assert_eq!(a.0 + b.0, 30, "each change derived once: {a:?} {b:?}");
+    let (rows, version, pending): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM measure_deployments WHERE service = ''), (SELECT version FROM measure_state),
+                (SELECT count(*) FROM measure_pending)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((rows, pending), (30, 0));
+    assert_eq!(
+        version as usize,
+        a.1 + b.1,
+        "one version per refresh that derived"
+    );
+
+    let m = metrics(&app, "from=2026-01-05&to=2026-01-11").await.json();
+    let cfr = &m["total"]["change_failure_rate"];
+    assert_eq!(
+        (cfr["failed"].as_i64(), cfr["deployments"].as_i64()),
+        (Some(6), Some(30))
+    );
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_long_queue_is_said_on_the_page_and_drained_by_later_reads(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let (author, _) = app.user("erin", &[Role::Engineer]).await;
+    // An import of 1,120 decided changes at once.
+    sqlx::query(
+        "INSERT INTO changes (id, number, state, author_id, content, title, description, change_type,
+                              category, priority, services, environments, risk_level, risk_rank,
+                              risk_reasons, risk_version, revision, created_at, updated_at,
+                              submitted_at, decided_at, approved_revision)
+         SELECT gen_random_uuid(), g, 'approved', $1, '{}', 'Imported', 'Imported', 'normal', 'configuration',
+                'medium', ARRAY['crm'], ARRAY['PROD'], 'low', 0, ARRAY['seeded'], 1, 1, now(), now(),
+                now() - interval '2 days', now() - interval '1 day', 1
+           FROM generate_series(1, 1120) g",
+    )
+    .bind(author.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Each read derives its share first, and says what it left to the
+    // background.
+    let who = app.browser_login("carol", &[Role::CabMember]).await;
+    let page = app.get_page("/measures", Some(&who.cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("The latest records of 620 changes are not in these figures yet"),
+        "{}",
+        page.body
+    );
+    let decided = |m: &Value| -> i64 {
+        m["total"]["approval_lead_time"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["decided"].as_i64().unwrap())
+            .sum()
+    };
+    let m = metrics(&app, "").await.json();
+    assert_eq!(
+        (m["changes_pending"].as_i64(), decided(&m)),
+        (Some(120), 1000)
+    );
+    let m = metrics(&app, "").await.json();
+    assert_eq!(
+        (m["changes_pending"].as_i64(), decided(&m)),
+        (Some(0), 1120)
+    );
+    let page = app.get_page("/measures", Some(&who.cookie)).await;
+    assert!(!page.body.contains("metrics-pending"));
+}

@@ -1477,3 +1477,26 @@ async fn two_replicas_close_a_lapsed_change_once_and_leave_the_others(pool: PgPo
         assert_eq!(s.close_code, None);
     }
 }
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_production_deployment_after_sign_off_opens_the_review_again_on_the_record(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let c = app.cast().await;
+    let id = deployed(&app, &c, "failed").await;
+    save(&app, &c.erin.token, &id, 0, &complete_review()).await;
+    let resp = sign_off(&app, &c.carol.token, &id, 1).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    assert!(events_named(&app, "review.reopened").await.is_empty());
+
+    // The fix goes out: what was signed off did not see it.
+    let deployment = start_prod(&app, &c, &id).await;
+    let resp = app
+        .report(&c.pipeline, &deployment, "succeeded", None)
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let doc = review_of(&app, &c.erin, &id).await;
+    assert_eq!(doc["review"]["state"], "open");
+    let reopened = events_named(&app, "review.reopened").await;
+    assert_eq!(reopened.len(), 1, "{reopened:?}");
+    assert!(reopened[0]["due_at"].is_string(), "{reopened:?}");
+}
