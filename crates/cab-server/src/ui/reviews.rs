@@ -48,6 +48,7 @@ fn field_label(field: &str) -> &'static str {
         "outcome" => "Outcome",
         "intervention" => "Intervention needed",
         "incidents" => "Incidents",
+        "incident_tz" => "UTC offset of the incident times",
         "went_well" => "What went well",
         "went_wrong" => "What went wrong",
         "lessons" => "Lessons learned",
@@ -190,8 +191,13 @@ impl ReviewInput {
         }
     }
 
-    fn offset(&self) -> FixedOffset {
-        parse_offset(&self.tz).unwrap_or_else(|| Utc.fix())
+    /// The offset the incident times are in: UTC when none is given; `None`
+    /// for one that is not an offset.
+    fn offset(&self) -> Option<FixedOffset> {
+        match self.tz.trim() {
+            "" => Some(Utc.fix()),
+            raw => parse_offset(raw),
+        }
     }
 
     /// The content the form says, what could not even be read, and for each
@@ -212,7 +218,18 @@ impl ReviewInput {
                 parsed
             }
         };
-        let offset = self.offset();
+        let offset = self.offset().unwrap_or_else(|| {
+            // Read as UTC, a time typed in another offset would be off by
+            // hours: no incident time is read until the offset is.
+            if self.incidents.iter().any(|r| !r.is_blank()) {
+                fault_field(
+                    &mut errors,
+                    "incident_tz",
+                    "Choose one of the UTC offsets listed.",
+                );
+            }
+            Utc.fix()
+        });
         let mut incidents = Vec::new();
         let mut rows = Vec::new();
         for (i, row) in self.incidents.iter().enumerate() {

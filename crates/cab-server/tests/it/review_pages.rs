@@ -599,6 +599,40 @@ async fn add_another_incident_shows_one_more_row_and_keeps_what_was_typed(pool: 
     )
     .await;
     assert!(resp.body.contains("id=\"incident_reference_3\""));
+    // An offset that is not one is named, not read as UTC.
+    let resp = post(
+        &app,
+        &page,
+        &erin,
+        &[
+            ("read", "0"),
+            ("outcome", "Rolled back after errors."),
+            ("intervention", "hotfix"),
+            ("incident_tz", "Mars/Olympus"),
+            ("incident_reference_1", "INC-1"),
+            ("incident_severity_1", "sev3"),
+            ("incident_caused_1", "suspected"),
+            ("incident_started_1", &started),
+        ],
+    )
+    .await;
+    assert_eq!(
+        resp.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        resp.body
+    );
+    assert!(
+        resp.body.contains("id=\"incident_tz-error\"")
+            && resp.body.contains("Choose one of the UTC offsets listed."),
+        "{}",
+        resp.body
+    );
+    let saved: i64 = sqlx::query_scalar("SELECT count(*) FROM review_revisions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(saved, 0);
     let resp = post(
         &app,
         &page,
