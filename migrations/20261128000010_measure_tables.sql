@@ -18,9 +18,9 @@ CREATE TABLE measure_pending (
 
 -- A deployment that ended, judged.
 CREATE TABLE measure_deployments (
-    deployment_id        uuid NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    deployment_id        uuid NOT NULL,
     service              text NOT NULL,
-    change_id            uuid NOT NULL REFERENCES changes (id) ON DELETE CASCADE,
+    change_id            uuid NOT NULL,
     environment          text NOT NULL,
     services             text[] NOT NULL,
     finished_at          timestamptz NOT NULL,
@@ -33,6 +33,10 @@ CREATE TABLE measure_deployments (
     caused               boolean NOT NULL,
     -- From failure to restoration; NULL while not restored (or not failed).
     recovery_minutes     double precision,
+    -- When a later successful deployment of its services restored it (when
+    -- that is what restored it): a deployment derived later that ended
+    -- between the two may change it.
+    restored_at          timestamptz,
     break_glass          boolean NOT NULL,
     has_commits          boolean NOT NULL,
     emergency            boolean NOT NULL,
@@ -52,12 +56,14 @@ CREATE INDEX measure_deployments_ended ON measure_deployments (service, environm
              first_in_environment, first_in_production, lead_hours, from_commit);
 CREATE INDEX measure_deployments_change ON measure_deployments (change_id);
 -- Failures waiting for a restoration that a later deployment may bring.
+CREATE INDEX measure_deployments_restored ON measure_deployments (environment, restored_at)
+    WHERE restored_at IS NOT NULL;
 CREATE INDEX measure_deployments_unrecovered ON measure_deployments (environment, finished_at)
     WHERE failed AND recovery_minutes IS NULL AND NOT caused AND service = '';
 
 -- A decided change: approval lead time.
 CREATE TABLE measure_decisions (
-    change_id  uuid NOT NULL REFERENCES changes (id) ON DELETE CASCADE,
+    change_id  uuid NOT NULL,
     service    text NOT NULL,
     decided_at timestamptz NOT NULL,
     risk_level text NOT NULL,
@@ -68,7 +74,7 @@ CREATE INDEX measure_decisions_decided ON measure_decisions (service, decided_at
 
 -- An incident a review lists whose cause is still suspected.
 CREATE TABLE measure_suspected_incidents (
-    change_id  uuid NOT NULL REFERENCES changes (id) ON DELETE CASCADE,
+    change_id  uuid NOT NULL,
     service    text NOT NULL,
     started_at timestamptz NOT NULL
 );
@@ -84,20 +90,38 @@ CREATE TABLE measure_state (
 );
 INSERT INTO measure_state DEFAULT VALUES;
 
+-- What a review's incidents say, read so that a malformed one (written by
+-- hand, or imported) is left out rather than stop every refresh.
+CREATE FUNCTION measure_time(t text) RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN t::timestamptz;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END $$;
+CREATE FUNCTION measure_incidents(content jsonb) RETURNS SETOF jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT x FROM jsonb_array_elements(CASE WHEN jsonb_typeof(content->'incidents') = 'array'
+                                            THEN content->'incidents' ELSE '[]' END) x
+    WHERE jsonb_typeof(x) = 'object'
+$$;
+
 -- Queueing: whatever writes a change's deployments, decision or review
--- queues the change, however it writes.
+-- queues the change, however it writes. A change already queued has its
+-- row locked until the write commits: a refresh passes over it (SKIP
+-- LOCKED) rather than derive it from a snapshot without the write.
 CREATE FUNCTION measure_queue() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_TABLE_NAME = 'changes' THEN
-        INSERT INTO measure_pending (change_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+        INSERT INTO measure_pending (change_id) VALUES (NEW.id)
+        ON CONFLICT (change_id) DO UPDATE SET queued_at = measure_pending.queued_at;
     ELSIF TG_TABLE_NAME = 'environments' THEN
         -- Whether an environment is a production one decides how its
         -- deployments are judged.
         INSERT INTO measure_pending (change_id)
         SELECT DISTINCT change_id FROM deployments WHERE environment = NEW.key
-        ON CONFLICT DO NOTHING;
+        ON CONFLICT (change_id) DO UPDATE SET queued_at = measure_pending.queued_at;
     ELSE
-        INSERT INTO measure_pending (change_id) VALUES (NEW.change_id) ON CONFLICT DO NOTHING;
+        INSERT INTO measure_pending (change_id) VALUES (NEW.change_id)
+        ON CONFLICT (change_id) DO UPDATE SET queued_at = measure_pending.queued_at;
     END IF;
     RETURN NULL;
 END $$;

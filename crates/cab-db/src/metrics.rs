@@ -40,6 +40,11 @@ pub struct Filter {
 /// aggregate statements, which PostgreSQL's JIT compiler makes slower (it
 /// compiles for longer than they run).
 pub async fn prepare(conn: &mut PgConnection) -> sqlx::Result<()> {
+    // One snapshot for every statement: the figures of one answer are of
+    // one moment.
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query!("SET LOCAL jit = off")
         .execute(&mut *conn)
         .await?;
@@ -242,6 +247,16 @@ pub async fn lock_refresh(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Takes the turn to refresh if no other refresh runs, on any server: a read
+/// never waits for one.
+pub async fn try_lock_refresh(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock(hashtextextended('cab.measures', 0)) AS "got!""#
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
 /// Where the derived rows stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
@@ -319,14 +334,14 @@ pub async fn derive(conn: &mut PgConnection, changes: &[Uuid]) -> sqlx::Result<(
              -- open. A draft says nothing yet.
              SELECT rv.change_id,
                     (rv.content->>'intervention') IN ('rollback', 'hotfix', 'forward_fix') AS intervened,
-                    EXISTS (SELECT 1 FROM jsonb_array_elements(rv.content->'incidents') x
+                    EXISTS (SELECT 1 FROM measure_incidents(rv.content) x
                              WHERE x->>'caused' = 'confirmed') AS caused,
-                    EXISTS (SELECT 1 FROM jsonb_array_elements(rv.content->'incidents') x
+                    EXISTS (SELECT 1 FROM measure_incidents(rv.content) x
                              WHERE x->>'caused' = 'confirmed'
-                               AND jsonb_typeof(x->'restored_at') IS DISTINCT FROM 'string') AS incident_open,
-                    (SELECT extract(epoch FROM max((x->>'restored_at')::timestamptz)
-                                              - min((x->>'started_at')::timestamptz)) / 60
-                       FROM jsonb_array_elements(rv.content->'incidents') x
+                               AND measure_time(x->>'restored_at') IS NULL) AS incident_open,
+                    (SELECT extract(epoch FROM max(measure_time(x->>'restored_at'))
+                                              - min(measure_time(x->>'started_at'))) / 60
+                       FROM measure_incidents(rv.content) x
                       WHERE x->>'caused' = 'confirmed') AS incident_minutes
                FROM reviews rv
               WHERE rv.state = 'signed_off' AND rv.change_id = ANY ($1)
@@ -358,30 +373,36 @@ pub async fn derive(conn: &mut PgConnection, changes: &[Uuid]) -> sqlx::Result<(
                                          AND p.state = 'succeeded' AND p.finished_at < d.finished_at)
                       AS first_in_production
                FROM d LEFT JOIN marks m ON m.change_id = d.change_id
+           ), restored AS (
+             -- Restoration: the end of the incidents it caused (none while
+             -- one is open); else its rollback; else the next successful
+             -- deployment there of any of its services.
+             SELECT j.*,
+                    CASE WHEN j.failed AND NOT j.incident_open AND NOT j.caused AND j.state <> 'rolled_back' THEN
+                      (SELECT n.finished_at FROM deployments n
+                        WHERE n.environment = j.environment AND n.state = 'succeeded'
+                          AND n.finished_at > j.finished_at AND n.services && j.services
+                        ORDER BY n.finished_at LIMIT 1)
+                    END AS restored_at
+               FROM judged j
            )
            INSERT INTO measure_deployments
              (deployment_id, service, change_id, environment, services, finished_at, state, failed, caused,
-              recovery_minutes, break_glass, has_commits, emergency, first_in_environment,
+              recovery_minutes, restored_at, break_glass, has_commits, emergency, first_in_environment,
               first_in_production, lead_hours, from_commit)
-           -- Restoration: the end of the incidents it caused (none while
-           -- one is open); else its rollback; else the next successful
-           -- deployment there of any of its services.
            SELECT j.id, s.service, j.change_id, j.environment, j.services, j.finished_at, j.state, j.failed,
                   j.caused,
                   CASE WHEN NOT j.failed OR j.incident_open THEN NULL
                        WHEN j.caused THEN j.incident_minutes
                        WHEN j.state = 'rolled_back' THEN extract(epoch FROM j.rolled_back_at - j.finished_at) / 60
-                       ELSE extract(epoch FROM (SELECT n.finished_at FROM deployments n
-                                                 WHERE n.environment = j.environment AND n.state = 'succeeded'
-                                                   AND n.finished_at > j.finished_at AND n.services && j.services
-                                                 ORDER BY n.finished_at LIMIT 1) - j.finished_at) / 60
+                       ELSE extract(epoch FROM j.restored_at - j.finished_at) / 60
                   END,
-                  j.break_glass, j.has_commits, j.emergency, j.first_in_environment, j.first_in_production,
+                  j.restored_at, j.break_glass, j.has_commits, j.emergency, j.first_in_environment, j.first_in_production,
                   CASE WHEN j.state = 'succeeded' THEN
                     extract(epoch FROM j.finished_at - coalesce(j.first_commit_at, j.submitted_at)) / 3600
                   END,
                   j.first_commit_at IS NOT NULL
-             FROM judged j CROSS JOIN LATERAL (SELECT DISTINCT unnest(ARRAY[''] || j.services) AS service) s"#,
+             FROM restored j CROSS JOIN LATERAL (SELECT DISTINCT unnest(ARRAY[''] || j.services) AS service) s"#,
         changes,
     )
     .execute(&mut *conn)
@@ -397,11 +418,11 @@ pub async fn derive(conn: &mut PgConnection, changes: &[Uuid]) -> sqlx::Result<(
     .await?;
     sqlx::query!(
         "INSERT INTO measure_suspected_incidents (change_id, service, started_at)
-         SELECT r.change_id, s.service, (x->>'started_at')::timestamptz
-           FROM reviews r JOIN changes c ON c.id = r.change_id, jsonb_array_elements(r.content->'incidents') x,
+         SELECT r.change_id, s.service, measure_time(x->>'started_at')
+           FROM reviews r JOIN changes c ON c.id = r.change_id, measure_incidents(r.content) x,
                 LATERAL (SELECT DISTINCT unnest(ARRAY[''] || c.services) AS service) s
           WHERE r.change_id = ANY ($1) AND x->>'caused' = 'suspected'
-            AND jsonb_typeof(x->'started_at') = 'string'",
+            AND measure_time(x->>'started_at') IS NOT NULL",
         changes,
     )
     .execute(&mut *conn)
@@ -409,11 +430,23 @@ pub async fn derive(conn: &mut PgConnection, changes: &[Uuid]) -> sqlx::Result<(
     Ok(())
 }
 
-/// Restores the failures still waiting for it when a later successful
-/// deployment of one of their services, there, now exists: one change's
-/// deployment restores another's failure, so deriving the first does not
-/// see to the second.
-pub async fn restore(conn: &mut PgConnection) -> sqlx::Result<u64> {
+/// Restores failures by the deployments of `changes` just derived: one
+/// change's deployment restores another's failure, so deriving the first
+/// does not see to the second. A failure whose restoration such a deployment
+/// may have changed (it ended in between, or the one that restored it was
+/// rolled back since) is restored anew, as is every failure still waiting.
+pub async fn restore(conn: &mut PgConnection, changes: &[Uuid]) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "UPDATE measure_deployments m SET recovery_minutes = NULL, restored_at = NULL
+           FROM deployments d
+          WHERE d.change_id = ANY ($1) AND d.finished_at IS NOT NULL
+            AND m.restored_at IS NOT NULL AND m.environment = d.environment
+            AND m.restored_at >= d.finished_at AND m.finished_at < d.finished_at
+            AND m.services && d.services",
+        changes,
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query!(
         "WITH restored AS (
            SELECT m.deployment_id,
@@ -426,7 +459,7 @@ pub async fn restore(conn: &mut PgConnection) -> sqlx::Result<u64> {
               AND m.state <> 'rolled_back'
          )
          UPDATE measure_deployments m
-            SET recovery_minutes = extract(epoch FROM r.at - m.finished_at) / 60
+            SET recovery_minutes = extract(epoch FROM r.at - m.finished_at) / 60, restored_at = r.at
            FROM restored r
           WHERE r.deployment_id = m.deployment_id AND r.at IS NOT NULL"
     )

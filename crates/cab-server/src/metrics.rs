@@ -292,7 +292,13 @@ pub async fn report(
         cab_db::metrics::freshness(&mut conn).await?
     };
     if fresh.pending > 0 {
-        refresh(pool, READ_REFRESH).await?;
+        // Unless a refresh runs already (it derives what it took, and the
+        // page says what is left); a failed one leaves the figures as they
+        // were, and the background refresher says why.
+        match derive_queued(pool, READ_REFRESH, Turn::IfFree).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deriving the measures before a read failed"),
+        }
         let mut conn = pool.acquire().await?;
         fresh = cab_db::metrics::freshness(&mut conn).await?;
     }
@@ -322,7 +328,8 @@ pub async fn report(
         bucket: selection.bucket.as_str(),
     };
     let mut tx = pool.begin().await?;
-    // One snapshot: the version and the rows it names.
+    // The version first: the rows read after it are at least that new, so
+    // figures are never kept under a version newer than what they show.
     cab_db::metrics::prepare(&mut tx).await?;
     let version = cab_db::metrics::freshness(&mut tx).await?.version;
     let deployments = cab_db::metrics::deployments(&mut tx, &filter).await?;
@@ -339,15 +346,30 @@ pub async fn report(
 /// it derived. Any number of servers may call it at once; one derives at a
 /// time, and each queued change is derived once.
 pub async fn refresh(pool: &PgPool, limit: i64) -> Result<usize, AppError> {
+    derive_queued(pool, limit, Turn::Wait).await
+}
+
+/// Whether a refresh waits for another to end, or gives way to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Wait,
+    IfFree,
+}
+
+async fn derive_queued(pool: &PgPool, limit: i64, turn: Turn) -> Result<usize, AppError> {
     let mut tx = pool.begin().await?;
-    cab_db::metrics::lock_refresh(&mut tx).await?;
+    if turn == Turn::Wait {
+        cab_db::metrics::lock_refresh(&mut tx).await?;
+    } else if !cab_db::metrics::try_lock_refresh(&mut tx).await? {
+        return Ok(0);
+    }
     let changes = cab_db::metrics::take_pending(&mut tx, limit).await?;
     if changes.is_empty() {
         tx.commit().await?;
         return Ok(0);
     }
     cab_db::metrics::derive(&mut tx, &changes).await?;
-    cab_db::metrics::restore(&mut tx).await?;
+    cab_db::metrics::restore(&mut tx, &changes).await?;
     cab_db::metrics::bump_version(&mut tx).await?;
     tx.commit().await?;
     Ok(changes.len())

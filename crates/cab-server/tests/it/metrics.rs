@@ -704,6 +704,121 @@ async fn a_later_deployment_of_another_change_restores_a_failure_the_figures_alr
     .await;
     let m = metrics(&app, query).await.json();
     assert_eq!(m["total"]["change_failure_rate"]["failed"], 2);
+    assert_eq!(m["total"]["recovery_time"]["unrecovered"], 0);
+
+    // The deployment that restored A's failure is rolled back: A's failure
+    // is restored by nothing any more.
+    sqlx::query(
+        "UPDATE deployments SET state = 'rolled_back', rolled_back_at = finished_at + interval '10 minutes'
+          WHERE change_id = $1",
+    )
+    .bind(b)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let m = metrics(&app, query).await.json();
+    let r = &m["total"]["recovery_time"];
+    assert_eq!(
+        (r["failures"].as_i64(), r["unrecovered"].as_i64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    // The same, read for the one service.
+    let m = metrics(&app, &format!("{query}&service=billing"))
+        .await
+        .json();
+    assert_eq!(m["total"]["recovery_time"]["unrecovered"], 1);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_write_committed_while_a_refresh_runs_is_not_lost(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let (author, _) = app.user("erin", &[Role::Engineer]).await;
+    let s = Seed {
+        pool: &pool,
+        author: author.id,
+    };
+    let day = |h| at("2026-01-06", h);
+    let x = s
+        .change(
+            1,
+            "normal",
+            "low",
+            "crm",
+            day(0) - Duration::days(2),
+            day(0),
+        )
+        .await;
+    s.deployment(x, "prod", "crm", "succeeded", day(10), None, None)
+        .await;
+    // X is queued, and committed so.
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM measure_pending WHERE change_id = $1")
+            .bind(x)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(queued, 1);
+    // A pipeline reports X's deployment failed after all, in a transaction
+    // still open while a refresh runs.
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query("UPDATE deployments SET state = 'failed' WHERE change_id = $1")
+        .bind(x)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let derived = cab_server::metrics::refresh(&pool, 10).await.unwrap();
+    assert_eq!(derived, 0, "a change being written is left for later");
+    writer.commit().await.unwrap();
+    let m = metrics(&app, "from=2026-01-05&to=2026-01-11").await.json();
+    assert_eq!(m["total"]["change_failure_rate"]["failed"], 1, "{m}");
+    assert_eq!(m["changes_pending"], 0);
+}
+
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_malformed_review_written_by_hand_stops_no_refresh(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let (author, _) = app.user("erin", &[Role::Engineer]).await;
+    let s = Seed {
+        pool: &pool,
+        author: author.id,
+    };
+    let day = |h| at("2026-01-06", h);
+    for (n, content) in [
+        (1, json!({"intervention": "none", "incidents": "none"})),
+        (
+            2,
+            json!({"intervention": "none", "incidents": [
+                {"caused": "confirmed", "started_at": "soon", "restored_at": 5},
+                {"caused": "suspected", "started_at": "2026-13-45T25:00:00Z"},
+                "INC-9"
+            ]}),
+        ),
+    ] {
+        let c = s
+            .change(
+                n,
+                "normal",
+                "low",
+                "crm",
+                day(0) - Duration::days(2),
+                day(0),
+            )
+            .await;
+        s.deployment(c, "prod", "crm", "succeeded", day(10 + n), None, None)
+            .await;
+        s.review(c, content, true).await;
+    }
+    let resp = metrics(&app, "from=2026-01-05&to=2026-01-11").await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let m = resp.json();
+    assert_eq!(m["changes_pending"], 0);
+    assert_eq!(m["total"]["change_failure_rate"]["deployments"], 2);
+    // The incident the change is confirmed to have caused marks its
+    // deployment; when service came back cannot be read, so it is not
+    // restored.
+    assert_eq!(m["total"]["change_failure_rate"]["failed"], 1);
+    assert_eq!(m["total"]["recovery_time"]["unrecovered"], 1);
 }
 
 /// How many changes `pool` derived, refreshing until nothing is queued,
