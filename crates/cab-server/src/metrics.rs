@@ -328,8 +328,7 @@ pub async fn report(
         bucket: selection.bucket.as_str(),
     };
     let mut tx = pool.begin().await?;
-    // The version first: the rows read after it are at least that new, so
-    // figures are never kept under a version newer than what they show.
+    // One snapshot (see `prepare`): the version and the rows it names.
     cab_db::metrics::prepare(&mut tx).await?;
     let version = cab_db::metrics::freshness(&mut tx).await?.version;
     let deployments = cab_db::metrics::deployments(&mut tx, &filter).await?;

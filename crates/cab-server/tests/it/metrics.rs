@@ -27,7 +27,30 @@ struct Seed<'a> {
     author: Uuid,
 }
 
-impl Seed<'_> {
+impl<'a> Seed<'a> {
+    /// Records filed by Erin, an engineer made for them.
+    async fn by_erin(app: &'a TestApp) -> Seed<'a> {
+        let (author, _) = app.user("erin", &[Role::Engineer]).await;
+        Seed {
+            pool: &app.state.pool,
+            author: author.id,
+        }
+    }
+
+    /// An ordinary change (normal, low risk) on `service`, submitted two
+    /// days before it was decided at `decided`: its id.
+    async fn ordinary(&self, number: i64, service: &str, decided: DateTime<Utc>) -> Uuid {
+        self.change(
+            number,
+            "normal",
+            "low",
+            service,
+            decided - Duration::days(2),
+            decided,
+        )
+        .await
+    }
+
     /// A change as it stands after its decision: its id.
     async fn change(
         &self,
@@ -139,11 +162,7 @@ fn incident(caused: &str, start: DateTime<Utc>, minutes: i64) -> Value {
 /// - D: rolled back 40 minutes after it was deployed.
 /// - E: an emergency change on `ledger`, deployed fine.
 async fn history(app: &TestApp) -> (Uuid, Uuid) {
-    let (author, _) = app.user("erin", &[Role::Engineer]).await;
-    let s = Seed {
-        pool: &app.state.pool,
-        author: author.id,
-    };
+    let s = Seed::by_erin(app).await;
     let a = s
         .change(
             1,
@@ -280,7 +299,7 @@ async fn history(app: &TestApp) -> (Uuid, Uuid) {
         None,
     )
     .await;
-    (author.id, e)
+    (s.author, e)
 }
 
 /// Mia, an auditor, asks for the measures.
@@ -572,11 +591,7 @@ async fn a_pipeline_reports_its_commits_and_lead_time_starts_at_the_first(pool: 
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
 async fn only_a_signed_off_review_of_production_says_a_deployment_failed(pool: PgPool) {
     let app = TestApp::new(pool).await;
-    let (author, _) = app.user("erin", &[Role::Engineer]).await;
-    let s = Seed {
-        pool: &app.state.pool,
-        author: author.id,
-    };
+    let s = Seed::by_erin(&app).await;
     // F: a draft review says hotfix; G: signed off, it confirms an incident
     // still open. Both went to STAGE first.
     let f = s
@@ -639,22 +654,9 @@ async fn a_later_deployment_of_another_change_restores_a_failure_the_figures_alr
     pool: PgPool,
 ) {
     let app = TestApp::new(pool).await;
-    let (author, _) = app.user("erin", &[Role::Engineer]).await;
-    let s = Seed {
-        pool: &app.state.pool,
-        author: author.id,
-    };
+    let s = Seed::by_erin(&app).await;
     let day = |h| at("2026-01-06", h);
-    let a = s
-        .change(
-            1,
-            "normal",
-            "low",
-            "billing",
-            day(0) - Duration::days(2),
-            day(0),
-        )
-        .await;
+    let a = s.ordinary(1, "billing", day(0)).await;
     s.deployment(a, "prod", "billing", "failed", day(10), None, None)
         .await;
     let query = "from=2026-01-05&to=2026-01-11";
@@ -733,22 +735,9 @@ async fn a_later_deployment_of_another_change_restores_a_failure_the_figures_alr
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
 async fn a_write_committed_while_a_refresh_runs_is_not_lost(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
-    let (author, _) = app.user("erin", &[Role::Engineer]).await;
-    let s = Seed {
-        pool: &pool,
-        author: author.id,
-    };
+    let s = Seed::by_erin(&app).await;
     let day = |h| at("2026-01-06", h);
-    let x = s
-        .change(
-            1,
-            "normal",
-            "low",
-            "crm",
-            day(0) - Duration::days(2),
-            day(0),
-        )
-        .await;
+    let x = s.ordinary(1, "crm", day(0)).await;
     s.deployment(x, "prod", "crm", "succeeded", day(10), None, None)
         .await;
     // X is queued, and committed so.
@@ -778,11 +767,7 @@ async fn a_write_committed_while_a_refresh_runs_is_not_lost(pool: PgPool) {
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
 async fn a_malformed_review_written_by_hand_stops_no_refresh(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
-    let (author, _) = app.user("erin", &[Role::Engineer]).await;
-    let s = Seed {
-        pool: &pool,
-        author: author.id,
-    };
+    let s = Seed::by_erin(&app).await;
     let day = |h| at("2026-01-06", h);
     for (n, content) in [
         (1, json!({"intervention": "none", "incidents": "none"})),
@@ -839,11 +824,7 @@ async fn drain(pool: &PgPool) -> (usize, usize) {
 #[sqlx::test(migrator = "cab_db::MIGRATOR")]
 async fn two_servers_derive_each_queued_change_once(pool: PgPool) {
     let app = TestApp::new(pool.clone()).await;
-    let (author, _) = app.user("erin", &[Role::Engineer]).await;
-    let s = Seed {
-        pool: &pool,
-        author: author.id,
-    };
+    let s = Seed::by_erin(&app).await;
     for n in 1..=30 {
         let day = at("2026-01-05", n);
         let c = s
