@@ -298,3 +298,306 @@ pub async fn for_entity(
     .await?;
     Ok(rows.into_iter().map(AuditRecord::from).collect())
 }
+
+/// Which events to read: what `audit_events_matching` takes. Each `None`
+/// selects everything.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub from: Option<DateTime<Utc>>,
+    /// The first moment not selected.
+    pub until: Option<DateTime<Utc>>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    /// A change's id: its events and those of its deployments and
+    /// break-glass requests.
+    pub change: Option<Uuid>,
+    /// `Some(true)` for refusals only, `Some(false)` for all but refusals.
+    pub refused: Option<bool>,
+}
+
+/// A page of matching events older than `before` (or the newest), newest
+/// first, at most `limit`.
+pub async fn search_older(
+    conn: &mut PgConnection,
+    f: &EventFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRecord>> {
+    let change = f.change.map(|c| c.to_string());
+    let rows = sqlx::query_as!(
+        RecordRow,
+        r#"SELECT seq AS "seq!", occurred_at AS "occurred_at!", actor_id, actor_username,
+                  actor_roles AS "actor_roles!", action AS "action!", entity_type AS "entity_type!",
+                  entity_id, payload AS "payload!", request_id, client_addr
+           FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8)
+           WHERE seq < $9 ORDER BY seq DESC LIMIT $10"#,
+        f.from,
+        f.until,
+        f.actor,
+        f.action,
+        f.entity_type,
+        f.entity_id,
+        change,
+        f.refused,
+        before.unwrap_or(i64::MAX),
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
+}
+
+/// A page of matching events newer than `after`, oldest first, at most
+/// `limit`.
+pub async fn search_newer(
+    conn: &mut PgConnection,
+    f: &EventFilter,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRecord>> {
+    let change = f.change.map(|c| c.to_string());
+    let rows = sqlx::query_as!(
+        RecordRow,
+        r#"SELECT seq AS "seq!", occurred_at AS "occurred_at!", actor_id, actor_username,
+                  actor_roles AS "actor_roles!", action AS "action!", entity_type AS "entity_type!",
+                  entity_id, payload AS "payload!", request_id, client_addr
+           FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8)
+           WHERE seq > $9 ORDER BY seq LIMIT $10"#,
+        f.from,
+        f.until,
+        f.actor,
+        f.action,
+        f.entity_type,
+        f.entity_id,
+        change,
+        f.refused,
+        after,
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(AuditRecord::from).collect())
+}
+
+/// Whether any matching event comes before `older_than`, and whether any
+/// comes after `newer_than`: where a page's links lead.
+pub async fn beyond(
+    conn: &mut PgConnection,
+    f: &EventFilter,
+    older_than: i64,
+    newer_than: i64,
+) -> sqlx::Result<(bool, bool)> {
+    let change = f.change.map(|c| c.to_string());
+    let row = sqlx::query!(
+        r#"SELECT EXISTS (SELECT 1 FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8)
+                          WHERE seq < $9) AS "older!",
+                  EXISTS (SELECT 1 FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8)
+                          WHERE seq > $10) AS "newer!""#,
+        f.from,
+        f.until,
+        f.actor,
+        f.action,
+        f.entity_type,
+        f.entity_id,
+        change,
+        f.refused,
+        older_than,
+        newer_than
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.older, row.newer))
+}
+
+/// One event as exported: everything recorded, the payload as JSON text,
+/// and the account's name.
+#[derive(Debug, Clone)]
+pub struct ExportEvent {
+    pub seq: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor_username: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_roles: Vec<String>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    pub payload: String,
+    /// The change the event is about, itself or through a deployment or a
+    /// break-glass request.
+    pub change_number: Option<i64>,
+    /// A refusal's message.
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub canonical: Vec<u8>,
+}
+
+/// The next matching events after `after` up to `upto` (the head the export
+/// was cut at), oldest first, at most `limit`. An export reads batch after
+/// batch in one snapshot, so it stops reading as soon as nobody takes the
+/// rows.
+pub async fn export_batch(
+    conn: &mut PgConnection,
+    f: &EventFilter,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ExportEvent>> {
+    let change = f.change.map(|c| c.to_string());
+    sqlx::query_as!(
+        ExportEvent,
+        r#"SELECT e.seq AS "seq!", e.occurred_at AS "occurred_at!", e.actor_id, e.actor_username,
+                  u.display_name AS "actor_name?", e.actor_roles AS "actor_roles!",
+                  e.action AS "action!", e.entity_type AS "entity_type!", e.entity_id,
+                  e.payload::text AS "payload!", c.number AS "change_number?",
+                  CASE WHEN e.action = 'access.denied' THEN e.payload->>'message' END AS reason,
+                  e.request_id, e.client_addr,
+                  e.prev_hash AS "prev_hash!", e.hash AS "hash!", e.canonical AS "canonical!"
+           FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8) e
+           LEFT JOIN users u ON u.id = e.actor_id
+           LEFT JOIN changes c ON c.id = audit_uuid(CASE WHEN e.entity_type = 'change'
+                                                         THEN e.entity_id
+                                                         ELSE e.payload->>'change_id' END)
+           WHERE e.seq > $9 AND e.seq <= $10 ORDER BY e.seq LIMIT $11"#,
+        f.from,
+        f.until,
+        f.actor,
+        f.action,
+        f.entity_type,
+        f.entity_id,
+        change,
+        f.refused,
+        after,
+        upto,
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The events that record a decision on a change.
+pub const DECISION_ACTIONS: &[&str] = &[
+    "change.assessed",
+    "change.voted",
+    "change.approved",
+    "change.rejected",
+    "change.changes_requested",
+    "change.retrospective_completed",
+];
+
+/// The refused attempts that would have been a decision.
+pub const DECISION_ATTEMPTS: &[&str] = &[
+    "change.assess",
+    "change.vote",
+    "change.retrospective",
+    "change.deploy_prod",
+];
+
+/// One decision on a change, or a refused attempt at one, as the approval
+/// trail exports it.
+#[derive(Debug, Clone)]
+pub struct ApprovalRow {
+    pub seq: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub change_number: Option<i64>,
+    pub change_title: Option<String>,
+    pub change_type: Option<String>,
+    pub revision: Option<i32>,
+    /// The risk level the event names, else that of the revision decided on,
+    /// else the change's.
+    pub level: Option<String>,
+    /// The quorum policy the change was decided under.
+    pub quorum_policy: Option<Value>,
+    pub actor_username: Option<String>,
+    pub actor_name: Option<String>,
+    pub actor_roles: Vec<String>,
+    pub action: String,
+    pub vote: Option<String>,
+    pub assessment: Option<String>,
+    pub attempted: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub hash: Vec<u8>,
+}
+
+/// The next decisions after `after` up to `upto`, oldest first.
+pub async fn approvals_batch(
+    conn: &mut PgConnection,
+    f: &EventFilter,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ApprovalRow>> {
+    let change = f.change.map(|c| c.to_string());
+    let actions: Vec<String> = DECISION_ACTIONS.iter().map(|s| (*s).to_owned()).collect();
+    let attempts: Vec<String> = DECISION_ATTEMPTS.iter().map(|s| (*s).to_owned()).collect();
+    sqlx::query_as!(
+        ApprovalRow,
+        r#"SELECT e.seq AS "seq!", e.occurred_at AS "occurred_at!",
+                  c.number AS "change_number?", c.title AS "change_title?",
+                  c.change_type AS "change_type?",
+                  CASE WHEN e.payload->>'revision' ~ '^[0-9]{1,9}$'
+                       THEN (e.payload->>'revision')::int END AS revision,
+                  COALESCE(e.payload->>'level', e.payload->>'assessed_level', r.risk_level,
+                           c.risk_level) AS level,
+                  c.quorum_policy AS "quorum_policy?",
+                  e.actor_username, u.display_name AS "actor_name?",
+                  e.actor_roles AS "actor_roles!", e.action AS "action!",
+                  e.payload->>'vote' AS vote, e.payload->>'decision' AS assessment,
+                  e.payload->>'attempted' AS attempted, e.payload->>'reason' AS reason,
+                  e.payload->>'message' AS message, e.hash AS "hash!"
+           FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8) e
+           LEFT JOIN changes c ON c.id = audit_uuid(e.entity_id)
+           LEFT JOIN change_revisions r
+                  ON r.change_id = c.id AND r.number::text = e.payload->>'revision'
+           LEFT JOIN users u ON u.id = e.actor_id
+           WHERE e.entity_type = 'change' AND e.seq > $9 AND e.seq <= $10
+             AND (e.action = ANY($11)
+                  OR (e.action = 'access.denied' AND e.payload->>'attempted' = ANY($12)))
+           ORDER BY e.seq LIMIT $13"#,
+        f.from,
+        f.until,
+        f.actor,
+        f.action,
+        f.entity_type,
+        f.entity_id,
+        change,
+        f.refused,
+        after,
+        upto,
+        &actions,
+        &attempts,
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Sets an export's transaction up: one snapshot for every batch, so the
+/// export holds exactly the events up to the head it was cut at.
+pub async fn export_snapshot(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The connection's server process, so an export can be stopped.
+pub async fn backend_pid(conn: &mut PgConnection) -> sqlx::Result<i32> {
+    sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Stops the statement a server process is running.
+pub async fn cancel_backend(conn: &mut PgConnection, pid: i32) -> sqlx::Result<()> {
+    sqlx::query_scalar!("SELECT pg_cancel_backend($1)", pid)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(())
+}

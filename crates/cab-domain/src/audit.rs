@@ -110,6 +110,7 @@ vocabulary!(
         ReleasePhaseRolledBack = "release.phase_rolled_back" / "Release phase rolled back",
         ReleaseCompleted = "release.completed" / "Release completed",
         ReleaseCancelled = "release.cancelled" / "Release cancelled",
+        AuditExported = "audit.exported" / "Audit trail exported",
         DemoSeeded = "demo.seeded" / "Demo data",
         AccessDenied = "access.denied" / "Refused",
     }
@@ -347,6 +348,16 @@ impl ChainVerifier {
         Self {
             next_seq: 1,
             prev_hash: GENESIS_HASH.to_vec(),
+            checked: 0,
+        }
+    }
+
+    /// A verifier that goes on from a head already verified (a signed
+    /// checkpoint): the next event must link to it.
+    pub fn after(head: &ChainHead) -> Self {
+        Self {
+            next_seq: head.seq + 1,
+            prev_hash: head.hash.clone(),
             checked: 0,
         }
     }

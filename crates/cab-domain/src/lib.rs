@@ -63,10 +63,13 @@ pub trait Vocabulary: Copy + 'static {
 
 pub mod approval;
 pub mod audit;
+pub mod audit_filter;
 pub mod calendar;
 pub mod change;
+pub mod checkpoint;
 pub mod denial;
 pub mod deployment;
+pub mod export;
 pub mod ical;
 pub mod lifecycle;
 pub mod metrics;

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod audit_log;
+pub mod audit_trail;
 pub mod auth;
 pub mod calendar;
 pub mod change_list;

@@ -2,6 +2,7 @@
 //! `/api/openapi.json`. Routes and their documentation are registered together
 //! (utoipa-axum), so neither can exist without the other.
 
+mod audit;
 mod auth;
 mod calendar;
 pub mod changes;
@@ -40,6 +41,7 @@ pub use extract::{ApiPath, AppJson};
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
+        (name = "audit", description = "The audit trail, for auditors and administrators: every event, filtered and paged, and the exports of the events and of the approval trail as CSV or NDJSON streams"),
         (name = "auth", description = "Access tokens and the caller"),
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
@@ -175,5 +177,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(exceptions::observe))
         .routes(routes!(exceptions::list_findings))
         .routes(routes!(exceptions::resolve_finding))
+        .routes(routes!(audit::list_events))
+        .routes(routes!(audit::export_events))
+        .routes(routes!(audit::export_approvals))
         .split_for_parts()
 }

@@ -1,17 +1,29 @@
-//! The audit trail page for auditors: the newest events told as sentences,
-//! each with its recorded details, and whether the whole chain still
-//! verifies.
+//! The audit trail page for auditors: the events a filter selects, newest
+//! first and a page at a time, each told as a sentence with its recorded
+//! details to unfold; the filter in the URL; downloads of the events and of
+//! the approval trail; and whether the whole chain still verifies.
 
 use askama::Template;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use cab_db::audit::Verification;
 use cab_domain::audit::AuditAction;
+use cab_domain::audit_filter::{ENTITY_KINDS, Outcome, TrailFilter, entity_label};
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
+use super::form::FieldErrors;
 use super::words::{Sentence, Subjects, role_labels};
 use super::{Layout, Viewer, filters, render};
 use crate::audit_log;
+use crate::audit_trail::{self, Trail, TrailQuery};
 use crate::page_error::PageResult;
 use crate::request::Origin;
+
+/// Events on one page.
+const PAGE: i64 = 50;
 
 /// One event: what happened in words, and what was recorded.
 pub struct EventLine {
@@ -46,17 +58,122 @@ pub enum ChainStatus {
     Broken(String),
 }
 
+/// One choice of a filter's list.
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub chosen: bool,
+}
+
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
     layout: Layout,
     chain: ChainStatus,
+    query: TrailQuery,
+    errors: FieldErrors,
+    actions: Vec<Choice>,
+    kinds: Vec<Choice>,
+    outcomes: Vec<Choice>,
     events: Vec<EventLine>,
+    /// What the page shows, in words.
+    scope: String,
+    newest: Option<String>,
+    newer: Option<String>,
+    older: Option<String>,
+    /// Download links, each with its words.
+    downloads: Vec<(String, &'static str)>,
 }
 
-pub async fn trail(viewer: Viewer, origin: Origin) -> PageResult {
-    audit_log::check_reading(&viewer.state.pool, &viewer.user, &origin).await?;
-    let mut conn = viewer.state.pool.acquire().await?;
+fn choices<'a>(
+    first: &str,
+    chosen: Option<&str>,
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<Choice> {
+    let chosen = chosen.map(str::trim).filter(|c| !c.is_empty());
+    let mut out = vec![Choice {
+        value: String::new(),
+        label: first.to_owned(),
+        chosen: chosen.is_none(),
+    }];
+    out.extend(items.map(|(value, label)| Choice {
+        value: value.to_owned(),
+        label: label.to_owned(),
+        chosen: chosen == Some(value),
+    }));
+    out
+}
+
+fn url(path: &str, pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        path.to_owned()
+    } else {
+        format!(
+            "{path}?{}",
+            serde_urlencoded::to_string(pairs).unwrap_or_default()
+        )
+    }
+}
+
+fn scope(filter: &TrailFilter) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = filter.action {
+        parts.push(format!("of the kind “{}”", a.label()));
+    }
+    match filter.outcome {
+        Outcome::All => {}
+        Outcome::Refused => parts.push("that record a refusal".to_owned()),
+        Outcome::Done => parts.push("that record no refusal".to_owned()),
+    }
+    if let Some(a) = &filter.actor {
+        parts.push(format!("by the account {a}"));
+    }
+    if let Some(n) = filter.change {
+        parts.push(format!(
+            "about CHG-{n}, its deployments and break-glass requests"
+        ));
+    }
+    if let Some(k) = &filter.entity_type {
+        let about = entity_label(k).to_lowercase();
+        match &filter.entity_id {
+            Some(id) => parts.push(format!("about the {about} {id}")),
+            None => parts.push(format!("about any {about}")),
+        }
+    }
+    match (filter.from, filter.to) {
+        (Some(f), Some(t)) => parts.push(format!(
+            "from {} to {} (UTC)",
+            f.format("%-d %b %Y"),
+            t.format("%-d %b %Y")
+        )),
+        (Some(f), None) => parts.push(format!("since {} (UTC)", f.format("%-d %b %Y"))),
+        (None, Some(t)) => parts.push(format!("up to {} (UTC)", t.format("%-d %b %Y"))),
+        (None, None) => {}
+    }
+    if parts.is_empty() {
+        "Every event, newest first.".to_owned()
+    } else {
+        format!("Events {}, newest first.", parts.join(", "))
+    }
+}
+
+pub async fn trail(
+    viewer: Viewer,
+    origin: Origin,
+    query: Result<Query<TrailQuery>, QueryRejection>,
+) -> PageResult {
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let pool = &viewer.state.pool;
+    let read = audit_trail::page(pool, &viewer.user, &origin, &q, PAGE).await;
+    let (status, errors, page) = match read {
+        Ok(page) => (StatusCode::OK, FieldErrors::default(), Some(page)),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FieldErrors::absorb(e, "from")?,
+            None,
+        ),
+    };
+    let mut conn = pool.acquire().await?;
     let chain = match cab_db::audit::verify(&mut conn, None).await? {
         Verification::Intact { checked, head } => ChainStatus::Intact {
             checked,
@@ -65,35 +182,129 @@ pub async fn trail(viewer: Viewer, origin: Origin) -> PageResult {
         },
         Verification::Broken(b) => ChainStatus::Broken(b.to_string()),
     };
-    let events = cab_db::audit::recent(&mut conn, 200).await?;
-    let subjects = Subjects::load(&mut conn, &events).await?;
+    let records = page
+        .as_ref()
+        .map(|p| p.events.as_slice())
+        .unwrap_or_default();
+    let subjects = Subjects::load(&mut conn, records).await?;
     drop(conn);
+    let events = records
+        .iter()
+        .map(|e| EventLine {
+            seq: e.seq,
+            at: e.occurred_at,
+            kind: AuditAction::parse(&e.action).map_or("Other", AuditAction::label),
+            sentence: subjects.describe(e),
+            denied: e.action == audit_log::ACCESS_DENIED,
+            details: EventDetails {
+                username: e.actor_username.clone().unwrap_or_else(|| "—".into()),
+                roles: role_labels(&e.actor_roles),
+                action: e.action.clone(),
+                entity: match &e.entity_id {
+                    Some(id) => format!("{} {id}", entity_label(&e.entity_type)),
+                    None => entity_label(&e.entity_type).to_owned(),
+                },
+                request_id: e.request_id.clone().unwrap_or_else(|| "—".into()),
+                client_addr: e.client_addr.clone().unwrap_or_else(|| "—".into()),
+                payload: serde_json::to_string_pretty(&e.payload)
+                    .unwrap_or_else(|_| e.payload.to_string()),
+            },
+        })
+        .collect();
+    let (scope_words, newest, newer, older, downloads) = match &page {
+        Some(p) => {
+            let pairs = p.filter.query_pairs();
+            let with = |key: &'static str, seq: i64| {
+                let mut pairs = pairs.clone();
+                pairs.push((key, seq.to_string()));
+                url("/audit", &pairs)
+            };
+            let newest = (p.filter.page != cab_domain::audit_filter::Keyset::Newest)
+                .then(|| url("/audit", &pairs));
+            let download = |trail: &str, format: &str| {
+                let mut pairs = pairs.clone();
+                pairs.push(("trail", trail.to_owned()));
+                pairs.push(("format", format.to_owned()));
+                url("/audit/export", &pairs)
+            };
+            (
+                scope(&p.filter),
+                newest,
+                p.newer.map(|s| with("after", s)),
+                p.older.map(|s| with("before", s)),
+                vec![
+                    (download("events", "csv"), "Events as CSV"),
+                    (download("events", "ndjson"), "Events as NDJSON"),
+                    (download("approvals", "csv"), "Approval trail as CSV"),
+                    (download("approvals", "ndjson"), "Approval trail as NDJSON"),
+                ],
+            )
+        }
+        None => (String::new(), None, None, None, Vec::new()),
+    };
+    let actions = choices(
+        "Any kind",
+        q.action.as_deref(),
+        AuditAction::ALL.iter().map(|a| (a.as_str(), a.label())),
+    );
+    let kinds = choices(
+        "Anything",
+        q.entity_type.as_deref(),
+        ENTITY_KINDS.iter().copied(),
+    );
+    let outcomes = Outcome::ALL
+        .iter()
+        .map(|o| Choice {
+            value: o.as_str().to_owned(),
+            label: o.label().to_owned(),
+            chosen: q.outcome.as_deref().map(str::trim).unwrap_or("all") == o.as_str(),
+        })
+        .collect();
     let page = AuditPage {
         layout: viewer.layout("Audit trail"),
         chain,
-        events: events
-            .iter()
-            .map(|e| EventLine {
-                seq: e.seq,
-                at: e.occurred_at,
-                kind: AuditAction::parse(&e.action).map_or("Other", AuditAction::label),
-                sentence: subjects.describe(e),
-                denied: e.action == audit_log::ACCESS_DENIED,
-                details: EventDetails {
-                    username: e.actor_username.clone().unwrap_or_else(|| "—".into()),
-                    roles: role_labels(&e.actor_roles),
-                    action: e.action.clone(),
-                    entity: match &e.entity_id {
-                        Some(id) => format!("{} {id}", e.entity_type),
-                        None => e.entity_type.clone(),
-                    },
-                    request_id: e.request_id.clone().unwrap_or_else(|| "—".into()),
-                    client_addr: e.client_addr.clone().unwrap_or_else(|| "—".into()),
-                    payload: serde_json::to_string_pretty(&e.payload)
-                        .unwrap_or_else(|_| e.payload.to_string()),
-                },
-            })
-            .collect(),
+        query: q,
+        errors,
+        actions,
+        kinds,
+        outcomes,
+        events,
+        scope: scope_words,
+        newest,
+        newer,
+        older,
+        downloads,
     };
-    Ok(render(&page))
+    Ok((status, render(&page)).into_response())
+}
+
+/// Which export a download link asks for.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExportChoice {
+    trail: Option<String>,
+    format: Option<String>,
+}
+
+/// A download of the events or the approval trail, for the page's filter.
+pub async fn export(
+    viewer: Viewer,
+    origin: Origin,
+    query: Result<Query<TrailQuery>, QueryRejection>,
+    choice: Result<Query<ExportChoice>, QueryRejection>,
+) -> PageResult<Response> {
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let choice = choice.map(|Query(c)| c).unwrap_or_default();
+    let trail = match choice.trail.as_deref() {
+        Some("approvals") => Trail::Approvals,
+        _ => Trail::Events,
+    };
+    Ok(audit_trail::export(
+        &viewer.state.pool,
+        &viewer.user,
+        &origin,
+        trail,
+        choice.format.as_deref(),
+        &q,
+    )
+    .await?)
 }

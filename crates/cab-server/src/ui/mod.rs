@@ -20,7 +20,7 @@ pub mod notice;
 mod releases;
 mod reviews;
 mod standard_templates;
-mod words;
+pub(crate) mod words;
 
 pub use crate::auth::{login_binding, session_binding};
 
@@ -64,6 +64,7 @@ pub fn router() -> Router<AppState> {
             post(admin::cancel_grant),
         )
         .route("/audit", get(audit::trail))
+        .route("/audit/export", get(audit::export))
         .route("/changes", get(changes::list))
         .route("/changes/new", get(changes::new_form).post(changes::create))
         .route("/changes/risk-preview", get(changes::preview_risk))

@@ -714,6 +714,24 @@ impl Subjects {
                 }
             }
             A::DemoSeeded => Sentence::default().text("The demonstration data was loaded."),
+            A::AuditExported => {
+                let trail = match text(p, "trail") {
+                    Some("approvals") => "the approval trail",
+                    _ => "the audit events",
+                };
+                let format = match text(p, "format") {
+                    Some("ndjson") => "NDJSON",
+                    _ => "CSV",
+                };
+                let filtered = p
+                    .get("filter")
+                    .and_then(Value::as_object)
+                    .is_some_and(|f| !f.is_empty());
+                start.text(format!(
+                    " exported {trail} as {format}{}.",
+                    if filtered { ", filtered" } else { "" }
+                ))
+            }
             A::DeploymentAuthorized => {
                 let initiator = text(p, "initiator").unwrap_or_default();
                 let executor = text(p, "executor").unwrap_or_default();

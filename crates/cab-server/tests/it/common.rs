@@ -126,6 +126,14 @@ impl TestApp {
         }
     }
 
+    /// Sends a request and hands back the response with its body unread,
+    /// for a test that reads a stream a piece at a time.
+    pub async fn open(&self, mut req: Request<Body>) -> axum::response::Response {
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        self.router.clone().oneshot(req).await.expect("infallible")
+    }
+
     pub async fn send(&self, req: Request<Body>) -> TestResponse {
         self.send_from(SocketAddr::from(([127, 0, 0, 1], 40000)), req)
             .await

@@ -7,6 +7,7 @@
 mod accessibility;
 mod admin;
 mod audit;
+mod audit_trail;
 mod auth;
 mod browser;
 mod calendar;

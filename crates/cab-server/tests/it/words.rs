@@ -575,7 +575,7 @@ async fn the_audit_trail_tells_what_happened(pool: PgPool) {
             .contains("<details class=\"event-details\"><summary>Details</summary>")
     );
     assert!(page.body.contains("<code>change.voted</code>"));
-    assert!(page.body.contains(&format!("change {id}")));
+    assert!(page.body.contains(&format!("Change {id}")));
     // The change is one click away.
     assert!(
         page.body

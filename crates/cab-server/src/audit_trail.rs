@@ -1,0 +1,685 @@
+//! The audit trail for auditors: a filtered page of events, newest first,
+//! and the exports (the events, and the approval trail of every decision on
+//! a change) as CSV or NDJSON, streamed batch by batch from one snapshot.
+
+use std::io;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use cab_db::audit::{ApprovalRow, EventFilter, ExportEvent};
+use cab_domain::Vocabulary;
+use cab_domain::approval::QuorumPolicy;
+use cab_domain::approval::{AssessmentDecision, VoteChoice};
+use cab_domain::audit::{Attempt, AuditAction, AuditRecord, ChainHead, format_time};
+use cab_domain::audit_filter::{FilterWords, Keyset, TrailFilter, entity_label};
+use cab_domain::change::{ChangeType, FieldError};
+use cab_domain::export::{NdjsonDigest, csv_record, describe_rule};
+use cab_domain::risk::RiskLevel;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+use crate::audit_log::{self, Entity};
+use crate::auth::CurrentUser;
+use crate::error::AppError;
+use crate::request::Origin;
+use crate::ui::words::role_labels;
+
+/// The filter in a URL: the page's, the API's and the exports'. Every field
+/// may be left out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrailQuery {
+    /// The first day, as YYYY-MM-DD (UTC).
+    pub from: Option<String>,
+    /// The last day, as YYYY-MM-DD (UTC), included.
+    pub to: Option<String>,
+    /// The account that acted, by username.
+    pub actor: Option<String>,
+    /// The kind of event, e.g. `change.voted` or `access.denied`.
+    pub action: Option<String>,
+    /// What the events are about, e.g. `change`, `deployment`, `user`.
+    pub entity_type: Option<String>,
+    /// Its identifier, as recorded (needs `entity_type`).
+    pub entity_id: Option<String>,
+    /// A change, as CHG-42: its events and those of its deployments and
+    /// break-glass requests.
+    pub change: Option<String>,
+    /// `all` (the default), `refused` (refusals only) or `done` (everything
+    /// but refusals).
+    pub outcome: Option<String>,
+    /// Events older than this event number (the next page).
+    pub before: Option<String>,
+    /// Events newer than this event number (the previous page).
+    pub after: Option<String>,
+}
+
+impl TrailQuery {
+    pub fn parse(&self) -> Result<TrailFilter, Vec<FieldError>> {
+        TrailFilter::parse(&FilterWords {
+            from: self.from.as_deref(),
+            to: self.to.as_deref(),
+            actor: self.actor.as_deref(),
+            action: self.action.as_deref(),
+            entity_type: self.entity_type.as_deref(),
+            entity_id: self.entity_id.as_deref(),
+            change: self.change.as_deref(),
+            outcome: self.outcome.as_deref(),
+            before: self.before.as_deref(),
+            after: self.after.as_deref(),
+        })
+    }
+}
+
+/// The filter as the store applies it; a change nobody filed is a fault of
+/// the `change` field.
+pub async fn store_filter(pool: &PgPool, f: &TrailFilter) -> Result<EventFilter, AppError> {
+    let change = match f.change {
+        None => None,
+        Some(number) => {
+            let mut conn = pool.acquire().await?;
+            match cab_db::changes::id_by_number(&mut conn, number).await? {
+                Some(id) => Some(id),
+                None => {
+                    return Err(AppError::invalid(
+                        "change",
+                        format!("No change is numbered CHG-{number}."),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(EventFilter {
+        from: f.start(),
+        until: f.end(),
+        actor: f.actor.clone(),
+        action: f.action.map(|a| a.as_str().to_owned()),
+        entity_type: f.entity_type.clone(),
+        entity_id: f.entity_id.clone(),
+        change,
+        refused: f.outcome.refused(),
+    })
+}
+
+/// One page of events, newest first, and where the pages beside it start.
+pub struct TrailPage {
+    /// The filter the page was read with.
+    pub filter: TrailFilter,
+    pub events: Vec<AuditRecord>,
+    /// The event number the next (older) page comes before, if any.
+    pub older: Option<i64>,
+    /// The event number the previous (newer) page comes after, if any.
+    pub newer: Option<i64>,
+}
+
+/// The page the filter asks for. Refused, and the refusal recorded, for
+/// anyone but auditors and administrators, before the filter is read.
+pub async fn page(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    query: &TrailQuery,
+    limit: i64,
+) -> Result<TrailPage, AppError> {
+    audit_log::check_reading(pool, user, origin).await?;
+    let filter = query.parse()?;
+    let f = store_filter(pool, &filter).await?;
+    let mut conn = pool.acquire().await?;
+    let events = match filter.page {
+        Keyset::Newest => cab_db::audit::search_older(&mut conn, &f, None, limit).await?,
+        Keyset::Before(seq) => cab_db::audit::search_older(&mut conn, &f, Some(seq), limit).await?,
+        Keyset::After(seq) => {
+            let mut events = cab_db::audit::search_newer(&mut conn, &f, seq, limit).await?;
+            events.reverse();
+            events
+        }
+    };
+    let (older, newer) = match (events.first(), events.last()) {
+        (Some(newest), Some(oldest)) => {
+            let (older, newer) =
+                cab_db::audit::beyond(&mut conn, &f, oldest.seq, newest.seq).await?;
+            (older.then_some(oldest.seq), newer.then_some(newest.seq))
+        }
+        // An empty page past either end leads back the way it came.
+        _ => match filter.page {
+            Keyset::Newest => (None, None),
+            Keyset::Before(seq) => (None, Some(seq - 1)),
+            Keyset::After(seq) => (Some(seq + 1), None),
+        },
+    };
+    Ok(TrailPage {
+        filter,
+        events,
+        older,
+        newer,
+    })
+}
+
+/// Which export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trail {
+    /// Every event the filter selects, with its links in the chain.
+    Events,
+    /// One row per decision on a change, or refused attempt at one.
+    Approvals,
+}
+
+impl Trail {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trail::Events => "events",
+            Trail::Approvals => "approvals",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    /// The format a `format` parameter names; CSV when it names none.
+    pub fn parse(raw: Option<&str>) -> Result<Format, AppError> {
+        match raw.map(str::trim) {
+            None | Some("") | Some("csv") => Ok(Format::Csv),
+            Some("ndjson") => Ok(Format::Ndjson),
+            Some(_) => Err(AppError::invalid("format", "Choose csv or ndjson.")),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// Rows read per statement; an export reads on only as fast as the client
+/// takes what it has.
+const BATCH: i64 = 2000;
+/// Bytes gathered before they are handed to the connection.
+const CHUNK: usize = 256 * 1024;
+
+/// Starts an export: the response streams while the rows are read, so it
+/// begins at once whatever its size and never holds more than a few chunks.
+/// The export is recorded; a client that goes away stops the reading.
+pub async fn export(
+    pool: &PgPool,
+    user: &CurrentUser,
+    origin: &Origin,
+    trail: Trail,
+    format: Option<&str>,
+    query: &TrailQuery,
+) -> Result<Response, AppError> {
+    audit_log::check_reading(pool, user, origin).await?;
+    let filter = query.parse()?;
+    let format = Format::parse(format)?;
+    let f = store_filter(pool, &filter).await?;
+    // The cut comes first: the export holds the events up to the head at
+    // this moment, and the record of the export (which follows) says which.
+    let mut tx = pool.begin().await?;
+    cab_db::audit::export_snapshot(&mut tx).await?;
+    let cut = cab_db::audit::head(&mut tx).await?;
+    let pid = cab_db::audit::backend_pid(&mut tx).await?;
+    let filter_words: serde_json::Map<String, serde_json::Value> = filter
+        .query_pairs()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    let mut record = pool.begin().await?;
+    audit_log::record(
+        &mut record,
+        Some(user.audit_actor()),
+        origin,
+        AuditAction::AuditExported.as_str(),
+        Entity::kind("audit"),
+        json!({
+            "trail": trail.as_str(),
+            "format": format.as_str(),
+            "filter": filter_words,
+            "cut_at": cut.seq,
+        }),
+    )
+    .await?;
+    record.commit().await?;
+    let (out, rx) = mpsc::channel::<io::Result<Vec<u8>>>(4);
+    let header_line = export_header(trail, format, &filter_words);
+    let reader = Reader {
+        tx,
+        pid,
+        cut: cut.clone(),
+        f,
+        trail,
+        format,
+    };
+    tokio::spawn(reader.write(pool.clone(), header_line, out));
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }));
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let (content_type, extension) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+    };
+    let disposition = format!(
+        "attachment; filename=\"cab-audit-{}-to-{}-{stamp}.{extension}\"",
+        trail.as_str(),
+        cut.seq
+    );
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(|e| AppError::Internal(e.into()))?,
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+const EVENT_COLUMNS: &[&str] = &[
+    "Event number",
+    "When (UTC)",
+    "Account",
+    "Name",
+    "Roles then",
+    "What happened",
+    "Action",
+    "About",
+    "Identifier",
+    "Change",
+    "Outcome",
+    "Reason",
+    "Details",
+    "Request",
+    "Address",
+    "Previous hash",
+    "Hash",
+];
+
+const APPROVAL_COLUMNS: &[&str] = &[
+    "Event number",
+    "When (UTC)",
+    "Change",
+    "Title",
+    "Revision",
+    "Risk",
+    "Decision-maker",
+    "Name",
+    "Roles then",
+    "Decision",
+    "Quorum needed",
+    "Separation of duties",
+    "Reason",
+    "Hash",
+];
+
+/// The first bytes of an export, sent before any row is read: the CSV
+/// header, or an NDJSON line saying what the export holds.
+fn export_header(
+    trail: Trail,
+    format: Format,
+    filter: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    match format {
+        Format::Csv => csv_record(
+            &mut out,
+            match trail {
+                Trail::Events => EVENT_COLUMNS,
+                Trail::Approvals => APPROVAL_COLUMNS,
+            },
+        ),
+        Format::Ndjson => {
+            out = json!({ "export": { "trail": trail.as_str(), "filter": filter } })
+                .to_string()
+                .into_bytes();
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// An export's reading: its snapshot (a transaction on its own
+/// connection, whose server process can be stopped), the head it was cut at,
+/// and what it reads.
+struct Reader {
+    tx: sqlx::Transaction<'static, Postgres>,
+    pid: i32,
+    cut: ChainHead,
+    f: EventFilter,
+    trail: Trail,
+    format: Format,
+}
+
+impl Reader {
+    /// Reads the export batch by batch and hands the bytes on. A read that
+    /// fails ends the body with an error (an NDJSON export then has no
+    /// trailer), never with what looks like a complete file. A client that
+    /// goes away stops the statement where it is.
+    async fn write(
+        mut self,
+        pool: PgPool,
+        header_line: Vec<u8>,
+        out: mpsc::Sender<io::Result<Vec<u8>>>,
+    ) {
+        let mut digest = NdjsonDigest::new();
+        if self.format == Format::Ndjson {
+            digest.preamble(&header_line);
+        }
+        if out.send(Ok(header_line)).await.is_err() {
+            return;
+        }
+        let outcome = tokio::select! {
+            r = self.read_all(&mut digest, &out) => Some(r),
+            () = out.closed() => None,
+        };
+        match outcome {
+            Some(Ok(true)) => {
+                if self.format == Format::Ndjson {
+                    let _ = out.send(Ok(digest.trailer(&self.cut))).await;
+                }
+            }
+            Some(Ok(false)) | None => {
+                if let Ok(mut other) = pool.acquire().await {
+                    let _ = cab_db::audit::cancel_backend(&mut other, self.pid).await;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "an audit export failed part-way");
+                let _ = out
+                    .send(Err(io::Error::other("the export could not be completed")))
+                    .await;
+            }
+        }
+    }
+
+    /// Every row of the export; `false` when the client stopped taking them.
+    async fn read_all(
+        &mut self,
+        digest: &mut NdjsonDigest,
+        out: &mpsc::Sender<io::Result<Vec<u8>>>,
+    ) -> Result<bool, AppError> {
+        let (f, cut, format) = (&self.f, self.cut.seq, self.format);
+        let tx = &mut self.tx;
+        let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
+        let mut after = 0;
+        loop {
+            let last = match self.trail {
+                Trail::Events => {
+                    let rows = cab_db::audit::export_batch(tx, f, after, cut, BATCH).await?;
+                    for row in &rows {
+                        let start = buf.len();
+                        match format {
+                            Format::Csv => event_csv(&mut buf, row),
+                            Format::Ndjson => event_json(&mut buf, row).map_err(unwritable)?,
+                        }
+                        digest.row(&buf[start..]);
+                    }
+                    rows.last().map(|r| r.seq)
+                }
+                Trail::Approvals => {
+                    let rows = cab_db::audit::approvals_batch(tx, f, after, cut, BATCH).await?;
+                    for row in &rows {
+                        let start = buf.len();
+                        let line = ApprovalLine::from(row);
+                        match format {
+                            Format::Csv => line.csv(&mut buf),
+                            Format::Ndjson => line.json(&mut buf).map_err(unwritable)?,
+                        }
+                        digest.row(&buf[start..]);
+                    }
+                    rows.last().map(|r| r.seq)
+                }
+            };
+            let Some(last) = last else { break };
+            after = last;
+            if buf.len() >= CHUNK {
+                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
+                if out.send(Ok(chunk)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        if !buf.is_empty() && out.send(Ok(buf)).await.is_err() {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+fn unwritable(e: io::Error) -> AppError {
+    AppError::Internal(anyhow::anyhow!("an export row could not be written: {e}"))
+}
+
+fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("")
+}
+
+/// The label of a recorded word, or the word itself when it is not one of
+/// today's.
+fn label<V: Vocabulary>(word: &str) -> &str {
+    V::parse(word).map_or(word, |v| v.label())
+}
+
+fn action_label(action: &str) -> &str {
+    label::<AuditAction>(action)
+}
+
+fn event_csv(out: &mut Vec<u8>, e: &ExportEvent) {
+    let refused = e.action == audit_log::ACCESS_DENIED;
+    let change = e.change_number.map(|n| format!("CHG-{n}"));
+    csv_record(
+        out,
+        &[
+            e.seq.to_string().as_str(),
+            &format_time(e.occurred_at),
+            or_dash(e.actor_username.as_deref()),
+            or_dash(e.actor_name.as_deref()),
+            &role_labels(&e.actor_roles),
+            action_label(&e.action),
+            &e.action,
+            entity_label(&e.entity_type),
+            or_dash(e.entity_id.as_deref()),
+            or_dash(change.as_deref()),
+            if refused { "Refused" } else { "Done" },
+            or_dash(e.reason.as_deref()),
+            &e.payload,
+            or_dash(e.request_id.as_deref()),
+            or_dash(e.client_addr.as_deref()),
+            &hex::encode(&e.prev_hash),
+            &hex::encode(&e.hash),
+        ],
+    );
+}
+
+/// Writes `{"key":value,...}` one member at a time, strings escaped as JSON.
+struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    members: usize,
+}
+
+impl<'a> JsonObject<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        JsonObject { out, members: 0 }
+    }
+
+    fn key(&mut self, key: &str) -> io::Result<()> {
+        if self.members > 0 {
+            self.out.push(b',');
+        }
+        self.members += 1;
+        serde_json::to_writer(&mut *self.out, key)?;
+        self.out.push(b':');
+        Ok(())
+    }
+
+    fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> io::Result<()> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.out, value)?;
+        Ok(())
+    }
+
+    /// A member whose value is JSON text already.
+    fn raw(&mut self, key: &str, json: &str) -> io::Result<()> {
+        self.key(key)?;
+        self.out.extend_from_slice(json.as_bytes());
+        Ok(())
+    }
+
+    fn close(self) {
+        self.out.extend_from_slice(b"}\n");
+    }
+}
+
+fn event_json(out: &mut Vec<u8>, e: &ExportEvent) -> io::Result<()> {
+    let mut o = JsonObject::open(out);
+    o.value("seq", &e.seq)?;
+    o.value("occurred_at", &format_time(e.occurred_at))?;
+    o.value("actor_id", &e.actor_id)?;
+    o.value("actor_username", &e.actor_username)?;
+    o.value("actor_name", &e.actor_name)?;
+    o.value("actor_roles", &e.actor_roles)?;
+    o.value("action", &e.action)?;
+    o.value("action_label", action_label(&e.action))?;
+    o.value("entity_type", &e.entity_type)?;
+    o.value("entity_id", &e.entity_id)?;
+    o.raw("payload", &e.payload)?;
+    o.value("request_id", &e.request_id)?;
+    o.value("client_addr", &e.client_addr)?;
+    o.value("prev_hash", &hex::encode(&e.prev_hash))?;
+    o.value("hash", &hex::encode(&e.hash))?;
+    o.value(
+        "canonical",
+        &base64::engine::general_purpose::STANDARD.encode(&e.canonical),
+    )?;
+    o.close();
+    Ok(())
+}
+
+/// One row of the approval trail, in words.
+struct ApprovalLine<'a> {
+    row: &'a ApprovalRow,
+    change: String,
+    risk: &'static str,
+    decision_code: String,
+    decision: String,
+    quorum: String,
+    refused: bool,
+}
+
+impl<'a> From<&'a ApprovalRow> for ApprovalLine<'a> {
+    fn from(row: &'a ApprovalRow) -> Self {
+        let level = row.level.as_deref().and_then(RiskLevel::parse);
+        let change_type = row.change_type.as_deref().and_then(ChangeType::parse);
+        let quorum = match (
+            row.quorum_policy
+                .clone()
+                .and_then(|p| serde_json::from_value::<QuorumPolicy>(p).ok()),
+            change_type,
+            level,
+        ) {
+            (Some(policy), Some(t), Some(l)) => describe_rule(&policy.rule(t, l)),
+            _ => String::new(),
+        };
+        let refused = row.action == audit_log::ACCESS_DENIED;
+        let (decision_code, decision) = match row.action.as_str() {
+            "change.voted" => {
+                let vote = row.vote.clone().unwrap_or_default();
+                let said = format!("Vote: {}", label::<VoteChoice>(&vote));
+                (vote, said)
+            }
+            "change.assessed" => {
+                let d = row.assessment.clone().unwrap_or_default();
+                let said = format!("Security assessment: {}", label::<AssessmentDecision>(&d));
+                (d, said)
+            }
+            _ if refused => {
+                let attempted = row.attempted.as_deref().unwrap_or_default();
+                let said = format!("Refused: tried to {} it", label::<Attempt>(attempted));
+                ("refused".to_owned(), said)
+            }
+            other => (
+                other.trim_start_matches("change.").to_owned(),
+                action_label(other).to_owned(),
+            ),
+        };
+        ApprovalLine {
+            row,
+            change: row
+                .change_number
+                .map(|n| format!("CHG-{n}"))
+                .unwrap_or_default(),
+            risk: level.map_or("", RiskLevel::label),
+            decision_code,
+            decision,
+            quorum,
+            refused,
+        }
+    }
+}
+
+impl ApprovalLine<'_> {
+    fn separation(&self) -> &'static str {
+        if self.refused { "Refused" } else { "Passed" }
+    }
+
+    fn csv(&self, out: &mut Vec<u8>) {
+        let r = self.row;
+        csv_record(
+            out,
+            &[
+                r.seq.to_string().as_str(),
+                &format_time(r.occurred_at),
+                &self.change,
+                or_dash(r.change_title.as_deref()),
+                &r.revision.map(|n| n.to_string()).unwrap_or_default(),
+                self.risk,
+                or_dash(r.actor_username.as_deref()),
+                or_dash(r.actor_name.as_deref()),
+                &role_labels(&r.actor_roles),
+                &self.decision,
+                &self.quorum,
+                self.separation(),
+                or_dash(r.message.as_deref()),
+                &hex::encode(&r.hash),
+            ],
+        );
+    }
+
+    fn json(&self, out: &mut Vec<u8>) -> io::Result<()> {
+        let r = self.row;
+        let mut o = JsonObject::open(out);
+        o.value("seq", &r.seq)?;
+        o.value("occurred_at", &format_time(r.occurred_at))?;
+        o.value("change", &self.change)?;
+        o.value("change_title", &r.change_title)?;
+        o.value("revision", &r.revision)?;
+        o.value("risk_level", &r.level)?;
+        o.value("decision_maker", &r.actor_username)?;
+        o.value("decision_maker_name", &r.actor_name)?;
+        o.value("roles", &r.actor_roles)?;
+        o.value("action", &r.action)?;
+        o.value("decision", &self.decision_code)?;
+        o.value("decision_label", &self.decision)?;
+        o.value("quorum_needed", &self.quorum)?;
+        o.value(
+            "separation_of_duties",
+            if self.refused { "refused" } else { "passed" },
+        )?;
+        o.value("reason", &r.reason)?;
+        o.value("message", &r.message)?;
+        o.value("hash", &hex::encode(&r.hash))?;
+        o.close();
+        Ok(())
+    }
+}
