@@ -706,7 +706,10 @@ pub fn check_action(
 ) -> Result<ChangeState, Denial> {
     use crate::lifecycle::{Event, Subject, next};
     let event = match action {
-        ChangeAction::Comment => return Ok(change.state),
+        ChangeAction::Comment => {
+            check_commenter(actor)?;
+            return Ok(change.state);
+        }
         ChangeAction::Edit => {
             check_authorship(change, actor)?;
             if change.state.is_closed() {
@@ -728,6 +731,19 @@ pub fn check_action(
         revision: 0,
     };
     next(&subject, actor, &event, DateTime::UNIX_EPOCH).map(|t| t.to)
+}
+
+/// Anyone who may change anything comments on a change, whatever its
+/// state; an auditor, who reads everything and changes nothing, does not.
+pub(crate) fn check_commenter(actor: &Actor) -> Result<(), Denial> {
+    if actor.roles.may_act() {
+        Ok(())
+    } else {
+        Err(Denial::new(
+            "read_only",
+            "Comments are for the people who work on changes; an auditor reads everything and changes nothing.",
+        ))
+    }
 }
 
 /// Only the change's author and contributors edit, submit or withdraw it.
@@ -1108,6 +1124,7 @@ mod tests {
         pipeline.is_service = true;
         let erin = actor(21, &[Role::Engineer]);
         let auditor = actor(22, &[Role::Auditor]);
+        let nobody = actor(23, &[]);
         assert_eq!(
             filing_author(&pipeline, Some((&erin, true))).map(|a| a.id),
             Ok(erin.id)
@@ -1174,6 +1191,8 @@ mod tests {
             (&cab, Withdrawn, Cancel, Err("change_closed")),
             (&stranger, Submitted, Comment, Ok(Submitted)),
             (&bot, Cancelled, Comment, Ok(Cancelled)),
+            (&auditor, Submitted, Comment, Err("read_only")),
+            (&nobody, Submitted, Comment, Err("read_only")),
         ];
         for (who, state, action, expected) in table {
             let got = check_action(&facts(state), who, action).map_err(|d| d.code);

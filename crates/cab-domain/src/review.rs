@@ -562,7 +562,7 @@ pub fn check_action(
     adding: bool,
     state: ReviewState,
 ) -> Result<(), Denial> {
-    if !adding && owner == Some(actor.id) && !actor.is_service && may_act(&actor.roles) {
+    if !adding && owner == Some(actor.id) && !actor.is_service && actor.roles.may_act() {
         return Ok(());
     }
     check_write(change, actor)?;
@@ -573,14 +573,6 @@ pub fn check_action(
         ));
     }
     Ok(())
-}
-
-/// Whether a person with these roles may change anything: auditors read
-/// and change nothing, whatever they are asked to own.
-fn may_act(roles: &crate::RoleSet) -> bool {
-    Role::ALL
-        .iter()
-        .any(|r| *r != Role::Auditor && roles.contains(*r))
 }
 
 /// Whether a person holding these roles (as stored) may own an action item.

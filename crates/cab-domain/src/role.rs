@@ -108,6 +108,12 @@ impl RoleSet {
         self.0.iter().copied()
     }
 
+    /// Whether these roles let their holder change anything: every role
+    /// does but the auditor's, who reads everything and changes nothing.
+    pub fn may_act(&self) -> bool {
+        self.iter().any(|r| r != Role::Auditor)
+    }
+
     pub fn insert(&mut self, role: Role) {
         self.0.insert(role);
     }
@@ -157,6 +163,17 @@ mod tests {
         assert!(set.contains(Role::CabMember));
         assert_eq!(set.to_string(), "engineer, cab_member");
         assert_eq!(Role::SecurityReviewer.to_string(), "security_reviewer");
+    }
+
+    #[test]
+    fn every_role_but_the_auditor_s_may_act() {
+        for role in Role::ALL {
+            let alone: RoleSet = [role].into_iter().collect();
+            assert_eq!(alone.may_act(), role != Role::Auditor, "{role:?}");
+            let with_auditor: RoleSet = [role, Role::Auditor].into_iter().collect();
+            assert_eq!(with_auditor.may_act(), role != Role::Auditor, "{role:?}");
+        }
+        assert!(!RoleSet::new().may_act());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod accessibility;
 mod admin;
 mod audit;
 mod audit_trail;
+mod auditor;
 mod auth;
 mod browser;
 mod calendar;

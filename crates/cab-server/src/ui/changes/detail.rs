@@ -197,6 +197,7 @@ struct DetailPage {
     can_submit: bool,
     can_withdraw: bool,
     can_cancel: bool,
+    can_comment: bool,
     errors: FieldErrors,
     /// The fields an action's error summary lists, in order, with labels.
     summary_fields: Vec<(&'static str, &'static str)>,
@@ -361,6 +362,7 @@ pub(crate) async fn detail_page_with(
         can_submit: v.allows(&viewer.user, ChangeAction::Submit),
         can_withdraw: v.allows(&viewer.user, ChangeAction::Withdraw),
         can_cancel: v.allows(&viewer.user, ChangeAction::Cancel),
+        can_comment: v.allows(&viewer.user, ChangeAction::Comment),
         errors,
         dep,
         conflicts_week: (!conflicts.is_empty())
