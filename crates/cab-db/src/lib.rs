@@ -8,6 +8,7 @@ pub mod api_tokens;
 pub mod audit;
 pub mod calendar;
 pub mod changes;
+pub mod checkpoints;
 pub mod decisions;
 pub mod demo;
 pub mod deployments;

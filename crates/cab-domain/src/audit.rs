@@ -151,6 +151,7 @@ vocabulary!(
         ApiTokenCreate = "api_token.create" / "issue an API token to",
         ApiTokenRevoke = "api_token.revoke" / "revoke an API token of",
         AuditRead = "audit.read" / "read the audit trail",
+        AuditCheckpoint = "audit.checkpoint" / "sign a checkpoint of the audit trail",
         QuorumSet = "settings.quorum" / "change the quorum policy",
         DeploymentAuthorize = "deployment.authorize" / "deploy",
         DeploymentReport = "deployment.report" / "report on",

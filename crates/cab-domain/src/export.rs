@@ -80,13 +80,14 @@ impl NdjsonDigest {
 
     /// The trailer line, newline included: the number of rows, the SHA-256
     /// (lowercase hex) of every byte before the trailer, and the head of the
-    /// chain the export was cut at.
-    pub fn trailer(self, cut: &ChainHead) -> Vec<u8> {
+    /// chain the export was cut at with its signed checkpoint (a C2SP signed
+    /// note; null when none could be signed).
+    pub fn trailer(self, cut: &ChainHead, note: Option<&str>) -> Vec<u8> {
         let line = json!({
             "trailer": {
                 "rows": self.rows,
                 "sha256": hex::encode(self.hash.finalize()),
-                "checkpoint": { "seq": cut.seq, "hash": hex::encode(&cut.hash) },
+                "checkpoint": { "seq": cut.seq, "hash": hex::encode(&cut.hash), "note": note },
             }
         });
         let mut out = line.to_string().into_bytes();
@@ -161,7 +162,7 @@ mod tests {
             seq: 7,
             hash: vec![0xab; 32],
         };
-        let line = d.trailer(&cut);
+        let line = d.trailer(&cut, Some("origin\n7\nq80=\n\n\u{2014} k x\n"));
         assert_eq!(line.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         let expected = hex::encode(Sha256::digest(b"{\"export\":{}}\n{\"a\":1}\n{\"b\":2}\n"));
@@ -169,9 +170,14 @@ mod tests {
         assert_eq!(v["trailer"]["sha256"], expected.as_str());
         assert_eq!(v["trailer"]["checkpoint"]["seq"], 7);
         assert_eq!(v["trailer"]["checkpoint"]["hash"], "ab".repeat(32));
-        let empty = NdjsonDigest::new().trailer(&cut);
+        assert_eq!(
+            v["trailer"]["checkpoint"]["note"],
+            "origin\n7\nq80=\n\n\u{2014} k x\n"
+        );
+        let empty = NdjsonDigest::new().trailer(&cut, None);
         let v: serde_json::Value = serde_json::from_slice(&empty).expect("json");
         assert_eq!(v["trailer"]["rows"], 0);
+        assert!(v["trailer"]["checkpoint"]["note"].is_null());
         assert_eq!(
             v["trailer"]["sha256"],
             hex::encode(Sha256::digest(b"")).as_str()

@@ -26,8 +26,10 @@ use utoipa::IntoParams;
 
 use crate::audit_log::{self, Entity};
 use crate::auth::CurrentUser;
+use crate::checkpoints::{self, Unverified};
 use crate::error::AppError;
 use crate::request::Origin;
+use crate::state::AppState;
 use crate::ui::words::role_labels;
 
 /// The filter in a URL: the page's, the API's and the exports'. Every field
@@ -212,22 +214,40 @@ const CHUNK: usize = 256 * 1024;
 /// begins at once whatever its size and never holds more than a few chunks.
 /// The export is recorded; a client that goes away stops the reading.
 pub async fn export(
-    pool: &PgPool,
+    state: &AppState,
     user: &CurrentUser,
     origin: &Origin,
     trail: Trail,
     format: Option<&str>,
     query: &TrailQuery,
 ) -> Result<Response, AppError> {
+    let pool = &state.pool;
     audit_log::check_reading(pool, user, origin).await?;
     let filter = query.parse()?;
     let format = Format::parse(format)?;
     let f = store_filter(pool, &filter).await?;
-    // The cut comes first: the export holds the events up to the head at
-    // this moment, and the record of the export (which follows) says which.
+    // The cut comes first: a checkpoint signed at the head now (the export
+    // holds the events up to it), and the record of the export, which
+    // follows, says which. A chain that no longer verifies gets no
+    // checkpoint: the export is cut at the head, unsigned.
+    let name = checkpoints::key_name(&state.settings.public_url);
+    let signed = match checkpoints::sign_now(pool, &state.keys, &name).await {
+        Ok(row) => row,
+        Err(Unverified::Failed(e)) => return Err(e),
+        Err(refused) => {
+            tracing::error!(error = %refused, "exporting the audit trail without a checkpoint");
+            None
+        }
+    };
     let mut tx = pool.begin().await?;
     cab_db::audit::export_snapshot(&mut tx).await?;
-    let cut = cab_db::audit::head(&mut tx).await?;
+    let cut = match &signed {
+        Some(row) => ChainHead {
+            seq: row.seq,
+            hash: row.hash.clone(),
+        },
+        None => cab_db::audit::head(&mut tx).await?,
+    };
     let pid = cab_db::audit::backend_pid(&mut tx).await?;
     let filter_words: serde_json::Map<String, serde_json::Value> = filter
         .query_pairs()
@@ -246,6 +266,7 @@ pub async fn export(
             "format": format.as_str(),
             "filter": filter_words,
             "cut_at": cut.seq,
+            "signed": signed.is_some(),
         }),
     )
     .await?;
@@ -256,6 +277,7 @@ pub async fn export(
         tx,
         pid,
         cut: cut.clone(),
+        note: signed.map(|row| row.note),
         f,
         trail,
         format,
@@ -355,6 +377,8 @@ struct Reader {
     tx: sqlx::Transaction<'static, Postgres>,
     pid: i32,
     cut: ChainHead,
+    /// The signed checkpoint at the cut.
+    note: Option<String>,
     f: EventFilter,
     trail: Trail,
     format: Format,
@@ -385,7 +409,8 @@ impl Reader {
         match outcome {
             Some(Ok(true)) => {
                 if self.format == Format::Ndjson {
-                    let _ = out.send(Ok(digest.trailer(&self.cut))).await;
+                    let trailer = digest.trailer(&self.cut, self.note.as_deref());
+                    let _ = out.send(Ok(trailer)).await;
                 }
             }
             Some(Ok(false)) | None => {

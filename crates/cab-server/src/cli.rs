@@ -135,6 +135,21 @@ pub enum AuditCommand {
     },
     /// Print the chain's current head as SEQ:HASH, to keep somewhere safe.
     Head,
+    /// Verify the events since the last checkpoint and sign the head now,
+    /// as `cab serve` does hourly; prints the signed note. Exits 1 when the
+    /// chain does not verify.
+    Checkpoint {
+        /// The server's secret key, which seals the checkpoint key: it must
+        /// be the one `cab serve` runs with.
+        #[arg(long, env = "CAB_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+        /// The address people use to reach CAB; names the checkpoints.
+        #[arg(long, env = "CAB_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: String,
+    },
+    /// Print the public keys that sign checkpoints, one C2SP verifier key a
+    /// line, the key signing now first.
+    Keys,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -227,9 +242,17 @@ async fn serve(pool: sqlx::PgPool, server: &ServerArgs, secret: &[u8]) -> anyhow
         state.pool.clone(),
         std::time::Duration::from_secs(10),
     ));
+    // Every replica looks whether a checkpoint is due; one at a time signs.
+    let signer = tokio::spawn(crate::checkpoints::run_signer(
+        state.pool.clone(),
+        state.keys.clone(),
+        crate::checkpoints::key_name(&state.settings.public_url),
+        std::time::Duration::from_secs(60),
+    ));
     let served = crate::serve::run(listener, state, options, crate::shutdown_signal()).await;
     sweeper.abort();
     refresher.abort();
+    signer.abort();
     crate::log_limit::summarise_now();
     served?;
     Ok(())
@@ -361,6 +384,41 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
         AuditCommand::Head => {
             let head = cab_db::audit::head(&mut conn).await?;
             println!("{}:{}", head.seq, hex::encode(&head.hash));
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint {
+            secret_key,
+            public_url,
+        } => {
+            drop(conn);
+            let secret = check_secret_key(secret_key.as_deref())?;
+            let keys = crate::crypto::Keys::new(&secret);
+            let name = crate::checkpoints::key_name(public_url.trim().trim_end_matches('/'));
+            match crate::checkpoints::sign_now(pool, &keys, &name).await {
+                Ok(Some(row)) => {
+                    print!("{}", row.note);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(None) => {
+                    eprintln!("the audit trail holds no event yet; nothing to sign");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::checkpoints::Unverified::Failed(e)) => Err(cli_error(e)),
+                Err(refused) => {
+                    eprintln!("not signed: {refused}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Keys => {
+            for key in cab_db::checkpoints::keys(&mut conn).await? {
+                if let Some(v) = crate::checkpoints::verifier(&key) {
+                    println!(
+                        "{}",
+                        cab_domain::checkpoint::verifier_key(&v.name, &v.public_key)
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

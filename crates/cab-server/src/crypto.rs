@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+pub mod checkpoint;
 pub mod deploy;
 mod jwt_backend;
 pub mod slots;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod calendar;
 pub mod change_list;
 pub mod changes;
+pub mod checkpoints;
 pub mod cli;
 pub mod config;
 pub mod cookies;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use cab_db::checkpoints::CheckpointRow;
+
 use crate::audit_log;
 use crate::audit_trail::{self, Trail, TrailQuery};
 use crate::auth::ApiUser;
@@ -230,7 +232,7 @@ async fn export(
     let query = query_of(query)?;
     let format = query_of(format)?;
     Ok(audit_trail::export(
-        &state.pool,
+        &state,
         &user,
         &origin,
         trail,
@@ -238,4 +240,144 @@ async fn export(
         &query,
     )
     .await?)
+}
+
+/// A signed checkpoint of the audit chain.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointOut {
+    /// The sequence number of the last event it covers.
+    seq: i64,
+    /// That event's hash, hex.
+    hash: String,
+    signed_at: DateTime<Utc>,
+    /// The signing key's id (hex), as in GET /api/v1/audit/keys.
+    kid: String,
+    /// The C2SP signed note: the checkpoint text, an empty line, and the
+    /// Ed25519 signature line.
+    note: String,
+}
+
+impl From<CheckpointRow> for CheckpointOut {
+    fn from(c: CheckpointRow) -> Self {
+        CheckpointOut {
+            seq: c.seq,
+            hash: hex::encode(&c.hash),
+            signed_at: c.signed_at,
+            kid: c.kid,
+            note: c.note,
+        }
+    }
+}
+
+/// Which checkpoints.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointPage {
+    /// Checkpoints of events before this one (the next page).
+    before: Option<i64>,
+    /// 1 to 500; 50 when left out.
+    limit: Option<i64>,
+}
+
+/// The signed checkpoints of the audit chain, newest first. CAB signs the
+/// chain's head at least hourly while events arrive, and whenever the trail
+/// is exported. No sign-in needed: anyone may keep them to check an export
+/// or the chain against later.
+#[utoipa::path(
+    get, path = "/api/v1/audit/checkpoints", tag = "audit",
+    security(()),
+    params(CheckpointPage),
+    responses(
+        (status = 200, body = Vec<CheckpointOut>),
+        (status = 422, body = Problem, description = "`field` names the parameter at fault")
+    )
+)]
+pub async fn list_checkpoints(
+    State(state): State<AppState>,
+    query: Result<Query<CheckpointPage>, QueryRejection>,
+) -> ApiResult<Json<Vec<CheckpointOut>>> {
+    let q = query_of(query)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::invalid("limit", "Give a number from 1 to 500.").into());
+    }
+    let mut conn = state.pool.acquire().await.map_err(AppError::from)?;
+    let rows = cab_db::checkpoints::list(&mut conn, q.before, limit)
+        .await
+        .map_err(AppError::from)?;
+    Ok(Json(rows.into_iter().map(CheckpointOut::from).collect()))
+}
+
+/// Signs a checkpoint at the chain's head now (administrators), after
+/// verifying the events since the last one; gives back the checkpoint
+/// already at the head if there is one. 409 `audit_chain_broken` when the
+/// chain does not verify, naming the first broken event.
+#[utoipa::path(
+    post, path = "/api/v1/audit/checkpoints", tag = "audit",
+    responses(
+        (status = 200, body = CheckpointOut),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "Only administrators ask for a checkpoint"),
+        (status = 409, body = Problem, description = "The chain does not verify, or is empty")
+    )
+)]
+pub async fn sign_checkpoint(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    origin: Origin,
+) -> ApiResult<Json<CheckpointOut>> {
+    match crate::checkpoints::sign_on_request(&state, &user, &origin).await? {
+        Some(row) => Ok(Json(row.into())),
+        None => Err(AppError::Conflict(cab_domain::Denial::new(
+            "audit_chain_empty",
+            "The audit trail holds no event yet; there is nothing to sign.",
+        ))
+        .into()),
+    }
+}
+
+/// A key that signs (or signed) checkpoints.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointKeyOut {
+    /// The C2SP key id, hex.
+    kid: String,
+    /// The key name its notes carry (also the checkpoints' origin line).
+    name: String,
+    /// The C2SP verifier key, `name+kid+base64(0x01 || public key)`: what
+    /// `cab audit verify --key` and any signed-note verifier take.
+    verifier_key: String,
+    created_at: DateTime<Utc>,
+    /// When a newer key took over; retired keys stay listed.
+    retired_at: Option<DateTime<Utc>>,
+}
+
+/// The public keys that sign the audit chain's checkpoints (Ed25519, as
+/// C2SP verifier keys), newest first. Retired keys stay listed. No sign-in
+/// needed.
+#[utoipa::path(
+    get, path = "/api/v1/audit/keys", tag = "audit",
+    security(()),
+    responses((status = 200, body = Vec<CheckpointKeyOut>))
+)]
+pub async fn checkpoint_keys(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<CheckpointKeyOut>>> {
+    let mut conn = state.pool.acquire().await.map_err(AppError::from)?;
+    let keys = cab_db::checkpoints::keys(&mut conn)
+        .await
+        .map_err(AppError::from)?;
+    Ok(Json(
+        keys.into_iter()
+            .filter_map(|k| {
+                let public: [u8; 32] = k.public_key.as_slice().try_into().ok()?;
+                Some(CheckpointKeyOut {
+                    verifier_key: cab_domain::checkpoint::verifier_key(&k.name, &public),
+                    kid: k.kid,
+                    name: k.name,
+                    created_at: k.created_at,
+                    retired_at: k.retired_at,
+                })
+            })
+            .collect(),
+    ))
 }

@@ -41,7 +41,7 @@ pub use extract::{ApiPath, AppJson};
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
-        (name = "audit", description = "The audit trail, for auditors and administrators: every event, filtered and paged, and the exports of the events and of the approval trail as CSV or NDJSON streams"),
+        (name = "audit", description = "The audit trail, for auditors and administrators: every event, filtered and paged, and the exports of the events and of the approval trail as CSV or NDJSON streams; and the chain's signed checkpoints and their public keys, for anyone"),
         (name = "auth", description = "Access tokens and the caller"),
         (name = "changes", description = "Change requests: filing, editing, submitting, revisions and comments"),
         (name = "decisions", description = "Security assessments, CAB votes, the approval trail and the quorum policy"),
@@ -180,5 +180,7 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::export_events))
         .routes(routes!(audit::export_approvals))
+        .routes(routes!(audit::list_checkpoints, audit::sign_checkpoint))
+        .routes(routes!(audit::checkpoint_keys))
         .split_for_parts()
 }

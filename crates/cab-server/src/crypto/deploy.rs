@@ -102,7 +102,7 @@ fn seal_aad(kid: &str) -> Vec<u8> {
     aad
 }
 
-fn cipher(keys: &Keys) -> anyhow::Result<XChaCha20Poly1305> {
+pub(super) fn cipher(keys: &Keys) -> anyhow::Result<XChaCha20Poly1305> {
     XChaCha20Poly1305::new_from_slice(&keys.signing_seal_key())
         .map_err(|_| anyhow::anyhow!("the signing-key seal has the wrong length"))
 }

@@ -41,9 +41,11 @@ pub const DEFAULT_OWNER_ROLE: &str = "cab_owner";
 pub const ORDINARY_GRANTS: &str = "SELECT, INSERT, UPDATE, DELETE";
 
 /// The tables on which the serving role holds less than [`ORDINARY_GRANTS`].
-pub const NARROW_GRANTS: [(&str, &str); 3] = [
+pub const NARROW_GRANTS: [(&str, &str); 4] = [
     // The audit trail is read and appended to, never rewritten.
     ("audit_events", "SELECT, INSERT"),
+    // So are its signed checkpoints.
+    ("audit_checkpoints", "SELECT, INSERT"),
     // The chain's head: one row, locked (SELECT … FOR UPDATE needs UPDATE)
     // and moved one event forward by each append; its triggers refuse
     // anything else.

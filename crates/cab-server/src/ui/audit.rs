@@ -8,7 +8,6 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cab_db::audit::Verification;
 use cab_domain::audit::AuditAction;
 use cab_domain::audit_filter::{ENTITY_KINDS, Outcome, TrailFilter, entity_label};
 use chrono::{DateTime, Utc};
@@ -19,6 +18,7 @@ use super::words::{Sentence, Subjects, role_labels};
 use super::{Layout, Viewer, filters, render};
 use crate::audit_log;
 use crate::audit_trail::{self, Trail, TrailQuery};
+use crate::checkpoints::{self, Unverified};
 use crate::page_error::PageResult;
 use crate::request::Origin;
 
@@ -51,9 +51,13 @@ pub struct EventDetails {
 /// The chain's state, as the page's first line says it.
 pub enum ChainStatus {
     Intact {
+        /// Events checked since the checkpoint.
         checked: u64,
         head_seq: i64,
         head_hash: String,
+        /// The signed checkpoint the check began at, in words; empty before
+        /// the first.
+        from: String,
     },
     Broken(String),
 }
@@ -174,13 +178,21 @@ pub async fn trail(
         ),
     };
     let mut conn = pool.acquire().await?;
-    let chain = match cab_db::audit::verify(&mut conn, None).await? {
-        Verification::Intact { checked, head } => ChainStatus::Intact {
-            checked,
-            head_seq: head.seq,
-            head_hash: hex::encode(&head.hash),
+    let chain = match checkpoints::verify_since_checkpoint(&mut conn).await {
+        Ok(v) => ChainStatus::Intact {
+            checked: v.checked,
+            head_seq: v.head.seq,
+            head_hash: hex::encode(&v.head.hash),
+            from: v.checkpoint.map_or_else(String::new, |c| {
+                format!(
+                    "event {}, whose checkpoint CAB signed at {} UTC",
+                    c.seq,
+                    c.signed_at.format("%-d %b %Y %H:%M")
+                )
+            }),
         },
-        Verification::Broken(b) => ChainStatus::Broken(b.to_string()),
+        Err(Unverified::Failed(e)) => return Err(e.into()),
+        Err(refused) => ChainStatus::Broken(refused.to_string()),
     };
     let records = page
         .as_ref()
@@ -299,7 +311,7 @@ pub async fn export(
         _ => Trail::Events,
     };
     Ok(audit_trail::export(
-        &viewer.state.pool,
+        &viewer.state,
         &viewer.user,
         &origin,
         trail,

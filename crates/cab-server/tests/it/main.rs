@@ -14,6 +14,7 @@ mod browser;
 mod calendar;
 mod calendar_pages;
 mod changes;
+mod checkpoints;
 mod cli;
 mod cli_gate;
 mod common;

@@ -1,0 +1,360 @@
+//! Signed checkpoints of the audit chain. CAB signs the chain's head at
+//! least hourly while events arrive, and on demand (every export ends at a
+//! checkpoint signed for it). Before it signs, it verifies the events since
+//! the last checkpoint, so a checkpoint vouches for a chain that was intact
+//! when it was signed; the audit page verifies from the latest checkpoint
+//! on. Every replica runs the schedule; an advisory lock lets one sign.
+
+use std::time::Duration;
+
+use cab_db::checkpoints::{CheckpointRow, KeyRow};
+use cab_domain::audit::{AuditAction, ChainBreak, ChainHead, ChainVerifier, GENESIS_HASH};
+use cab_domain::checkpoint::{self, Checkpoint, VerifierKey};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+use crate::audit_log::{self, Entity};
+use crate::crypto::Keys;
+use crate::crypto::checkpoint::{SealedKey, generate, open};
+use crate::error::AppError;
+use crate::request::Origin;
+
+/// The longest a head that moved waits for a checkpoint.
+pub const EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// The key name (and checkpoint origin) for a CAB at `public_url`: its host
+/// and path, then `/audit`.
+pub fn key_name(public_url: &str) -> String {
+    let rest = public_url
+        .split_once("://")
+        .map_or(public_url, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let name: String = format!("{rest}/audit")
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '+' {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if checkpoint::valid_key_name(&name) {
+        name
+    } else {
+        "cab/audit".to_owned()
+    }
+}
+
+fn sealed(k: &KeyRow) -> Result<SealedKey, AppError> {
+    Ok(SealedKey {
+        kid: k.kid.clone(),
+        name: k.name.clone(),
+        public_key: k.public_key.as_slice().try_into().map_err(|_| {
+            AppError::Internal(anyhow::anyhow!("checkpoint key {} is not 32 bytes", k.kid))
+        })?,
+        sealed_private: k.sealed_private.clone(),
+    })
+}
+
+/// The verifier key of a stored key.
+pub fn verifier(k: &KeyRow) -> Option<VerifierKey> {
+    let public: [u8; 32] = k.public_key.as_slice().try_into().ok()?;
+    VerifierKey::parse(&checkpoint::verifier_key(&k.name, &public)).ok()
+}
+
+/// Why a checkpoint was not signed, or a chain not vouched for.
+#[derive(Debug)]
+pub enum Unverified {
+    /// The chain is broken since the last checkpoint.
+    Broken(ChainBreak),
+    /// A stored checkpoint does not verify.
+    BadCheckpoint {
+        seq: i64,
+        why: String,
+    },
+    Failed(AppError),
+}
+
+impl std::fmt::Display for Unverified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unverified::Broken(b) => write!(f, "{b}"),
+            Unverified::BadCheckpoint { seq, why } => {
+                write!(f, "the checkpoint at event {seq} does not verify: {why}")
+            }
+            Unverified::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<AppError> for Unverified {
+    fn from(e: AppError) -> Self {
+        Unverified::Failed(e)
+    }
+}
+
+impl From<sqlx::Error> for Unverified {
+    fn from(e: sqlx::Error) -> Self {
+        Unverified::Failed(e.into())
+    }
+}
+
+/// The chain checked from the latest checkpoint to the head.
+#[derive(Debug)]
+pub struct Verified {
+    /// Where the check began; none before the first checkpoint.
+    pub checkpoint: Option<CheckpointRow>,
+    pub checked: u64,
+    pub head: ChainHead,
+}
+
+/// Checks a stored checkpoint: its note verifies under its key, says what
+/// the row says, and the event it names has that hash.
+async fn check_row(conn: &mut PgConnection, row: &CheckpointRow) -> Result<(), Unverified> {
+    let bad = |why: String| Unverified::BadCheckpoint { seq: row.seq, why };
+    let keys = cab_db::checkpoints::keys(conn).await?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == row.kid)
+        .and_then(verifier)
+        .ok_or_else(|| bad(format!("its key {} is not published", row.kid)))?;
+    let signed = checkpoint::open(&row.note, &key).map_err(|e| bad(e.0))?;
+    if signed.seq != row.seq || signed.hash != row.hash {
+        return Err(bad("its note names another head".into()));
+    }
+    let at = cab_db::audit::page(conn, row.seq - 1, 1).await?;
+    match at.first() {
+        Some(e) if e.record.seq == row.seq && e.hash == row.hash => Ok(()),
+        _ => Err(bad("the event it names has another hash now".into())),
+    }
+}
+
+/// Verifies the chain from the latest checkpoint (its signature first) to
+/// the head, a page of events at a time.
+pub async fn verify_since_checkpoint(conn: &mut PgConnection) -> Result<Verified, Unverified> {
+    let head = cab_db::audit::head(conn).await?;
+    let latest = cab_db::checkpoints::latest(conn).await?;
+    let start = match &latest {
+        Some(row) => {
+            check_row(conn, row).await?;
+            ChainHead {
+                seq: row.seq,
+                hash: row.hash.clone(),
+            }
+        }
+        None => ChainHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_vec(),
+        },
+    };
+    let mut verifier = ChainVerifier::after(&start);
+    let mut after = start.seq;
+    'pages: loop {
+        let events = cab_db::audit::page(conn, after, 2000).await?;
+        let Some(last) = events.last() else { break };
+        after = last.record.seq;
+        for event in &events {
+            if event.record.seq > head.seq {
+                break 'pages;
+            }
+            verifier.check(event).map_err(Unverified::Broken)?;
+        }
+    }
+    let checked = verifier.finish(Some(&head)).map_err(Unverified::Broken)?;
+    Ok(Verified {
+        checkpoint: latest,
+        checked,
+        head,
+    })
+}
+
+/// The key that signs now, opened; a new one when there is none or this
+/// server's secret key does not open it (it was changed). A new key is
+/// recorded.
+async fn signing_key(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(SealedKey, ed25519_dalek::SigningKey), AppError> {
+    let active = cab_db::checkpoints::keys(conn)
+        .await?
+        .into_iter()
+        .find(|k| k.retired_at.is_none());
+    if let Some(row) = &active {
+        let key = sealed(row)?;
+        match open(keys, &key) {
+            Ok(signing) => return Ok((key, signing)),
+            Err(e) => tracing::warn!(error = %e, "making a new checkpoint key"),
+        }
+    }
+    let key = generate(keys, name).map_err(AppError::Internal)?;
+    let signing = open(keys, &key).map_err(AppError::Internal)?;
+    cab_db::checkpoints::rotate_key(
+        conn,
+        &KeyRow {
+            kid: key.kid.clone(),
+            name: key.name.clone(),
+            public_key: key.public_key.to_vec(),
+            sealed_private: key.sealed_private.clone(),
+            created_at: now,
+            retired_at: None,
+        },
+    )
+    .await?;
+    audit_log::record(
+        conn,
+        None,
+        &Origin::default(),
+        AuditAction::SigningKeyRotated.as_str(),
+        Entity::new("signing_key", &key.kid),
+        json!({
+            "kid": key.kid,
+            "purpose": "audit checkpoints",
+            "first": active.is_none(),
+            "verifier_key": checkpoint::verifier_key(&key.name, &key.public_key),
+        }),
+    )
+    .await?;
+    Ok((key, signing))
+}
+
+/// Signs the head under the signing lock, unless it is signed already;
+/// `due` decides from the latest checkpoint whether to sign at all.
+async fn sign_locked(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    name: &str,
+    now: DateTime<Utc>,
+    due: impl Fn(Option<&CheckpointRow>) -> bool,
+) -> Result<Option<CheckpointRow>, Unverified> {
+    let latest = cab_db::checkpoints::latest(conn).await?;
+    let head = cab_db::audit::head(conn).await?;
+    if head.seq == 0 || latest.as_ref().is_some_and(|l| l.seq >= head.seq) {
+        return Ok(latest);
+    }
+    if !due(latest.as_ref()) {
+        return Ok(latest);
+    }
+    // A new key's record moves the head: make it before reading the head
+    // that is signed.
+    let (key, signing) = signing_key(conn, keys, name, now).await?;
+    let verified = verify_since_checkpoint(conn).await?;
+    let time = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let cp = Checkpoint {
+        origin: key.name.clone(),
+        seq: verified.head.seq,
+        hash: verified.head.hash.clone(),
+        time,
+    };
+    let row = CheckpointRow {
+        seq: cp.seq,
+        hash: cp.hash.clone(),
+        signed_at: time,
+        kid: key.kid.clone(),
+        note: checkpoint::sign(&cp, &key.name, &signing),
+    };
+    cab_db::checkpoints::insert(conn, &row).await?;
+    Ok(Some(row))
+}
+
+/// Signs the chain's head now (waiting for another server's signing), or
+/// gives back the checkpoint already at the head. `None` while the chain is
+/// empty.
+pub async fn sign_now(
+    pool: &PgPool,
+    keys: &Keys,
+    name: &str,
+) -> Result<Option<CheckpointRow>, Unverified> {
+    let mut tx = pool.begin().await?;
+    cab_db::checkpoints::lock_signing(&mut tx).await?;
+    let row = sign_locked(&mut tx, keys, name, Utc::now(), |_| true).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// An administrator asks for a checkpoint now; anyone else is refused,
+/// and the refusal recorded. A chain that no longer verifies is not signed:
+/// the answer names the first broken event.
+pub async fn sign_on_request(
+    state: &crate::AppState,
+    user: &crate::auth::CurrentUser,
+    origin: &Origin,
+) -> Result<Option<CheckpointRow>, AppError> {
+    let allowed = cab_domain::user_admin::require_admin(&user.actor());
+    crate::refusal::checked(
+        &state.pool,
+        user.audit_actor(),
+        origin,
+        cab_domain::audit::Attempt::AuditCheckpoint.as_str(),
+        Entity::kind("audit"),
+        allowed,
+    )
+    .await?;
+    let name = key_name(&state.settings.public_url);
+    match sign_now(&state.pool, &state.keys, &name).await {
+        Ok(row) => Ok(row),
+        Err(Unverified::Failed(e)) => Err(e),
+        Err(refused) => Err(AppError::Conflict(cab_domain::Denial::new(
+            "audit_chain_broken",
+            format!("CAB signs no checkpoint of a chain that does not verify: {refused}."),
+        ))),
+    }
+}
+
+/// Signs the head if the latest checkpoint is `every` old or more (or there
+/// is none) and the chain has moved since, unless another server is signing.
+pub async fn sign_if_due(
+    pool: &PgPool,
+    keys: &Keys,
+    name: &str,
+    now: DateTime<Utc>,
+    every: Duration,
+) -> Result<Option<CheckpointRow>, Unverified> {
+    let mut tx = pool.begin().await?;
+    if !cab_db::checkpoints::try_lock_signing(&mut tx).await? {
+        return Ok(None);
+    }
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
+    let row = sign_locked(&mut tx, keys, name, now, |latest| {
+        latest.is_none_or(|l| l.signed_at + every <= now)
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Every server's schedule: looks every `tick` whether a checkpoint is due.
+pub async fn run_signer(pool: PgPool, keys: std::sync::Arc<Keys>, name: String, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match sign_if_due(&pool, &keys, &name, Utc::now(), EVERY).await {
+            Ok(_) => {}
+            Err(Unverified::Failed(e)) => {
+                tracing::warn!(error = %e, "signing a checkpoint failed; will retry")
+            }
+            Err(refused) => {
+                tracing::error!(error = %refused, "not signing a checkpoint: the audit chain does not verify")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_name_is_the_public_host_and_path() {
+        assert_eq!(key_name("https://cab.example.com"), "cab.example.com/audit");
+        assert_eq!(
+            key_name("http://localhost:8080/cab/"),
+            "localhost:8080/cab/audit"
+        );
+        assert_eq!(key_name("cab host"), "cab-host/audit");
+    }
+}

@@ -1,0 +1,405 @@
+//! Signed checkpoints of the audit chain: signed once per head however
+//! many servers race, at least hourly while events arrive, published with
+//! their keys, verifiable by any C2SP signed-note verifier, refused over a
+//! broken chain, and the starting point of the page's verification.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use cab_domain::Role;
+use cab_domain::checkpoint::{VerifierKey, open};
+use cab_server::checkpoints::{self, EVERY, Unverified};
+use cab_server::crypto::Keys;
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::audit::cab;
+use crate::common::{TEST_SECRET, TestApp};
+
+const NAME: &str = "cab.example.test/audit";
+
+async fn published_key(app: &TestApp) -> VerifierKey {
+    let keys = app.api(Method::GET, "/api/v1/audit/keys", None, None).await;
+    assert_eq!(keys.status, StatusCode::OK, "{}", keys.body);
+    let first = keys.json()[0]["verifier_key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    VerifierKey::parse(&first).expect("a verifier key")
+}
+
+async fn checkpoint_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn some_events(app: &TestApp, n: usize) {
+    for i in 0..n {
+        app.token(&format!("nobody{i}"), "wrong-password-here")
+            .await;
+    }
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn two_servers_sign_each_due_head_once(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_events(&app, 3).await;
+    let keys = Keys::new(TEST_SECRET);
+    // A second replica: its own pool on the same database.
+    let other = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let (a, b) = tokio::join!(
+        checkpoints::sign_if_due(&pool, &keys, NAME, now, EVERY),
+        checkpoints::sign_if_due(&other, &keys, NAME, now, EVERY),
+    );
+    let signed: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert!(!signed.is_empty());
+    assert_eq!(checkpoint_count(&pool).await, 1, "signed once");
+    let first = signed[0].clone();
+    // The first key's record is an event too; the checkpoint covers it.
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM audit_head")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(first.seq, head);
+
+    // Not due again within the hour, even though the chain moved.
+    some_events(&app, 2).await;
+    let soon = now + chrono::Duration::minutes(30);
+    for p in [&pool, &other] {
+        let latest = checkpoints::sign_if_due(p, &keys, NAME, soon, EVERY)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.seq, first.seq);
+    }
+    assert_eq!(checkpoint_count(&pool).await, 1);
+
+    // An hour on, once, for the head that moved.
+    let later = now + chrono::Duration::minutes(61);
+    let (a, b) = tokio::join!(
+        checkpoints::sign_if_due(&pool, &keys, NAME, later, EVERY),
+        checkpoints::sign_if_due(&other, &keys, NAME, later, EVERY),
+    );
+    let _ = (a.unwrap(), b.unwrap());
+    assert_eq!(checkpoint_count(&pool).await, 2);
+    // And not at all when nothing happened since.
+    let much_later = now + chrono::Duration::minutes(200);
+    checkpoints::sign_if_due(&pool, &keys, NAME, much_later, EVERY)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint_count(&pool).await, 2);
+
+    // Each is a C2SP signed note that opens with the published key.
+    let key = published_key(&app).await;
+    assert_eq!(key.name, NAME);
+    let list = app
+        .api(Method::GET, "/api/v1/audit/checkpoints", None, None)
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let list = list.json();
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[0]["seq"].as_i64() > rows[1]["seq"].as_i64(),
+        "newest first"
+    );
+    for row in rows {
+        let note = row["note"].as_str().unwrap();
+        let cp = open(note, &key).expect("verifies");
+        assert_eq!(Some(cp.seq), row["seq"].as_i64());
+        assert_eq!(hex::encode(&cp.hash), row["hash"].as_str().unwrap());
+        assert_eq!(cp.origin, NAME);
+        let stored: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+            .bind(cp.seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, cp.hash);
+    }
+    // The key's making was recorded, with its verifier key.
+    let made: Vec<Value> = app
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "keys.rotated")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["purpose"], "audit checkpoints");
+    assert_eq!(made[0]["first"], true);
+}
+
+async fn tamper(pool: &PgPool, sql: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
+    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_broken_chain_is_not_signed_and_the_page_says_where(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let adam = app.api_login("adam", &[Role::Admin]).await;
+    let auditor = app.browser_login("audrey", &[Role::Auditor]).await;
+    let signed = app
+        .api(
+            Method::POST,
+            "/api/v1/audit/checkpoints",
+            Some(&adam.token),
+            None,
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::OK, "{}", signed.body);
+    let at = signed.json()["seq"].as_i64().unwrap();
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(
+        page.body.contains(&format!(
+            "The chain verifies from event {at}, whose checkpoint CAB signed at"
+        )),
+        "{}",
+        page.body
+    );
+    // Asking again at the same head gives the same checkpoint.
+    let again = app
+        .api(
+            Method::POST,
+            "/api/v1/audit/checkpoints",
+            Some(&adam.token),
+            None,
+        )
+        .await;
+    assert_eq!(again.json()["note"], signed.json()["note"]);
+    assert_eq!(checkpoint_count(&pool).await, 1);
+
+    // An event after the checkpoint is edited: no checkpoint over it.
+    some_events(&app, 2).await;
+    tamper(
+        &pool,
+        &format!(
+            "UPDATE audit_events SET payload = '{{\"username\":\"someone-else\"}}' WHERE seq = {}",
+            at + 1
+        ),
+    )
+    .await;
+    let refused = app
+        .api(
+            Method::POST,
+            "/api/v1/audit/checkpoints",
+            Some(&adam.token),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.problem_code(), "audit_chain_broken");
+    assert!(
+        refused.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("audit event {}", at + 1))
+    );
+    assert_eq!(checkpoint_count(&pool).await, 1);
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(page.body.contains("alert-error"), "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("audit event {} breaks the chain", at + 1))
+    );
+    // The schedule signs nothing either.
+    let keys = Keys::new(TEST_SECRET);
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let r = checkpoints::sign_if_due(&pool, &keys, NAME, later, EVERY).await;
+    assert!(matches!(r, Err(Unverified::Broken(_))), "{r:?}");
+    // An export still works, cut unsigned at the head, and says so.
+    let audrey = app.api_login("audra", &[Role::Auditor]).await;
+    let export = app
+        .api(
+            Method::GET,
+            "/api/v1/audit/events/export?format=ndjson",
+            Some(&audrey.token),
+            None,
+        )
+        .await;
+    assert_eq!(export.status, StatusCode::OK);
+    let trailer: Value = serde_json::from_str(export.body.lines().last().unwrap()).unwrap();
+    assert!(trailer["trailer"]["checkpoint"]["note"].is_null());
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_edited_event_before_the_checkpoint_is_caught_at_it(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let adam = app.api_login("adam", &[Role::Admin]).await;
+    let signed = app
+        .api(
+            Method::POST,
+            "/api/v1/audit/checkpoints",
+            Some(&adam.token),
+            None,
+        )
+        .await;
+    let at = signed.json()["seq"].as_i64().unwrap();
+    // Rewritten up to and including the checkpoint's event, hashes and all:
+    // the event no longer has the hash CAB signed.
+    tamper(
+        &pool,
+        &format!(
+            "UPDATE audit_events SET hash = '\\x{}' WHERE seq = {at}",
+            "11".repeat(32)
+        ),
+    )
+    .await;
+    let auditor = app.browser_login("audrey", &[Role::Auditor]).await;
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(
+        page.body.contains(&format!(
+            "the checkpoint at event {at} does not verify: the event it names has another hash now"
+        )),
+        "{}",
+        page.body
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn only_administrators_ask_for_a_checkpoint(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    for (name, role) in [("audrey", Role::Auditor), ("erin", Role::Engineer)] {
+        let who = app.api_login(name, &[role]).await;
+        let before = app.audit_count().await;
+        let resp = app
+            .api(
+                Method::POST,
+                "/api/v1/audit/checkpoints",
+                Some(&who.token),
+                None,
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.body);
+        assert_eq!(resp.problem_code(), "admin_required");
+        assert_eq!(app.audit_count().await, before + 1);
+        assert_eq!(
+            app.denials().await.last().unwrap(),
+            &("audit.checkpoint".to_owned(), "admin_required".to_owned())
+        );
+        assert_eq!(checkpoint_count(&pool).await, 0);
+    }
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_export_ends_at_a_checkpoint_signed_for_it(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let auditor = app.api_login("audrey", &[Role::Auditor]).await;
+    some_events(&app, 3).await;
+    let export = app
+        .api(
+            Method::GET,
+            "/api/v1/audit/events/export?format=ndjson",
+            Some(&auditor.token),
+            None,
+        )
+        .await;
+    assert_eq!(export.status, StatusCode::OK);
+    let lines: Vec<&str> = export.body.lines().collect();
+    let trailer: Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    let note = trailer["trailer"]["checkpoint"]["note"].as_str().unwrap();
+    let cp = open(note, &published_key(&app).await).expect("verifies");
+    let last: Value = serde_json::from_str(lines[lines.len() - 2]).unwrap();
+    assert_eq!(last["seq"].as_i64(), Some(cp.seq));
+    assert_eq!(last["hash"].as_str(), Some(hex::encode(&cp.hash).as_str()));
+    assert_eq!(
+        trailer["trailer"]["checkpoint"]["seq"].as_i64(),
+        Some(cp.seq)
+    );
+    // The record of the export names its cut, after it.
+    let (action, payload) = app.audit_events().await.pop().unwrap();
+    assert_eq!(action, "audit.exported");
+    assert_eq!(payload["cut_at"].as_i64(), Some(cp.seq));
+    assert_eq!(payload["signed"], true);
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_changed_secret_key_makes_a_new_checkpoint_key(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_events(&app, 1).await;
+    let first = checkpoints::sign_now(&pool, &Keys::new(TEST_SECRET), NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    some_events(&app, 1).await;
+    let other = Keys::new(b"another secret key that is long enough for CAB");
+    let second = checkpoints::sign_now(&pool, &other, NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(first.kid, second.kid);
+    let keys = app
+        .api(Method::GET, "/api/v1/audit/keys", None, None)
+        .await
+        .json();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0]["retired_at"].is_null());
+    assert!(
+        !keys[1]["retired_at"].is_null(),
+        "the old key stays published"
+    );
+    // Each checkpoint opens with its own key only.
+    let new_key = VerifierKey::parse(keys[0]["verifier_key"].as_str().unwrap()).unwrap();
+    let old_key = VerifierKey::parse(keys[1]["verifier_key"].as_str().unwrap()).unwrap();
+    assert!(open(&second.note, &new_key).is_ok());
+    assert!(open(&first.note, &old_key).is_ok());
+    assert!(open(&first.note, &new_key).is_err());
+    // The page verifies from the newest, signed by the new key.
+    let auditor = app.browser_login("audrey", &[Role::Auditor]).await;
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(
+        page.body
+            .contains(&format!("The chain verifies from event {}", second.seq))
+    );
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn the_command_line_signs_and_lists_the_keys(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_events(&app, 2).await;
+    let secret = String::from_utf8(TEST_SECRET.to_vec()).unwrap();
+    let (ok, out, err) = cab(
+        &pool,
+        &[
+            "audit",
+            "checkpoint",
+            "--secret-key",
+            &secret,
+            "--public-url",
+            "https://cab.example.test/",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, keys, err) = cab(&pool, &["audit", "keys"]);
+    assert!(ok, "{err}");
+    let key = VerifierKey::parse(keys.lines().next().unwrap()).unwrap();
+    assert_eq!(key.name, "cab.example.test/audit");
+    let cp = open(&out, &key).expect("the printed note verifies");
+    assert_eq!(checkpoint_count(&pool).await, 1);
+    // The server's schedule would now find nothing due.
+    let keys = Keys::new(TEST_SECRET);
+    let row = checkpoints::sign_if_due(&pool, &keys, NAME, Utc::now(), Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.seq, cp.seq);
+}
