@@ -70,6 +70,7 @@ pub mod checkpoint;
 pub mod denial;
 pub mod deployment;
 pub mod export;
+pub mod export_check;
 pub mod ical;
 pub mod lifecycle;
 pub mod metrics;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cab_db::audit::Verification;
 use cab_domain::audit::ChainHead;
+use cab_domain::checkpoint::{Checkpoint, VerifierKey};
+use cab_domain::export_check::ExportVerifier;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 
@@ -125,13 +127,28 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chain from the database. Exits 0 when intact,
-    /// 1 naming the first broken event otherwise.
+    /// Recompute the hash chain from the database; or, with --export, check
+    /// an NDJSON export of the events with no database at all: every hash,
+    /// the chain's continuity, the trailer, and the signed checkpoint it
+    /// ends at. Exits 0 when intact, 1 naming the first broken event (or
+    /// line) otherwise.
     Verify {
         /// A head recorded earlier with `cab audit head`, as SEQ:HASH; catches
         /// a tail that was cut off or rewritten together with the head row.
-        #[arg(long, value_name = "SEQ:HASH")]
+        #[arg(long, value_name = "SEQ:HASH", conflicts_with = "export")]
         head: Option<String>,
+        /// An NDJSON export of the audit events to check offline.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        export: Option<PathBuf>,
+        /// CAB's checkpoint key: a C2SP verifier key as GET
+        /// /api/v1/audit/keys or `cab audit keys` gives it, or a file
+        /// holding one.
+        #[arg(long, value_name = "PUBKEY", requires = "export")]
+        key: Option<String>,
+        /// An earlier signed checkpoint (a file holding its note, or an
+        /// earlier NDJSON export) that this export must extend.
+        #[arg(long, value_name = "FILE", requires = "export")]
+        from_checkpoint: Option<PathBuf>,
     },
     /// Print the chain's current head as SEQ:HASH, to keep somewhere safe.
     Head,
@@ -185,6 +202,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = crate::db::open(&db, None).await?;
             user_command(&pool, command).await?;
         }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    export: Some(export),
+                    key,
+                    from_checkpoint,
+                    ..
+                },
+            ..
+        } => return verify_export(&export, key.as_deref(), from_checkpoint.as_deref()),
         Command::Audit { db, command } => {
             let pool = crate::db::open(&db, None).await?;
             return audit_command(&pool, command).await;
@@ -361,10 +388,100 @@ fn parse_head(s: &str) -> anyhow::Result<ChainHead> {
     })
 }
 
+/// A verifier key given as itself or as a file holding it.
+fn read_key(given: &str) -> anyhow::Result<VerifierKey> {
+    let path = std::path::Path::new(given);
+    let text = if !given.contains('+') && path.exists() {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {given}"))?
+    } else {
+        given.to_owned()
+    };
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    VerifierKey::parse(first).map_err(|e| anyhow::anyhow!("--key: {e}"))
+}
+
+/// An earlier checkpoint: a file holding a signed note, or an earlier
+/// export whose trailer carries one.
+fn read_checkpoint(path: &std::path::Path, key: &VerifierKey) -> anyhow::Result<Checkpoint> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let note = match text
+        .lines()
+        .last()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        Some(Ok(v)) if v.get("trailer").is_some() => v["trailer"]["checkpoint"]["note"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the earlier export ends at no signed checkpoint")?,
+        _ => text,
+    };
+    cab_domain::checkpoint::open(&note, key).map_err(|e| anyhow::anyhow!("--from-checkpoint: {e}"))
+}
+
+/// `cab audit verify --export`: the file alone, one line at a time.
+fn verify_export(
+    export: &std::path::Path,
+    key: Option<&str>,
+    from: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    let key = read_key(key.context("--key is needed with --export")?)?;
+    let from = from.map(|p| read_checkpoint(p, &key)).transpose()?;
+    let earlier = from.as_ref().map(|c| c.seq);
+    let file =
+        std::fs::File::open(export).with_context(|| format!("cannot open {}", export.display()))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut verifier = ExportVerifier::new(key, from);
+    let mut line = Vec::with_capacity(4096);
+    let outcome = loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break verifier.finish();
+        }
+        if let Err(e) = verifier.line(&line) {
+            break Err(e);
+        }
+    };
+    match outcome {
+        Ok(v) => {
+            let cp = &v.checkpoint;
+            let signed = format!(
+                "the checkpoint at event {} signed {} by {}",
+                cp.seq,
+                cp.time.format("%Y-%m-%dT%H:%M:%SZ"),
+                cp.origin
+            );
+            if v.filtered {
+                println!(
+                    "export verified: {} events, each matching its hash (a filtered export holds no links between them), ending at {signed}",
+                    v.rows
+                );
+            } else {
+                println!(
+                    "export verified: {} events, the chain intact from event 1 to {signed}",
+                    v.rows
+                );
+            }
+            if let Some(seq) = earlier {
+                println!("it extends the earlier checkpoint at event {seq}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            eprintln!("export does not verify: {b}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let mut conn = pool.acquire().await?;
     match command {
-        AuditCommand::Verify { head } => {
+        AuditCommand::Verify { head, .. } => {
             let external = head.as_deref().map(parse_head).transpose()?;
             match cab_db::audit::verify(&mut conn, external.as_ref()).await? {
                 Verification::Intact { checked, head } => {

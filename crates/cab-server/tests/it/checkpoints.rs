@@ -403,3 +403,180 @@ async fn the_command_line_signs_and_lists_the_keys(pool: PgPool) {
         .unwrap();
     assert_eq!(row.seq, cp.seq);
 }
+
+/// Runs `cab` with no database anywhere near.
+fn cab_offline(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cab"))
+        .args(args)
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/nothing")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cab");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The independent verifier written from the README.
+fn python_verifies(file: &std::path::Path, key: &str) -> (bool, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/verify_export.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .arg(key)
+        .output()
+        .expect("run python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn an_export_verifies_offline_with_cab_and_with_an_independent_script(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let auditor = app.api_login("audrey", &[Role::Auditor]).await;
+    let erin = app.api_login("erin", &[Role::Engineer]).await;
+    app.file_change(
+        &erin,
+        crate::changes::complete_change("Rotate the \"edge\" keys, ünïcode & =1+1"),
+    )
+    .await;
+    some_events(&app, 3).await;
+    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = |name: &str| {
+        let path = dir.join(name);
+        let app = &app;
+        let token = auditor.token.clone();
+        async move {
+            let resp = app
+                .api(
+                    Method::GET,
+                    "/api/v1/audit/events/export?format=ndjson",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(resp.status, StatusCode::OK);
+            std::fs::write(&path, resp.body.as_bytes()).unwrap();
+            path
+        }
+    };
+    let earlier = export("earlier.ndjson").await;
+    let key_json = app
+        .api(Method::GET, "/api/v1/audit/keys", None, None)
+        .await
+        .json();
+    let key = key_json[0]["verifier_key"].as_str().unwrap().to_owned();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+
+    let (ok, out, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&earlier),
+        "--key",
+        &key,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.starts_with("export verified: "), "{out}");
+    assert!(
+        out.contains("the chain intact from event 1 to the checkpoint at event"),
+        "{out}"
+    );
+    let (ok, out) = python_verifies(&earlier, &key);
+    assert!(ok, "{out}");
+    assert!(out.contains("chain intact"), "{out}");
+
+    // A later export extends the earlier one; the key may come in a file.
+    some_events(&app, 2).await;
+    let later = export("later.ndjson").await;
+    let key_file = dir.join("key.txt");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let (ok, out, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&later),
+        "--key",
+        &path(&key_file),
+        "--from-checkpoint",
+        &path(&earlier),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("it extends the earlier checkpoint at event"),
+        "{out}"
+    );
+    // Not the other way round.
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&earlier),
+        "--key",
+        &key,
+        "--from-checkpoint",
+        &path(&later),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("beyond this export"), "{err}");
+
+    // One edited byte in one event: both verifiers refuse, naming it.
+    let text = std::fs::read_to_string(&later).unwrap();
+    let edited = text.replacen("nobody1", "nobodyX", 1);
+    assert_ne!(edited, text);
+    let tampered = dir.join("tampered.ndjson");
+    std::fs::write(&tampered, &edited).unwrap();
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&tampered),
+        "--key",
+        &key,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("export does not verify: line "), "{err}");
+    assert!(err.contains("edited"), "{err}");
+    let (ok, out) = python_verifies(&tampered, &key);
+    assert!(!ok, "{out}");
+    // A line dropped: the chain breaks at the line that took its place.
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    lines.remove(3);
+    let dropped = dir.join("dropped.ndjson");
+    std::fs::write(&dropped, lines.concat()).unwrap();
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&dropped),
+        "--key",
+        &key,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("line 4"), "{err}");
+    assert!(!python_verifies(&dropped, &key).0);
+    // Another CAB's key does not open the checkpoint.
+    let stranger = cab_domain::checkpoint::verifier_key(
+        "cab.example.test/audit",
+        &ed25519_dalek::SigningKey::from_bytes(&[4; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&later),
+        "--key",
+        &stranger,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("no signature by the key"), "{err}");
+    assert!(!python_verifies(&later, &stranger).0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

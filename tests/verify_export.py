@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Checks an NDJSON export of CAB's audit events, independently of CAB's
+code: written from the README's "The NDJSON export, byte by byte" and
+"Signed checkpoints" alone, with Python's standard library and the Ed25519
+verification of RFC 8032 (section 6).
+
+    python3 tests/verify_export.py EXPORT.ndjson 'NAME+KEYID+KEY'
+
+Exits 0 and prints what it checked, or 1 with the first fault.
+"""
+
+import base64
+import hashlib
+import json
+import sys
+
+# --- Ed25519 verification, RFC 8032 section 6 ------------------------------
+
+P = 2**255 - 19
+Q = 2**252 + 27742317777372353535851937790883648493
+D = -121665 * pow(121666, P - 2, P) % P
+SQRT_M1 = pow(2, (P - 1) // 4, P)
+
+
+def _add(a, b):
+    x = (a[1] - a[0]) * (b[1] - b[0]) % P
+    y = (a[1] + a[0]) * (b[1] + b[0]) % P
+    c = 2 * a[3] * b[3] * D % P
+    d = 2 * a[2] * b[2] % P
+    e, f, g, h = y - x, d - c, d + c, y + x
+    return (e * f, g * h, f * g, e * h)
+
+
+def _mul(s, pt):
+    acc = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            acc = _add(acc, pt)
+        pt = _add(pt, pt)
+        s >>= 1
+    return acc
+
+
+def _equal(a, b):
+    return (a[0] * b[2] - b[0] * a[2]) % P == 0 and (a[1] * b[2] - b[1] * a[2]) % P == 0
+
+
+def _recover_x(y, sign):
+    if y >= P:
+        return None
+    x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P)
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (P + 3) // 8, P)
+    if (x * x - x2) % P != 0:
+        x = x * SQRT_M1 % P
+    if (x * x - x2) % P != 0:
+        return None
+    if (x & 1) != sign:
+        x = P - x
+    return x
+
+
+def _decompress(s):
+    y = int.from_bytes(s, "little")
+    sign = y >> 255
+    y &= (1 << 255) - 1
+    x = _recover_x(y, sign)
+    return None if x is None else (x, y, 1, x * y % P)
+
+
+_GY = 4 * pow(5, P - 2, P) % P
+_GX = _recover_x(_GY, 0)
+G = (_GX, _GY, 1, _GX * _GY % P)
+
+
+def ed25519_verify(public, msg, sig):
+    if len(public) != 32 or len(sig) != 64:
+        return False
+    a, r = _decompress(public), _decompress(sig[:32])
+    if a is None or r is None:
+        return False
+    s = int.from_bytes(sig[32:], "little")
+    if s >= Q:
+        return False
+    h = int.from_bytes(hashlib.sha512(sig[:32] + public + msg).digest(), "little") % Q
+    return _equal(_mul(s, G), _add(r, _mul(h, a)))
+
+
+# --- The export --------------------------------------------------------------
+
+
+class Fault(Exception):
+    pass
+
+
+def parse_key(text):
+    name, keyid, key = text.strip().split("+", 2)
+    raw = base64.b64decode(key)
+    if len(raw) != 33 or raw[0] != 1:
+        raise Fault("the verifier key is not an Ed25519 key")
+    public = raw[1:]
+    expected = hashlib.sha256(name.encode() + b"\n" + b"\x01" + public).digest()[:4]
+    if bytes.fromhex(keyid) != expected:
+        raise Fault("the verifier key's id does not match")
+    return name, expected, public
+
+
+def open_note(note, key):
+    name, keyid, public = key
+    text, _, signatures = note.partition("\n\n")
+    text = (text + "\n").encode()
+    for line in signatures.splitlines():
+        if not line.startswith("\u2014 "):
+            raise Fault("a signature line does not start with an em dash")
+        signer, blob = line[2:].split(" ", 1)
+        blob = base64.b64decode(blob)
+        if signer == name and blob[:4] == keyid:
+            if not ed25519_verify(public, text, blob[4:]):
+                raise Fault("the checkpoint's signature does not verify")
+            lines = text.decode().split("\n")
+            return int(lines[1]), base64.b64decode(lines[2])
+    raise Fault("the checkpoint carries no signature by this key")
+
+
+def verify(path, key_text):
+    key = parse_key(key_text)
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines[-1] != b"":
+        raise Fault("the file does not end with a newline")
+    lines = [line + b"\n" for line in lines[:-1]]
+    header = json.loads(lines[0])["export"]
+    if header["trail"] != "events":
+        raise Fault("not an export of the events")
+    whole = header["filter"] == {}
+    trailer = json.loads(lines[-1])["trailer"]
+    events = lines[1:-1]
+    if trailer["rows"] != len(events):
+        raise Fault("the trailer's row count differs")
+    if trailer["sha256"] != hashlib.sha256(b"".join(lines[:-1])).hexdigest():
+        raise Fault("the trailer's SHA-256 differs")
+    prev, seq = bytes(32), 0
+    for raw in events:
+        e = json.loads(raw)
+        prev_hash, hash_ = bytes.fromhex(e["prev_hash"]), bytes.fromhex(e["hash"])
+        canonical = base64.b64decode(e["canonical"])
+        if hashlib.sha256(prev_hash + canonical).digest() != hash_:
+            raise Fault("event %d: its hash does not match" % e["seq"])
+        # The canonical bytes begin with the tag and the sequence number.
+        tag_len = int.from_bytes(canonical[0:4], "big")
+        seq_len = int.from_bytes(canonical[4 + tag_len : 8 + tag_len], "big")
+        if canonical[4 : 4 + tag_len] != b"cab-audit-v1" or int(
+            canonical[8 + tag_len : 8 + tag_len + seq_len]
+        ) != e["seq"]:
+            raise Fault("event %d: its canonical bytes name another event" % e["seq"])
+        if whole:
+            if e["seq"] != seq + 1 or prev_hash != prev:
+                raise Fault("event %d does not follow event %d" % (e["seq"], seq))
+        prev, seq = hash_, e["seq"]
+    cp = trailer["checkpoint"]
+    signed_seq, signed_hash = open_note(cp["note"], key)
+    if (signed_seq, signed_hash.hex()) != (cp["seq"], cp["hash"]):
+        raise Fault("the trailer's head differs from the signed checkpoint")
+    if whole and (signed_seq, signed_hash) != (seq, prev):
+        raise Fault("the chain does not end at the signed checkpoint")
+    return len(events), signed_seq, whole
+
+
+if __name__ == "__main__":
+    try:
+        rows, at, whole = verify(sys.argv[1], sys.argv[2])
+    except (Fault, KeyError, ValueError, IndexError) as fault:
+        print("does not verify: %s" % fault)
+        sys.exit(1)
+    print(
+        "verified: %d events%s, signed checkpoint at event %d"
+        % (rows, ", chain intact" if whole else "", at)
+    )
