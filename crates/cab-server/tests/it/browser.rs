@@ -597,6 +597,22 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     );
     assert!(b.count("#audit-events tbody tr").await >= 4);
     b.check_page("the audit trail").await;
+    // Filtered without JavaScript's help: a plain GET form.
+    b.set_value("#outcome", "refused").await;
+    b.click("#apply-filters").await;
+    b.wait_url(|u| u.contains("outcome=refused")).await;
+    assert_eq!(
+        b.text("#audit-scope").await,
+        "Events that record a refusal, newest first."
+    );
+    assert_eq!(b.count("#audit-downloads a").await, 4);
+    b.check_page("the audit trail, refusals only").await;
+    // A filter it cannot read comes back with the message beside its field.
+    b.type_into("#change", "banana").await;
+    b.click("#apply-filters").await;
+    b.wait_url(|u| u.contains("change=banana")).await;
+    assert!(b.text("#change-error").await.contains("CHG-42"));
+    b.check_page("the audit trail with a filter in error").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
 

@@ -179,6 +179,52 @@ async fn get(http: &reqwest::Client, url: &str, bearer: &str, path: &str) -> Val
     r.json().await.unwrap()
 }
 
+/// The demo's audit trail is big enough for the auditor's filters, pages
+/// and exports to show something real.
+async fn check_trail(http: &reqwest::Client, url: &str, auditor: &str) {
+    let page = get(http, url, auditor, "/api/v1/audit/events?limit=500").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 500);
+    assert!(page["older"].is_string(), "more than one page");
+    let refused = get(http, url, auditor, "/api/v1/audit/events?outcome=refused").await;
+    assert!(
+        refused["events"].as_array().unwrap().len() >= 3,
+        "refusals to find: {refused}"
+    );
+    let votes = get(
+        http,
+        url,
+        auditor,
+        "/api/v1/audit/events?action=change.voted",
+    )
+    .await;
+    assert!(!votes["events"].as_array().unwrap().is_empty());
+    let approvals = http
+        .get(format!("{url}/api/v1/audit/approvals/export"))
+        .bearer_auth(auditor)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(approvals.lines().count() > 50, "{approvals}");
+    assert!(approvals.contains("Vote: Approve"));
+    assert!(
+        approvals.contains(",Refused,"),
+        "a refused decision in the approval trail"
+    );
+    // Every export ends at a signed checkpoint, published.
+    let checkpoints = http
+        .get(format!("{url}/api/v1/audit/checkpoints"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(!checkpoints.as_array().unwrap().is_empty());
+}
+
 /// Signs in through the sign-in form, as a person in a browser does, and
 /// returns the dashboard's HTML.
 async fn form_sign_in(url: &str, user: &str, password: &str) -> String {
@@ -702,6 +748,7 @@ async fn the_quick_start_serves_the_promised_board_to_every_printed_user() {
         .await
         .unwrap();
     check_board(&http, &demo.url, &audrey).await;
+    check_trail(&http, &demo.url, &audrey).await;
     let old_password = demo.users["erin"].1.clone();
     drop(demo);
 
