@@ -12,6 +12,7 @@ pub mod checkpoints;
 pub mod decisions;
 pub mod demo;
 pub mod deployments;
+pub mod evidence;
 pub mod exceptions;
 pub mod health;
 pub mod idempotency;

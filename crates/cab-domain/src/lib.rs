@@ -69,6 +69,7 @@ pub mod change;
 pub mod checkpoint;
 pub mod denial;
 pub mod deployment;
+pub mod evidence;
 pub mod export;
 pub mod export_check;
 pub mod ical;

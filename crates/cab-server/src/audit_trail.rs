@@ -481,6 +481,26 @@ impl Reader {
     }
 }
 
+/// The approval trail of a filter as CSV, header included, into `out`:
+/// for the evidence pack, whose files are each written whole.
+pub async fn approvals_csv(
+    conn: &mut sqlx::PgConnection,
+    f: &EventFilter,
+    out: &mut Vec<u8>,
+) -> Result<(), AppError> {
+    csv_record(out, APPROVAL_COLUMNS);
+    let mut after = 0;
+    loop {
+        let rows = cab_db::audit::approvals_batch(conn, f, after, i64::MAX, BATCH).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in &rows {
+            ApprovalLine::from(row).csv(out);
+        }
+    }
+    Ok(())
+}
+
 fn unwritable(e: io::Error) -> AppError {
     AppError::Internal(anyhow::anyhow!("an export row could not be written: {e}"))
 }

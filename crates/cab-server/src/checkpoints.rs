@@ -275,6 +275,21 @@ pub async fn sign_now(
     Ok(row)
 }
 
+/// Signs any note text with the checkpoint key (the evidence pack's
+/// manifest), making the key if there is none.
+pub async fn sign_text(
+    pool: &PgPool,
+    keys: &Keys,
+    name: &str,
+    text: &str,
+) -> Result<String, AppError> {
+    let mut tx = pool.begin().await?;
+    cab_db::checkpoints::lock_signing(&mut tx).await?;
+    let (key, signing) = signing_key(&mut tx, keys, name, Utc::now()).await?;
+    tx.commit().await?;
+    Ok(checkpoint::sign_text(text, &key.name, &signing))
+}
+
 /// An administrator asks for a checkpoint now; anyone else is refused,
 /// and the refusal recorded. A chain that no longer verifies is not signed:
 /// the answer names the first broken event.

@@ -167,6 +167,32 @@ pub enum AuditCommand {
     /// Print the public keys that sign checkpoints, one C2SP verifier key a
     /// line, the key signing now first.
     Keys,
+    /// Write the evidence pack for a period (a ZIP archive; see "Evidence
+    /// pack" in the README). Recorded in the audit trail.
+    Evidence {
+        /// The first day, YYYY-MM-DD (UTC); 90 days before --to by default.
+        #[arg(long)]
+        from: Option<String>,
+        /// The last day, YYYY-MM-DD (UTC), included; today by default.
+        #[arg(long)]
+        to: Option<String>,
+        /// How many production changes the random sample holds (0 to 100).
+        #[arg(long, default_value_t = 10)]
+        sample: usize,
+        /// The sample's seed; a new one when left out (printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the archive.
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        /// The server's secret key, which seals the checkpoint key that
+        /// signs the manifest.
+        #[arg(long, env = "CAB_SECRET_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+        /// The address people use to reach CAB; names the signing key.
+        #[arg(long, env = "CAB_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -526,6 +552,49 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        AuditCommand::Evidence {
+            from,
+            to,
+            sample,
+            seed,
+            output,
+            secret_key,
+            public_url,
+        } => {
+            drop(conn);
+            let secret = check_secret_key(secret_key.as_deref())?;
+            let keys = crate::crypto::Keys::new(&secret);
+            let name = crate::checkpoints::key_name(public_url.trim().trim_end_matches('/'));
+            let request = crate::evidence::EvidenceQuery {
+                from,
+                to,
+                sample: Some(sample.to_string()),
+                seed: seed.map(|s| s.to_string()),
+            }
+            .parse(chrono::Utc::now().date_naive())
+            .map_err(cli_error)?;
+            let pack = crate::evidence::build(
+                pool,
+                &keys,
+                &name,
+                None,
+                &crate::request::Origin::cli(),
+                &request,
+            )
+            .await
+            .map_err(cli_error)?;
+            std::fs::write(&output, &pack.bytes)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "evidence pack for {} to {} written to {} ({} bytes); sample seed {}",
+                request.period.from,
+                request.period.to,
+                output.display(),
+                pack.bytes.len(),
+                request.seed
+            );
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Keys => {
             for key in cab_db::checkpoints::keys(&mut conn).await? {

@@ -21,6 +21,7 @@ pub mod decisions;
 pub mod demo;
 pub mod deployments;
 pub mod error;
+pub mod evidence;
 pub mod exceptions;
 pub mod freezes;
 pub mod idempotency;

@@ -381,3 +381,31 @@ pub async fn checkpoint_keys(
             .collect(),
     ))
 }
+
+/// The evidence pack for a period (auditors and administrators): one ZIP
+/// archive with, for ISO/IEC 27001 A.8.32, A.5.3 and A.8.31, each control's
+/// population and exceptions as CSV, the period's approval trail, the signed
+/// checkpoints that bracket the period and the public keys, a random sample
+/// of production changes (its seed in `index.html` and the manifest) told in
+/// full as printable HTML, and `MANIFEST.txt`: every file's SHA-256, signed
+/// with the checkpoint key as a C2SP signed note. Recorded.
+#[utoipa::path(
+    get, path = "/api/v1/audit/evidence", tag = "audit",
+    params(crate::evidence::EvidenceQuery),
+    responses(
+        (status = 200, content_type = "application/zip", description = "The pack"),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem, description = "Only auditors and administrators read the audit trail"),
+        (status = 422, body = Problem, description = "`field` names the parameter at fault")
+    )
+)]
+pub async fn evidence_pack(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    origin: Origin,
+    query: Result<Query<crate::evidence::EvidenceQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let query = query_of(query)?;
+    let pack = crate::evidence::pack(&state, &user, &origin, &query).await?;
+    Ok(crate::evidence::download(pack)?)
+}

@@ -182,5 +182,6 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::export_approvals))
         .routes(routes!(audit::list_checkpoints, audit::sign_checkpoint))
         .routes(routes!(audit::checkpoint_keys))
+        .routes(routes!(audit::evidence_pack))
         .split_for_parts()
 }

@@ -320,3 +320,44 @@ pub async fn export(
     )
     .await?)
 }
+
+#[derive(Template)]
+#[template(path = "audit_evidence.html")]
+struct EvidencePage {
+    layout: Layout,
+    query: crate::evidence::EvidenceQuery,
+    errors: FieldErrors,
+}
+
+/// The evidence pack's form.
+pub async fn evidence_form(viewer: Viewer, origin: Origin) -> PageResult {
+    audit_log::check_reading(&viewer.state.pool, &viewer.user, &origin).await?;
+    let page = EvidencePage {
+        layout: viewer.layout("Evidence pack"),
+        query: crate::evidence::EvidenceQuery::default(),
+        errors: FieldErrors::default(),
+    };
+    Ok(render(&page))
+}
+
+/// The pack, downloaded; a request it cannot read shows the form again
+/// with the message beside its field.
+pub async fn evidence_pack(
+    viewer: Viewer,
+    origin: Origin,
+    query: Result<Query<crate::evidence::EvidenceQuery>, QueryRejection>,
+) -> PageResult {
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    match crate::evidence::pack(&viewer.state, &viewer.user, &origin, &q).await {
+        Ok(pack) => Ok(crate::evidence::download(pack)?),
+        Err(e) => {
+            let errors = FieldErrors::absorb(e, "from")?;
+            let page = EvidencePage {
+                layout: viewer.layout("Evidence pack"),
+                query: q,
+                errors,
+            };
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+        }
+    }
+}

@@ -65,6 +65,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/audit", get(audit::trail))
         .route("/audit/export", get(audit::export))
+        .route("/audit/evidence", get(audit::evidence_form))
+        .route("/audit/evidence/pack", get(audit::evidence_pack))
         .route("/changes", get(changes::list))
         .route("/changes/new", get(changes::new_form).post(changes::create))
         .route("/changes/risk-preview", get(changes::preview_risk))

@@ -23,6 +23,7 @@ mod db_roles;
 mod decisions;
 mod deployment_pages;
 mod deployments;
+mod evidence;
 mod exceptions;
 mod fail_closed;
 mod flood;
