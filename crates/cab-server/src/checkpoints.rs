@@ -110,11 +110,14 @@ pub struct Verified {
     pub head: ChainHead,
 }
 
-/// Checks a stored checkpoint: its note verifies under its key, says what
-/// the row says, and the event it names has that hash.
-async fn check_row(conn: &mut PgConnection, row: &CheckpointRow) -> Result<(), Unverified> {
+/// Checks a stored checkpoint: its note verifies under its key (one of
+/// `keys`), says what the row says, and the event it names has that hash.
+async fn check_row(
+    conn: &mut PgConnection,
+    row: &CheckpointRow,
+    keys: &[KeyRow],
+) -> Result<(), Unverified> {
     let bad = |why: String| Unverified::BadCheckpoint { seq: row.seq, why };
-    let keys = cab_db::checkpoints::keys(conn).await?;
     let key = keys
         .iter()
         .find(|k| k.kid == row.kid)
@@ -131,6 +134,25 @@ async fn check_row(conn: &mut PgConnection, row: &CheckpointRow) -> Result<(), U
     }
 }
 
+/// Checks every stored checkpoint, newest first: each note verifies under
+/// its published key and names the head its row says, and the event it
+/// names still has that hash. The number checked, or the first that fails.
+pub async fn verify_all(conn: &mut PgConnection) -> Result<u64, Unverified> {
+    let keys = cab_db::checkpoints::keys(conn).await?;
+    let mut checked = 0;
+    let mut before = None;
+    loop {
+        let rows = cab_db::checkpoints::list(conn, before, 500).await?;
+        let Some(last) = rows.last() else { break };
+        before = Some(last.seq);
+        for row in &rows {
+            check_row(conn, row, &keys).await?;
+            checked += 1;
+        }
+    }
+    Ok(checked)
+}
+
 /// Verifies the chain from the latest checkpoint (its signature first) to
 /// the head, a page of events at a time.
 pub async fn verify_since_checkpoint(conn: &mut PgConnection) -> Result<Verified, Unverified> {
@@ -138,7 +160,8 @@ pub async fn verify_since_checkpoint(conn: &mut PgConnection) -> Result<Verified
     let latest = cab_db::checkpoints::latest(conn).await?;
     let start = match &latest {
         Some(row) => {
-            check_row(conn, row).await?;
+            let keys = cab_db::checkpoints::keys(conn).await?;
+            check_row(conn, row, &keys).await?;
             ChainHead {
                 seq: row.seq,
                 hash: row.hash.clone(),

@@ -511,8 +511,21 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
             let external = head.as_deref().map(parse_head).transpose()?;
             match cab_db::audit::verify(&mut conn, external.as_ref()).await? {
                 Verification::Intact { checked, head } => {
+                    // The chain holds; so must every checkpoint CAB signed
+                    // of it (a superuser who rewrote it whole, hashes and
+                    // head row and all, cannot sign again).
+                    let signed = match crate::checkpoints::verify_all(&mut conn).await {
+                        Ok(n) => n,
+                        Err(crate::checkpoints::Unverified::Failed(e)) => {
+                            return Err(cli_error(e));
+                        }
+                        Err(refused) => {
+                            eprintln!("{refused}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    };
                     println!(
-                        "audit chain intact: {checked} events checked, head {}:{}",
+                        "audit chain intact: {checked} events checked, head {}:{}; {signed} signed checkpoints hold",
                         head.seq,
                         hex::encode(&head.hash)
                     );

@@ -613,6 +613,9 @@ async fn sign_in_see_the_environment_and_role_navigation_then_sign_out(pool: PgP
     b.wait_url(|u| u.contains("change=banana")).await;
     assert!(b.text("#change-error").await.contains("CHG-42"));
     b.check_page("the audit trail with a filter in error").await;
+    b.click("#evidence-link").await;
+    b.wait_url(|u| u.ends_with("/audit/evidence")).await;
+    b.check_page("the evidence pack's form").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
 

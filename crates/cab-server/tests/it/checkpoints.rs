@@ -580,3 +580,50 @@ async fn an_export_verifies_offline_with_cab_and_with_an_independent_script(pool
     assert!(!python_verifies(&later, &stranger).0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn cab_audit_verify_checks_every_checkpoint_too(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_events(&app, 2).await;
+    let keys = Keys::new(TEST_SECRET);
+    let first = checkpoints::sign_now(&pool, &keys, NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    some_events(&app, 2).await;
+    checkpoints::sign_now(&pool, &keys, NAME).await.unwrap();
+    let (ok, out, err) = cab(&pool, &["audit", "verify"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("; 2 signed checkpoints hold"), "{out}");
+    // A checkpoint slipped in by hand, its note copied from a real one but
+    // claiming a later event: the chain holds, the checkpoint does not.
+    let next: i64 = first.seq + 1;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, hash, signed_at, kid, note)
+         SELECT $1, e.hash, now(), c.kid, c.note FROM audit_events e, audit_checkpoints c
+         WHERE e.seq = $1 AND c.seq = $2",
+    )
+    .bind(next)
+    .bind(first.seq)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE audit_checkpoints ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (ok, _, err) = cab(&pool, &["audit", "verify"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "the checkpoint at event {next} does not verify: its note names another head"
+        )),
+        "{err}"
+    );
+}
