@@ -105,6 +105,7 @@ cat >"$work/generator.json" <<'EOF'
 {
   "project_name_override": "cab-api-client",
   "package_name_override": "cab_api_client",
+  "content_type_overrides": {"application/zip": "application/octet-stream"},
   "post_hooks": []
 }
 EOF
