@@ -174,6 +174,11 @@ impl TrailFilter {
         let actor = given(words.actor).map(str::to_owned);
         if actor.as_ref().is_some_and(|a| a.chars().count() > 100) {
             fault("actor", "An account name is at most 100 characters.");
+        } else if actor
+            .as_ref()
+            .is_some_and(|a| a.chars().any(char::is_control))
+        {
+            fault("actor", "An account name holds no control characters.");
         }
         let action = given(words.action).and_then(|a| {
             let parsed = AuditAction::parse(a);
@@ -196,6 +201,11 @@ impl TrailFilter {
         let entity_id = given(words.entity_id).map(str::to_owned);
         if entity_id.as_ref().is_some_and(|i| i.chars().count() > 100) {
             fault("entity_id", "An identifier is at most 100 characters.");
+        } else if entity_id
+            .as_ref()
+            .is_some_and(|i| i.chars().any(char::is_control))
+        {
+            fault("entity_id", "An identifier holds no control characters.");
         }
         if entity_id.is_some() && entity_type.is_none() && given(words.entity_type).is_none() {
             fault(
@@ -453,6 +463,15 @@ mod tests {
                 ..FilterWords::default()
             }),
             ["entity_type"]
+        );
+        assert_eq!(
+            fields(FilterWords {
+                actor: Some("a\u{0}b"),
+                entity_type: Some("user"),
+                entity_id: Some("x\u{7f}"),
+                ..FilterWords::default()
+            }),
+            ["actor", "entity_id"]
         );
         assert_eq!(
             fields(FilterWords {

@@ -644,3 +644,40 @@ async fn the_page_filters_pages_and_offers_the_downloads(pool: PgPool) {
         assert!(refused.body.contains("Only auditors and administrators"));
     }
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn hostile_filter_text_gets_an_answer_not_an_error(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let auditor = app.api_login("audrey", &[Role::Auditor]).await;
+    for query in [
+        "?actor=%00",
+        "?entity_type=change&entity_id=a%00b",
+        "?actor=%F0%9F%98%80%27%22%3B--",
+        "?change=CHG-99999999999999999999",
+        "?before=99999999999999999999",
+        "?from=0001-01-01",
+        "?from=9999-12-31",
+        "?actor=%ED%A0%80",
+    ] {
+        for path in [
+            "/api/v1/audit/events",
+            "/api/v1/audit/events/export",
+            "/api/v1/audit/approvals/export?format=ndjson",
+        ] {
+            let uri = if path.contains('?') {
+                format!("{path}&{}", &query[1..])
+            } else {
+                format!("{path}{query}")
+            };
+            let resp = app.api(Method::GET, &uri, Some(&auditor.token), None).await;
+            assert!(
+                resp.status == StatusCode::OK
+                    || resp.status == StatusCode::UNPROCESSABLE_ENTITY
+                    || resp.status == StatusCode::BAD_REQUEST,
+                "{uri}: {} {}",
+                resp.status,
+                resp.body
+            );
+        }
+    }
+}
