@@ -82,7 +82,7 @@ fn role_summary(role: Role) -> &'static str {
             "You plan releases and take them through CAB's go/no-go and their deployment phases, deploy approved changes to production from the change page (never your own, nor one you approved), declare and lift freezes, ask for break-glass deployments or confirm another's, resolve deployments nobody authorized, close changes with how they ended, and sign off the post-implementation reviews of changes you did not work on."
         }
         Auditor => {
-            "You read the audit trail, filtered by period, account, kind of event, change or refusals, with a check that its hash chain is intact; you download the events and the approval trail as CSV or NDJSON; and you read every change's approval trail and timeline."
+            "You read the audit trail, filtered by period, account, kind of event, change or refusals, with a check that its hash chain is intact; you download the events and the approval trail as CSV or NDJSON and take away an evidence pack for a period; and you read every change's approval trail and timeline."
         }
         Admin => {
             "You manage accounts, service accounts and their API tokens, the quorum policy and when post-implementation reviews are due, the environments and where each pipeline may deploy, and standard-change templates, and can cancel or close a change. It gives no power to assess, vote on or deploy changes."
