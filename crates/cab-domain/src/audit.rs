@@ -111,6 +111,7 @@ vocabulary!(
         ReleaseCompleted = "release.completed" / "Release completed",
         ReleaseCancelled = "release.cancelled" / "Release cancelled",
         AuditExported = "audit.exported" / "Audit trail exported",
+        CheckpointKeyMade = "audit.checkpoint_key_made" / "Checkpoint key made",
         DemoSeeded = "demo.seeded" / "Demo data",
         AccessDenied = "access.denied" / "Refused",
     }

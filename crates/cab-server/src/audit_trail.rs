@@ -30,7 +30,7 @@ use crate::checkpoints::{self, Unverified};
 use crate::error::AppError;
 use crate::request::Origin;
 use crate::state::AppState;
-use crate::ui::words::role_labels;
+use crate::words::role_labels;
 
 /// The filter in a URL: the page's, the API's and the exports'. Every field
 /// may be left out.

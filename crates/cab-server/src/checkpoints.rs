@@ -231,11 +231,10 @@ async fn signing_key(
         conn,
         None,
         &Origin::default(),
-        AuditAction::SigningKeyRotated.as_str(),
+        AuditAction::CheckpointKeyMade.as_str(),
         Entity::new("signing_key", &key.kid),
         json!({
             "kid": key.kid,
-            "purpose": "audit checkpoints",
             "first": active.is_none(),
             "verifier_key": checkpoint::verifier_key(&key.name, &key.public_key),
         }),

@@ -46,6 +46,7 @@ pub mod trail;
 pub mod ui;
 pub mod vocab;
 pub mod votes;
+pub mod words;
 
 use std::sync::Arc;
 use std::time::Duration;

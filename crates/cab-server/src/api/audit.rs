@@ -21,7 +21,7 @@ use crate::auth::ApiUser;
 use crate::error::{ApiResult, AppError, Problem};
 use crate::request::Origin;
 use crate::state::AppState;
-use crate::ui::words::{Subjects, role_labels};
+use crate::words::{Subjects, role_labels};
 
 /// How many events a page holds.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]

@@ -31,7 +31,7 @@ use crate::crypto::Keys;
 use crate::error::AppError;
 use crate::request::Origin;
 use crate::state::AppState;
-use crate::ui::words::{People, Subjects, role_labels};
+use crate::words::{People, Subjects, role_labels};
 use sqlx::PgPool;
 
 /// The most changes a sample holds.

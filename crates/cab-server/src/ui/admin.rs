@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use super::form::{FieldErrors, FormPairs as Pairs, form_value as value, form_values as values};
 use super::notice::{Notice, redirect_with};
-use super::words::role_labels;
 use super::{Layout, Viewer, filters, render, when};
 use crate::accounts::{self, NewAccount, Operator};
 use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
+use crate::words::role_labels;
 
 pub struct RoleChoice {
     pub name: &'static str,

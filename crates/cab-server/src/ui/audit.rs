@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::form::FieldErrors;
-use super::words::{Sentence, Subjects, role_labels};
 use super::{Layout, Viewer, filters, render};
 use crate::audit_log;
 use crate::audit_trail::{self, Trail, TrailQuery};
 use crate::checkpoints::{self, Unverified};
 use crate::page_error::PageResult;
 use crate::request::Origin;
+use crate::words::{Sentence, Subjects, role_labels};
 
 /// Events on one page.
 const PAGE: i64 = 50;

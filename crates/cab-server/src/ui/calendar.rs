@@ -24,7 +24,6 @@ use super::deployments::{Opt, stylesheet_url};
 use super::environments::minutes_in_words;
 use super::form::{FieldErrors, FormPairs as Pairs, form_value as value, form_values as values};
 use super::notice::{Notice, redirect_with};
-use super::words::{People, stored};
 use super::{Layout, Viewer, render, urlencode, when};
 use crate::audit_log::Entity;
 use crate::calendar::{self, CalendarEntries, Layout as View, NewPeriod};
@@ -34,6 +33,7 @@ use crate::page_error::PageResult;
 use crate::refusal;
 use crate::request::Origin;
 use crate::state::AppState;
+use crate::words::{People, stored};
 
 /// The longest feed secret looked up; anything longer is no feed of ours,
 /// and is not worth hashing.

@@ -18,13 +18,13 @@ use cab_domain::risk::RiskLevel;
 
 use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
-use super::words::stored;
 use super::{Layout, Viewer, render, when};
 use crate::changes::{self, ChangeView};
 use crate::decisions;
 use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
+use crate::words::stored;
 
 /// The refusal of an approving vote that does not acknowledge the planned
 /// window's calendar conflicts (`calendar::unacknowledged`).
@@ -380,7 +380,7 @@ pub async fn reviewer_queue(viewer: Viewer) -> PageResult {
 async fn cab_page(viewer: &Viewer, agenda: bool) -> Result<Response, AppError> {
     let items = crate::queues::cab_queue(&viewer.state.pool, viewer.user.id).await?;
     let mut conn = viewer.state.pool.acquire().await?;
-    let people = super::words::People::load(&mut conn).await?;
+    let people = crate::words::People::load(&mut conn).await?;
     let overdue = super::reviews::overdue(&mut conn, &viewer.user, &people).await?;
     let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.row.id).collect();
     let mut freezes = super::deployments::freeze_warnings(&mut conn, &ids).await?;

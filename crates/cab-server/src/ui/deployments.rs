@@ -28,7 +28,6 @@ use uuid::Uuid;
 
 use super::form::{FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
-use super::words::{Link, People, Sentence, Subjects, is_web_url, stored};
 use super::{Layout, Viewer, filters, render, urlencode, when};
 use crate::auth::CurrentUser;
 use crate::changes::{self, ChangeView};
@@ -36,6 +35,7 @@ use crate::deployments::{self, Environment, EnvironmentLabels, GateRequest, Repo
 use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
+use crate::words::{Link, People, Sentence, Subjects, is_web_url, stored};
 
 /// Deployments on one page of the list.
 const PAGE_SIZE: usize = 25;

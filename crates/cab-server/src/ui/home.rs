@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::changes::{Row, rows};
 use super::reviews::OverdueLines;
-use super::words::People;
 use super::{Layout, Viewer, filters, render};
 use crate::page_error::PageResult;
+use crate::words::People;
 
 #[derive(Template)]
 #[template(path = "home.html")]

@@ -20,7 +20,6 @@ pub mod notice;
 mod releases;
 mod reviews;
 mod standard_templates;
-pub(crate) mod words;
 
 pub use crate::auth::{login_binding, session_binding};
 
@@ -594,10 +593,7 @@ pub fn urlencode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Formats a time for pages: UTC, to the second.
-pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
+pub use crate::words::when;
 
 #[cfg(test)]
 mod tests {

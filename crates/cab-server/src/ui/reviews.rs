@@ -28,7 +28,6 @@ use uuid::Uuid;
 use super::changes::{offsets, parse_offset};
 use super::form::{Choice, FieldErrors, FormPairs as Pairs, checked, form_value as value};
 use super::notice::{Notice, redirect_with};
-use super::words::People;
 use super::{Layout, Viewer, filters, render, when};
 use crate::auth::CurrentUser;
 use crate::changes;
@@ -36,6 +35,7 @@ use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
 use crate::reviews::{self as service, ReviewView};
+use crate::words::People;
 
 /// The review's page of a change.
 fn page_of(change: Uuid) -> String {
@@ -706,7 +706,7 @@ async fn review_page(
     let state = view.state();
     let closure = match &view.closure {
         Some(c) => Some(ClosureLine {
-            code: super::words::stored(CloseCode::parse(&c.code), "close code", &c.code)?,
+            code: crate::words::stored(CloseCode::parse(&c.code), "close code", &c.code)?,
             notes: c.notes.clone(),
             by: c.closed_by.as_deref().map(|u| people.name(u)),
             at: c.closed_at,
@@ -762,7 +762,7 @@ async fn review_page(
         .iter()
         .map(|a| {
             let status =
-                super::words::stored(ActionStatus::parse(&a.status), "action status", &a.status)?;
+                crate::words::stored(ActionStatus::parse(&a.status), "action status", &a.status)?;
             let typed = ActionStatus::parse(shown.typed(&format!("status_{}", a.number)));
             let chosen = typed.unwrap_or(status);
             Ok(ActionLine {
@@ -1085,7 +1085,7 @@ pub(super) async fn set_status(
             &format!("{}#action-{}", page_of(after.change_id), after.number),
             Notice::ReviewActionUpdated {
                 number: after.change_number,
-                status: super::words::stored(
+                status: crate::words::stored(
                     ActionStatus::parse(&after.status),
                     "action status",
                     &after.status,
@@ -1141,7 +1141,7 @@ pub(super) async fn ending(viewer: &Viewer, change: Uuid) -> Result<Option<Endin
     let now = Utc::now();
     let closed = match &view.closure {
         Some(c) => {
-            let code = super::words::stored(CloseCode::parse(&c.code), "close code", &c.code)?;
+            let code = crate::words::stored(CloseCode::parse(&c.code), "close code", &c.code)?;
             let by = match &c.closed_by {
                 Some(u) => format!(" by {}", people.name(u)),
                 None => " by CAB".to_owned(),

@@ -14,12 +14,12 @@ use chrono::{DateTime, Utc};
 
 use super::form::{Choice, FieldErrors, FormPairs as Pairs, form_value as value};
 use super::notice::{Notice, redirect_with};
-use super::words::{People, role_labels};
 use super::{Layout, Viewer, filters, render};
 use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
 use crate::standard_templates::{self, TemplateView};
+use crate::words::{People, role_labels};
 
 pub struct TemplateLine {
     pub id: uuid::Uuid,

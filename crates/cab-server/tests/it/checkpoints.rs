@@ -30,6 +30,11 @@ async fn published_key(app: &TestApp) -> VerifierKey {
     VerifierKey::parse(&first).expect("a verifier key")
 }
 
+async fn published_key_text(app: &TestApp) -> String {
+    let keys = app.api(Method::GET, "/api/v1/audit/keys", None, None).await;
+    keys.json()[0]["verifier_key"].as_str().unwrap().to_owned()
+}
+
 async fn checkpoint_count(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM audit_checkpoints")
         .fetch_one(pool)
@@ -130,12 +135,12 @@ async fn two_servers_sign_each_due_head_once(pool: PgPool) {
         .audit_events()
         .await
         .into_iter()
-        .filter(|(a, _)| a == "keys.rotated")
+        .filter(|(a, _)| a == "audit.checkpoint_key_made")
         .map(|(_, p)| p)
         .collect();
     assert_eq!(made.len(), 1);
-    assert_eq!(made[0]["purpose"], "audit checkpoints");
     assert_eq!(made[0]["first"], true);
+    assert_eq!(made[0]["verifier_key"], published_key_text(&app).await);
 }
 
 async fn tamper(pool: &PgPool, sql: &str) {

@@ -393,6 +393,13 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
         ("GET", "/api/v1/reviews/overdue"),
         ("GET", "/api/v1/settings/reviews"),
         ("PUT", "/api/v1/settings/reviews"),
+        ("GET", "/api/v1/audit/events"),
+        ("GET", "/api/v1/audit/events/export"),
+        ("GET", "/api/v1/audit/approvals/export"),
+        ("GET", "/api/v1/audit/checkpoints"),
+        ("POST", "/api/v1/audit/checkpoints"),
+        ("GET", "/api/v1/audit/keys"),
+        ("GET", "/api/v1/audit/evidence"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -410,9 +417,15 @@ async fn every_api_route_is_documented_and_every_documented_route_exists(pool: P
             "{method} {path} is documented but not routed: {}",
             resp.status
         );
-        // The deployment signing keys are public; everything else asks
-        // who is calling.
-        let public = path == "/api/v1/deployments/keys";
+        // The signing keys and the signed checkpoints are public;
+        // everything else asks who is calling.
+        let public = [
+            "/api/v1/deployments/keys",
+            "/api/v1/audit/keys",
+            "/api/v1/audit/checkpoints",
+        ]
+        .contains(&path.as_str())
+            && method == "GET";
         assert!(
             if public {
                 resp.status.is_success()

@@ -20,8 +20,8 @@ use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::ui::deployments::{DeployAttempt, DeploySection, deploy_section};
 use crate::ui::form::FieldErrors;
-use crate::ui::words::{Link, People, Sentence, Subjects, role_labels};
 use crate::ui::{Layout, Viewer, filters, render, when};
+use crate::words::{Link, People, Sentence, Subjects, role_labels};
 
 /// One fact on a change's page: text, text as written (line breaks kept),
 /// or links, of which only web addresses can be followed.

@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Viewer;
-use super::words::stored;
 use crate::changes::{self, ChangeView};
 use crate::error::AppError;
+use crate::words::stored;
 
 async fn load(viewer: &Viewer, raw: &str) -> Result<ChangeView, AppError> {
     let id = changes::resolve_id(&viewer.state.pool, raw).await?;

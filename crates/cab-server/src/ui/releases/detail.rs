@@ -25,8 +25,8 @@ use crate::page_error::PageResult;
 use crate::releases::{self, PhaseState, ReleaseRecord, ReleaseView};
 use crate::ui::environments::minutes_in_words;
 use crate::ui::form::FieldErrors;
-use crate::ui::words::{Link, People, role_labels, stored};
 use crate::ui::{Layout, Viewer, filters, render};
+use crate::words::{Link, People, role_labels, stored};
 
 /// What an action on the page left to show: its refusal, or its errors
 /// beside the fields of its form (keyed by the fields' ids), with what was

@@ -1,6 +1,7 @@
-//! Words on pages: people by name, links that are safe to follow, and the
-//! audit trail told as sentences. The codes stay in the API and in the
-//! details an auditor can unfold; pages lead with what people say.
+//! Words for people: people by name, links that are safe to follow, and the
+//! audit trail told as sentences, for the pages, the API's summaries and
+//! the evidence pack alike. The codes stay in the API and in the details an
+//! auditor can unfold; pages lead with what people say.
 
 use std::collections::HashMap;
 
@@ -14,8 +15,12 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::when;
 use crate::error::AppError;
+
+/// Formats a time for pages and sentences: UTC, to the second.
+pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
 
 /// The names people go by: display names where they have one, usernames
 /// otherwise.
@@ -814,6 +819,17 @@ impl Subjects {
             )),
             A::SigningKeyRotated => {
                 start.text(" made a new key to sign deployment authorizations.")
+            }
+            A::CheckpointKeyMade => {
+                let s = if e.actor_username.is_none() {
+                    Sentence::default().text("CAB")
+                } else {
+                    start
+                };
+                s.text(format!(
+                    " made a new key to sign the audit trail's checkpoints: {}.",
+                    text(p, "verifier_key").unwrap_or("its public key is published")
+                ))
             }
             A::BreakGlassRequested => start
                 .text(" asked for a break-glass deployment of ")
