@@ -425,6 +425,11 @@ impl Reader {
                     .await;
             }
         }
+        // Read only; ending it here waits out a statement just stopped, so
+        // the connection goes back to the pool ready for the next query.
+        if let Err(e) = self.tx.rollback().await {
+            tracing::warn!(error = %e, "ending an export's snapshot failed");
+        }
     }
 
     /// Every row of the export; `false` when the client stopped taking them.
