@@ -1,7 +1,7 @@
 //! The audit trail's writer and reader. An event is appended in the caller's
 //! transaction, so it commits or rolls back with the change it records.
 
-use cab_domain::audit::{AuditRecord, ChainBreak, ChainHead, ChainVerifier, StoredEvent, seal};
+use cab_domain::audit::{AuditRecord, ChainHead, StoredEvent, seal};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -189,74 +189,57 @@ pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Aud
     Ok(rows.into_iter().map(AuditRecord::from).collect())
 }
 
-/// The outcome of checking the stored chain.
-#[derive(Debug)]
-pub enum Verification {
-    /// Every event links to the one before and the chain reaches its head.
-    Intact {
-        checked: u64,
-        head: ChainHead,
-    },
-    Broken(ChainBreak),
+/// Events with `seq > after` and `seq <= upto`, oldest first, at most
+/// `limit`: their fields and stored hash, what a verifier needs (it
+/// recomputes each hash from the fields and the hash before).
+pub async fn content_page(
+    conn: &mut PgConnection,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<(AuditRecord, Vec<u8>)>> {
+    let rows = sqlx::query!(
+        "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
+                entity_id, payload, request_id, client_addr, hash
+         FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        after,
+        upto,
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                AuditRecord {
+                    seq: r.seq,
+                    occurred_at: r.occurred_at,
+                    actor_id: r.actor_id,
+                    actor_username: r.actor_username,
+                    actor_roles: r.actor_roles,
+                    action: r.action,
+                    entity_type: r.entity_type,
+                    entity_id: r.entity_id,
+                    payload: r.payload,
+                    request_id: r.request_id,
+                    client_addr: r.client_addr,
+                },
+                r.hash,
+            )
+        })
+        .collect())
 }
 
-/// Recomputes the whole chain from the database, a page at a time, against
-/// the head recorded in the database and, if given, one recorded elsewhere
-/// (which catches a superuser who rewrote the tail and the head row alike).
-pub async fn verify(
-    conn: &mut PgConnection,
-    external_head: Option<&ChainHead>,
-) -> sqlx::Result<Verification> {
-    const PAGE: i64 = 2000;
-    let db_head = head(conn).await?;
-    let mut verifier = ChainVerifier::new();
-    let mut hash_at_external: Option<Vec<u8>> = None;
-    let mut after = 0;
-    loop {
-        let events = page(conn, after, PAGE).await?;
-        let Some(last) = events.last() else { break };
-        after = last.record.seq;
-        for event in &events {
-            if let Err(broken) = verifier.check(event) {
-                return Ok(Verification::Broken(broken));
-            }
-            if external_head.is_some_and(|h| h.seq == event.record.seq) {
-                hash_at_external = Some(event.hash.clone());
-            }
-        }
-    }
-    let last_seq = verifier.last_seq();
-    let checked = match verifier.finish(Some(&db_head)) {
-        Ok(n) => n,
-        Err(broken) => return Ok(Verification::Broken(broken)),
-    };
-    if last_seq > db_head.seq {
-        return Ok(Verification::Broken(ChainBreak {
-            seq: db_head.seq + 1,
-            reason: format!("it lies beyond the recorded head (event {})", db_head.seq),
-        }));
-    }
-    if let Some(external) = external_head {
-        if external.seq > last_seq {
-            return Ok(Verification::Broken(ChainBreak {
-                seq: last_seq + 1,
-                reason: format!(
-                    "missing: the head you recorded is event {} but the chain ends at event {}",
-                    external.seq, last_seq
-                ),
-            }));
-        }
-        if hash_at_external.as_deref() != Some(external.hash.as_slice()) {
-            return Ok(Verification::Broken(ChainBreak {
-                seq: external.seq,
-                reason: "its hash differs from the head you recorded".into(),
-            }));
-        }
-    }
-    Ok(Verification::Intact {
-        checked,
-        head: db_head,
-    })
+/// The first event beyond `seq`, if any: an event past the recorded head
+/// was written around the trail's writer.
+pub async fn first_after(conn: &mut PgConnection, seq: i64) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!(
+        "SELECT seq FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 1",
+        seq
+    )
+    .fetch_optional(&mut *conn)
+    .await
 }
 
 /// A change's timeline, oldest first: the events about it, and those of its
@@ -451,19 +434,22 @@ pub async fn export_batch(
     let change = f.change.map(|c| c.to_string());
     sqlx::query_as!(
         ExportEvent,
-        r#"SELECT e.seq AS "seq!", e.occurred_at AS "occurred_at!", e.actor_id, e.actor_username,
+        r#"WITH batch AS MATERIALIZED (
+             SELECT * FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8) m
+             WHERE m.seq > $9 AND m.seq <= $10 ORDER BY m.seq LIMIT $11)
+           SELECT e.seq AS "seq!", e.occurred_at AS "occurred_at!", e.actor_id, e.actor_username,
                   u.display_name AS "actor_name?", e.actor_roles AS "actor_roles!",
                   e.action AS "action!", e.entity_type AS "entity_type!", e.entity_id,
                   e.payload::text AS "payload!", c.number AS "change_number?",
                   CASE WHEN e.action = 'access.denied' THEN e.payload->>'message' END AS reason,
                   e.request_id, e.client_addr,
                   e.prev_hash AS "prev_hash!", e.hash AS "hash!", e.canonical AS "canonical!"
-           FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8) e
+           FROM batch e
            LEFT JOIN users u ON u.id = e.actor_id
            LEFT JOIN changes c ON c.id = audit_uuid(CASE WHEN e.entity_type = 'change'
                                                          THEN e.entity_id
                                                          ELSE e.payload->>'change_id' END)
-           WHERE e.seq > $9 AND e.seq <= $10 ORDER BY e.seq LIMIT $11"#,
+           ORDER BY e.seq"#,
         f.from,
         f.until,
         f.actor,
@@ -538,7 +524,13 @@ pub async fn approvals_batch(
     let attempts: Vec<String> = DECISION_ATTEMPTS.iter().map(|s| (*s).to_owned()).collect();
     sqlx::query_as!(
         ApprovalRow,
-        r#"SELECT e.seq AS "seq!", e.occurred_at AS "occurred_at!",
+        r#"WITH batch AS MATERIALIZED (
+             SELECT * FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8) m
+             WHERE m.entity_type = 'change' AND m.seq > $9 AND m.seq <= $10
+               AND (m.action = ANY($11)
+                    OR (m.action = 'access.denied' AND m.payload->>'attempted' = ANY($12)))
+             ORDER BY m.seq LIMIT $13)
+           SELECT e.seq AS "seq!", e.occurred_at AS "occurred_at!",
                   c.number AS "change_number?", c.title AS "change_title?",
                   c.change_type AS "change_type?",
                   CASE WHEN e.payload->>'revision' ~ '^[0-9]{1,9}$'
@@ -551,15 +543,12 @@ pub async fn approvals_batch(
                   e.payload->>'vote' AS vote, e.payload->>'decision' AS assessment,
                   e.payload->>'attempted' AS attempted, e.payload->>'reason' AS reason,
                   e.payload->>'message' AS message, e.hash AS "hash!"
-           FROM audit_events_matching($1, $2, $3, $4, $5, $6, $7, $8) e
+           FROM batch e
            LEFT JOIN changes c ON c.id = audit_uuid(e.entity_id)
            LEFT JOIN change_revisions r
                   ON r.change_id = c.id AND r.number::text = e.payload->>'revision'
            LEFT JOIN users u ON u.id = e.actor_id
-           WHERE e.entity_type = 'change' AND e.seq > $9 AND e.seq <= $10
-             AND (e.action = ANY($11)
-                  OR (e.action = 'access.denied' AND e.payload->>'attempted' = ANY($12)))
-           ORDER BY e.seq LIMIT $13"#,
+           ORDER BY e.seq"#,
         f.from,
         f.until,
         f.actor,
@@ -578,10 +567,24 @@ pub async fn approvals_batch(
     .await
 }
 
-/// Sets an export's transaction up: one snapshot for every batch, so the
-/// export holds exactly the events up to the head it was cut at.
-pub async fn export_snapshot(conn: &mut PgConnection) -> sqlx::Result<()> {
+/// Makes the transaction read one snapshot: the head and the events it
+/// reads are of one moment, whatever is appended meanwhile.
+pub async fn snapshot(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Sets an export's transaction up: one snapshot for every batch, so the
+/// export holds exactly the events up to the head it was cut at; and a
+/// plan for each batch's own filter, never the generic plan PostgreSQL
+/// switches a prepared statement to after five runs, which cannot tell an
+/// unused filter from a used one and reads the rest of the trail on every
+/// batch.
+pub async fn export_snapshot(conn: &mut PgConnection) -> sqlx::Result<()> {
+    snapshot(conn).await?;
+    sqlx::query!("SET LOCAL plan_cache_mode = force_custom_plan")
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -384,6 +384,72 @@ struct Reader {
     format: Format,
 }
 
+/// One batch of rows as read.
+enum Batch {
+    Events(Vec<ExportEvent>),
+    Approvals(Vec<ApprovalRow>),
+}
+
+impl Batch {
+    async fn read(
+        tx: &mut sqlx::PgConnection,
+        trail: Trail,
+        f: &EventFilter,
+        after: i64,
+        cut: i64,
+    ) -> Result<Batch, AppError> {
+        Ok(match trail {
+            Trail::Events => {
+                Batch::Events(cab_db::audit::export_batch(tx, f, after, cut, BATCH).await?)
+            }
+            Trail::Approvals => {
+                Batch::Approvals(cab_db::audit::approvals_batch(tx, f, after, cut, BATCH).await?)
+            }
+        })
+    }
+
+    fn last_seq(&self) -> Option<i64> {
+        match self {
+            Batch::Events(rows) => rows.last().map(|r| r.seq),
+            Batch::Approvals(rows) => rows.last().map(|r| r.seq),
+        }
+    }
+
+    /// The batch's lines, each taken by the digest (NDJSON only).
+    fn write(&self, format: Format, digest: &mut Option<NdjsonDigest>) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
+        let mut line = |buf: &mut Vec<u8>, start: usize| {
+            if let Some(d) = digest.as_mut() {
+                d.row(&buf[start..]);
+            }
+        };
+        match self {
+            Batch::Events(rows) => {
+                for row in rows {
+                    let start = buf.len();
+                    match format {
+                        Format::Csv => event_csv(&mut buf, row),
+                        Format::Ndjson => event_json(&mut buf, row)?,
+                    }
+                    line(&mut buf, start);
+                }
+            }
+            Batch::Approvals(rows) => {
+                for row in rows {
+                    let start = buf.len();
+                    let l = ApprovalLine::from(row);
+                    match format {
+                        Format::Csv => l.csv(&mut buf),
+                        Format::Ndjson => l.json(&mut buf)?,
+                    }
+                    line(&mut buf, start);
+                }
+            }
+        }
+        Ok(buf)
+    }
+}
+
 impl Reader {
     /// Reads the export batch by batch and hands the bytes on. A read that
     /// fails ends the body with an error (an NDJSON export then has no
@@ -395,9 +461,10 @@ impl Reader {
         header_line: Vec<u8>,
         out: mpsc::Sender<io::Result<Vec<u8>>>,
     ) {
-        let mut digest = NdjsonDigest::new();
-        if self.format == Format::Ndjson {
-            digest.preamble(&header_line);
+        // CSV has no trailer, so nothing to hash.
+        let mut digest = (self.format == Format::Ndjson).then(NdjsonDigest::new);
+        if let Some(d) = digest.as_mut() {
+            d.preamble(&header_line);
         }
         if out.send(Ok(header_line)).await.is_err() {
             return;
@@ -408,8 +475,8 @@ impl Reader {
         };
         match outcome {
             Some(Ok(true)) => {
-                if self.format == Format::Ndjson {
-                    let trailer = digest.trailer(&self.cut, self.note.as_deref());
+                if let Some(d) = digest {
+                    let trailer = d.trailer(&self.cut, self.note.as_deref());
                     let _ = out.send(Ok(trailer)).await;
                 }
             }
@@ -433,54 +500,37 @@ impl Reader {
     }
 
     /// Every row of the export; `false` when the client stopped taking them.
+    /// The next batch is read while the last one is written out, on another
+    /// thread, so the database and the writing work at once.
     async fn read_all(
         &mut self,
-        digest: &mut NdjsonDigest,
+        digest: &mut Option<NdjsonDigest>,
         out: &mpsc::Sender<io::Result<Vec<u8>>>,
     ) -> Result<bool, AppError> {
-        let (f, cut, format) = (&self.f, self.cut.seq, self.format);
-        let tx = &mut self.tx;
-        let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
-        let mut after = 0;
-        loop {
-            let last = match self.trail {
-                Trail::Events => {
-                    let rows = cab_db::audit::export_batch(tx, f, after, cut, BATCH).await?;
-                    for row in &rows {
-                        let start = buf.len();
-                        match format {
-                            Format::Csv => event_csv(&mut buf, row),
-                            Format::Ndjson => event_json(&mut buf, row).map_err(unwritable)?,
-                        }
-                        digest.row(&buf[start..]);
-                    }
-                    rows.last().map(|r| r.seq)
-                }
-                Trail::Approvals => {
-                    let rows = cab_db::audit::approvals_batch(tx, f, after, cut, BATCH).await?;
-                    for row in &rows {
-                        let start = buf.len();
-                        let line = ApprovalLine::from(row);
-                        match format {
-                            Format::Csv => line.csv(&mut buf),
-                            Format::Ndjson => line.json(&mut buf).map_err(unwritable)?,
-                        }
-                        digest.row(&buf[start..]);
-                    }
-                    rows.last().map(|r| r.seq)
-                }
-            };
-            let Some(last) = last else { break };
-            after = last;
-            if buf.len() >= CHUNK {
-                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 64 * 1024));
-                if out.send(Ok(chunk)).await.is_err() {
-                    return Ok(false);
-                }
+        let Reader {
+            tx,
+            cut,
+            f,
+            trail,
+            format,
+            ..
+        } = self;
+        let (cut, trail, format) = (cut.seq, *trail, *format);
+        let mut batch = Batch::read(tx, trail, f, 0, cut).await?;
+        while let Some(last) = batch.last_seq() {
+            let mut taken = digest.take();
+            let writing = tokio::task::spawn_blocking(move || {
+                let bytes = batch.write(format, &mut taken);
+                (bytes, taken)
+            });
+            let (written, next) = tokio::join!(writing, Batch::read(tx, trail, f, last, cut));
+            let (bytes, taken) = written
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("writing an export: {e}")))?;
+            *digest = taken;
+            if out.send(Ok(bytes.map_err(unwritable)?)).await.is_err() {
+                return Ok(false);
             }
-        }
-        if !buf.is_empty() && out.send(Ok(buf)).await.is_err() {
-            return Ok(false);
+            batch = next?;
         }
         Ok(true)
     }

@@ -153,8 +153,107 @@ pub async fn verify_all(conn: &mut PgConnection) -> Result<u64, Unverified> {
     Ok(checked)
 }
 
+/// Events a verifier reads at once.
+const VERIFY_PAGE: i64 = 5000;
+
+/// Checks the events after `start` up to `head`: each hash recomputed from
+/// the event's fields and the hash before it, the sequence without a gap,
+/// the chain ending at `head`, and, if given, an `external` head (kept
+/// elsewhere) on the chain. The next page is read while the last is checked
+/// on another thread. The number checked.
+pub async fn verify_range(
+    conn: &mut PgConnection,
+    start: &ChainHead,
+    head: &ChainHead,
+    external: Option<&ChainHead>,
+) -> Result<u64, Unverified> {
+    let (pages, mut received) =
+        tokio::sync::mpsc::channel::<Vec<(cab_domain::audit::AuditRecord, Vec<u8>)>>(2);
+    let (from, until, kept) = (start.clone(), head.clone(), external.cloned());
+    let checker = tokio::task::spawn_blocking(move || -> Result<u64, ChainBreak> {
+        let mut verifier = ChainVerifier::after(&from);
+        let mut at_kept = None;
+        while let Some(page) = received.blocking_recv() {
+            for (record, hash) in page {
+                verifier.check_content(&record, &hash)?;
+                if kept.as_ref().is_some_and(|k| k.seq == record.seq) {
+                    at_kept = Some(hash);
+                }
+            }
+        }
+        let last = verifier.last_seq();
+        let checked = verifier.finish(Some(&until))?;
+        if let Some(kept) = &kept {
+            if kept.seq > last {
+                return Err(ChainBreak {
+                    seq: last + 1,
+                    reason: format!(
+                        "missing: the head you recorded is event {} but the chain ends at event {}",
+                        kept.seq, last
+                    ),
+                });
+            }
+            if kept.seq > from.seq && at_kept.as_deref() != Some(kept.hash.as_slice()) {
+                return Err(ChainBreak {
+                    seq: kept.seq,
+                    reason: "its hash differs from the head you recorded".into(),
+                });
+            }
+        }
+        Ok(checked)
+    });
+    let mut after = start.seq;
+    let read = async {
+        loop {
+            let page = cab_db::audit::content_page(conn, after, head.seq, VERIFY_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.seq;
+            if pages.send(page).await.is_err() {
+                // The checker found a break and stopped.
+                break;
+            }
+        }
+        drop(pages);
+        Ok::<_, sqlx::Error>(())
+    };
+    let read = read.await;
+    let checked = checker
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("checking the chain: {e}")))?
+        .map_err(Unverified::Broken)?;
+    read?;
+    Ok(checked)
+}
+
+/// The whole chain, from the first event, against the recorded head, in one
+/// snapshot (so events appended meanwhile do not count against it): and no
+/// event may lie beyond that head, which only a writer going around CAB
+/// could put there.
+pub async fn verify_whole(
+    pool: &PgPool,
+    external: Option<&ChainHead>,
+) -> Result<(u64, ChainHead), Unverified> {
+    let mut tx = pool.begin().await?;
+    cab_db::audit::snapshot(&mut tx).await?;
+    let head = cab_db::audit::head(&mut tx).await?;
+    let genesis = ChainHead {
+        seq: 0,
+        hash: GENESIS_HASH.to_vec(),
+    };
+    let checked = verify_range(&mut tx, &genesis, &head, external).await?;
+    if let Some(seq) = cab_db::audit::first_after(&mut tx, head.seq).await? {
+        return Err(Unverified::Broken(ChainBreak {
+            seq,
+            reason: format!("it lies beyond the recorded head (event {})", head.seq),
+        }));
+    }
+    tx.rollback().await?;
+    Ok((checked, head))
+}
+
 /// Verifies the chain from the latest checkpoint (its signature first) to
-/// the head, a page of events at a time.
+/// the head as the connection reads it (in a snapshot, or under the
+/// signing lock).
 pub async fn verify_since_checkpoint(conn: &mut PgConnection) -> Result<Verified, Unverified> {
     let head = cab_db::audit::head(conn).await?;
     let latest = cab_db::checkpoints::latest(conn).await?;
@@ -172,20 +271,7 @@ pub async fn verify_since_checkpoint(conn: &mut PgConnection) -> Result<Verified
             hash: GENESIS_HASH.to_vec(),
         },
     };
-    let mut verifier = ChainVerifier::after(&start);
-    let mut after = start.seq;
-    'pages: loop {
-        let events = cab_db::audit::page(conn, after, 2000).await?;
-        let Some(last) = events.last() else { break };
-        after = last.record.seq;
-        for event in &events {
-            if event.record.seq > head.seq {
-                break 'pages;
-            }
-            verifier.check(event).map_err(Unverified::Broken)?;
-        }
-    }
-    let checked = verifier.finish(Some(&head)).map_err(Unverified::Broken)?;
+    let checked = verify_range(conn, &start, &head, None).await?;
     Ok(Verified {
         checkpoint: latest,
         checked,

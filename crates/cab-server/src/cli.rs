@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cab_db::audit::Verification;
 use cab_domain::audit::ChainHead;
 use cab_domain::checkpoint::{Checkpoint, VerifierKey};
 use cab_domain::export_check::ExportVerifier;
@@ -509,33 +508,32 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
     match command {
         AuditCommand::Verify { head, .. } => {
             let external = head.as_deref().map(parse_head).transpose()?;
-            match cab_db::audit::verify(&mut conn, external.as_ref()).await? {
-                Verification::Intact { checked, head } => {
-                    // The chain holds; so must every checkpoint CAB signed
-                    // of it (a superuser who rewrote it whole, hashes and
-                    // head row and all, cannot sign again).
-                    let signed = match crate::checkpoints::verify_all(&mut conn).await {
-                        Ok(n) => n,
-                        Err(crate::checkpoints::Unverified::Failed(e)) => {
-                            return Err(cli_error(e));
-                        }
-                        Err(refused) => {
-                            eprintln!("{refused}");
-                            return Ok(ExitCode::FAILURE);
-                        }
-                    };
-                    println!(
-                        "audit chain intact: {checked} events checked, head {}:{}; {signed} signed checkpoints hold",
-                        head.seq,
-                        hex::encode(&head.hash)
-                    );
-                    Ok(ExitCode::SUCCESS)
+            let (checked, head) =
+                match crate::checkpoints::verify_whole(pool, external.as_ref()).await {
+                    Ok(done) => done,
+                    Err(crate::checkpoints::Unverified::Failed(e)) => return Err(cli_error(e)),
+                    Err(broken) => {
+                        eprintln!("{broken}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+            // The chain holds; so must every checkpoint CAB signed of it (a
+            // superuser who rewrote it whole, hashes and head row and all,
+            // cannot sign again).
+            let signed = match crate::checkpoints::verify_all(&mut conn).await {
+                Ok(n) => n,
+                Err(crate::checkpoints::Unverified::Failed(e)) => return Err(cli_error(e)),
+                Err(refused) => {
+                    eprintln!("{refused}");
+                    return Ok(ExitCode::FAILURE);
                 }
-                Verification::Broken(b) => {
-                    eprintln!("{b}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+            };
+            println!(
+                "audit chain intact: {checked} events checked, head {}:{}; {signed} signed checkpoints hold",
+                head.seq,
+                hex::encode(&head.hash)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Head => {
             let head = cab_db::audit::head(&mut conn).await?;

@@ -177,8 +177,14 @@ pub async fn trail(
             None,
         ),
     };
+    // One snapshot: events appended while the page is read do not count
+    // against the head it read.
+    let mut snapshot = pool.begin().await?;
+    cab_db::audit::snapshot(&mut snapshot).await?;
+    let verified = checkpoints::verify_since_checkpoint(&mut snapshot).await;
+    snapshot.rollback().await?;
     let mut conn = pool.acquire().await?;
-    let chain = match checkpoints::verify_since_checkpoint(&mut conn).await {
+    let chain = match verified {
         Ok(v) => ChainStatus::Intact {
             checked: v.checked,
             head_seq: v.head.seq,
