@@ -37,12 +37,22 @@ pub struct NewAuditEvent {
 /// numbers free of gaps: a rolled-back change takes its event and its head
 /// move with it.
 pub async fn append(conn: &mut PgConnection, event: NewAuditEvent) -> sqlx::Result<i64> {
+    append_at(conn, event, Utc::now()).await
+}
+
+/// [`append`] with the event's time given: for the demo board's history
+/// only, whose events are recorded as they happened weeks ago. The caller
+/// appends in time order, so the chain's times never go backwards.
+pub async fn append_at(
+    conn: &mut PgConnection,
+    event: NewAuditEvent,
+    at: DateTime<Utc>,
+) -> sqlx::Result<i64> {
     let head = sqlx::query!("SELECT seq, hash FROM audit_head WHERE singleton FOR UPDATE")
         .fetch_one(&mut *conn)
         .await?;
-    let now = Utc::now();
     // PostgreSQL keeps microseconds; hash exactly what will be read back.
-    let occurred_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    let occurred_at = DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at);
     let (actor_id, actor_username, actor_roles) = match event.actor {
         Some(a) => (a.id, Some(a.username), a.roles),
         None => (None, None, Vec::new()),

@@ -337,3 +337,75 @@ pub async fn lay_history(
     .fetch_one(&mut *conn)
     .await
 }
+
+/// A deployment of the history, as `lay_history` wrote it, for the events
+/// that record it.
+#[derive(Debug, Clone)]
+pub struct PastDeployment {
+    pub id: uuid::Uuid,
+    pub change_id: uuid::Uuid,
+    pub change_number: i64,
+    pub revision: i32,
+    pub environment: String,
+    pub environment_label: String,
+    pub artifact_name: String,
+    pub artifact_version: String,
+    pub artifact_digest: String,
+    pub services: Vec<String>,
+    pub initiator: String,
+    pub executor: String,
+    pub pipeline_provider: String,
+    pub pipeline_run_id: String,
+    pub pipeline_url: String,
+    pub state: String,
+    pub note: String,
+    pub authorized_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub rolled_back_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The deployments of the changes `ids`, as written, in the order they
+/// were authorized.
+pub async fn past_deployments(
+    conn: &mut PgConnection,
+    ids: &[uuid::Uuid],
+) -> sqlx::Result<Vec<PastDeployment>> {
+    sqlx::query_as!(
+        PastDeployment,
+        r#"SELECT d.id, d.change_id, c.number AS change_number, d.revision, d.environment,
+                  e.label AS environment_label, d.artifact_name, d.artifact_version,
+                  d.artifact_digest, d.services, i.username AS initiator, x.username AS executor,
+                  d.pipeline_provider, d.pipeline_run_id, d.pipeline_url, d.state, d.note,
+                  d.authorized_at, d.expires_at, d.started_at, d.finished_at, d.rolled_back_at
+             FROM deployments d
+             JOIN changes c ON c.id = d.change_id
+             JOIN environments e ON e.key = d.environment
+             JOIN users i ON i.id = d.initiator_id
+             JOIN users x ON x.id = d.executor_id
+            WHERE d.change_id = ANY($1)
+            ORDER BY d.authorized_at, d.number"#,
+        ids
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The CAB votes on the changes `ids`: who voted on which, when.
+pub async fn past_votes(
+    conn: &mut PgConnection,
+    ids: &[uuid::Uuid],
+) -> sqlx::Result<Vec<(uuid::Uuid, String, chrono::DateTime<chrono::Utc>)>> {
+    let rows = sqlx::query!(
+        "SELECT change_id, voter_username, created_at FROM change_votes
+          WHERE change_id = ANY($1) ORDER BY created_at",
+        ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.change_id, r.voter_username, r.created_at))
+        .collect())
+}

@@ -141,6 +141,19 @@ pub async fn create(
     origin: &Origin,
     new: NewAccount,
 ) -> Result<CreatedAccount, AppError> {
+    create_at(pool, passwords, op, origin, new, Utc::now()).await
+}
+
+/// [`create`], recorded at `at`: the present, or for the demo board the
+/// day its team set CAB up, weeks before its history.
+pub(crate) async fn create_at(
+    pool: &PgPool,
+    passwords: &Passwords,
+    op: &Operator<'_>,
+    origin: &Origin,
+    new: NewAccount,
+    at: DateTime<Utc>,
+) -> Result<CreatedAccount, AppError> {
     require_admin(pool, op, origin, "user.create").await?;
     let username = new.username.trim().to_owned();
     password::validate_username(&username).map_err(|d| AppError::invalid("username", d.message))?;
@@ -183,7 +196,7 @@ pub async fn create(
             password_hash: hash.as_deref(),
             is_service: new.service,
             roles: &role_names,
-            created_at: Utc::now(),
+            created_at: at,
         },
     )
     .await;
@@ -200,8 +213,9 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
-    audit_log::record(
+    audit_log::record_at(
         &mut tx,
+        at,
         Some(op.audit_actor()),
         origin,
         "user.created",
@@ -217,7 +231,7 @@ pub async fn create(
     .await?;
     let pending = match op.user_id() {
         Some(by) if !plan.awaiting.is_empty() => {
-            Some(request_roles(&mut tx, op, origin, &user, &plan.awaiting, by, Utc::now()).await?)
+            Some(request_roles(&mut tx, op, origin, &user, &plan.awaiting, by, at).await?)
         }
         _ => None,
     };

@@ -3,6 +3,7 @@
 
 use cab_db::audit::{AuditActor, NewAuditEvent};
 use cab_domain::Denial;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
@@ -40,18 +41,39 @@ pub async fn record(
     entity: Entity<'_>,
     payload: Value,
 ) -> Result<i64, AppError> {
-    Ok(cab_db::audit::append(
-        conn,
-        NewAuditEvent {
-            actor,
-            action: action.to_owned(),
-            entity_type: entity.kind.to_owned(),
-            entity_id: entity.id,
-            payload,
-            origin: origin.audit(),
-        },
-    )
-    .await?)
+    Ok(cab_db::audit::append(conn, event(actor, origin, action, entity, payload)).await?)
+}
+
+/// [`record`] at the time `at`: the present for the services, a time of
+/// the past only for the demo board, whose setup and history are recorded
+/// as they happened (in time order, before anything of the present).
+pub(crate) async fn record_at(
+    conn: &mut PgConnection,
+    at: DateTime<Utc>,
+    actor: Option<AuditActor>,
+    origin: &Origin,
+    action: &str,
+    entity: Entity<'_>,
+    payload: Value,
+) -> Result<i64, AppError> {
+    Ok(cab_db::audit::append_at(conn, event(actor, origin, action, entity, payload), at).await?)
+}
+
+fn event(
+    actor: Option<AuditActor>,
+    origin: &Origin,
+    action: &str,
+    entity: Entity<'_>,
+    payload: Value,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        actor,
+        action: action.to_owned(),
+        entity_type: entity.kind.to_owned(),
+        entity_id: entity.id,
+        payload,
+        origin: origin.audit(),
+    }
 }
 
 /// Whether `user` may read the audit trail; a refusal is recorded.

@@ -2,7 +2,9 @@
 //! requests, so a newcomer's first screen looks like a team's. Written
 //! through the same operations as the pages and the API, so the audit trail
 //! holds it all; only the weeks of history behind the measures, which no
-//! operation can backdate, are written as records of the past (`history`).
+//! operation can backdate, are written as records of the past (`history`),
+//! their events appended as they were recorded then, after the team's
+//! accounts (set up before the history) and before anything of the present.
 //!
 //! The board appears whole or not at all: it is built in a scratch database
 //! which is renamed into place only once every step has succeeded, and the
@@ -42,7 +44,7 @@ mod reviews;
 
 /// Raised whenever the board gains data (a new feature's examples): a board
 /// of an older version is then rebuilt on the next `cab demo`.
-pub const BOARD_VERSION: i64 = 9;
+pub const BOARD_VERSION: i64 = 10;
 
 /// The audit action of the last event of a finished board.
 pub const SEEDED: &str = "demo.seeded";
@@ -164,8 +166,12 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
             .run(&pool)
             .await
             .context("applying migrations")?;
+        let now = Utc::now();
+        // The team set CAB up weeks ago: the people, then Adam signs in and
+        // creates the pipeline's account.
+        let set_up = history::set_up(now);
         for (username, name, role) in PEOPLE {
-            accounts::create(
+            accounts::create_at(
                 &pool,
                 passwords,
                 &Operator::Cli,
@@ -178,11 +184,23 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
                     password: Some(generate_password()),
                     service: false,
                 },
+                set_up,
             )
             .await
             .map_err(crate::cli::cli_error)?;
         }
-        let now = Utc::now();
+        history::sign_in(&pool, "adam", set_up + Duration::minutes(15))
+            .await
+            .map_err(crate::cli::cli_error)?;
+        deployments::pipeline_account(&pool, set_up + Duration::minutes(20))
+            .await
+            .map_err(crate::cli::cli_error)?;
+        // The weeks before this one, for the measures and the audit trail:
+        // written first, so that their events come before everything
+        // stamped with the present and the chain's times never go back.
+        history::seed(&pool, now)
+            .await
+            .map_err(crate::cli::cli_error)?;
         calendar::seed(&pool).await.map_err(crate::cli::cli_error)?;
         let (cast, board) = seed_board(&pool, now)
             .await
@@ -198,11 +216,6 @@ async fn build(opts: &PgConnectOptions, passwords: &Passwords) -> anyhow::Result
             .await
             .map_err(crate::cli::cli_error)?;
         reviews::seed(&pool, &cast, &board, keys, now)
-            .await
-            .map_err(crate::cli::cli_error)?;
-        // The weeks before this one, for the measures: written last, after
-        // everything the services stamped with the present.
-        history::seed(&pool, now)
             .await
             .map_err(crate::cli::cli_error)?;
         let counts = {

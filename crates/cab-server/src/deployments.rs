@@ -1240,6 +1240,19 @@ pub async fn set_account_environments(
     account_id: Uuid,
     wanted: &[String],
 ) -> Result<Vec<String>, AppError> {
+    set_account_environments_at(pool, admin, origin, account_id, wanted, Utc::now()).await
+}
+
+/// [`set_account_environments`], recorded at `at`: the present, or for the
+/// demo board the day its team set CAB up.
+pub(crate) async fn set_account_environments_at(
+    pool: &PgPool,
+    admin: &CurrentUser,
+    origin: &Origin,
+    account_id: Uuid,
+    wanted: &[String],
+    at: DateTime<Utc>,
+) -> Result<Vec<String>, AppError> {
     let attempted = Attempt::AccountEnvironmentsSet.as_str();
     refusal::checked(
         pool,
@@ -1277,8 +1290,9 @@ pub async fn set_account_environments(
     let before = cab_db::deployments::account_environments(&mut tx, account_id).await?;
     cab_db::deployments::set_account_environments(&mut tx, account_id, &chosen).await?;
     let after = cab_db::deployments::account_environments(&mut tx, account_id).await?;
-    audit_log::record(
+    audit_log::record_at(
         &mut tx,
+        at,
         Some(admin.audit_actor()),
         origin,
         AuditAction::AccountEnvironmentsSet.as_str(),

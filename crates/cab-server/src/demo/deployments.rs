@@ -199,20 +199,12 @@ async fn release(
     Ok(r.id())
 }
 
-/// Seeds the deployments part of the board. `now` is when the board is
-/// built; windows are open around it.
-pub(super) async fn seed(
-    pool: &PgPool,
-    cast: &Cast,
-    keys: Keys,
-    now: DateTime<Utc>,
-) -> Result<(), AppError> {
+/// Adam creates the pipeline's service account at `at`, when the team
+/// sets CAB up, and lets it deploy everywhere.
+pub(super) async fn pipeline_account(pool: &PgPool, at: DateTime<Utc>) -> Result<(), AppError> {
     let origin = Origin::cli();
     let adam = person(pool, "adam").await?;
-    let rita = person(pool, "rita").await?;
-    let erin = person(pool, "erin").await?;
-    let eddie = person(pool, "eddie").await?;
-    let created = accounts::create(
+    let created = accounts::create_at(
         pool,
         &crate::crypto::Passwords::new(1)
             .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?,
@@ -225,10 +217,34 @@ pub(super) async fn seed(
             password: None,
             service: true,
         },
+        at,
     )
     .await?;
     let all: Vec<String> = ["dev", "test", "stage", "prod"].map(String::from).into();
-    deployments::set_account_environments(pool, &adam, &origin, created.user.id, &all).await?;
+    deployments::set_account_environments_at(
+        pool,
+        &adam,
+        &origin,
+        created.user.id,
+        &all,
+        at + Duration::minutes(1),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Seeds the deployments part of the board. `now` is when the board is
+/// built; windows are open around it.
+pub(super) async fn seed(
+    pool: &PgPool,
+    cast: &Cast,
+    keys: Keys,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let origin = Origin::cli();
+    let rita = person(pool, "rita").await?;
+    let erin = person(pool, "erin").await?;
+    let eddie = person(pool, "eddie").await?;
     let mut pipe = Pipeline::new(pool, keys, 0).await?;
 
     // Promoted all the way and deployed to PROD by Rita through the

@@ -9,13 +9,19 @@
 //! commits they deploy.
 //!
 //! The services stamp the present, so the past is written in one statement
-//! through `cab_db::demo::lay_history`; everything here follows from the
+//! through `cab_db::demo::lay_history`, and its audit events (each step of
+//! every change, the team's sign-ins, a few failed ones and a few refused
+//! votes) are appended as they were recorded then, in time order, before
+//! anything is recorded at the present. Everything here follows from the
 //! week and the change's place in it, so the figures are the same on every
 //! board.
 
-use cab_domain::approval::AssessmentDecision;
+use std::collections::{BTreeMap, BTreeSet};
+
+use cab_domain::approval::{AssessmentDecision, Duty, check_duty};
 use cab_domain::change::{
-    Category, ChangeContent, ChangeState, ChangeType, Environment, Priority, TestLevels,
+    Category, ChangeContent, ChangeFacts, ChangeState, ChangeType, Environment, Priority,
+    TestLevels,
 };
 use cab_domain::lifecycle::RETROSPECTIVE_DUE;
 use cab_domain::review::{
@@ -24,11 +30,14 @@ use cab_domain::review::{
 };
 use cab_domain::risk::{RISK_MODEL_VERSION, RiskAnswers, RiskAssessment, RiskLevel, assess};
 use chrono::{DateTime, Datelike, Duration, NaiveTime, Utc};
-use serde_json::json;
-use sqlx::PgPool;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::audit_log::{self, Entity};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::request::Origin;
 
 /// How many weeks the history covers, ending with the week before this one.
 pub const WEEKS: usize = 13;
@@ -549,13 +558,21 @@ fn past(now: DateTime<Utc>, w: usize, j: usize, i: usize) -> Past {
     let closed = (!open).then(|| (prod_at + hours(4 + j % 20), code, ending.close_notes(svc)));
     let retrospective_due = emergency.map(|_| decided_at + RETROSPECTIVE_DUE);
     let review = (!owed.is_empty()).then(|| {
-        let owed_at = if emergency.is_some() {
-            decided_at
-        } else {
-            prod_at
-        };
         let due = prod_at + Duration::days(DEFAULT_DUE_DAYS);
         let written_at = prod_at + hours(24 + j % 5);
+        // Owed from the moment its first reason arose: an emergency's from
+        // its approval, a risky or failed change's from the end of its PROD
+        // deployment (a rolled-back one's from the rollback), and one owed
+        // only for an incident from the save of the review that links it.
+        let owed_at = if emergency.is_some() {
+            decided_at
+        } else if risk.level >= RiskLevel::High || ending == Ending::Failed {
+            prod_at
+        } else if let Some(t) = rolled_back_at {
+            t
+        } else {
+            written_at
+        };
         Review {
             content: said,
             reasons: owed.iter().map(|r| r.as_str().to_owned()).collect(),
@@ -616,12 +633,38 @@ fn internal(e: impl Into<anyhow::Error>) -> AppError {
     AppError::Internal(e.into())
 }
 
-/// Writes the history behind the board built at `now`. Run last: it names
-/// the demo's people and pipeline, and comes after everything the services
-/// wrote.
+/// When the team set CAB up: the Monday before the history's first week,
+/// before anything of the history happened.
+pub(super) fn set_up(now: DateTime<Utc>) -> DateTime<Utc> {
+    monday(now, WEEKS + 1) + hours(9)
+}
+
+/// Records `username`'s sign-in to the web pages at `at`, in the past.
+pub(super) async fn sign_in(
+    pool: &PgPool,
+    username: &str,
+    at: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let user = super::person(pool, username).await?;
+    let mut conn = pool.acquire().await?;
+    let said = signed_in(at, &user.username, user.id);
+    append(
+        &mut conn,
+        &BTreeMap::from([(user.username.clone(), user)]),
+        vec![said],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes the history behind the board built at `now`, with its audit
+/// events. Run once the demo's people and pipeline exist and before
+/// anything else: its events come before everything stamped with the
+/// present, so the chain's times never go backwards.
 pub(super) async fn seed(pool: &PgPool, now: DateTime<Utc>) -> Result<(), AppError> {
+    let all = history(now);
     let mut rows = cab_db::demo::History::default();
-    for p in history(now) {
+    for p in &all {
         let errors = p.content.validate_for_submission();
         if let Some(e) = errors.first() {
             return Err(internal(anyhow::anyhow!(
@@ -680,16 +723,20 @@ pub(super) async fn seed(pool: &PgPool, now: DateTime<Utc>) -> Result<(), AppErr
             .push(r.map(|r| r.signed_off_by.to_owned()));
         rows.signed_off_at.push(r.map(|r| r.signed_off_at));
     }
-    let mut conn = pool.acquire().await?;
-    let policy =
-        serde_json::to_value(crate::quorum::in_force(&mut conn).await?).map_err(internal)?;
-    let assessment = serde_json::to_value(super::assessment(
-        RiskLevel::High,
-        AssessmentDecision::AcceptWithConditions,
-    ))
-    .map_err(internal)?;
+    let mut people = BTreeMap::new();
+    for name in super::PEOPLE
+        .iter()
+        .map(|p| p.0)
+        .chain([super::deployments::PIPELINE])
+    {
+        people.insert(name.to_owned(), super::person(pool, name).await?);
+    }
+    let mut tx = pool.begin().await?;
+    let policy = serde_json::to_value(crate::quorum::in_force(&mut tx).await?).map_err(internal)?;
+    let content = super::assessment(RiskLevel::High, AssessmentDecision::AcceptWithConditions);
+    let assessment = serde_json::to_value(&content).map_err(internal)?;
     cab_db::demo::lay_history(
-        &mut conn,
+        &mut tx,
         &rows,
         &cab_db::demo::HistoryCast {
             pipeline: super::deployments::PIPELINE,
@@ -701,7 +748,499 @@ pub(super) async fn seed(pool: &PgPool, now: DateTime<Utc>) -> Result<(), AppErr
         },
     )
     .await?;
+    // The rows as written: the numbers and ids the events name.
+    let deployments = cab_db::demo::past_deployments(&mut tx, &rows.id).await?;
+    let votes = cab_db::demo::past_votes(&mut tx, &rows.id).await?;
+    let mut said = Vec::new();
+    for (k, p) in all.iter().enumerate() {
+        let deployed: Vec<&cab_db::demo::PastDeployment> =
+            deployments.iter().filter(|d| d.change_id == p.id).collect();
+        let voted: Vec<(&str, DateTime<Utc>)> = votes
+            .iter()
+            .filter(|v| v.0 == p.id)
+            .map(|v| (v.1.as_str(), v.2))
+            .collect();
+        let number = deployed.first().map(|d| d.change_number).ok_or_else(|| {
+            internal(anyhow::anyhow!(
+                "history change {:?} has no deployments",
+                p.content.title
+            ))
+        })?;
+        said.extend(told(p, number, &deployed, &voted, &content.conditions));
+        said.extend(refused(k, p, &voted, &people));
+    }
+    said.extend(sign_ins(&said, &people));
+    // In time order; at the same moment, in the order they happened.
+    said.sort_by_key(|e| (e.at, e.rank));
+    append(&mut tx, &people, said).await?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// An event of the history, before it is appended.
+struct Said {
+    at: DateTime<Utc>,
+    /// Breaks ties between events of the same moment.
+    rank: u8,
+    /// Who did it (a username); nobody for a failed sign-in.
+    by: Option<String>,
+    action: &'static str,
+    entity: &'static str,
+    id: Option<String>,
+    payload: Value,
+}
+
+impl Said {
+    fn new(at: DateTime<Utc>, by: &str, action: &'static str, payload: Value) -> Self {
+        Said {
+            at,
+            rank: 1,
+            by: Some(by.to_owned()),
+            action,
+            entity: "change",
+            id: None,
+            payload,
+        }
+    }
+
+    fn about(mut self, entity: &'static str, id: impl ToString) -> Self {
+        self.entity = entity;
+        self.id = Some(id.to_string());
+        self
+    }
+
+    fn ranked(mut self, rank: u8) -> Self {
+        self.rank = rank;
+        self
+    }
+}
+
+/// Appends `said`, in its order, each at its own time; the actors' roles
+/// are those they hold.
+async fn append(
+    conn: &mut PgConnection,
+    people: &BTreeMap<String, CurrentUser>,
+    said: Vec<Said>,
+) -> Result<(), AppError> {
+    let origin = Origin::cli();
+    for e in said {
+        let actor = match &e.by {
+            Some(name) => Some(
+                people
+                    .get(name)
+                    .ok_or_else(|| internal(anyhow::anyhow!("no demo person {name}")))?
+                    .audit_actor(),
+            ),
+            None => None,
+        };
+        let entity = Entity {
+            kind: e.entity,
+            id: e.id,
+        };
+        audit_log::record_at(conn, e.at, actor, &origin, e.action, entity, e.payload).await?;
+    }
+    Ok(())
+}
+
+/// A sign-in to the web pages.
+fn signed_in(at: DateTime<Utc>, username: &str, id: Uuid) -> Said {
+    Said::new(
+        at,
+        username,
+        "auth.login_succeeded",
+        json!({ "username": username, "session": Uuid::new_v4(), "via": cab_db::sessions::KIND_WEB }),
+    )
+    .about("user", id)
+}
+
+/// The events of one change's life, as the services record them: filed
+/// and submitted by its author, assessed, voted on and approved, deployed
+/// DEV → STAGE → PROD by the pipeline, closed by its author, its review
+/// owed, written and signed off.
+fn told(
+    p: &Past,
+    number: i64,
+    deployed: &[&cab_db::demo::PastDeployment],
+    voted: &[(&str, DateTime<Utc>)],
+    conditions: &[String],
+) -> Vec<Said> {
+    let level = p.risk.level.as_str();
+    let emergency = p.content.change_type == ChangeType::Emergency;
+    let change = |s: Said| s.about("change", p.id);
+    let mut out = vec![
+        change(Said::new(
+            p.created_at,
+            p.author,
+            "change.created",
+            json!({
+                "number": number,
+                "title": p.content.title,
+                "type": p.content.change_type.as_str(),
+                "risk_level": level,
+                "contributors": p.content.contributors,
+                "template": null,
+                "author": p.author,
+                "filed_by": null,
+            }),
+        )),
+        change(Said::new(
+            p.submitted_at,
+            p.author,
+            "change.submitted",
+            json!({ "number": number, "revision": 1, "from": "draft", "to": "submitted", "reason": null }),
+        )),
+    ];
+    if let Some(at) = p.assessed_at {
+        // Taken into assessment a little before it was written.
+        let started = at - minutes(40).min((at - p.submitted_at) / 2);
+        out.push(change(Said::new(
+            started,
+            "sam",
+            "change.assessment_started",
+            json!({ "number": number, "revision": 1, "from": "submitted", "to": "in_assessment" }),
+        )));
+        out.push(change(Said::new(
+            at,
+            "sam",
+            "change.assessed",
+            json!({
+                "number": number,
+                "revision": 1,
+                "decision": AssessmentDecision::AcceptWithConditions.as_str(),
+                "assessed_level": level,
+                "engineer_level": level,
+                "lowers_risk": false,
+                "conditions": conditions,
+            }),
+        )));
+    }
+    for (voter, at) in voted {
+        out.push(change(Said::new(
+            *at,
+            voter,
+            "change.voted",
+            json!({ "number": number, "revision": 1, "vote": "approve", "comment": "" }),
+        )));
+    }
+    // The last approval decided it, in the same moment.
+    let decider = voted.last().map_or(p.approvers[0], |v| v.0);
+    let mut approved = json!({
+        "number": number,
+        "revision": 1,
+        "from": if p.assessed_at.is_some() { "in_cab_review" } else { "submitted" },
+        "to": "approved",
+        "level": level,
+        "approvals": voted.len(),
+    });
+    if let Some(due) = p.retrospective_due {
+        approved["retrospective_due_at"] = json!(due);
+    }
+    out.push(change(
+        Said::new(p.decided_at, decider, "change.approved", approved).ranked(2),
+    ));
+    let owed = p
+        .review
+        .as_ref()
+        .map(|r| json!({ "number": number, "reasons": r.reasons, "due_at": r.due_at }));
+    if let (Some(r), Some(owed)) = (&p.review, &owed)
+        && emergency
+    {
+        out.push(change(
+            Said::new(r.owed_at, decider, "review.owed", owed.clone()).ranked(3),
+        ));
+    }
+
+    for d in deployed {
+        let prod = d.environment == "prod";
+        let key = format!("CHG-{number}");
+        let deployment = |s: Said| s.about("deployment", d.id);
+        out.push(deployment(Said::new(
+            d.authorized_at,
+            &d.executor,
+            "deployment.authorized",
+            json!({
+                "change": key,
+                "change_id": p.id,
+                "revision": d.revision,
+                "environment": d.environment,
+                "environment_label": d.environment_label,
+                "artifact": {"name": d.artifact_name, "version": d.artifact_version, "digest": d.artifact_digest},
+                "services": d.services,
+                "initiator": d.initiator,
+                "executor": d.executor,
+                "pipeline": {"provider": d.pipeline_provider, "run_id": d.pipeline_run_id, "url": d.pipeline_url},
+                "expires_at": d.expires_at,
+                // Signed with a key of the time, long since rotated out of
+                // this board's key set.
+                "key": null,
+                "break_glass": null,
+            }),
+        )));
+        // A move of the deployment, and of the change when it is PROD's.
+        let moved = |at: DateTime<Utc>,
+                     action: &'static str,
+                     from: &str,
+                     to: &str,
+                     note: &str,
+                     change: Option<(&str, &str)>| {
+            let (change_from, change_to) = match change {
+                Some((f, t)) if prod => (Some(f), Some(t)),
+                _ => (None, None),
+            };
+            deployment(Said::new(
+                at,
+                &d.executor,
+                action,
+                json!({
+                    "change": key,
+                    "change_id": p.id,
+                    "environment": d.environment,
+                    "digest": d.artifact_digest,
+                    "from": from,
+                    "to": to,
+                    "note": note,
+                    "change_from": change_from,
+                    "change_to": change_to,
+                }),
+            ))
+        };
+        let (Some(started), Some(finished)) = (d.started_at, d.finished_at) else {
+            continue;
+        };
+        out.push(moved(
+            started,
+            "deployment.started",
+            "authorized",
+            "started",
+            "",
+            Some(("approved", "implementing")),
+        ));
+        // The review a PROD deployment's end owes is recorded before the
+        // deployment's own event, as the services do.
+        let owes = |at: DateTime<Utc>| {
+            p.review
+                .as_ref()
+                .zip(owed.as_ref())
+                .filter(|(r, _)| prod && !emergency && r.owed_at == at)
+                .map(|(_, o)| {
+                    change(Said::new(at, &d.executor, "review.owed", o.clone()).ranked(0))
+                })
+        };
+        out.extend(owes(finished));
+        match d.state.as_str() {
+            "failed" => out.push(moved(
+                finished,
+                "deployment.failed",
+                "started",
+                "failed",
+                &d.note,
+                Some(("implementing", "implementation_failed")),
+            )),
+            _ => out.push(moved(
+                finished,
+                "deployment.succeeded",
+                "started",
+                "succeeded",
+                "",
+                Some(("implementing", "implemented")),
+            )),
+        }
+        if let Some(at) = d.rolled_back_at {
+            out.extend(owes(at));
+            out.push(moved(
+                at,
+                "deployment.rolled_back",
+                "succeeded",
+                "rolled_back",
+                &d.note,
+                Some(("implemented", "implementation_failed")),
+            ));
+        }
+    }
+
+    if let Some((at, code, notes)) = &p.closed {
+        let from = if p.ending.prod_state() == "succeeded" {
+            "implemented"
+        } else {
+            "implementation_failed"
+        };
+        out.push(change(Said::new(
+            *at,
+            p.author,
+            "change.closed",
+            json!({
+                "number": number,
+                "revision": 1,
+                "from": from,
+                "to": "closed",
+                "close_code": code.as_str(),
+                "notes": notes,
+            }),
+        )));
+    }
+    if let (Some(r), Some(owed)) = (&p.review, owed) {
+        out.push(change(Said::new(
+            r.written_at,
+            p.author,
+            "review.saved",
+            json!({
+                "number": number,
+                "revision": 1,
+                "fields": r.content.diff(&ReviewContent::default()),
+                "amends_signed_off": false,
+            }),
+        )));
+        // Owed only for the incident it links: from this save.
+        if r.owed_at == r.written_at {
+            out.push(change(
+                Said::new(r.written_at, p.author, "review.owed", owed).ranked(2),
+            ));
+        }
+        out.push(change(Said::new(
+            r.signed_off_at,
+            r.signed_off_by,
+            "review.signed_off",
+            json!({ "number": number, "revision": 1 }),
+        )));
+    }
+    out
+}
+
+/// Every how many changes one sees a refused vote, and of the assessed
+/// ones, every how many its assessor tries to vote on it too.
+const REFUSED_EVERY: usize = 30;
+const ASSESSOR_EVERY: usize = 9;
+
+/// The separation of duties at work: now and then an author tries to
+/// approve their own change, the security reviewer who assessed a change
+/// tries to vote on it too, or a CAB member votes on a change the other
+/// already approved. Each refused as the rule refuses it, and recorded.
+fn refused(
+    k: usize,
+    p: &Past,
+    voted: &[(&str, DateTime<Utc>)],
+    people: &BTreeMap<String, CurrentUser>,
+) -> Vec<Said> {
+    let ids = |name: &str| people.get(name).map(|u| u.id);
+    let (Some(author), Some(sam)) = (ids(p.author), ids("sam")) else {
+        return Vec::new();
+    };
+    let facts = |state, voters: &[&str]| ChangeFacts {
+        state,
+        author,
+        contributors: Vec::new(),
+        assessors: p.assessed_at.map(|_| sam).into_iter().collect(),
+        voters: voters.iter().filter_map(|v| ids(v)).collect(),
+    };
+    let decision = p.decided_at - p.submitted_at;
+    let first_vote = voted.first().map_or(p.decided_at, |v| v.1);
+    let mut tries: Vec<(DateTime<Utc>, &str, ChangeFacts)> = Vec::new();
+    match k % REFUSED_EVERY {
+        // The author, on the vote form while it waits for CAB.
+        5 => tries.push((
+            p.submitted_at + decision / 4,
+            p.author,
+            facts(ChangeState::Submitted, &[]),
+        )),
+        // The CAB member who did not vote, once one approval decided it.
+        20 if p.approvers.len() == 1 => {
+            let other = if p.approvers[0] == "carol" {
+                "carl"
+            } else {
+                "carol"
+            };
+            tries.push((
+                p.decided_at + minutes(20),
+                other,
+                facts(ChangeState::Approved, &p.approvers),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(at) = p.assessed_at
+        && k % ASSESSOR_EVERY == 4
+    {
+        tries.push((
+            at + minutes(10).min((first_vote - at) / 3),
+            "sam",
+            facts(ChangeState::InCabReview, &[]),
+        ));
+    }
+    tries
+        .into_iter()
+        .filter_map(|(at, who, facts)| {
+            let actor = people.get(who)?.actor();
+            let denial = check_duty(&facts, &actor, Duty::Vote).err()?;
+            Some(
+                Said::new(
+                    at,
+                    who,
+                    audit_log::ACCESS_DENIED,
+                    json!({
+                        "attempted": Duty::Vote.as_str(),
+                        "reason": denial.code,
+                        "message": denial.message,
+                    }),
+                )
+                .about("change", p.id),
+            )
+        })
+        .collect()
+}
+
+/// The team's sign-ins: each person signs in to the web pages a few
+/// minutes before the first thing they do on a day; now and then a
+/// password is mistyped first, and once someone tries an account that
+/// does not exist.
+fn sign_ins(said: &[Said], people: &BTreeMap<String, CurrentUser>) -> Vec<Said> {
+    let ids = |name: &str| people.get(name).map(|u| u.id);
+    let mut first: BTreeMap<(String, chrono::NaiveDate), DateTime<Utc>> = BTreeMap::new();
+    for e in said {
+        let Some(by) = &e.by else { continue };
+        if by == super::deployments::PIPELINE {
+            continue;
+        }
+        let day = (by.clone(), e.at.date_naive());
+        let t = first.entry(day).or_insert(e.at);
+        *t = (*t).min(e.at);
+    }
+    let mut out = Vec::new();
+    let mut typo_days = BTreeSet::new();
+    for (n, ((by, day), at)) in first.into_iter().enumerate() {
+        let Some(id) = ids(&by) else { continue };
+        let seed = mix(n as u64 ^ 0x51_6e_1e);
+        let at = at - minutes(2 + (seed % 25) as usize);
+        if seed % 17 == 3 {
+            typo_days.insert(day);
+            out.push(failed_sign_in(at - minutes(1), &by, Some(id)));
+        }
+        out.push(signed_in(at, &by, id));
+    }
+    // Someone trying the usual administrator names, once, at night.
+    if let Some(day) = typo_days.iter().nth(1) {
+        let at = day.and_time(NaiveTime::MIN).and_utc() + hours(2) + minutes(13);
+        for (m, name) in ["admin", "administrator", "root"].iter().enumerate() {
+            let id = ids(name);
+            out.push(failed_sign_in(
+                at + Duration::seconds(7 * m as i64),
+                name,
+                id,
+            ));
+        }
+    }
+    out
+}
+
+fn failed_sign_in(at: DateTime<Utc>, username: &str, id: Option<Uuid>) -> Said {
+    Said {
+        at,
+        rank: 1,
+        by: None,
+        action: "auth.login_failed",
+        entity: "user",
+        id: id.map(|i| i.to_string()),
+        payload: json!({ "username": username, "via": cab_db::sessions::KIND_WEB }),
+    }
 }
 
 #[cfg(test)]
@@ -737,6 +1276,9 @@ mod tests {
                 "{}",
                 p.content.title
             );
+            // After the team set CAB up, with room for the sign-ins
+            // before the first change was filed.
+            assert!(p.created_at > set_up(now) + hours(1), "{}", p.content.title);
             assert!(p.first_commit_at.is_none_or(|t| t < p.created_at));
             assert!(p.submitted_at < p.decided_at && p.decided_at < p.dev_at);
             assert!(p.dev_at < p.stage_at && p.stage_at < p.prod_at);

@@ -225,6 +225,43 @@ async fn check_trail(http: &reqwest::Client, url: &str, auditor: &str) {
     assert!(!checkpoints.as_array().unwrap().is_empty());
 }
 
+/// The demo's chain verifies (`cab audit verify`, as its README says), and
+/// its times never go backwards: the history's events, recorded weeks ago,
+/// come before everything recorded today.
+async fn check_chain(database: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cab"))
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", url_for(database))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("audit chain intact"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut conn = PgConnection::connect(&url_for(database)).await.unwrap();
+    let backwards: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events a JOIN audit_events b ON b.seq = a.seq + 1
+          WHERE b.occurred_at < a.occurred_at",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(backwards, 0, "events whose time goes back");
+    let weeks_ago: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE occurred_at < now() - interval '12 weeks'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        weeks_ago > 0,
+        "the trail reaches back to the history's first weeks"
+    );
+    conn.close().await.unwrap();
+}
+
 /// Signs in through the sign-in form, as a person in a browser does, and
 /// returns the dashboard's HTML.
 async fn form_sign_in(url: &str, user: &str, password: &str) -> String {
@@ -749,6 +786,7 @@ async fn the_quick_start_serves_the_promised_board_to_every_printed_user() {
         .unwrap();
     check_board(&http, &demo.url, &audrey).await;
     check_trail(&http, &demo.url, &audrey).await;
+    check_chain(&name).await;
     let old_password = demo.users["erin"].1.clone();
     drop(demo);
 
