@@ -153,8 +153,10 @@ pub async fn verify_all(conn: &mut PgConnection) -> Result<u64, Unverified> {
     Ok(checked)
 }
 
-/// Events a verifier reads at once.
-const VERIFY_PAGE: i64 = 5000;
+/// Events a verifier reads at once. Small: with one page being checked,
+/// one waiting and one being read, the server's memory stays what it was
+/// (a large page's events, once parsed, would stay with the allocator).
+const VERIFY_PAGE: i64 = 1000;
 
 /// Checks the events after `start` up to `head`: each hash recomputed from
 /// the event's fields and the hash before it, the sequence without a gap,
@@ -168,7 +170,7 @@ pub async fn verify_range(
     external: Option<&ChainHead>,
 ) -> Result<u64, Unverified> {
     let (pages, mut received) =
-        tokio::sync::mpsc::channel::<Vec<(cab_domain::audit::AuditRecord, Vec<u8>)>>(2);
+        tokio::sync::mpsc::channel::<Vec<(cab_domain::audit::AuditRecord, Vec<u8>)>>(1);
     let (from, until, kept) = (start.clone(), head.clone(), external.cloned());
     let checker = tokio::task::spawn_blocking(move || -> Result<u64, ChainBreak> {
         let mut verifier = ChainVerifier::after(&from);
