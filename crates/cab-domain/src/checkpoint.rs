@@ -287,6 +287,9 @@ mod tests {
         );
         assert_eq!(Checkpoint::parse(&c.text()), Ok(c.clone()));
         assert_eq!(c.head().seq, 1234);
+        // The empty chain's checkpoint has size 0.
+        let empty = Checkpoint { seq: 0, ..c };
+        assert_eq!(Checkpoint::parse(&empty.text()).map(|e| e.seq), Ok(0));
     }
 
     #[test]
