@@ -484,6 +484,54 @@ mod tests {
     }
 
     #[test]
+    fn a_page_alone_narrows_nothing() {
+        let paged = parsed(FilterWords {
+            before: Some("5"),
+            ..FilterWords::default()
+        });
+        assert!(!paged.narrows());
+        assert!(
+            parsed(FilterWords {
+                before: Some("5"),
+                actor: Some("erin"),
+                ..FilterWords::default()
+            })
+            .narrows()
+        );
+    }
+
+    #[test]
+    fn dates_are_of_this_era() {
+        for bad in ["1969-12-31", "0999-01-01"] {
+            assert_eq!(
+                fields(FilterWords {
+                    from: Some(bad),
+                    ..FilterWords::default()
+                }),
+                ["from"],
+                "{bad}"
+            );
+        }
+        assert!(
+            TrailFilter::parse(&FilterWords {
+                from: Some("1970-01-01"),
+                to: Some("9999-12-31"),
+                ..FilterWords::default()
+            })
+            .is_ok()
+        );
+        // An identifier of exactly 100 characters is fine.
+        assert!(
+            TrailFilter::parse(&FilterWords {
+                entity_type: Some("user"),
+                entity_id: Some(&"x".repeat(100)),
+                ..FilterWords::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn a_page_starts_before_or_after_one_event_not_both() {
         assert_eq!(
             parsed(FilterWords {
