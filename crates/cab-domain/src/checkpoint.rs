@@ -302,6 +302,11 @@ mod tests {
             good.replacen("1234", "+12", 1),
             good.replacen("1234", "twelve", 1),
             good.replacen("AAEC", "AAE", 1),
+            good.replacen(
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                "AAECAw==",
+                1,
+            ),
             good.replacen("time 2026-11-24T10:00:00Z\n", "", 1),
             good.replacen("time 2026", "tame 2026", 1),
             good.replacen("cab.example.com/audit", "", 1),
@@ -329,6 +334,27 @@ mod tests {
         let altered = note.replacen("1234", "1235", 1);
         let e = open(&altered, &verifier(name, &k)).expect_err("refused");
         assert!(e.0.contains("does not verify"), "{e}");
+        // The signature line under another name is not this key's, even
+        // with this key's id and a good signature.
+        let renamed = note.replacen(
+            "\u{2014} cab.example.com/audit ",
+            "\u{2014} other.example.com/audit ",
+            1,
+        );
+        let e = open(&renamed, &verifier(name, &k)).expect_err("refused");
+        assert!(e.0.contains("no signature by the key"), "{e}");
+        // A line under this name too short to hold a key id is passed over;
+        // one holding the key id and no signature is refused.
+        let short = format!("{}\n\u{2014} {name} AAE=\n", checkpoint().text());
+        let e = open(&short, &verifier(name, &k)).expect_err("refused");
+        assert!(e.0.contains("no signature by the key"), "{e}");
+        let id_only = format!(
+            "{}\n\u{2014} {name} {}\n",
+            checkpoint().text(),
+            STANDARD.encode(key_id(name, &k.verifying_key().to_bytes()))
+        );
+        let e = open(&id_only, &verifier(name, &k)).expect_err("refused");
+        assert!(e.0.contains("not an Ed25519 signature"), "{e}");
         // Nor does a signature line in the wrong shape.
         for bad in [
             note.replacen("\n\n", "\n", 1),

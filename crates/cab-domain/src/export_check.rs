@@ -261,10 +261,16 @@ impl ExportVerifier {
                 seq: 0,
                 hash: Vec::new(),
             });
-            if reached.seq != cp.seq || reached.hash != cp.hash {
+            if reached.seq != cp.seq {
                 return self.fault(format!(
                     "the chain ends at event {} but the signed checkpoint is at event {}",
                     reached.seq, cp.seq
+                ));
+            }
+            if reached.hash != cp.hash {
+                return self.fault(format!(
+                    "event {} differs from the one the signed checkpoint names: another history",
+                    cp.seq
                 ));
             }
         }
@@ -474,6 +480,38 @@ mod tests {
         );
         fails_at(other, 1, "not an export of the audit events");
         fails_at(good[1..].to_vec(), 1, "first line");
+    }
+
+    #[test]
+    fn a_trailer_or_checkpoint_that_does_not_match_the_chain_is_caught() {
+        let events = chain(5);
+        let good = export(&events, json!({}), None);
+        // The trailer's head edited: it no longer says what the note says.
+        let mut lying = good.clone();
+        lying[6] = lying[6].replace("\"seq\":5", "\"seq\":4");
+        let e = check(&lying, None).expect_err("refused");
+        assert_eq!(e.to_string(), format!("line 7: {}", e.reason));
+        assert!(e.reason.contains("trailer's head differs"), "{e}");
+        // A checkpoint CAB signed of another event 5 (another history).
+        let other = StoredEvent {
+            hash: events[3].hash.clone(),
+            ..events[4].clone()
+        };
+        let forked = export(&events, json!({}), Some(&other));
+        let e = check(&forked, None).expect_err("refused");
+        assert!(
+            e.reason
+                .contains("event 5 differs from the one the signed checkpoint names"),
+            "{e}"
+        );
+        // An earlier checkpoint at the export's own end is extended.
+        let same = Checkpoint {
+            origin: NAME.into(),
+            seq: 5,
+            hash: events[4].hash.clone(),
+            time: DateTime::from_timestamp(1_850_000_000, 0).expect("time"),
+        };
+        assert!(check(&good, Some(same)).is_ok());
     }
 
     #[test]
