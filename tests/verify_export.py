@@ -123,6 +123,69 @@ def open_note(note, key):
     raise Fault("the checkpoint carries no signature by this key")
 
 
+def canonical_items(canonical):
+    """The items of the canonical bytes: each a 4-byte big-endian length and
+    its bytes; an optional item is a byte 0, or 1 followed by the item."""
+    pos = 0
+
+    def item():
+        nonlocal pos
+        n = int.from_bytes(canonical[pos : pos + 4], "big")
+        value = canonical[pos + 4 : pos + 4 + n]
+        if len(value) != n:
+            raise Fault("canonical bytes cut short")
+        pos += 4 + n
+        return value
+
+    def optional():
+        nonlocal pos
+        flag = canonical[pos]
+        pos += 1
+        return item() if flag == 1 else None
+
+    tag, seq, time = item(), item(), item()
+    actor_id, actor_username = optional(), optional()
+    roles = [item() for _ in range(int(item()))]
+    action, entity_type, entity_id = item(), item(), optional()
+    payload, request_id, client_addr = item(), optional(), optional()
+    if pos != len(canonical):
+        raise Fault("canonical bytes run on")
+    return {
+        "tag": tag, "seq": seq, "occurred_at": time, "actor_id": actor_id,
+        "actor_username": actor_username, "actor_roles": roles, "action": action,
+        "entity_type": entity_type, "entity_id": entity_id, "payload": payload,
+        "request_id": request_id, "client_addr": client_addr,
+    }
+
+
+def text_or_none(value):
+    return None if value is None else value.encode()
+
+
+def check_fields(e, canonical):
+    """The event's fields are the ones hashed."""
+    c = canonical_items(canonical)
+    shown = {
+        "tag": b"cab-audit-v1",
+        "seq": str(e["seq"]).encode(),
+        "occurred_at": e["occurred_at"].encode(),
+        "actor_id": text_or_none(e["actor_id"]),
+        "actor_username": text_or_none(e["actor_username"]),
+        "actor_roles": [r.encode() for r in e["actor_roles"]],
+        "action": e["action"].encode(),
+        "entity_type": e["entity_type"].encode(),
+        "entity_id": text_or_none(e["entity_id"]),
+        "payload": json.dumps(
+            e["payload"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode(),
+        "request_id": text_or_none(e["request_id"]),
+        "client_addr": text_or_none(e["client_addr"]),
+    }
+    for name, value in shown.items():
+        if c[name] != value:
+            raise Fault("event %d: its %s is not the one hashed" % (e["seq"], name))
+
+
 def verify(path, key_text):
     key = parse_key(key_text)
     with open(path, "rb") as f:
@@ -147,13 +210,7 @@ def verify(path, key_text):
         canonical = base64.b64decode(e["canonical"])
         if hashlib.sha256(prev_hash + canonical).digest() != hash_:
             raise Fault("event %d: its hash does not match" % e["seq"])
-        # The canonical bytes begin with the tag and the sequence number.
-        tag_len = int.from_bytes(canonical[0:4], "big")
-        seq_len = int.from_bytes(canonical[4 + tag_len : 8 + tag_len], "big")
-        if canonical[4 : 4 + tag_len] != b"cab-audit-v1" or int(
-            canonical[8 + tag_len : 8 + tag_len + seq_len]
-        ) != e["seq"]:
-            raise Fault("event %d: its canonical bytes name another event" % e["seq"])
+        check_fields(e, canonical)
         if whole:
             if e["seq"] != seq + 1 or prev_hash != prev:
                 raise Fault("event %d does not follow event %d" % (e["seq"], seq))

@@ -492,6 +492,7 @@ pub const DECISION_ATTEMPTS: &[&str] = &[
     "change.vote",
     "change.retrospective",
     "change.deploy_prod",
+    "deployment.authorize",
 ];
 
 /// One decision on a change, or a refused attempt at one, as the approval

@@ -150,8 +150,8 @@ pub async fn page(
         // An empty page past either end leads back the way it came.
         _ => match filter.page {
             Keyset::Newest => (None, None),
-            Keyset::Before(seq) => (None, Some(seq - 1)),
-            Keyset::After(seq) => (Some(seq + 1), None),
+            Keyset::Before(seq) => (None, (seq > 1).then(|| seq - 1)),
+            Keyset::After(seq) => (seq.checked_add(1), None),
         },
     };
     Ok(TrailPage {
@@ -729,8 +729,14 @@ impl<'a> From<&'a ApprovalRow> for ApprovalLine<'a> {
 }
 
 impl ApprovalLine<'_> {
+    /// Passed for a decision recorded; for a refusal, whether separation of
+    /// duties refused it or another rule did.
     fn separation(&self) -> &'static str {
-        if self.refused { "Refused" } else { "Passed" }
+        match (self.refused, self.row.reason.as_deref()) {
+            (false, _) => "Passed",
+            (true, Some(r)) if cab_domain::evidence::is_separation_of_duties(r) => "Refused",
+            (true, _) => "Not reached (refused by another rule)",
+        }
     }
 
     fn csv(&self, out: &mut Vec<u8>) {
@@ -774,7 +780,11 @@ impl ApprovalLine<'_> {
         o.value("quorum_needed", &self.quorum)?;
         o.value(
             "separation_of_duties",
-            if self.refused { "refused" } else { "passed" },
+            match self.separation() {
+                "Passed" => "passed",
+                "Refused" => "refused",
+                _ => "not_reached",
+            },
         )?;
         o.value("reason", &r.reason)?;
         o.value("message", &r.message)?;

@@ -482,7 +482,7 @@ fn verify_export(
             );
             if v.filtered {
                 println!(
-                    "export verified: {} events, each matching its hash (a filtered export holds no links between them), ending at {signed}",
+                    "export verified: {} events, each matching its hash, ending at {signed}; a filtered export is not tied to the checkpoint (its trailer's digest is not signed, so lines could have been left out): check what matters against an export of every event",
                     v.rows
                 );
             } else {

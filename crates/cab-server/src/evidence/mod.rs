@@ -265,6 +265,9 @@ struct Index {
     seed: u64,
     first_checkpoint: String,
     last_checkpoint: String,
+    /// Why the audit chain did not verify when the pack was made; empty
+    /// when it did.
+    chain_fault: String,
 }
 
 /// A control's files: what each holds, how many rows, and whether a row is
@@ -385,12 +388,14 @@ pub async fn build(
     let name = name.to_owned();
     // The chain is signed first, so the last checkpoint covers the period
     // when it ends today.
-    if let Err(refused) = checkpoints::sign_now(pool, keys, &name).await {
-        match refused {
-            Unverified::Failed(e) => return Err(e),
-            other => tracing::error!(error = %other, "the evidence pack's chain does not verify"),
+    let chain_fault = match checkpoints::sign_now(pool, keys, &name).await {
+        Ok(_) => String::new(),
+        Err(Unverified::Failed(e)) => return Err(e),
+        Err(other) => {
+            tracing::error!(error = %other, "the evidence pack's chain does not verify");
+            other.to_string()
         }
-    }
+    };
     let (start, end) = (request.period.start(), request.period.end());
     let period_words = format!("{} to {}", request.period.from, request.period.to);
     let mut tx = pool.begin().await?;
@@ -790,6 +795,7 @@ pub async fn build(
         seed: request.seed,
         first_checkpoint: first_words,
         last_checkpoint: last_words,
+        chain_fault,
     };
     files.insert(
         0,

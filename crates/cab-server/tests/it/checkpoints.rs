@@ -12,6 +12,7 @@ use cab_server::checkpoints::{self, EVERY, Unverified};
 use cab_server::crypto::Keys;
 use chrono::Utc;
 use serde_json::Value;
+use sha2::Digest;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -549,6 +550,23 @@ async fn an_export_verifies_offline_with_cab_and_with_an_independent_script(pool
     assert!(err.contains("edited"), "{err}");
     let (ok, out) = python_verifies(&tampered, &key);
     assert!(!ok, "{out}");
+    // The same edit with the trailer's digest redone to hide it (anyone
+    // can): the field still differs from the bytes that were hashed.
+    let mut lines: Vec<String> = edited.split_inclusive('\n').map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let mut trailer: Value = serde_json::from_str(&lines[last]).unwrap();
+    trailer["trailer"]["sha256"] = Value::String(hex::encode(sha2::Sha256::digest(
+        lines[..last].concat().as_bytes(),
+    )));
+    lines[last] = format!("{trailer}\n");
+    let redone = dir.join("redone.ndjson");
+    std::fs::write(&redone, lines.concat()).unwrap();
+    let (ok, _, err) = cab_offline(&["audit", "verify", "--export", &path(&redone), "--key", &key]);
+    assert!(!ok);
+    assert!(err.contains("edited"), "{err}");
+    let (ok, out) = python_verifies(&redone, &key);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not the one hashed"), "{out}");
     // A line dropped: the chain breaks at the line that took its place.
     let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
     lines.remove(3);

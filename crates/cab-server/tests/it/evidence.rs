@@ -176,6 +176,22 @@ async fn the_pack_holds_each_controls_population_and_exceptions(pool: PgPool) {
         "A.8.31-separation-of-environments/deployments-by-environment.csv",
     );
     assert!(by_env.contains("PROD,yes,3,3"), "{by_env}");
+    // The approval trail holds the refused self-approval and the refused
+    // straight-to-PROD deployment, each said for what it is.
+    let trail = text(&files, "A.8.32-change-management/approval-trail.csv");
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("Refused: tried to vote on it") && l.contains(",Refused,")),
+        "{trail}"
+    );
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("Refused: tried to deploy it")
+                && l.contains("Not reached (refused by another rule)")),
+        "{trail}"
+    );
     let grants = text(&files, "A.5.3-segregation-of-duties/role-grants.csv");
     assert!(grants.contains("Account created"), "{grants}");
     // The sample: two of the three, each told in full.
