@@ -36,3 +36,25 @@ CREATE TRIGGER audit_checkpoints_append_only
 CREATE TRIGGER audit_checkpoints_no_truncate
     BEFORE TRUNCATE ON audit_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+
+-- A key once published stays as it was: only its retirement may be set,
+-- once; nothing is deleted.
+CREATE FUNCTION audit_checkpoint_keys_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.retired_at IS NOT NULL
+       OR NEW.kid <> OLD.kid OR NEW.name <> OLD.name OR NEW.public_key <> OLD.public_key
+       OR NEW.sealed_private <> OLD.sealed_private OR NEW.created_at <> OLD.created_at THEN
+        RAISE EXCEPTION 'a published checkpoint key is only ever retired, once'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER audit_checkpoint_keys_kept
+    BEFORE UPDATE ON audit_checkpoint_keys
+    FOR EACH ROW EXECUTE FUNCTION audit_checkpoint_keys_kept();
+CREATE TRIGGER audit_checkpoint_keys_no_delete
+    BEFORE DELETE ON audit_checkpoint_keys
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_checkpoint_keys_no_truncate
+    BEFORE TRUNCATE ON audit_checkpoint_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();

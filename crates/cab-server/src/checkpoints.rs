@@ -281,25 +281,61 @@ pub async fn verify_since_checkpoint(conn: &mut PgConnection) -> Result<Verified
     })
 }
 
+/// The key that signs now, opened, if this server's secret key opens it.
+async fn usable_key(
+    conn: &mut PgConnection,
+    keys: &Keys,
+) -> Result<(Option<(SealedKey, ed25519_dalek::SigningKey)>, bool), AppError> {
+    let active = cab_db::checkpoints::keys(conn)
+        .await?
+        .into_iter()
+        .find(|k| k.retired_at.is_none());
+    let Some(row) = &active else {
+        return Ok((None, false));
+    };
+    let key = sealed(row)?;
+    match open(keys, &key) {
+        Ok(signing) => Ok((Some((key, signing)), true)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the checkpoint key cannot be opened; a new one will sign");
+            Ok((None, true))
+        }
+    }
+}
+
 /// The key that signs now, opened; a new one when there is none or this
 /// server's secret key does not open it (it was changed). A new key is
-/// recorded.
+/// recorded. Its own short transaction: the record takes the trail's head,
+/// which no verification may hold.
+async fn signing_key_in(
+    pool: &PgPool,
+    keys: &Keys,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(SealedKey, ed25519_dalek::SigningKey), AppError> {
+    let mut tx = pool.begin().await?;
+    cab_db::checkpoints::lock_signing(&mut tx).await?;
+    match signing_key(&mut tx, keys, name, now).await {
+        Ok(made) => {
+            tx.commit().await?;
+            Ok(made)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
 async fn signing_key(
     conn: &mut PgConnection,
     keys: &Keys,
     name: &str,
     now: DateTime<Utc>,
 ) -> Result<(SealedKey, ed25519_dalek::SigningKey), AppError> {
-    let active = cab_db::checkpoints::keys(conn)
-        .await?
-        .into_iter()
-        .find(|k| k.retired_at.is_none());
-    if let Some(row) = &active {
-        let key = sealed(row)?;
-        match open(keys, &key) {
-            Ok(signing) => return Ok((key, signing)),
-            Err(e) => tracing::warn!(error = %e, "making a new checkpoint key"),
-        }
+    let (usable, any) = usable_key(conn, keys).await?;
+    if let Some(found) = usable {
+        return Ok(found);
     }
     let key = generate(keys, name).map_err(AppError::Internal)?;
     let signing = open(keys, &key).map_err(AppError::Internal)?;
@@ -323,7 +359,7 @@ async fn signing_key(
         Entity::new("signing_key", &key.kid),
         json!({
             "kid": key.kid,
-            "first": active.is_none(),
+            "first": !any,
             "verifier_key": checkpoint::verifier_key(&key.name, &key.public_key),
         }),
     )
@@ -336,7 +372,6 @@ async fn signing_key(
 async fn sign_locked(
     conn: &mut PgConnection,
     keys: &Keys,
-    name: &str,
     now: DateTime<Utc>,
     due: impl Fn(Option<&CheckpointRow>) -> bool,
 ) -> Result<Option<CheckpointRow>, Unverified> {
@@ -348,9 +383,12 @@ async fn sign_locked(
     if !due(latest.as_ref()) {
         return Ok(latest);
     }
-    // A new key's record moves the head: make it before reading the head
-    // that is signed.
-    let (key, signing) = signing_key(conn, keys, name, now).await?;
+    // A key is made beforehand, in a transaction of its own (`sign_now`).
+    let Some((key, signing)) = usable_key(conn, keys).await?.0 else {
+        return Err(Unverified::Failed(AppError::Internal(anyhow::anyhow!(
+            "no checkpoint key this server can open"
+        ))));
+    };
     let verified = verify_since_checkpoint(conn).await?;
     let time = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
     let cp = Checkpoint {
@@ -378,11 +416,23 @@ pub async fn sign_now(
     keys: &Keys,
     name: &str,
 ) -> Result<Option<CheckpointRow>, Unverified> {
+    if cab_db::audit::head(&mut *pool.acquire().await?).await?.seq == 0 {
+        return Ok(None);
+    }
+    signing_key_in(pool, keys, name, Utc::now()).await?;
     let mut tx = pool.begin().await?;
     cab_db::checkpoints::lock_signing(&mut tx).await?;
-    let row = sign_locked(&mut tx, keys, name, Utc::now(), |_| true).await?;
-    tx.commit().await?;
-    Ok(row)
+    // Ended on every path, not when dropped: the signing lock goes with it.
+    match sign_locked(&mut tx, keys, Utc::now(), |_| true).await {
+        Ok(row) => {
+            tx.commit().await?;
+            Ok(row)
+        }
+        Err(refused) => {
+            tx.rollback().await?;
+            Err(refused)
+        }
+    }
 }
 
 /// Signs any note text with the checkpoint key (the evidence pack's
@@ -393,10 +443,7 @@ pub async fn sign_text(
     name: &str,
     text: &str,
 ) -> Result<String, AppError> {
-    let mut tx = pool.begin().await?;
-    cab_db::checkpoints::lock_signing(&mut tx).await?;
-    let (key, signing) = signing_key(&mut tx, keys, name, Utc::now()).await?;
-    tx.commit().await?;
+    let (key, signing) = signing_key_in(pool, keys, name, Utc::now()).await?;
     Ok(checkpoint::sign_text(text, &key.name, &signing))
 }
 
@@ -438,17 +485,46 @@ pub async fn sign_if_due(
     now: DateTime<Utc>,
     every: Duration,
 ) -> Result<Option<CheckpointRow>, Unverified> {
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
+    let due = |latest: Option<&CheckpointRow>| latest.is_none_or(|l| l.signed_at + every <= now);
+    // Whether to sign at all, first; the key is made (when it must be)
+    // before the signing takes the lock again.
+    {
+        let mut tx = pool.begin().await?;
+        if !cab_db::checkpoints::try_lock_signing(&mut tx).await? {
+            return Ok(None);
+        }
+        let latest = cab_db::checkpoints::latest(&mut tx).await?;
+        let head = cab_db::audit::head(&mut tx).await?;
+        let skip = head.seq == 0
+            || latest.as_ref().is_some_and(|l| l.seq >= head.seq)
+            || !due(latest.as_ref());
+        let keyless = !skip && usable_key(&mut tx, keys).await?.0.is_none();
+        // Ended here, not when dropped: the lock goes with it now, so the
+        // signing below can take it again.
+        tx.rollback().await?;
+        if skip {
+            return Ok(latest);
+        }
+        if keyless {
+            signing_key_in(pool, keys, name, now).await?;
+        }
+    }
     let mut tx = pool.begin().await?;
     if !cab_db::checkpoints::try_lock_signing(&mut tx).await? {
         return Ok(None);
     }
-    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
-    let row = sign_locked(&mut tx, keys, name, now, |latest| {
-        latest.is_none_or(|l| l.signed_at + every <= now)
-    })
-    .await?;
-    tx.commit().await?;
-    Ok(row)
+    // Ended on every path, not when dropped: the signing lock goes with it.
+    match sign_locked(&mut tx, keys, now, due).await {
+        Ok(row) => {
+            tx.commit().await?;
+            Ok(row)
+        }
+        Err(refused) => {
+            tx.rollback().await?;
+            Err(refused)
+        }
+    }
 }
 
 /// Every server's schedule: looks every `tick` whether a checkpoint is due.

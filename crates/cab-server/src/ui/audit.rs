@@ -18,6 +18,7 @@ use super::{Layout, Viewer, filters, render};
 use crate::audit_log;
 use crate::audit_trail::{self, Trail, TrailQuery};
 use crate::checkpoints::{self, Unverified};
+use crate::error::AppError;
 use crate::page_error::PageResult;
 use crate::request::Origin;
 use crate::words::{Sentence, Subjects, role_labels};
@@ -310,8 +311,15 @@ pub async fn export(
     query: Result<Query<TrailQuery>, QueryRejection>,
     choice: Result<Query<ExportChoice>, QueryRejection>,
 ) -> PageResult<Response> {
-    let q = query.map(|Query(q)| q).unwrap_or_default();
-    let choice = choice.map(|Query(c)| c).unwrap_or_default();
+    // A query that cannot be read is refused, never read as "everything":
+    // the download must be the one asked for.
+    let (Ok(Query(q)), Ok(Query(choice))) = (query, choice) else {
+        return Err(AppError::invalid(
+            "query",
+            "The download's address cannot be read; choose the filter again on the audit trail page.",
+        )
+        .into());
+    };
     let trail = match choice.trail.as_deref() {
         Some("approvals") => Trail::Approvals,
         _ => Trail::Events,
@@ -353,7 +361,13 @@ pub async fn evidence_pack(
     origin: Origin,
     query: Result<Query<crate::evidence::EvidenceQuery>, QueryRejection>,
 ) -> PageResult {
-    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let Ok(Query(q)) = query else {
+        return Err(AppError::invalid(
+            "query",
+            "The pack's address cannot be read; fill in the form again.",
+        )
+        .into());
+    };
     match crate::evidence::pack(&viewer.state, &viewer.user, &origin, &q).await {
         Ok(pack) => Ok(crate::evidence::download(pack)?),
         Err(e) => {

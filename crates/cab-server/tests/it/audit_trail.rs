@@ -636,6 +636,22 @@ async fn the_page_filters_pages_and_offers_the_downloads(pool: PgPool) {
     );
     assert!(download.body.contains("Vote: Approve"));
 
+    // A download address that cannot be read is refused, never read as
+    // "everything".
+    let unreadable = app
+        .get_page(
+            "/audit/export?actor=a&actor=b&trail=events",
+            Some(&auditor.cookie),
+        )
+        .await;
+    assert_eq!(
+        unreadable.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unreadable.body
+    );
+    assert!(unreadable.header("content-disposition").is_none());
+
     // An engineer's browser is refused the page and the download alike.
     let engineer = app.browser_login("ed", &[Role::Engineer]).await;
     for uri in ["/audit", "/audit/export?trail=events"] {

@@ -650,3 +650,38 @@ async fn cab_audit_verify_checks_every_checkpoint_too(pool: PgPool) {
         "{err}"
     );
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_published_key_is_only_ever_retired(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_events(&app, 1).await;
+    checkpoints::sign_now(&pool, &Keys::new(TEST_SECRET), NAME)
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE audit_checkpoint_keys SET public_key = public_key || ''",
+        "UPDATE audit_checkpoint_keys SET public_key = decode(repeat('00', 32), 'hex')",
+        "UPDATE audit_checkpoint_keys SET name = 'someone/else'",
+        "DELETE FROM audit_checkpoint_keys",
+        "TRUNCATE audit_checkpoint_keys CASCADE",
+    ] {
+        let refused = sqlx::query(sql).execute(&pool).await;
+        if sql.contains("public_key || ''") {
+            // The same bytes: nothing changes, so nothing is refused.
+            assert!(refused.is_ok(), "{sql}");
+            continue;
+        }
+        assert!(refused.is_err(), "{sql}");
+    }
+    // Retired once, and then never again.
+    sqlx::query("UPDATE audit_checkpoint_keys SET retired_at = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        sqlx::query("UPDATE audit_checkpoint_keys SET retired_at = NULL")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+}

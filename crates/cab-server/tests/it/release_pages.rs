@@ -755,8 +755,18 @@ async fn a_release_is_planned_submitted_and_approved_in_a_browser_and_every_page
 
     b.click("#submit-release").await;
     b.wait_url(|u| u.ends_with("/releases/REL-1")).await;
+    // The page comes back to the same address: wait for the new one, not
+    // the draft still on screen.
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = b.text("#release-state").await;
+        if state == "In review" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     b.find("#notice").await;
-    assert_eq!(b.text("#release-state").await, "In review");
+    assert_eq!(state, "In review");
     b.check_page("a release in review, to its planner").await;
     b.click("#logout").await;
     b.wait_url(|u| u.ends_with("/login")).await;
