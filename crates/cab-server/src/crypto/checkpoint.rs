@@ -2,15 +2,13 @@
 //! half sealed (XChaCha20-Poly1305 under the key that seals the deployment
 //! signing keys, bound to this purpose and the key id), opened only to sign.
 
-use chacha20poly1305::XNonce;
-use chacha20poly1305::aead::{Aead, Payload};
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
 use super::Keys;
-use super::deploy::cipher;
+use super::deploy::{open_sealed, seal};
 
 /// A checkpoint key as it is kept.
 #[derive(Debug, Clone)]
@@ -35,19 +33,7 @@ pub fn generate(keys: &Keys, name: &str) -> anyhow::Result<SealedKey> {
     OsRng.fill_bytes(seed.as_mut());
     let public_key = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
     let kid = hex::encode(cab_domain::checkpoint::key_id(name, &public_key));
-    let mut nonce = [0u8; 24];
-    OsRng.fill_bytes(&mut nonce);
-    let sealed = cipher(keys)?
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: seed.as_slice(),
-                aad: &aad(&kid),
-            },
-        )
-        .map_err(|_| anyhow::anyhow!("sealing a checkpoint key failed"))?;
-    let mut sealed_private = nonce.to_vec();
-    sealed_private.extend_from_slice(&sealed);
+    let sealed_private = seal(keys, &aad(&kid), seed.as_slice())?;
     Ok(SealedKey {
         kid,
         name: name.to_owned(),
@@ -59,27 +45,12 @@ pub fn generate(keys: &Keys, name: &str) -> anyhow::Result<SealedKey> {
 /// The signing key, opened with this server's secret key; an error when it
 /// was sealed under another (the secret key was changed).
 pub fn open(keys: &Keys, key: &SealedKey) -> anyhow::Result<SigningKey> {
-    if key.sealed_private.len() < 24 {
-        anyhow::bail!("a sealed checkpoint key is too short");
-    }
-    let (nonce, ciphertext) = key.sealed_private.split_at(24);
-    let nonce: [u8; 24] = nonce.try_into()?;
-    let seed = Zeroizing::new(
-        cipher(keys)?
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad(&key.kid),
-                },
-            )
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "the checkpoint key {} cannot be opened with this server's secret key",
-                    key.kid
-                )
-            })?,
-    );
+    let seed = open_sealed(keys, &aad(&key.kid), &key.sealed_private).map_err(|_| {
+        anyhow::anyhow!(
+            "the checkpoint key {} cannot be opened with this server's secret key",
+            key.kid
+        )
+    })?;
     let seed: [u8; 32] = seed
         .as_slice()
         .try_into()

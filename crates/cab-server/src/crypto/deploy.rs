@@ -102,7 +102,7 @@ fn seal_aad(kid: &str) -> Vec<u8> {
     aad
 }
 
-pub(super) fn cipher(keys: &Keys) -> anyhow::Result<XChaCha20Poly1305> {
+fn cipher(keys: &Keys) -> anyhow::Result<XChaCha20Poly1305> {
     XChaCha20Poly1305::new_from_slice(&keys.signing_seal_key())
         .map_err(|_| anyhow::anyhow!("the signing-key seal has the wrong length"))
 }
@@ -117,19 +117,7 @@ pub fn generate(keys: &Keys, now: DateTime<Utc>) -> anyhow::Result<StoredKey> {
     let mut id = [0u8; 6];
     OsRng.fill_bytes(&mut id);
     let kid = format!("{}-{}", now.format("%Y%m%d"), hex::encode(id));
-    let mut nonce = [0u8; 24];
-    OsRng.fill_bytes(&mut nonce);
-    let sealed = cipher(keys)?
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: seed.as_slice(),
-                aad: &seal_aad(&kid),
-            },
-        )
-        .map_err(|_| anyhow::anyhow!("sealing a signing key failed"))?;
-    let mut sealed_private = nonce.to_vec();
-    sealed_private.extend_from_slice(&sealed);
+    let sealed_private = seal(keys, &seal_aad(&kid), seed.as_slice())?;
     Ok(StoredKey {
         kid,
         public_key: public.to_vec(),
@@ -159,28 +147,50 @@ pub fn sign(keys: &Keys, key: &StoredKey, claims: &DeployClaims) -> anyhow::Resu
 
 /// The private half of a stored key, unsealed.
 fn open_seed(keys: &Keys, key: &StoredKey) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
-    if key.sealed_private.len() < 24 {
-        anyhow::bail!("a sealed signing key is too short");
+    open_sealed(keys, &seal_aad(&key.kid), &key.sealed_private).map_err(|_| {
+        anyhow::anyhow!(
+            "the signing key {} cannot be opened (was the server's secret key changed? run `cab keys rotate`)",
+            key.kid
+        )
+    })
+}
+
+/// Seals a private key under the server's secret key, bound to `aad` (what
+/// the key is for, and its id): a random nonce, then the ciphertext.
+pub(super) fn seal(keys: &Keys, aad: &[u8], secret: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut nonce = [0u8; 24];
+    OsRng.fill_bytes(&mut nonce);
+    let sealed = cipher(keys)?
+        .encrypt(&XNonce::from(nonce), Payload { msg: secret, aad })
+        .map_err(|_| anyhow::anyhow!("sealing a private key failed"))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal`] sealed with the same `aad`; an error when it was
+/// sealed under another secret key, or for another purpose or id.
+pub(super) fn open_sealed(
+    keys: &Keys,
+    aad: &[u8],
+    sealed: &[u8],
+) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    if sealed.len() < 24 {
+        anyhow::bail!("a sealed private key is too short");
     }
-    let (nonce, ciphertext) = key.sealed_private.split_at(24);
+    let (nonce, ciphertext) = sealed.split_at(24);
     let nonce: [u8; 24] = nonce.try_into()?;
-    let seed = zeroize::Zeroizing::new(
+    Ok(zeroize::Zeroizing::new(
         cipher(keys)?
             .decrypt(
                 &XNonce::from(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: &seal_aad(&key.kid),
+                    aad,
                 },
             )
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "the signing key {} cannot be opened (was the server's secret key changed? run `cab keys rotate`)",
-                    key.kid
-                )
-            })?,
-    );
-    Ok(seed)
+            .map_err(|_| anyhow::anyhow!("a sealed private key cannot be opened"))?,
+    ))
 }
 
 /// Why a token was not accepted.

@@ -52,7 +52,9 @@ async fn some_history(app: &TestApp) {
     app.token("erin", "long-enough-password").await;
 }
 
-async fn tamper(pool: &PgPool, sql: &str) {
+/// Changes the trail as a superuser would: the append-only triggers off
+/// for the statement, on again after.
+pub async fn tamper(pool: &PgPool, sql: &str) {
     // As a superuser would: switch the append-only triggers off first.
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER USER")

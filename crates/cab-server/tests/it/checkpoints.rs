@@ -16,7 +16,7 @@ use sha2::Digest;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::audit::cab;
+use crate::audit::{cab, tamper};
 use crate::common::{TEST_SECRET, TestApp};
 
 const NAME: &str = "cab.example.test/audit";
@@ -142,20 +142,6 @@ async fn two_servers_sign_each_due_head_once(pool: PgPool) {
     assert_eq!(made.len(), 1);
     assert_eq!(made[0]["first"], true);
     assert_eq!(made[0]["verifier_key"], published_key_text(&app).await);
-}
-
-async fn tamper(pool: &PgPool, sql: &str) {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER USER")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
-    sqlx::query("ALTER TABLE audit_events ENABLE TRIGGER USER")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
 }
 
 #[sqlx::test(migrations = "../../migrations")]
