@@ -28,6 +28,7 @@
 #   EVENTS=50000 bash tests/bench_audit.sh     # a quick run
 #   KEEP_DATABASES=1 bash tests/bench_audit.sh # leave the seeded database
 #   EXPORT_TIMEOUT=0 bash tests/bench_audit.sh # no limit on an export's time
+#   DB=cab_bench_x PORT=18093 bash tests/bench_audit.sh # beside another run
 #
 # An export still running after EXPORT_TIMEOUT seconds (300 by default) is
 # cut off: the figures then cover the rows it sent, the offline check is not
@@ -47,7 +48,7 @@ EXPORT_TIMEOUT=${EXPORT_TIMEOUT:-300}
 USERS=200
 CHANGES=20000
 PGURL=postgres://postgres@127.0.0.1:5432
-DB=cab_bench_audit
+DB=${DB:-cab_bench_audit}
 SECRET="bench-secret-key-bench-secret-key-0123456789"
 export SQLX_OFFLINE=${SQLX_OFFLINE:-true}
 export PGOPTIONS="-c client_min_messages=warning"

@@ -3,8 +3,10 @@
 
 use cab_domain::audit::{AuditRecord, ChainHead, StoredEvent, seal};
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 /// Who did it: a person, a service account, or the command line.
@@ -199,46 +201,51 @@ pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Aud
     Ok(rows.into_iter().map(AuditRecord::from).collect())
 }
 
-/// Events with `seq > after` and `seq <= upto`, oldest first, at most
-/// `limit`: their fields and stored hash, what a verifier needs (it
-/// recomputes each hash from the fields and the hash before).
-pub async fn content_page(
+/// The events after `after` up to `upto`, in order, as one streamed query
+/// whose rows are left undecoded: a verifier decodes them
+/// ([`decode_content`]) on its worker threads, so the reading thread only
+/// reads.
+pub fn content_rows(
     conn: &mut PgConnection,
     after: i64,
     upto: i64,
-    limit: i64,
-) -> sqlx::Result<Vec<(AuditRecord, Vec<u8>)>> {
-    let rows = sqlx::query!(
+) -> BoxStream<'_, sqlx::Result<PgRow>> {
+    sqlx::query(
         "SELECT seq, occurred_at, actor_id, actor_username, actor_roles, action, entity_type,
                 entity_id, payload, request_id, client_addr, hash
-         FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-        after,
-        upto,
-        limit
+         FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq",
     )
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                AuditRecord {
-                    seq: r.seq,
-                    occurred_at: r.occurred_at,
-                    actor_id: r.actor_id,
-                    actor_username: r.actor_username,
-                    actor_roles: r.actor_roles,
-                    action: r.action,
-                    entity_type: r.entity_type,
-                    entity_id: r.entity_id,
-                    payload: r.payload,
-                    request_id: r.request_id,
-                    client_addr: r.client_addr,
-                },
-                r.hash,
-            )
-        })
-        .collect())
+    .bind(after)
+    .bind(upto)
+    .fetch(conn)
+}
+
+/// A row of [`content_rows`]: the event's content and its stored hash.
+pub fn decode_content(row: &PgRow) -> sqlx::Result<(AuditRecord, Vec<u8>)> {
+    Ok((
+        AuditRecord {
+            seq: row.try_get(0)?,
+            occurred_at: row.try_get(1)?,
+            actor_id: row.try_get(2)?,
+            actor_username: row.try_get(3)?,
+            actor_roles: row.try_get(4)?,
+            action: row.try_get(5)?,
+            entity_type: row.try_get(6)?,
+            entity_id: row.try_get(7)?,
+            payload: row.try_get(8)?,
+            request_id: row.try_get(9)?,
+            client_addr: row.try_get(10)?,
+        },
+        row.try_get(11)?,
+    ))
+}
+
+/// A row of [`content_rows`]: only its sequence number and stored hash.
+pub fn content_link(row: &PgRow) -> sqlx::Result<ChainHead> {
+    Ok(ChainHead {
+        seq: row.try_get(0)?,
+        hash: row.try_get(11)?,
+    })
 }
 
 /// The first event beyond `seq`, if any: an event past the recorded head

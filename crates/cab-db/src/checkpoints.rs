@@ -115,3 +115,66 @@ pub async fn rotate_key(conn: &mut PgConnection, row: &KeyRow) -> sqlx::Result<(
     .await?;
     Ok(())
 }
+
+/// A check of the whole chain, as recorded.
+#[derive(Debug, Clone)]
+pub struct VerificationRow {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub run_by: String,
+    pub head_seq: i64,
+    pub events: i64,
+    pub checkpoints: i64,
+    /// What failed, and where; none when the chain and every checkpoint held.
+    pub finding: Option<(i64, String)>,
+}
+
+/// Takes the lock of the whole-chain check if nobody holds it (until the
+/// transaction ends): one server checks at a time.
+pub async fn try_lock_whole_check(conn: &mut PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock(hashtextextended('cab.audit_verify', 0)) AS "got!""#
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Records a check of the whole chain.
+pub async fn record_verification(conn: &mut PgConnection, v: &VerificationRow) -> sqlx::Result<()> {
+    let (finding_seq, finding) = v.finding.clone().unzip();
+    sqlx::query!(
+        "INSERT INTO audit_verifications
+             (started_at, finished_at, run_by, head_seq, events, checkpoints, finding, finding_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        v.started_at,
+        v.finished_at,
+        v.run_by,
+        v.head_seq,
+        v.events,
+        v.checkpoints,
+        finding,
+        finding_seq
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest check of the whole chain.
+pub async fn latest_verification(conn: &mut PgConnection) -> sqlx::Result<Option<VerificationRow>> {
+    let row = sqlx::query!(
+        "SELECT started_at, finished_at, run_by, head_seq, events, checkpoints, finding, finding_seq
+         FROM audit_verifications ORDER BY finished_at DESC, id DESC LIMIT 1"
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|r| VerificationRow {
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        run_by: r.run_by,
+        head_seq: r.head_seq,
+        events: r.events,
+        checkpoints: r.checkpoints,
+        finding: r.finding_seq.zip(r.finding),
+    }))
+}

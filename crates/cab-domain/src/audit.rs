@@ -9,8 +9,9 @@
 //! [`AuditRecord::canonical_bytes`].
 
 use std::fmt;
+use std::io::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -206,35 +207,89 @@ impl AuditRecord {
     /// JSON with object keys sorted and no white space, request id (optional),
     /// client address (optional).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        put(&mut out, ENCODING_TAG);
-        put(&mut out, self.seq.to_string().as_bytes());
-        put(&mut out, format_time(self.occurred_at).as_bytes());
-        put_opt(&mut out, self.actor_id.map(|id| id.to_string()).as_deref());
-        put_opt(&mut out, self.actor_username.as_deref());
-        put(&mut out, self.actor_roles.len().to_string().as_bytes());
-        for role in &self.actor_roles {
-            put(&mut out, role.as_bytes());
-        }
-        put(&mut out, self.action.as_bytes());
-        put(&mut out, self.entity_type.as_bytes());
-        put_opt(&mut out, self.entity_id.as_deref());
-        put(&mut out, canonical_json(&self.payload).as_bytes());
-        put_opt(&mut out, self.request_id.as_deref());
-        put_opt(&mut out, self.client_addr.as_deref());
+        let mut out = Vec::with_capacity(512);
+        self.write_canonical(&mut out);
         out
+    }
+
+    /// Appends the canonical bytes to `out`: a verifier checking a million
+    /// events reuses one buffer instead of allocating one per event.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        put(out, ENCODING_TAG);
+        put_with(out, |o| {
+            let _ = write!(o, "{}", self.seq);
+        });
+        put_with(out, |o| write_time(o, self.occurred_at));
+        match self.actor_id {
+            None => out.push(0),
+            Some(id) => {
+                out.push(1);
+                put(
+                    out,
+                    id.hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer())
+                        .as_bytes(),
+                );
+            }
+        }
+        put_opt(out, self.actor_username.as_deref());
+        put_with(out, |o| {
+            let _ = write!(o, "{}", self.actor_roles.len());
+        });
+        for role in &self.actor_roles {
+            put(out, role.as_bytes());
+        }
+        put(out, self.action.as_bytes());
+        put(out, self.entity_type.as_bytes());
+        put_opt(out, self.entity_id.as_deref());
+        put_with(out, |o| write_json(&self.payload, o));
+        put_opt(out, self.request_id.as_deref());
+        put_opt(out, self.client_addr.as_deref());
     }
 }
 
 /// The time format used in the canonical encoding.
 pub fn format_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    let mut out = Vec::with_capacity(27);
+    write_time(&mut out, t);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`. Four-digit years are
+/// written directly (a verifier writes a million of them); any other year,
+/// and a leap second, as chrono writes them.
+fn write_time(out: &mut Vec<u8>, t: DateTime<Utc>) {
+    let year = t.year();
+    let nanos = t.nanosecond();
+    if (0..=9999).contains(&year) && nanos < 1_000_000_000 {
+        let _ = write!(
+            out,
+            "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            nanos / 1000
+        );
+    } else {
+        let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+    }
 }
 
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&bytes[..len as usize]);
+}
+
+/// An item written in place: its length is filled in once it is written.
+fn put_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 fn put_opt(out: &mut Vec<u8>, item: Option<&str>) {
@@ -250,39 +305,45 @@ fn put_opt(out: &mut Vec<u8>, item: Option<&str>) {
 /// JSON with object keys sorted by their UTF-8 bytes and no insignificant
 /// white space, whatever map ordering serde_json was built with.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_json(value, &mut out);
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn write_json(value: &Value, out: &mut String) {
+fn write_json(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                write_scalar(k, out);
+                out.push(b':');
                 write_json(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_json(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
     }
+}
+
+/// A string, number, boolean or null as serde_json writes it. Writing to a
+/// vector cannot fail, and neither can these values' serialization.
+fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, value);
 }
 
 pub fn chain_hash(prev_hash: &[u8], canonical: &[u8]) -> [u8; 32] {
@@ -337,6 +398,8 @@ pub struct ChainVerifier {
     next_seq: i64,
     prev_hash: Vec<u8>,
     checked: u64,
+    /// The canonical bytes of the event being checked, reused.
+    scratch: Vec<u8>,
 }
 
 impl Default for ChainVerifier {
@@ -351,6 +414,7 @@ impl ChainVerifier {
             next_seq: 1,
             prev_hash: GENESIS_HASH.to_vec(),
             checked: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -361,6 +425,7 @@ impl ChainVerifier {
             next_seq: head.seq + 1,
             prev_hash: head.hash.clone(),
             checked: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -409,13 +474,16 @@ impl ChainVerifier {
                 ),
             });
         }
-        if chain_hash(&self.prev_hash, &record.canonical_bytes()).as_slice() != hash {
+        self.scratch.clear();
+        record.write_canonical(&mut self.scratch);
+        if chain_hash(&self.prev_hash, &self.scratch).as_slice() != hash {
             return Err(ChainBreak {
                 seq,
                 reason: "its hash is not that of its fields after the event before it: it was edited, or the one before it was".into(),
             });
         }
-        self.prev_hash = hash.to_vec();
+        self.prev_hash.clear();
+        self.prev_hash.extend_from_slice(hash);
         self.next_seq += 1;
         self.checked += 1;
         Ok(())
@@ -588,6 +656,115 @@ mod tests {
             canonical_json(&json!({"b": 1, "a": ["x", {"d": null, "c": true}]})),
             r#"{"a":["x",{"c":true,"d":null}],"b":1}"#
         );
+    }
+
+    #[test]
+    fn canonical_bytes_are_exactly_the_documented_encoding() {
+        let mut r = record(42);
+        r.occurred_at = Utc
+            .with_ymd_and_hms(2026, 3, 1, 12, 0, 5)
+            .unwrap()
+            .with_nanosecond(123_456_789)
+            .unwrap();
+        r.actor_roles = vec!["engineer".into(), "cab_member".into()];
+        r.request_id = Some("req-1".into());
+        r.client_addr = None;
+        fn item(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        let mut want = Vec::new();
+        item(&mut want, "cab-audit-v1");
+        item(&mut want, "42");
+        item(&mut want, "2026-03-01T12:00:05.123456Z");
+        want.push(1);
+        item(&mut want, "00000000-0000-0000-0000-000000000007");
+        want.push(1);
+        item(&mut want, "alice");
+        item(&mut want, "2");
+        item(&mut want, "engineer");
+        item(&mut want, "cab_member");
+        item(&mut want, "user.created");
+        item(&mut want, "user");
+        want.push(1);
+        item(&mut want, "42");
+        item(&mut want, r#"{"a":["x",{"c":true,"d":null}],"b":1}"#);
+        want.push(1);
+        item(&mut want, "req-1");
+        want.push(0);
+        assert_eq!(r.canonical_bytes(), want);
+        // Appending to a buffer that already holds bytes adds the same bytes.
+        let mut buf = b"before".to_vec();
+        r.write_canonical(&mut buf);
+        assert_eq!(&buf[..6], b"before");
+        assert_eq!(&buf[6..], want.as_slice());
+    }
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        let chrono_way = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let mut times = vec![
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(7, 2, 3, 4, 5, 6).unwrap(),
+            Utc.with_ymd_and_hms(999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 6, 15, 8, 9, 10).unwrap(),
+        ];
+        for (i, nanos) in [
+            0,
+            1_000,
+            999_999_000,
+            5_000_999,
+            1_000_000_000,
+            1_999_999_000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let base = Utc.with_ymd_and_hms(2026, 6, 30, 23, 59, 59).unwrap();
+            times.push(base.with_nanosecond(nanos).unwrap() + chrono::Duration::days(i as i64));
+            // A leap second only at :59.
+            times.push(base.with_nanosecond(nanos).unwrap());
+        }
+        for t in times {
+            assert_eq!(format_time(t), chrono_way(t), "{t:?}");
+        }
+        assert_eq!(
+            format_time(
+                Utc.with_ymd_and_hms(2026, 6, 30, 23, 59, 59)
+                    .unwrap()
+                    .with_nanosecond(1_500_000_000)
+                    .unwrap()
+            ),
+            "2026-06-30T23:59:60.500000Z"
+        );
+        assert_eq!(
+            format_time(Utc.with_ymd_and_hms(7, 2, 3, 4, 5, 6).unwrap()),
+            "0007-02-03T04:05:06.000000Z"
+        );
+    }
+
+    #[test]
+    fn json_text_is_escaped_and_numbers_written_as_serde_json_writes_them() {
+        let v = json!({
+            "q\"uote": "a\\b\n\t\u{1}\u{7f}é\u{1F600}</",
+            "n": [0, -1, u64::MAX, i64::MIN, 1.5, -0.25, 1e300],
+            "z": {"": false, "A": true, "a": null, "\u{e9}": "", "\u{10000}": {}},
+            "e": [],
+        });
+        assert_eq!(
+            canonical_json(&v),
+            concat!(
+                r#"{"e":[],"n":[0,-1,18446744073709551615,-9223372036854775808,1.5,-0.25,1e+300],"#,
+                "\"q\\\"uote\":\"a\\\\b\\n\\t\\u0001\u{7f}é😀</\",",
+                r#""z":{"":false,"A":true,"a":null,"é":"","𐀀":{}}}"#
+            )
+        );
+        for scalar in [json!(null), json!(true), json!(3), json!("x\"y")] {
+            assert_eq!(canonical_json(&scalar), scalar.to_string());
+        }
     }
 
     #[test]

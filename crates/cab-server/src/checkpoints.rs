@@ -7,11 +7,13 @@
 
 use std::time::Duration;
 
-use cab_db::checkpoints::{CheckpointRow, KeyRow};
+use cab_db::checkpoints::{CheckpointRow, KeyRow, VerificationRow};
 use cab_domain::audit::{AuditAction, ChainBreak, ChainHead, ChainVerifier, GENESIS_HASH};
 use cab_domain::checkpoint::{self, Checkpoint, VerifierKey};
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use serde_json::json;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool};
 
 use crate::audit_log::{self, Entity};
@@ -95,6 +97,12 @@ impl From<AppError> for Unverified {
     }
 }
 
+impl From<ChainBreak> for Unverified {
+    fn from(b: ChainBreak) -> Self {
+        Unverified::Broken(b)
+    }
+}
+
 impl From<sqlx::Error> for Unverified {
     fn from(e: sqlx::Error) -> Self {
         Unverified::Failed(e.into())
@@ -153,77 +161,115 @@ pub async fn verify_all(conn: &mut PgConnection) -> Result<u64, Unverified> {
     Ok(checked)
 }
 
-/// Events a verifier reads at once. Small: with one page being checked,
-/// one waiting and one being read, the server's memory stays what it was
-/// (a large page's events, once parsed, would stay with the allocator).
-const VERIFY_PAGE: i64 = 1000;
+/// Events checked as one batch, on one worker thread. Small: a few batches
+/// are in hand at once, so the server's memory stays what it was.
+const VERIFY_BATCH: usize = 1000;
+
+/// One batch checked: how many events, and the stored hash of the kept
+/// (external) head if the batch holds it.
+type BatchChecked = Result<(u64, Option<Vec<u8>>), Unverified>;
+
+/// Checks one batch against the stored hash of the event before it: each
+/// event's hash recomputed from its fields and the hash before it, and the
+/// sequence without a gap.
+fn check_batch(before: &ChainHead, rows: &[PgRow], kept: Option<i64>) -> BatchChecked {
+    let mut verifier = ChainVerifier::after(before);
+    let mut at_kept = None;
+    for row in rows {
+        let (record, hash) = cab_db::audit::decode_content(row)?;
+        verifier.check_content(&record, &hash)?;
+        if kept == Some(record.seq) {
+            at_kept = Some(hash);
+        }
+    }
+    Ok((verifier.finish(None)?, at_kept))
+}
 
 /// Checks the events after `start` up to `head`: each hash recomputed from
 /// the event's fields and the hash before it, the sequence without a gap,
 /// the chain ending at `head`, and, if given, an `external` head (kept
-/// elsewhere) on the chain. The next page is read while the last is checked
-/// on another thread. The number checked.
+/// elsewhere) on the chain. The number checked.
+///
+/// The events are read as one stream and checked in batches on worker
+/// threads, as many at once as the machine has cores: each batch links to
+/// the stored hash of the event before it, which the batch before checks,
+/// so together they check every link exactly as one pass would. Results are
+/// taken in order, so the break reported is the first in the chain.
 pub async fn verify_range(
     conn: &mut PgConnection,
     start: &ChainHead,
     head: &ChainHead,
     external: Option<&ChainHead>,
 ) -> Result<u64, Unverified> {
-    let (pages, mut received) =
-        tokio::sync::mpsc::channel::<Vec<(cab_domain::audit::AuditRecord, Vec<u8>)>>(1);
-    let (from, until, kept) = (start.clone(), head.clone(), external.cloned());
-    let checker = tokio::task::spawn_blocking(move || -> Result<u64, ChainBreak> {
-        let mut verifier = ChainVerifier::after(&from);
-        let mut at_kept = None;
-        while let Some(page) = received.blocking_recv() {
-            for (record, hash) in page {
-                verifier.check_content(&record, &hash)?;
-                if kept.as_ref().is_some_and(|k| k.seq == record.seq) {
-                    at_kept = Some(hash);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
+    let kept = external.map(|k| k.seq);
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut checked = 0u64;
+    let mut at_kept = None;
+    let mut take = |done: Result<BatchChecked, tokio::task::JoinError>| -> Result<(), Unverified> {
+        let (n, hash) =
+            done.map_err(|e| AppError::Internal(anyhow::anyhow!("checking the chain: {e}")))??;
+        checked += n;
+        if hash.is_some() {
+            at_kept = hash;
+        }
+        Ok(())
+    };
+    // The stored link of the event before the next batch.
+    let mut before = start.clone();
+    {
+        let mut rows = cab_db::audit::content_rows(conn, start.seq, head.seq);
+        let mut batch = Vec::with_capacity(VERIFY_BATCH);
+        loop {
+            let row = rows.try_next().await?;
+            let end = row.is_none();
+            if let Some(row) = row {
+                batch.push(row);
+            }
+            if batch.len() == VERIFY_BATCH || (end && !batch.is_empty()) {
+                let last = batch.last().map(cab_db::audit::content_link).transpose()?;
+                let from = std::mem::replace(&mut before, last.unwrap_or_else(|| start.clone()));
+                let rows = std::mem::replace(&mut batch, Vec::with_capacity(VERIFY_BATCH));
+                in_flight.push_back(tokio::task::spawn_blocking(move || {
+                    check_batch(&from, &rows, kept)
+                }));
+                if in_flight.len() > workers
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    take(oldest.await)?;
                 }
             }
-        }
-        let last = verifier.last_seq();
-        let checked = verifier.finish(Some(&until))?;
-        if let Some(kept) = &kept {
-            if kept.seq > last {
-                return Err(ChainBreak {
-                    seq: last + 1,
-                    reason: format!(
-                        "missing: the head you recorded is event {} but the chain ends at event {}",
-                        kept.seq, last
-                    ),
-                });
-            }
-            if kept.seq > from.seq && at_kept.as_deref() != Some(kept.hash.as_slice()) {
-                return Err(ChainBreak {
-                    seq: kept.seq,
-                    reason: "its hash differs from the head you recorded".into(),
-                });
-            }
-        }
-        Ok(checked)
-    });
-    let mut after = start.seq;
-    let read = async {
-        loop {
-            let page = cab_db::audit::content_page(conn, after, head.seq, VERIFY_PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = last.seq;
-            if pages.send(page).await.is_err() {
-                // The checker found a break and stopped.
+            if end {
                 break;
             }
         }
-        drop(pages);
-        Ok::<_, sqlx::Error>(())
-    };
-    let read = read.await;
-    let checked = checker
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("checking the chain: {e}")))?
+    }
+    while let Some(next) = in_flight.pop_front() {
+        take(next.await)?;
+    }
+    // Every batch held: `before` is the last event, checked; the chain must
+    // end at the head.
+    let last_seq = before.seq;
+    ChainVerifier::after(&before)
+        .finish(Some(head))
         .map_err(Unverified::Broken)?;
-    read?;
+    if let Some(kept) = external {
+        if kept.seq > last_seq {
+            return Err(Unverified::Broken(ChainBreak {
+                seq: last_seq + 1,
+                reason: format!(
+                    "missing: the head you recorded is event {} but the chain ends at event {}",
+                    kept.seq, last_seq
+                ),
+            }));
+        }
+        if kept.seq > start.seq && at_kept.as_deref() != Some(kept.hash.as_slice()) {
+            return Err(Unverified::Broken(ChainBreak {
+                seq: kept.seq,
+                reason: "its hash differs from the head you recorded".into(),
+            }));
+        }
+    }
     Ok(checked)
 }
 
@@ -527,7 +573,117 @@ pub async fn sign_if_due(
     }
 }
 
-/// Every server's schedule: looks every `tick` whether a checkpoint is due.
+/// How often one of the servers checks the whole chain and every signed
+/// checkpoint. The audit page checks only from the latest checkpoint on;
+/// this catches, within a day, a rewrite of older events by someone going
+/// around CAB, and the page shows its outcome.
+pub const WHOLE_CHECK_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Who ran a whole check.
+pub const BY_SCHEDULE: &str = "schedule";
+pub const BY_COMMAND: &str = "command";
+
+fn finding(refused: &Unverified) -> (i64, String) {
+    match refused {
+        Unverified::Broken(b) => (b.seq, b.to_string()),
+        Unverified::BadCheckpoint { seq, .. } => (*seq, refused.to_string()),
+        Unverified::Failed(_) => (0, refused.to_string()),
+    }
+}
+
+/// Checks the whole chain against its head (and an `external` head, if
+/// given), then every signed checkpoint. The outcome, to be recorded, and
+/// the head verified when the chain holds. Fails only when the check could
+/// not be made (the database unreachable), never for what it finds.
+pub async fn check_whole(
+    pool: &PgPool,
+    external: Option<&ChainHead>,
+    run_by: &str,
+) -> Result<(VerificationRow, Option<ChainHead>), AppError> {
+    let started_at = Utc::now();
+    let mut row = VerificationRow {
+        started_at,
+        finished_at: started_at,
+        run_by: run_by.to_owned(),
+        head_seq: 0,
+        events: 0,
+        checkpoints: 0,
+        finding: None,
+    };
+    let mut verified = None;
+    match verify_whole(pool, external).await {
+        Ok((checked, head)) => {
+            row.events = i64::try_from(checked).unwrap_or(i64::MAX);
+            row.head_seq = head.seq;
+            verified = Some(head);
+            let mut conn = pool.acquire().await?;
+            match verify_all(&mut conn).await {
+                Ok(n) => row.checkpoints = i64::try_from(n).unwrap_or(i64::MAX),
+                Err(Unverified::Failed(e)) => return Err(e),
+                Err(refused) => row.finding = Some(finding(&refused)),
+            }
+        }
+        Err(Unverified::Failed(e)) => return Err(e),
+        Err(broken) => {
+            let mut conn = pool.acquire().await?;
+            row.head_seq = cab_db::audit::head(&mut conn).await?.seq;
+            row.finding = Some(finding(&broken));
+        }
+    }
+    row.finished_at = Utc::now();
+    Ok((row, verified))
+}
+
+/// The schedule's whole check: when the latest (by anyone) is `every` old
+/// or there is none, one server checks and records the outcome; the
+/// others, holding no lock, pass. The check recorded, if this call made it.
+pub async fn check_whole_if_due(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    every: Duration,
+) -> Result<Option<VerificationRow>, AppError> {
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::days(1));
+    let mut lock = pool.begin().await?;
+    let due = cab_db::checkpoints::try_lock_whole_check(&mut lock).await?
+        && cab_db::checkpoints::latest_verification(&mut lock)
+            .await?
+            .is_none_or(|l| l.finished_at + every <= now);
+    if !due {
+        lock.rollback().await?;
+        return Ok(None);
+    }
+    // Checked on other connections, in a snapshot of their own; the lock
+    // stays held meanwhile, and the outcome is recorded under it.
+    let checked = check_whole(pool, None, BY_SCHEDULE).await;
+    let row = match checked {
+        Ok((row, _)) => row,
+        Err(e) => {
+            lock.rollback().await?;
+            return Err(e);
+        }
+    };
+    match cab_db::checkpoints::record_verification(&mut lock, &row).await {
+        Ok(()) => lock.commit().await?,
+        Err(e) => {
+            lock.rollback().await?;
+            return Err(e.into());
+        }
+    }
+    match &row.finding {
+        None => tracing::info!(
+            events = row.events,
+            checkpoints = row.checkpoints,
+            "the whole audit chain and every checkpoint verified"
+        ),
+        Some((seq, why)) => {
+            tracing::error!(seq, finding = %why, "the whole audit chain does not verify")
+        }
+    }
+    Ok(Some(row))
+}
+
+/// Every server's schedule: looks every `tick` whether a checkpoint is due,
+/// then whether the whole chain's check is.
 pub async fn run_signer(pool: PgPool, keys: std::sync::Arc<Keys>, name: String, tick: Duration) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -541,6 +697,9 @@ pub async fn run_signer(pool: PgPool, keys: std::sync::Arc<Keys>, name: String, 
             Err(refused) => {
                 tracing::error!(error = %refused, "not signing a checkpoint: the audit chain does not verify")
             }
+        }
+        if let Err(e) = check_whole_if_due(&pool, Utc::now(), WHOLE_CHECK_EVERY).await {
+            tracing::warn!(error = %e, "checking the whole audit chain failed; will retry");
         }
     }
 }

@@ -508,30 +508,33 @@ async fn audit_command(pool: &sqlx::PgPool, command: AuditCommand) -> anyhow::Re
     match command {
         AuditCommand::Verify { head, .. } => {
             let external = head.as_deref().map(parse_head).transpose()?;
-            let (checked, head) =
-                match crate::checkpoints::verify_whole(pool, external.as_ref()).await {
-                    Ok(done) => done,
-                    Err(crate::checkpoints::Unverified::Failed(e)) => return Err(cli_error(e)),
-                    Err(broken) => {
-                        eprintln!("{broken}");
-                        return Ok(ExitCode::FAILURE);
-                    }
-                };
-            // The chain holds; so must every checkpoint CAB signed of it (a
-            // superuser who rewrote it whole, hashes and head row and all,
-            // cannot sign again).
-            let signed = match crate::checkpoints::verify_all(&mut conn).await {
-                Ok(n) => n,
-                Err(crate::checkpoints::Unverified::Failed(e)) => return Err(cli_error(e)),
-                Err(refused) => {
-                    eprintln!("{refused}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
+            // The chain, then every checkpoint CAB signed of it (a superuser
+            // who rewrote it whole, hashes and head row and all, cannot sign
+            // again).
+            let (row, verified) = crate::checkpoints::check_whole(
+                pool,
+                external.as_ref(),
+                crate::checkpoints::BY_COMMAND,
+            )
+            .await
+            .map_err(cli_error)?;
+            // Recorded, so the audit page shows when the whole trail was
+            // last checked; a database account that may only read still
+            // gets its answer.
+            if let Err(e) = cab_db::checkpoints::record_verification(&mut conn, &row).await {
+                eprintln!("(this check was not recorded: {e})");
+            }
+            if let Some((_, why)) = &row.finding {
+                eprintln!("{why}");
+                return Ok(ExitCode::FAILURE);
+            }
+            let head = verified.context("the chain was not verified")?;
             println!(
-                "audit chain intact: {checked} events checked, head {}:{}; {signed} signed checkpoints hold",
+                "audit chain intact: {} events checked, head {}:{}; {} signed checkpoints hold",
+                row.events,
                 head.seq,
-                hex::encode(&head.hash)
+                hex::encode(&head.hash),
+                row.checkpoints
             );
             Ok(ExitCode::SUCCESS)
         }

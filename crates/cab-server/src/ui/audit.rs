@@ -63,6 +63,51 @@ pub enum ChainStatus {
     Broken(String),
 }
 
+/// The latest check of the whole trail, from its first event, with every
+/// signed checkpoint (daily, or `cab audit verify`).
+pub enum WholeCheck {
+    Never,
+    Intact {
+        /// When it finished, in words.
+        when: String,
+        by: &'static str,
+        head_seq: i64,
+        /// How many signed checkpoints, in words (` and its 3 signed
+        /// checkpoints`; empty when none was signed yet).
+        checkpoints: String,
+    },
+    Broken {
+        when: String,
+        finding: String,
+    },
+}
+
+impl WholeCheck {
+    fn of(row: Option<cab_db::checkpoints::VerificationRow>) -> Self {
+        let Some(row) = row else {
+            return WholeCheck::Never;
+        };
+        let when = row.finished_at.format("%-d %b %Y %H:%M").to_string();
+        match row.finding {
+            None => WholeCheck::Intact {
+                when,
+                by: if row.run_by == checkpoints::BY_COMMAND {
+                    "by cab audit verify"
+                } else {
+                    "by the daily check"
+                },
+                head_seq: row.head_seq,
+                checkpoints: match row.checkpoints {
+                    0 => String::new(),
+                    1 => " and its signed checkpoint".into(),
+                    n => format!(" and its {n} signed checkpoints"),
+                },
+            },
+            Some((_, finding)) => WholeCheck::Broken { when, finding },
+        }
+    }
+}
+
 /// One choice of a filter's list.
 pub struct Choice {
     pub value: String,
@@ -75,6 +120,7 @@ pub struct Choice {
 struct AuditPage {
     layout: Layout,
     chain: ChainStatus,
+    whole: WholeCheck,
     query: TrailQuery,
     errors: FieldErrors,
     actions: Vec<Choice>,
@@ -185,6 +231,7 @@ pub async fn trail(
     let verified = checkpoints::verify_since_checkpoint(&mut snapshot).await;
     snapshot.rollback().await?;
     let mut conn = pool.acquire().await?;
+    let whole = WholeCheck::of(cab_db::checkpoints::latest_verification(&mut conn).await?);
     let chain = match verified {
         Ok(v) => ChainStatus::Intact {
             checked: v.checked,
@@ -282,6 +329,7 @@ pub async fn trail(
     let page = AuditPage {
         layout: viewer.layout("Audit trail"),
         chain,
+        whole,
         query: q,
         errors,
         actions,

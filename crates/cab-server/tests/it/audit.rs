@@ -240,3 +240,118 @@ async fn concurrent_writers_leave_no_gaps(pool: PgPool) {
     let (ok, _, stderr) = cab(&pool, &["audit", "verify"]);
     assert!(ok, "{stderr}");
 }
+
+/// `n` events appended through the trail's writer, with payloads of a few
+/// shapes (nested objects, arrays, text to escape).
+async fn long_history(pool: &PgPool, n: i64) {
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..n {
+        let event = cab_db::audit::NewAuditEvent {
+            actor: (i % 3 != 0).then(|| cab_db::audit::AuditActor {
+                id: Some(uuid::Uuid::from_u128(i as u128)),
+                username: format!("user{}", i % 17),
+                roles: vec!["engineer".into(), "cab_member".into()][..(i % 2 + 1) as usize]
+                    .to_vec(),
+            }),
+            action: "change.commented".into(),
+            entity_type: "change".into(),
+            entity_id: (i % 5 != 0).then(|| format!("change-{}", i % 40)),
+            payload: json!({"n": i, "z": {"b": [1, "two\n\"3\"", null], "a": i % 2 == 0}, "é": "ü"}),
+            origin: cab_db::audit::AuditOrigin {
+                request_id: Some(format!("req-{i}")),
+                client_addr: (i % 4 != 0).then(|| "10.0.0.1".to_string()),
+            },
+        };
+        cab_db::audit::append(&mut tx, event).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// The chain is checked in batches of a thousand events, on several
+/// threads at once: a break at either side of the edge between two batches,
+/// or in the last one, is named exactly as a single pass would name it, and
+/// the chain verifies again once mended.
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn breaks_at_the_edges_between_checked_batches_are_named(pool: PgPool) {
+    long_history(&pool, 3_050).await;
+    let (ok, stdout, stderr) = cab(&pool, &["audit", "verify"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("3050 events checked"), "{stdout}");
+    for seq in [999, 1000, 1001, 2000, 2001, 3000, 3001, 3050] {
+        tamper(
+            &pool,
+            &format!("UPDATE audit_events SET client_addr = '10.9.9.9' WHERE seq = {seq}"),
+        )
+        .await;
+        verify_fails_at(&pool, &["audit", "verify"], seq);
+        // Two edits: the first is named, whichever batch finishes first.
+        tamper(
+            &pool,
+            "UPDATE audit_events SET action = 'x' WHERE seq = 2500",
+        )
+        .await;
+        verify_fails_at(&pool, &["audit", "verify"], seq.min(2500));
+        tamper(
+            &pool,
+            &format!(
+                "UPDATE audit_events SET client_addr = CASE WHEN seq % 4 = 1 THEN NULL ELSE '10.0.0.1' END,
+                        action = 'change.commented'
+                 WHERE seq IN ({seq}, 2500)"
+            ),
+        )
+        .await;
+        let (ok, stdout, stderr) = cab(&pool, &["audit", "verify"]);
+        assert!(ok, "mended at {seq}: {stdout}{stderr}");
+    }
+    // An event missing where one batch ends and the next begins.
+    tamper(
+        &pool,
+        "CREATE TABLE kept AS SELECT * FROM audit_events WHERE seq IN (1000, 1001);
+         DELETE FROM audit_events WHERE seq = 1000;",
+    )
+    .await;
+    verify_fails_at(&pool, &["audit", "verify"], 1001);
+    tamper(
+        &pool,
+        "INSERT INTO audit_events SELECT * FROM kept WHERE seq = 1000;
+         DELETE FROM audit_events WHERE seq = 1001;",
+    )
+    .await;
+    verify_fails_at(&pool, &["audit", "verify"], 1002);
+    tamper(
+        &pool,
+        "INSERT INTO audit_events SELECT * FROM kept WHERE seq = 1001",
+    )
+    .await;
+    let (ok, _, stderr) = cab(&pool, &["audit", "verify"]);
+    assert!(ok, "{stderr}");
+    // A head kept elsewhere, at an edge: its own hash holds, another does not.
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = 1000")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (ok, _, stderr) = cab(
+        &pool,
+        &[
+            "audit",
+            "verify",
+            "--head",
+            &format!("1000:{}", hex::encode(&hash)),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let other: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = 1001")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    verify_fails_at(
+        &pool,
+        &[
+            "audit",
+            "verify",
+            "--head",
+            &format!("1000:{}", hex::encode(&other)),
+        ],
+        1000,
+    );
+}

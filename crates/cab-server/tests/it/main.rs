@@ -48,4 +48,5 @@ mod stress;
 mod throttle;
 mod two_person;
 mod untrusted_text;
+mod whole_check;
 mod words;
