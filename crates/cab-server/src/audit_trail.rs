@@ -3,6 +3,9 @@
 //! a change) as CSV or NDJSON, streamed batch by batch from one snapshot.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
@@ -210,6 +213,17 @@ const BATCH: i64 = 2000;
 /// Bytes gathered before they are handed to the connection.
 const CHUNK: usize = 256 * 1024;
 
+/// A slot for an export or an evidence pack, if one is free: each holds a
+/// database connection while it is read, so a server makes only so many at
+/// once (`CAB_AUDIT_EXPORTS`); one more is answered 503 with Retry-After.
+pub fn export_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    state
+        .exports
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| AppError::ExportsBusy(state.settings.audit_exports))
+}
+
 /// Starts an export: the response streams while the rows are read, so it
 /// begins at once whatever its size and never holds more than a few chunks.
 /// The export is recorded; a client that goes away stops the reading.
@@ -225,6 +239,8 @@ pub async fn export(
     audit_log::check_reading(pool, user, origin).await?;
     let filter = query.parse()?;
     let format = Format::parse(format)?;
+    // Held until the export ends, however it ends.
+    let slot = export_slot(state)?;
     let f = store_filter(pool, &filter).await?;
     // The cut comes first: a checkpoint signed at the head now (the export
     // holds the events up to it), and the record of the export, which
@@ -273,9 +289,13 @@ pub async fn export(
     record.commit().await?;
     let (out, rx) = mpsc::channel::<io::Result<Vec<u8>>>(4);
     let header_line = export_header(trail, format, &filter_words);
+    let finished = Arc::new(AtomicBool::new(false));
     let reader = Reader {
         tx,
         pid,
+        _slot: slot,
+        stall: state.settings.audit_export_stall,
+        finished: finished.clone(),
         cut: cut.clone(),
         note: signed.map(|row| row.note),
         f,
@@ -283,9 +303,19 @@ pub async fn export(
         format,
     };
     tokio::spawn(reader.write(pool.clone(), header_line, out));
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    }));
+    // A body whose reader stopped before the end (its client stalled) ends
+    // in an error, so the download is broken off, never taken for whole.
+    let body = Body::from_stream(futures_util::stream::unfold(
+        Some((rx, finished)),
+        |state| async move {
+            let (mut rx, finished) = state?;
+            match rx.recv().await {
+                Some(chunk) => Some((chunk, Some((rx, finished)))),
+                None if finished.load(Ordering::Acquire) => None,
+                None => Some((Err(io::Error::other("the export was stopped")), None)),
+            }
+        },
+    ));
     let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
     let (content_type, extension) = match format {
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
@@ -376,6 +406,12 @@ fn export_header(
 struct Reader {
     tx: sqlx::Transaction<'static, Postgres>,
     pid: i32,
+    /// The export's slot, given back when the reader ends.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// How long a chunk may wait for the client to take it.
+    stall: Duration,
+    /// Set once the last byte is handed on.
+    finished: Arc<AtomicBool>,
     cut: ChainHead,
     /// The signed checkpoint at the cut.
     note: Option<String>,
@@ -466,7 +502,8 @@ impl Reader {
         if let Some(d) = digest.as_mut() {
             d.preamble(&header_line);
         }
-        if out.send(Ok(header_line)).await.is_err() {
+        if !hand_on(&out, header_line, self.stall).await {
+            self.stop(&pool).await;
             return;
         }
         let outcome = tokio::select! {
@@ -475,16 +512,16 @@ impl Reader {
         };
         match outcome {
             Some(Ok(true)) => {
-                if let Some(d) = digest {
-                    let trailer = d.trailer(&self.cut, self.note.as_deref());
-                    let _ = out.send(Ok(trailer)).await;
-                }
+                let sent = match digest {
+                    Some(d) => {
+                        let trailer = d.trailer(&self.cut, self.note.as_deref());
+                        hand_on(&out, trailer, self.stall).await
+                    }
+                    None => true,
+                };
+                self.finished.store(sent, Ordering::Release);
             }
-            Some(Ok(false)) | None => {
-                if let Ok(mut other) = pool.acquire().await {
-                    let _ = cab_db::audit::cancel_backend(&mut other, self.pid).await;
-                }
-            }
+            Some(Ok(false)) | None => self.stop(&pool).await,
             Some(Err(e)) => {
                 tracing::error!(error = %e, "an audit export failed part-way");
                 let _ = out
@@ -496,6 +533,14 @@ impl Reader {
         // the connection goes back to the pool ready for the next query.
         if let Err(e) = self.tx.rollback().await {
             tracing::warn!(error = %e, "ending an export's snapshot failed");
+        }
+    }
+
+    /// Stops the export's statement where it is (the client went away, or
+    /// took nothing for too long).
+    async fn stop(&self, pool: &PgPool) {
+        if let Ok(mut other) = pool.acquire().await {
+            let _ = cab_db::audit::cancel_backend(&mut other, self.pid).await;
         }
     }
 
@@ -513,6 +558,7 @@ impl Reader {
             f,
             trail,
             format,
+            stall,
             ..
         } = self;
         let (cut, trail, format) = (cut.seq, *trail, *format);
@@ -527,13 +573,22 @@ impl Reader {
             let (bytes, taken) = written
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("writing an export: {e}")))?;
             *digest = taken;
-            if out.send(Ok(bytes.map_err(unwritable)?)).await.is_err() {
+            if !hand_on(out, bytes.map_err(unwritable)?, *stall).await {
                 return Ok(false);
             }
             batch = next?;
         }
         Ok(true)
     }
+}
+
+/// Hands bytes on to the response; `false` when the client went away or
+/// took nothing for `stall`.
+async fn hand_on(out: &mpsc::Sender<io::Result<Vec<u8>>>, bytes: Vec<u8>, stall: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(stall, out.send(Ok(bytes))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The approval trail of a filter as CSV, header included, into `out`:

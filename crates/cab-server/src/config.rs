@@ -129,6 +129,17 @@ pub struct ServerArgs {
     #[arg(long, env = "CAB_SHUTDOWN_SECONDS", default_value_t = 30)]
     pub shutdown_seconds: u64,
 
+    /// Audit exports and evidence packs made at once by this server; each
+    /// holds a database connection while it is read. One more is answered
+    /// 503 with Retry-After.
+    #[arg(long, env = "CAB_AUDIT_EXPORTS", default_value_t = 3)]
+    pub audit_exports: usize,
+
+    /// Seconds an audit export waits for a client that takes nothing; then
+    /// it is stopped and its database connection freed.
+    #[arg(long, env = "CAB_AUDIT_EXPORT_STALL_SECONDS", default_value_t = 30)]
+    pub audit_export_stall_seconds: u64,
+
     /// Turns on GET /metrics (Prometheus text format) for scrapers that send
     /// `Authorization: Bearer <this token>`: at least 32 characters, e.g. the
     /// output of `openssl rand -hex 32`. Unset, /metrics answers 404.
@@ -156,6 +167,10 @@ pub struct Settings {
     pub body_timeout: std::time::Duration,
     /// `None`: `/metrics` is off (404).
     pub metrics_token: Option<MetricsToken>,
+    /// Audit exports (and evidence packs) made at once.
+    pub audit_exports: usize,
+    /// How long an audit export waits for a client that takes nothing.
+    pub audit_export_stall: std::time::Duration,
 }
 
 impl Settings {
@@ -170,6 +185,10 @@ impl Settings {
             args.request_timeout_seconds > 0 && args.body_timeout_seconds > 0,
             "CAB_REQUEST_TIMEOUT_SECONDS and CAB_BODY_TIMEOUT_SECONDS must be positive"
         );
+        anyhow::ensure!(
+            args.audit_exports > 0 && args.audit_export_stall_seconds > 0,
+            "CAB_AUDIT_EXPORTS and CAB_AUDIT_EXPORT_STALL_SECONDS must be positive"
+        );
         Ok(Self {
             env_label: args.env_label.trim().to_owned(),
             public_url: args.public_url.trim().trim_end_matches('/').to_owned(),
@@ -182,6 +201,8 @@ impl Settings {
             request_timeout: std::time::Duration::from_secs(args.request_timeout_seconds),
             body_timeout: std::time::Duration::from_secs(args.body_timeout_seconds),
             metrics_token: check_metrics_token(args.metrics_token.as_deref())?,
+            audit_exports: args.audit_exports,
+            audit_export_stall: std::time::Duration::from_secs(args.audit_export_stall_seconds),
         })
     }
 
@@ -199,6 +220,8 @@ impl Settings {
             request_timeout: std::time::Duration::from_secs(30),
             body_timeout: std::time::Duration::from_secs(10),
             metrics_token: None,
+            audit_exports: 3,
+            audit_export_stall: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -55,6 +55,10 @@ pub enum AppError {
     /// or reads of the measures of change (after a wait, see `metrics`).
     #[error("too many requests of this kind waiting")]
     Busy,
+    /// As many audit exports (or evidence packs) are being made as this
+    /// server makes at once: each holds a database connection meanwhile.
+    #[error("{0} audit exports are being made")]
+    ExportsBusy(usize),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -95,8 +99,19 @@ impl AppError {
             AppError::Invalid { .. } | AppError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable | AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::Busy | AppError::ExportsBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds after which asking again may succeed, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<i64> {
+        match self {
+            AppError::Throttled { retry_after } => Some(*retry_after),
+            AppError::ExportsBusy(_) => Some(60),
+            _ => None,
         }
     }
 
@@ -112,6 +127,7 @@ impl AppError {
             AppError::Csrf => "csrf",
             AppError::Unavailable => "unavailable",
             AppError::Busy => "busy",
+            AppError::ExportsBusy(_) => "exports_busy",
             AppError::Internal(_) => "internal",
         }
     }
@@ -127,6 +143,7 @@ impl AppError {
             AppError::Throttled { .. } => "Too many attempts",
             AppError::Unavailable => "Service unavailable",
             AppError::Busy => "Busy",
+            AppError::ExportsBusy(_) => "Too many exports at once",
             AppError::Internal(_) => "Internal error",
         }
     }
@@ -159,6 +176,14 @@ impl AppError {
             AppError::Unavailable => {
                 "The database is unavailable at the moment. Try again shortly.".into()
             }
+            AppError::ExportsBusy(n) => format!(
+                "CAB is already making {n} {}, as many as it makes at once. Try again in a minute.",
+                if *n == 1 {
+                    "audit export or evidence pack"
+                } else {
+                    "audit exports or evidence packs"
+                }
+            ),
             AppError::Busy => {
                 "Too many requests of this kind are waiting at this moment (sign-ins to check, or measures to compute). Try again shortly."
                     .into()
@@ -337,7 +362,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let AppError::Throttled { retry_after } = e
+        if let Some(retry_after) = e.retry_after()
             && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

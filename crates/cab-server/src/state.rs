@@ -23,6 +23,9 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// The measures this server read last.
     pub measures: Arc<crate::metrics::Cache>,
+    /// Slots for audit exports and evidence packs, each holding a database
+    /// connection while it is read (`Settings::audit_exports`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -31,6 +34,7 @@ impl AppState {
         let assets = Assets::load(settings.static_dir.as_deref())?;
         Ok(Self {
             db_health: DbHealth::new(&pool),
+            exports: Arc::new(tokio::sync::Semaphore::new(settings.audit_exports)),
             pool,
             keys: Arc::new(Keys::new(secret_key)),
             passwords: Passwords::new(hashing_slots)?,

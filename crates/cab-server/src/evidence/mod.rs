@@ -363,6 +363,7 @@ pub async fn pack(
 ) -> Result<Pack, AppError> {
     audit_log::check_reading(&state.pool, user, origin).await?;
     let request = query.parse(Utc::now().date_naive())?;
+    let _slot = crate::audit_trail::export_slot(state)?;
     let name = checkpoints::key_name(&state.settings.public_url);
     build(
         &state.pool,

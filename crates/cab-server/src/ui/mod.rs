@@ -453,7 +453,7 @@ fn error_page_with(
     if let AppError::Busy = err {
         resp.extensions_mut().insert(crate::error::Shed);
     }
-    if let AppError::Throttled { retry_after } = err
+    if let Some(retry_after) = err.retry_after()
         && let Ok(v) = retry_after.to_string().parse()
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);

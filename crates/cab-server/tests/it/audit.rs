@@ -243,7 +243,7 @@ async fn concurrent_writers_leave_no_gaps(pool: PgPool) {
 
 /// `n` events appended through the trail's writer, with payloads of a few
 /// shapes (nested objects, arrays, text to escape).
-async fn long_history(pool: &PgPool, n: i64) {
+pub async fn long_history(pool: &PgPool, n: i64) {
     let mut tx = pool.begin().await.unwrap();
     for i in 0..n {
         let event = cab_db::audit::NewAuditEvent {

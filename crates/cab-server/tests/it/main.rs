@@ -25,6 +25,7 @@ mod deployment_pages;
 mod deployments;
 mod evidence;
 mod exceptions;
+mod export_limits;
 mod fail_closed;
 mod flood;
 mod freezes;
