@@ -29,6 +29,9 @@
 #   KEEP_DATABASES=1 bash tests/bench_audit.sh # leave the seeded database
 #   EXPORT_TIMEOUT=0 bash tests/bench_audit.sh # no limit on an export's time
 #   DB=cab_bench_x PORT=18093 bash tests/bench_audit.sh # beside another run
+#   KEEP_EXPORT=/tmp/events.ndjson bash tests/bench_audit.sh
+#                                  # keep the NDJSON export, and beside it
+#                                  # (FILE.key) the key it verifies under
 #
 # An export still running after EXPORT_TIMEOUT seconds (300 by default) is
 # cut off: the figures then cover the rows it sent, the offline check is not
@@ -391,6 +394,11 @@ if [ "$ND_DONE" = 1 ]; then
   VERIFY_EXPORT_S=$(secs "$t0" "$(now_ns)")
   echo "   $EXPORT_VERIFY"
   echo "   in $VERIFY_EXPORT_S s"
+  if [ -n "${KEEP_EXPORT:-}" ]; then
+    cp "$NDJSON" "$KEEP_EXPORT"
+    echo "$KEY" >"$KEEP_EXPORT.key"
+    echo "   kept in $KEEP_EXPORT (its key in $KEEP_EXPORT.key)"
+  fi
 else
   echo "   not run: the NDJSON export was cut off, so there is no complete export to check"
 fi
