@@ -346,6 +346,164 @@ fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, value);
 }
 
+/// A JSON value read from text without building a [`Value`]: strings stay
+/// borrowed from the text where they hold no escape, and objects are lists.
+/// Its [`JsonText::write_canonical`] writes exactly what [`canonical_json`]
+/// writes for the [`Value`] the same text reads as (a repeated key keeps its
+/// last value, as there), at a fraction of the cost: an offline check reads
+/// every event's payload this way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonText<'a> {
+    Null,
+    Bool(bool),
+    PosInt(u64),
+    NegInt(i64),
+    Float(f64),
+    Str(std::borrow::Cow<'a, str>),
+    Array(Vec<JsonText<'a>>),
+    Object(Vec<(std::borrow::Cow<'a, str>, JsonText<'a>)>),
+}
+
+impl JsonText<'_> {
+    /// Appends the value as JSON with object keys sorted by their UTF-8
+    /// bytes and no white space.
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        match self {
+            JsonText::Null => out.extend_from_slice(b"null"),
+            JsonText::Bool(true) => out.extend_from_slice(b"true"),
+            JsonText::Bool(false) => out.extend_from_slice(b"false"),
+            JsonText::PosInt(n) => write_scalar(n, out),
+            JsonText::NegInt(n) => write_scalar(n, out),
+            JsonText::Float(n) => write_scalar(n, out),
+            JsonText::Str(s) => write_scalar(s.as_ref(), out),
+            JsonText::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_canonical(out);
+                }
+                out.push(b']');
+            }
+            JsonText::Object(members) => {
+                let mut sorted: Vec<&(std::borrow::Cow<'_, str>, JsonText<'_>)> =
+                    members.iter().collect();
+                // Stable: of a key given twice, the last one given is kept.
+                sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                out.push(b'{');
+                let mut first = true;
+                for (i, (key, value)) in sorted.iter().map(|m| (&m.0, &m.1)).enumerate() {
+                    if sorted.get(i + 1).is_some_and(|next| next.0 == *key) {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    write_scalar(key.as_ref(), out);
+                    out.push(b':');
+                    value.write_canonical(out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonTextVisitor)
+    }
+}
+
+struct JsonTextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonTextVisitor {
+    type Value = JsonText<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonText::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(JsonText::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        JsonText::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(JsonText::Bool(b))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(JsonText::PosInt(n))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        // As serde_json's own numbers: one not below zero is a positive one.
+        Ok(match u64::try_from(n) {
+            Ok(p) => JsonText::PosInt(p),
+            Err(_) => JsonText::NegInt(n),
+        })
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Self::Value, E> {
+        // As serde_json's own numbers: one that is not finite reads as null.
+        Ok(if n.is_finite() {
+            JsonText::Float(n)
+        } else {
+            JsonText::Null
+        })
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(JsonText::Str(std::borrow::Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(JsonText::Str(std::borrow::Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(JsonText::Str(std::borrow::Cow::Owned(s)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(JsonText::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<JsonKey<'de>>()? {
+            members.push((key.0, map.next_value()?));
+        }
+        Ok(JsonText::Object(members))
+    }
+}
+
+/// An object's key, borrowed from the text where it holds no escape.
+struct JsonKey<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonKey<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match JsonText::<'de>::deserialize(d)? {
+            JsonText::Str(s) => Ok(JsonKey(s)),
+            _ => Err(serde::de::Error::custom("an object's key is a string")),
+        }
+    }
+}
+
 pub fn chain_hash(prev_hash: &[u8], canonical: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev_hash);
@@ -648,6 +806,112 @@ mod tests {
             seq: last.record.seq,
             hash: last.hash.clone(),
         }
+    }
+
+    #[test]
+    fn json_text_writes_what_canonical_json_writes() {
+        for text in [
+            r#"{"b": 1, "a": ["x", {"d": null, "c": true}], "ab": false}"#,
+            r#"{"title": "Rotate the \"edge\" keys, \u00fcn\u00efcode & =1+1", "n": -12}"#,
+            r#"{"s": "tab\there\nnew\u0001line\\ \/ é", "z": [], "y": {}, "x": [[1], [2, 3]]}"#,
+            r#"{"big": 18446744073709551615, "neg": -9223372036854775808, "zero": 0, "minus_zero": -0}"#,
+            r#"{"f": 1.5, "e": 1e3, "g": -2.5e-3, "h": 1.0, "huge": 1e400}"#,
+            r#"{"a": 1, "a": 2, "b": {"k": "first", "k": "last"}, "c": [true, false, null]}"#,
+            r#"{"\u0062": "escaped key", "a\"b": 1, "é": 2, "e": 3, "": 4}"#,
+            r#"["top", "level", 1, {"b": 2, "a": 1}]"#,
+            r#""just a string""#,
+            "42",
+            "-7",
+            "true",
+            "false",
+            "null",
+            "{}",
+        ] {
+            let Ok(value) = serde_json::from_str::<Value>(text) else {
+                // Out of range for serde_json too: the reader refuses it alike.
+                assert!(serde_json::from_str::<JsonText>(text).is_err(), "{text}");
+                continue;
+            };
+            let read: JsonText = serde_json::from_str(text).expect(text);
+            let mut out = Vec::new();
+            read.write_canonical(&mut out);
+            assert_eq!(
+                String::from_utf8(out).expect("utf-8"),
+                canonical_json(&value),
+                "{text}"
+            );
+        }
+        // Strings without escapes are borrowed from the text.
+        let read: JsonText =
+            serde_json::from_str(r#"{"plain": "text", "esc": "a\nb"}"#).expect("json");
+        let JsonText::Object(members) = read else {
+            panic!("an object")
+        };
+        assert!(matches!(members[0].0, std::borrow::Cow::Borrowed("plain")));
+        assert!(matches!(
+            members[0].1,
+            JsonText::Str(std::borrow::Cow::Borrowed("text"))
+        ));
+        assert!(matches!(
+            members[1].1,
+            JsonText::Str(std::borrow::Cow::Owned(_))
+        ));
+        assert_eq!(members.len(), 2);
+        assert!(serde_json::from_str::<JsonText>("{1: 2}").is_err());
+        assert!(serde_json::from_str::<JsonText>("[1,").is_err());
+    }
+
+    #[test]
+    fn json_text_numbers_are_serde_jsons() {
+        fn read(t: &str) -> JsonText<'_> {
+            serde_json::from_str(t).expect(t)
+        }
+        assert_eq!(read("7"), JsonText::PosInt(7));
+        assert_eq!(read("-7"), JsonText::NegInt(-7));
+        assert_eq!(read("1.5"), JsonText::Float(1.5));
+        assert_eq!(read("null"), JsonText::Null);
+        assert_eq!(read("true"), JsonText::Bool(true));
+        assert_eq!(read("false"), JsonText::Bool(false));
+        use serde::de::Visitor;
+        let v = JsonTextVisitor;
+        assert_eq!(
+            v.visit_i64::<serde_json::Error>(5).expect("n"),
+            JsonText::PosInt(5)
+        );
+        assert_eq!(
+            JsonTextVisitor
+                .visit_i64::<serde_json::Error>(0)
+                .expect("n"),
+            JsonText::PosInt(0)
+        );
+        assert_eq!(
+            JsonTextVisitor
+                .visit_f64::<serde_json::Error>(f64::INFINITY)
+                .expect("n"),
+            JsonText::Null
+        );
+        assert_eq!(
+            JsonTextVisitor
+                .visit_unit::<serde_json::Error>()
+                .expect("n"),
+            JsonText::Null
+        );
+        assert_eq!(
+            JsonTextVisitor
+                .visit_none::<serde_json::Error>()
+                .expect("n"),
+            JsonText::Null
+        );
+        assert_eq!(
+            JsonTextVisitor
+                .visit_string::<serde_json::Error>("owned".into())
+                .expect("s"),
+            JsonText::Str("owned".into())
+        );
+        let mut out = Vec::new();
+        JsonText::Float(0.1).write_canonical(&mut out);
+        JsonText::NegInt(-3).write_canonical(&mut out);
+        assert_eq!(out, b"0.1-3");
     }
 
     #[test]
