@@ -4,9 +4,10 @@ code: written from the README's "The NDJSON export, byte by byte" and
 "Signed checkpoints" alone, with Python's standard library and the Ed25519
 verification of RFC 8032 (section 6).
 
-    python3 tests/verify_export.py EXPORT.ndjson 'NAME+KEYID+KEY'
+    python3 tests/verify_export.py EXPORT.ndjson 'NAME+KEYID+KEY' [MORE KEYS...]
 
-Exits 0 and prints what it checked, or 1 with the first fault.
+Each key may also be a file holding keys, one a line. Exits 0 and prints
+what it checked, or 1 with the first fault.
 """
 
 import base64
@@ -106,21 +107,46 @@ def parse_key(text):
     return name, expected, public
 
 
-def open_note(note, key):
-    name, keyid, public = key
+def open_text(note, keys):
+    """The signed text of a note, if one of the keys signed it."""
     text, _, signatures = note.partition("\n\n")
     text = (text + "\n").encode()
+    found = False
     for line in signatures.splitlines():
         if not line.startswith("\u2014 "):
             raise Fault("a signature line does not start with an em dash")
         signer, blob = line[2:].split(" ", 1)
         blob = base64.b64decode(blob)
-        if signer == name and blob[:4] == keyid:
-            if not ed25519_verify(public, text, blob[4:]):
-                raise Fault("the checkpoint's signature does not verify")
-            lines = text.decode().split("\n")
-            return int(lines[1]), base64.b64decode(lines[2])
-    raise Fault("the checkpoint carries no signature by this key")
+        for name, keyid, public in keys:
+            if signer == name and blob[:4] == keyid:
+                if not ed25519_verify(public, text, blob[4:]):
+                    raise Fault("a note's signature does not verify")
+                found = True
+    if not found:
+        raise Fault("a note carries no signature by the keys given")
+    return text.decode()
+
+
+def open_checkpoint(note, keys):
+    lines = open_text(note, keys).split("\n")
+    if not lines[1].isdigit():
+        raise Fault("the checkpoint's second line is not a number")
+    return lines[0], int(lines[1]), base64.b64decode(lines[2])
+
+
+def open_export_note(note, keys):
+    """The export's own note: seven lines, the first one fixed."""
+    lines = open_text(note, keys).split("\n")
+    if len(lines) != 8 or lines[7] != "":
+        raise Fault("the export's note is not seven lines")
+    if lines[0] != "cab audit export v1":
+        raise Fault("the export's note is not the note of an export")
+    fields = {}
+    for line, name in zip(lines[1:7], ["origin", "trail", "filter", "rows", "sha256", "cut"]):
+        if not line.startswith(name + " "):
+            raise Fault("the export's note has no %s line" % name)
+        fields[name] = line[len(name) + 1 :]
+    return fields
 
 
 def canonical_items(canonical):
@@ -186,8 +212,19 @@ def check_fields(e, canonical):
             raise Fault("event %d: its %s is not the one hashed" % (e["seq"], name))
 
 
-def verify(path, key_text):
-    key = parse_key(key_text)
+def read_keys(given):
+    keys = []
+    for text in given:
+        if "+" not in text:
+            with open(text) as f:
+                keys += [parse_key(l) for l in f.read().splitlines() if l.strip()]
+        else:
+            keys.append(parse_key(text))
+    return keys
+
+
+def verify(path, key_texts):
+    keys = read_keys(key_texts)
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     if lines[-1] != b"":
@@ -216,9 +253,25 @@ def verify(path, key_text):
                 raise Fault("event %d does not follow event %d" % (e["seq"], seq))
         prev, seq = hash_, e["seq"]
     cp = trailer["checkpoint"]
-    signed_seq, signed_hash = open_note(cp["note"], key)
+    origin, signed_seq, signed_hash = open_checkpoint(cp["note"], keys)
     if (signed_seq, signed_hash.hex()) != (cp["seq"], cp["hash"]):
         raise Fault("the trailer's head differs from the signed checkpoint")
+    if trailer.get("export_note") is None:
+        raise Fault("the trailer carries no signed note of the export")
+    note = open_export_note(trailer["export_note"], keys)
+    said = {
+        "origin": origin,
+        "trail": "events",
+        "filter": json.dumps(
+            header["filter"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ),
+        "rows": str(len(events)),
+        "sha256": hashlib.sha256(b"".join(lines[:-1])).hexdigest(),
+        "cut": "%d %s" % (signed_seq, signed_hash.hex()),
+    }
+    for name, value in said.items():
+        if note[name] != value:
+            raise Fault("the export's note says another %s than the file" % name)
     if whole and (signed_seq, signed_hash) != (seq, prev):
         raise Fault("the chain does not end at the signed checkpoint")
     return len(events), signed_seq, whole
@@ -226,11 +279,11 @@ def verify(path, key_text):
 
 if __name__ == "__main__":
     try:
-        rows, at, whole = verify(sys.argv[1], sys.argv[2])
-    except (Fault, KeyError, ValueError, IndexError) as fault:
+        rows, at, whole = verify(sys.argv[1], sys.argv[2:])
+    except (Fault, KeyError, ValueError, IndexError, OSError) as fault:
         print("does not verify: %s" % fault)
         sys.exit(1)
     print(
-        "verified: %d events%s, signed checkpoint at event %d"
-        % (rows, ", chain intact" if whole else "", at)
+        "verified: %d events%s, signed checkpoint at event %d, the export signed as a whole"
+        % (rows, ", chain intact" if whole else ", exactly those exported for the filter", at)
     )

@@ -116,6 +116,103 @@ impl Checkpoint {
     }
 }
 
+/// The first line of an export's note. A checkpoint's second line is a
+/// number and an export note's begins `origin `, so neither can be read as
+/// the other.
+pub const EXPORT_NOTE_TAG: &str = "cab audit export v1";
+
+/// What CAB signs of an NDJSON export, in its trailer: what was exported,
+/// how, how many rows, a digest of every byte before the trailer, and the
+/// checkpoint it was cut at. The text is seven lines, each ended by a
+/// newline:
+///
+/// ```text
+/// cab audit export v1
+/// origin <the checkpoint's origin>
+/// trail <events or approvals>
+/// filter <the filter as JSON, keys sorted, no white space>
+/// rows <number of rows, decimal>
+/// sha256 <SHA-256 of every byte before the trailer, lowercase hex>
+/// cut <sequence number of the checkpoint's event, decimal> <its hash, lowercase hex>
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportNote {
+    pub origin: String,
+    pub trail: String,
+    /// The filter as JSON with keys sorted and no white space.
+    pub filter: String,
+    pub rows: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    pub cut: ChainHead,
+}
+
+impl ExportNote {
+    /// The note's text, which is what is signed.
+    pub fn text(&self) -> String {
+        format!(
+            "{EXPORT_NOTE_TAG}\norigin {}\ntrail {}\nfilter {}\nrows {}\nsha256 {}\ncut {} {}\n",
+            self.origin,
+            self.trail,
+            self.filter,
+            self.rows,
+            self.sha256,
+            self.cut.seq,
+            hex::encode(&self.cut.hash)
+        )
+    }
+
+    /// Reads an export note's text.
+    pub fn parse(text: &str) -> Result<ExportNote, NoteError> {
+        let Some(body) = text.strip_suffix('\n') else {
+            return fault("an export note ends with a newline");
+        };
+        let lines: Vec<&str> = body.split('\n').collect();
+        if lines.first() != Some(&EXPORT_NOTE_TAG) {
+            return fault(format!(
+                "not the note of an export: its first line is not \"{EXPORT_NOTE_TAG}\""
+            ));
+        }
+        let [_, origin, trail, filter, rows, sha256, cut] = lines.as_slice() else {
+            return fault("an export note is seven lines");
+        };
+        let field = |line: &'_ str, name: &str| -> Result<String, NoteError> {
+            match line.strip_prefix(name).and_then(|v| v.strip_prefix(' ')) {
+                Some(v) if !v.is_empty() => Ok(v.to_owned()),
+                _ => fault(format!("the export note's line \"{name} …\" is missing")),
+            }
+        };
+        let number = |v: &str, what: &str| -> Result<u64, NoteError> {
+            match v.parse::<u64>() {
+                Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+                _ => fault(format!("the export note's {what} is not a number")),
+            }
+        };
+        let sha256 = field(sha256, "sha256")?;
+        if hex::decode(&sha256).map_or(true, |d| d.len() != 32) || sha256 != sha256.to_lowercase() {
+            return fault("the export note's sha256 is not 32 bytes of lowercase hex");
+        }
+        let cut = field(cut, "cut")?;
+        let Some((seq, hash)) = cut.split_once(' ') else {
+            return fault("the export note's cut is a sequence number and a hash");
+        };
+        let seq = i64::try_from(number(seq, "cut")?)
+            .map_err(|_| NoteError("the export note's cut is not a number".into()))?;
+        let hash = match hex::decode(hash) {
+            Ok(h) if h.len() == 32 && hash == hash.to_lowercase() => h,
+            _ => return fault("the export note's cut hash is not 32 bytes of lowercase hex"),
+        };
+        Ok(ExportNote {
+            origin: field(origin, "origin")?,
+            trail: field(trail, "trail")?,
+            filter: field(filter, "filter")?,
+            rows: number(&field(rows, "rows")?, "rows")?,
+            sha256,
+            cut: ChainHead { seq, hash },
+        })
+    }
+}
+
 /// The key id of an Ed25519 key in a signed note.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
@@ -209,6 +306,14 @@ pub fn open(note: &str, key: &VerifierKey) -> Result<Checkpoint, NoteError> {
 
 /// Checks a signed note against a verifier key and gives its text.
 pub fn open_text(note: &str, key: &VerifierKey) -> Result<String, NoteError> {
+    open_text_any(note, std::slice::from_ref(key))
+}
+
+/// Checks a signed note against any of several verifier keys (those from
+/// before and after a rotation) and gives its text: one signature line by
+/// one of them must be there, and every one by them must verify.
+/// Signature lines by other keys are passed over.
+pub fn open_text_any(note: &str, keys: &[VerifierKey]) -> Result<String, NoteError> {
     let Some((text, signatures)) = note.split_once("\n\n") else {
         return fault("a signed note is its text, an empty line, and its signatures");
     };
@@ -216,8 +321,6 @@ pub fn open_text(note: &str, key: &VerifierKey) -> Result<String, NoteError> {
     if signatures.is_empty() || !signatures.ends_with('\n') {
         return fault("the note's signatures end with a newline");
     }
-    let verifying = VerifyingKey::from_bytes(&key.public_key)
-        .map_err(|_| NoteError("the verifier key is not a valid Ed25519 key".into()))?;
     let mut found = false;
     for line in signatures
         .strip_suffix('\n')
@@ -233,24 +336,36 @@ pub fn open_text(note: &str, key: &VerifierKey) -> Result<String, NoteError> {
         let Ok(blob) = STANDARD.decode(blob) else {
             return fault("a signature is not base64");
         };
-        if name != key.name || blob.len() < 4 || blob[..4] != key.id {
+        let Some(key) = keys
+            .iter()
+            .find(|k| name == k.name && blob.len() >= 4 && blob[..4] == k.id)
+        else {
             continue;
-        }
+        };
+        let verifying = VerifyingKey::from_bytes(&key.public_key)
+            .map_err(|_| NoteError("the verifier key is not a valid Ed25519 key".into()))?;
         let Ok(signature) = Signature::from_slice(&blob[4..]) else {
             return fault("the signature is not an Ed25519 signature");
         };
         if verifying.verify(text.as_bytes(), &signature).is_err() {
             return fault(
-                "the signature does not verify: the checkpoint was altered or signed by another key",
+                "the signature does not verify: the note was altered or signed by another key",
             );
         }
         found = true;
     }
     if !found {
-        return fault(format!(
-            "the note carries no signature by the key {}",
-            key.name
-        ));
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}+{}", k.name, hex::encode(k.id)))
+            .collect();
+        return fault(match keys {
+            [one] => format!("the note carries no signature by the key {}", one.name),
+            _ => format!(
+                "the note carries no signature by any of the keys {}",
+                names.join(", ")
+            ),
+        });
     }
     Ok(text)
 }
@@ -423,5 +538,153 @@ mod tests {
         assert!(!valid_key_name("has space"));
         assert!(!valid_key_name("a+b"));
         assert!(!valid_key_name(""));
+    }
+
+    fn export_note() -> ExportNote {
+        ExportNote {
+            origin: "cab.example.com/audit".into(),
+            trail: "events".into(),
+            filter: r#"{"action":"auth.login_failed"}"#.into(),
+            rows: 4,
+            sha256: "ab".repeat(32),
+            cut: ChainHead {
+                seq: 1234,
+                hash: (0u8..32).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_export_note_is_seven_lines_and_reads_back() {
+        let n = export_note();
+        assert_eq!(
+            n.text(),
+            format!(
+                "cab audit export v1\norigin cab.example.com/audit\ntrail events\nfilter {{\"action\":\"auth.login_failed\"}}\nrows 4\nsha256 {}\ncut 1234 {}\n",
+                "ab".repeat(32),
+                hex::encode((0u8..32).collect::<Vec<u8>>())
+            )
+        );
+        assert_eq!(ExportNote::parse(&n.text()), Ok(n.clone()));
+        let empty = ExportNote {
+            filter: "{}".into(),
+            rows: 0,
+            ..n
+        };
+        assert_eq!(ExportNote::parse(&empty.text()), Ok(empty));
+    }
+
+    #[test]
+    fn an_export_note_and_a_checkpoint_are_never_taken_for_each_other() {
+        let k = key(7);
+        let name = "cab.example.com/audit";
+        let e = Checkpoint::parse(&export_note().text()).expect_err("not a checkpoint");
+        assert!(e.0.contains("size is not a number"), "{e}");
+        let e = ExportNote::parse(&checkpoint().text()).expect_err("not an export note");
+        assert_eq!(
+            e.0,
+            "not the note of an export: its first line is not \"cab audit export v1\""
+        );
+        let signed = sign_text(&export_note().text(), name, &k);
+        assert!(open(&signed, &verifier(name, &k)).is_err());
+        let text = open_text(&signed, &verifier(name, &k)).expect("signed");
+        assert_eq!(ExportNote::parse(&text), Ok(export_note()));
+    }
+
+    #[test]
+    fn malformed_export_notes_are_refused() {
+        let good = export_note().text();
+        let hash = hex::encode((0u8..32).collect::<Vec<u8>>());
+        for (bad, words) in [
+            (good.trim_end().to_owned(), "ends with a newline"),
+            (
+                good.replacen("cab audit export v1", "cab audit export v2", 1),
+                "first line",
+            ),
+            (good.replacen("rows 4\n", "", 1), "seven lines"),
+            (format!("{good}extra\n"), "seven lines"),
+            (
+                good.replacen("origin cab", "origin: cab", 1),
+                "\"origin …\"",
+            ),
+            (
+                good.replacen("origin cab.example.com/audit", "origin ", 1),
+                "\"origin …\"",
+            ),
+            (good.replacen("trail events", "trail", 1), "\"trail …\""),
+            (good.replacen("filter {", "filters {", 1), "\"filter …\""),
+            (good.replacen("rows 4", "count 4", 1), "\"rows …\""),
+            (
+                good.replacen("rows 4", "rows +4", 1),
+                "rows is not a number",
+            ),
+            (
+                good.replacen("rows 4", "rows -4", 1),
+                "rows is not a number",
+            ),
+            (
+                good.replacen("rows 4", "rows four", 1),
+                "rows is not a number",
+            ),
+            (good.replacen("sha256 ab", "sha256 AB", 1), "sha256 is not"),
+            (
+                good.replacen("sha256 abab", "sha256 ab", 1),
+                "sha256 is not",
+            ),
+            (good.replacen("sha256 ", "digest ", 1), "\"sha256 …\""),
+            (
+                good.replacen("cut 1234 ", "cut 1234-", 1),
+                "a sequence number and a hash",
+            ),
+            (good.replacen("cut 1234", "cut x", 1), "cut is not a number"),
+            (
+                good.replacen("cut 1234", "cut 9223372036854775808", 1),
+                "cut is not a number",
+            ),
+            (good.replacen(&hash, &hash[2..], 1), "cut hash is not"),
+            (
+                good.replacen(&hash, &hash.to_uppercase(), 1),
+                "cut hash is not",
+            ),
+            (good.replacen("cut ", "head ", 1), "\"cut …\""),
+        ] {
+            let e = ExportNote::parse(&bad).expect_err(&bad);
+            assert!(e.0.contains(words), "{bad:?}: {e}");
+        }
+        // The largest event number there can be reads back.
+        let mut n = export_note();
+        n.cut.seq = i64::MAX;
+        assert_eq!(ExportNote::parse(&n.text()), Ok(n));
+    }
+
+    #[test]
+    fn a_note_opens_under_any_of_several_keys() {
+        let (old, new) = (key(7), key(8));
+        let name = "cab.example.com/audit";
+        let keys = [verifier(name, &old), verifier(name, &new)];
+        let by_old = sign(&checkpoint(), name, &old);
+        let by_new = sign(&checkpoint(), name, &new);
+        assert_eq!(open_text_any(&by_old, &keys), Ok(checkpoint().text()));
+        assert_eq!(open_text_any(&by_new, &keys), Ok(checkpoint().text()));
+        assert!(open_text_any(&by_new, &keys[..1]).is_err());
+        // Neither key: both are named.
+        let stranger = sign(&checkpoint(), name, &key(9));
+        let e = open_text_any(&stranger, &keys).expect_err("refused");
+        assert_eq!(
+            e.0,
+            format!(
+                "the note carries no signature by any of the keys {name}+{}, {name}+{}",
+                hex::encode(keys[0].id),
+                hex::encode(keys[1].id)
+            )
+        );
+        let e = open_text_any(&stranger, &[]).expect_err("refused");
+        assert!(e.0.contains("no signature by any of the keys"), "{e}");
+        // A bad signature by one of them is refused even beside a good one.
+        let altered = by_old.replacen("1234", "1235", 1);
+        let good_line = by_new.split("\n\n").nth(1).expect("signature");
+        let both = format!("{altered}{good_line}");
+        let e = open_text_any(&both, &keys).expect_err("refused");
+        assert!(e.0.contains("does not verify"), "{e}");
     }
 }

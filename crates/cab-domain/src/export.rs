@@ -6,7 +6,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::approval::LevelRule;
-use crate::audit::ChainHead;
+use crate::audit::{ChainHead, canonical_json};
+use crate::checkpoint::ExportNote;
 
 /// Appends one CSV cell (RFC 4180), neutralised against formula injection:
 /// a cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return
@@ -78,16 +79,62 @@ impl NdjsonDigest {
         self.rows
     }
 
+    /// Ends the digest: the rows counted and the SHA-256 of every byte
+    /// taken.
+    pub fn finish(self) -> Digested {
+        Digested {
+            rows: self.rows,
+            sha256: hex::encode(self.hash.finalize()),
+        }
+    }
+}
+
+/// An NDJSON export's rows and digest, for its trailer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digested {
+    pub rows: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl Digested {
+    /// What CAB signs of the export: `origin` its checkpoint's, `trail`
+    /// `events` or `approvals`, the filter as the header gives it, and the
+    /// head it was cut at.
+    pub fn note(
+        &self,
+        origin: &str,
+        trail: &str,
+        filter: &serde_json::Map<String, serde_json::Value>,
+        cut: &ChainHead,
+    ) -> ExportNote {
+        ExportNote {
+            origin: origin.to_owned(),
+            trail: trail.to_owned(),
+            filter: canonical_json(&serde_json::Value::Object(filter.clone())),
+            rows: self.rows,
+            sha256: self.sha256.clone(),
+            cut: cut.clone(),
+        }
+    }
+
     /// The trailer line, newline included: the number of rows, the SHA-256
-    /// (lowercase hex) of every byte before the trailer, and the head of the
+    /// (lowercase hex) of every byte before the trailer, the head of the
     /// chain the export was cut at with its signed checkpoint (a C2SP signed
-    /// note; null when none could be signed).
-    pub fn trailer(self, cut: &ChainHead, note: Option<&str>) -> Vec<u8> {
+    /// note; null when none could be signed), and the signed note of the
+    /// export itself (null likewise).
+    pub fn trailer(
+        &self,
+        cut: &ChainHead,
+        note: Option<&str>,
+        export_note: Option<&str>,
+    ) -> Vec<u8> {
         let line = json!({
             "trailer": {
                 "rows": self.rows,
-                "sha256": hex::encode(self.hash.finalize()),
+                "sha256": self.sha256,
                 "checkpoint": { "seq": cut.seq, "hash": hex::encode(&cut.hash), "note": note },
+                "export_note": export_note,
             }
         });
         let mut out = line.to_string().into_bytes();
@@ -162,7 +209,12 @@ mod tests {
             seq: 7,
             hash: vec![0xab; 32],
         };
-        let line = d.trailer(&cut, Some("origin\n7\nq80=\n\n\u{2014} k x\n"));
+        let digested = d.finish();
+        let line = digested.trailer(
+            &cut,
+            Some("origin\n7\nq80=\n\n\u{2014} k x\n"),
+            Some("signed"),
+        );
         assert_eq!(line.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         let expected = hex::encode(Sha256::digest(b"{\"export\":{}}\n{\"a\":1}\n{\"b\":2}\n"));
@@ -174,10 +226,24 @@ mod tests {
             v["trailer"]["checkpoint"]["note"],
             "origin\n7\nq80=\n\n\u{2014} k x\n"
         );
-        let empty = NdjsonDigest::new().trailer(&cut, None);
+        assert_eq!(v["trailer"]["export_note"], "signed");
+        let mut filter = serde_json::Map::new();
+        filter.insert("to".into(), json!("2026-01-31"));
+        filter.insert("actor".into(), json!("erin"));
+        let note = digested.note("cab.test/audit", "events", &filter, &cut);
+        assert_eq!(note.rows, 2);
+        assert_eq!(note.sha256, expected);
+        assert_eq!(note.filter, r#"{"actor":"erin","to":"2026-01-31"}"#);
+        assert_eq!(
+            (note.origin.as_str(), note.trail.as_str()),
+            ("cab.test/audit", "events")
+        );
+        assert_eq!(note.cut, cut);
+        let empty = NdjsonDigest::new().finish().trailer(&cut, None, None);
         let v: serde_json::Value = serde_json::from_slice(&empty).expect("json");
         assert_eq!(v["trailer"]["rows"], 0);
         assert!(v["trailer"]["checkpoint"]["note"].is_null());
+        assert!(v["trailer"]["export_note"].is_null());
         assert_eq!(
             v["trailer"]["sha256"],
             hex::encode(Sha256::digest(b"")).as_str()

@@ -18,7 +18,7 @@ use cab_domain::approval::{AssessmentDecision, VoteChoice};
 use cab_domain::audit::{Attempt, AuditAction, AuditRecord, ChainHead, format_time};
 use cab_domain::audit_filter::{FilterWords, Keyset, TrailFilter, entity_label};
 use cab_domain::change::{ChangeType, FieldError};
-use cab_domain::export::{NdjsonDigest, csv_record, describe_rule};
+use cab_domain::export::{Digested, NdjsonDigest, csv_record, describe_rule};
 use cab_domain::risk::RiskLevel;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -298,6 +298,11 @@ pub async fn export(
         finished: finished.clone(),
         cut: cut.clone(),
         note: signed.map(|row| row.note),
+        signer: Signer {
+            keys: state.keys.clone(),
+            name,
+            filter: filter_words,
+        },
         f,
         trail,
         format,
@@ -415,9 +420,19 @@ struct Reader {
     cut: ChainHead,
     /// The signed checkpoint at the cut.
     note: Option<String>,
+    signer: Signer,
     f: EventFilter,
     trail: Trail,
     format: Format,
+}
+
+/// What signs an NDJSON export as a whole, in its trailer.
+struct Signer {
+    keys: std::sync::Arc<crate::crypto::Keys>,
+    /// The checkpoint key's name.
+    name: String,
+    /// The filter as CAB read it, as in the header.
+    filter: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One batch of rows as read.
@@ -513,10 +528,13 @@ impl Reader {
         match outcome {
             Some(Ok(true)) => {
                 let sent = match digest {
-                    Some(d) => {
-                        let trailer = d.trailer(&self.cut, self.note.as_deref());
-                        hand_on(&out, trailer, self.stall).await
-                    }
+                    Some(d) => match self.trailer(&pool, d.finish()).await {
+                        Ok(trailer) => hand_on(&out, trailer, self.stall).await,
+                        Err(e) => {
+                            let _ = out.send(Err(e)).await;
+                            false
+                        }
+                    },
                     None => true,
                 };
                 self.finished.store(sent, Ordering::Release);
@@ -541,6 +559,28 @@ impl Reader {
     async fn stop(&self, pool: &PgPool) {
         if let Ok(mut other) = pool.acquire().await {
             let _ = cab_db::audit::cancel_backend(&mut other, self.pid).await;
+        }
+    }
+
+    /// The trailer line: the rows, the digest, the checkpoint at the cut,
+    /// and CAB's signed note of all of it (with the trail and the filter),
+    /// signed with the checkpoint's key when there is a checkpoint. A note
+    /// that cannot be signed ends the body with an error.
+    async fn trailer(&self, pool: &PgPool, digested: Digested) -> io::Result<Vec<u8>> {
+        let Some(note) = self.note.as_deref() else {
+            return Ok(digested.trailer(&self.cut, None, None));
+        };
+        // The export's note names the chain as its checkpoint does.
+        let origin = note.split('\n').next().unwrap_or_default();
+        let text = digested
+            .note(origin, self.trail.as_str(), &self.signer.filter, &self.cut)
+            .text();
+        match checkpoints::sign_text(pool, &self.signer.keys, &self.signer.name, &text).await {
+            Ok(signed) => Ok(digested.trailer(&self.cut, Some(note), Some(&signed))),
+            Err(e) => {
+                tracing::error!(error = %e, "an audit export's trailer could not be signed");
+                Err(io::Error::other("the export could not be signed"))
+            }
         }
     }
 

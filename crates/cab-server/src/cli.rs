@@ -128,8 +128,8 @@ pub enum UserCommand {
 pub enum AuditCommand {
     /// Recompute the hash chain from the database; or, with --export, check
     /// an NDJSON export of the events with no database at all: every hash,
-    /// the chain's continuity, the trailer, and the signed checkpoint it
-    /// ends at. Exits 0 when intact, 1 naming the first broken event (or
+    /// the chain's continuity, the trailer, the signed checkpoint it ends
+    /// at, and CAB's signed note of the export as a whole. Exits 0 when intact, 1 naming the first broken event (or
     /// line) otherwise.
     Verify {
         /// A head recorded earlier with `cab audit head`, as SEQ:HASH; catches
@@ -139,11 +139,13 @@ pub enum AuditCommand {
         /// An NDJSON export of the audit events to check offline.
         #[arg(long, value_name = "FILE", requires = "key")]
         export: Option<PathBuf>,
-        /// CAB's checkpoint key: a C2SP verifier key as GET
-        /// /api/v1/audit/keys or `cab audit keys` gives it, or a file
-        /// holding one.
+        /// CAB's checkpoint key: a C2SP verifier key as `cab audit keys`
+        /// prints it, or a file holding several, one a line, or the JSON
+        /// of GET /api/v1/audit/keys. Repeat it to give several: what was
+        /// signed under a key from before a rotation, and what after,
+        /// verifies.
         #[arg(long, value_name = "PUBKEY", requires = "export")]
-        key: Option<String>,
+        key: Vec<String>,
         /// An earlier signed checkpoint (a file holding its note, or an
         /// earlier NDJSON export) that this export must extend.
         #[arg(long, value_name = "FILE", requires = "export")]
@@ -236,7 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..
                 },
             ..
-        } => return verify_export(&export, key.as_deref(), from_checkpoint.as_deref()),
+        } => return verify_export(&export, &key, from_checkpoint.as_deref()),
         Command::Audit { db, command } => {
             let pool = crate::db::open(&db, None).await?;
             return audit_command(&pool, command).await;
@@ -413,24 +415,55 @@ fn parse_head(s: &str) -> anyhow::Result<ChainHead> {
     })
 }
 
-/// A verifier key given as itself or as a file holding it.
-fn read_key(given: &str) -> anyhow::Result<VerifierKey> {
-    let path = std::path::Path::new(given);
-    let text = if !given.contains('+') && path.exists() {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {given}"))?
-    } else {
-        given.to_owned()
-    };
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    VerifierKey::parse(first).map_err(|e| anyhow::anyhow!("--key: {e}"))
+/// The verifier keys given, each as itself or as a file holding several:
+/// one a line, or the JSON list GET /api/v1/audit/keys answers.
+fn read_keys(given: &[String]) -> anyhow::Result<Vec<VerifierKey>> {
+    let mut keys = Vec::new();
+    for one in given {
+        let path = std::path::Path::new(one);
+        if one.contains('+') || !path.exists() {
+            keys.push(VerifierKey::parse(one).map_err(|e| anyhow::anyhow!("--key: {e}"))?);
+            continue;
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {one}"))?;
+        let listed: Vec<String> = match serde_json::from_str::<Vec<serde_json::Value>>(&text) {
+            Ok(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    k.get("verifier_key")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_owned)
+                        .with_context(|| {
+                            format!("--key {one}: entry {} has no verifier_key", i + 1)
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?,
+            Err(_) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
+        if listed.is_empty() {
+            anyhow::bail!("--key {one}: the file holds no key");
+        }
+        for (i, k) in listed.iter().enumerate() {
+            keys.push(
+                VerifierKey::parse(k)
+                    .map_err(|e| anyhow::anyhow!("--key {one}: key {}: {e}", i + 1))?,
+            );
+        }
+    }
+    if keys.is_empty() {
+        anyhow::bail!("--key is needed with --export");
+    }
+    Ok(keys)
 }
 
 /// An earlier checkpoint: a file holding a signed note, or an earlier
 /// export whose trailer carries one.
-fn read_checkpoint(path: &std::path::Path, key: &VerifierKey) -> anyhow::Result<Checkpoint> {
+fn read_checkpoint(path: &std::path::Path, keys: &[VerifierKey]) -> anyhow::Result<Checkpoint> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let note = match text
@@ -444,33 +477,35 @@ fn read_checkpoint(path: &std::path::Path, key: &VerifierKey) -> anyhow::Result<
             .context("the earlier export ends at no signed checkpoint")?,
         _ => text,
     };
-    cab_domain::checkpoint::open(&note, key).map_err(|e| anyhow::anyhow!("--from-checkpoint: {e}"))
+    cab_domain::checkpoint::open_text_any(&note, keys)
+        .and_then(|text| Checkpoint::parse(&text))
+        .map_err(|e| anyhow::anyhow!("--from-checkpoint: {e}"))
 }
 
-/// `cab audit verify --export`: the file alone, one line at a time.
+/// Bytes of an export checked as one batch by one worker thread.
+const EXPORT_BATCH: usize = 2 << 20;
+
+/// `cab audit verify --export`: the file alone. Each event line is checked
+/// alone on worker threads, batch by batch, while this thread hashes the
+/// file and follows the chain in the order of the lines.
 fn verify_export(
     export: &std::path::Path,
-    key: Option<&str>,
+    keys: &[String],
     from: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    use std::io::BufRead;
-    let key = read_key(key.context("--key is needed with --export")?)?;
-    let from = from.map(|p| read_checkpoint(p, &key)).transpose()?;
+    let keys = read_keys(keys)?;
+    let from = from.map(|p| read_checkpoint(p, &keys)).transpose()?;
     let earlier = from.as_ref().map(|c| c.seq);
     let file =
         std::fs::File::open(export).with_context(|| format!("cannot open {}", export.display()))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut verifier = ExportVerifier::new(key, from);
-    let mut line = Vec::with_capacity(4096);
-    let outcome = loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break verifier.finish();
-        }
-        if let Err(e) = verifier.line(&line) {
-            break Err(e);
-        }
-    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let outcome = cab_domain::export_check::check_stream(
+        file,
+        ExportVerifier::new(keys, from),
+        EXPORT_BATCH,
+        workers,
+    )
+    .with_context(|| format!("cannot read {}", export.display()))?;
     match outcome {
         Ok(v) => {
             let cp = &v.checkpoint;
@@ -482,7 +517,7 @@ fn verify_export(
             );
             if v.filtered {
                 println!(
-                    "export verified: {} events, each matching its hash, ending at {signed}; a filtered export is not tied to the checkpoint (its trailer's digest is not signed, so lines could have been left out): check what matters against an export of every event",
+                    "export verified: {} events, each matching its hash, exactly the ones CAB exported for this filter (its signed note holds their number and digest), cut at {signed}; a filtered export does not show that nothing happened between its events: for that, check an export of every event",
                     v.rows
                 );
             } else {

@@ -671,3 +671,255 @@ async fn a_published_key_is_only_ever_retired(pool: PgPool) {
             .is_err()
     );
 }
+
+/// An NDJSON export of the events as an auditor downloads it, to a file.
+async fn export_to(app: &TestApp, token: &str, query: &str, path: &std::path::Path) -> String {
+    let resp = app
+        .api(
+            Method::GET,
+            &format!("/api/v1/audit/events/export?format=ndjson{query}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    std::fs::write(path, resp.body.as_bytes()).unwrap();
+    resp.body
+}
+
+/// The file's lines with its trailer changed by `edit`.
+fn with_trailer(lines: &[&str], edit: impl FnOnce(&mut Value)) -> String {
+    let last = lines.len() - 1;
+    let mut trailer: Value = serde_json::from_str(lines[last]).unwrap();
+    edit(&mut trailer["trailer"]);
+    format!("{}{trailer}\n", lines[..last].concat())
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_filtered_export_is_signed_as_a_whole_and_verifies_offline(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let auditor = app.api_login("audrey", &[Role::Auditor]).await;
+    some_events(&app, 4).await;
+    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("filtered.ndjson");
+    let text = export_to(&app, &auditor.token, "&action=auth.login_failed", &good).await;
+    let key = published_key_text(&app).await;
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let verify = |file: &std::path::Path| {
+        cab_offline(&["audit", "verify", "--export", &path(file), "--key", &key])
+    };
+
+    // The trailer carries CAB's note of the export, bound to the file.
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 6, "header, four failed sign-ins, trailer");
+    let trailer: Value = serde_json::from_str(lines[5]).unwrap();
+    let signed = trailer["trailer"]["export_note"].as_str().expect("signed");
+    let note = cab_domain::checkpoint::open_text(signed, &VerifierKey::parse(&key).unwrap())
+        .expect("signed by the checkpoint key");
+    let note = cab_domain::checkpoint::ExportNote::parse(&note).expect("an export note");
+    let checkpoint_text = trailer["trailer"]["checkpoint"]["note"].as_str().unwrap();
+    assert_eq!(Some(note.origin.as_str()), checkpoint_text.lines().next());
+    assert_eq!(note.trail, "events");
+    assert_eq!(note.filter, r#"{"action":"auth.login_failed"}"#);
+    assert_eq!(note.rows, 4);
+    assert_eq!(
+        note.sha256,
+        hex::encode(sha2::Sha256::digest(lines[..5].concat().as_bytes()))
+    );
+    assert_eq!(
+        note.cut.seq,
+        trailer["trailer"]["checkpoint"]["seq"].as_i64().unwrap()
+    );
+    assert!(
+        open(signed, &VerifierKey::parse(&key).unwrap()).is_err(),
+        "an export's note is never a checkpoint"
+    );
+
+    let (ok, out, err) = verify(&good);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(
+            "4 events, each matching its hash, exactly the ones CAB exported for this filter"
+        ),
+        "{out}"
+    );
+    let (ok, out) = python_verifies(&good, &key);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("exactly those exported for the filter"),
+        "{out}"
+    );
+
+    let refused = |name: &str, content: String, words: &str| {
+        let content_lines = content.lines().count();
+        let file = dir.join(name);
+        std::fs::write(&file, content).unwrap();
+        let (ok, out, err) = verify(&file);
+        assert!(!ok, "{name}: {out}");
+        // The trailer is the line refused.
+        let trailer_line = format!("line {}:", content_lines);
+        assert!(err.contains(&trailer_line), "{name}: {err}");
+        assert!(err.contains(words), "{name}: {err}");
+        let (ok, out) = python_verifies(&file, &key);
+        assert!(!ok, "{name}: {out}");
+        out
+    };
+    // A line dropped, the trailer's count and digest redone (anyone can).
+    let mut dropped: Vec<&str> = lines.clone();
+    dropped.remove(2);
+    let rows_redone = with_trailer(&dropped, |t| {
+        t["rows"] = Value::from(3);
+        t["sha256"] = Value::String(hex::encode(sha2::Sha256::digest(
+            dropped[..4].concat().as_bytes(),
+        )));
+    });
+    let out = refused(
+        "dropped.ndjson",
+        rows_redone,
+        "CAB signed an export of 4 rows but the file holds 3",
+    );
+    assert!(out.contains("another rows"), "{out}");
+    // The same note signed by another key.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let (text_only, _) = signed.split_once("\n\n").unwrap();
+    let forged = cab_domain::checkpoint::sign_text(&format!("{text_only}\n"), NAME, &stranger);
+    refused(
+        "stranger.ndjson",
+        with_trailer(&lines, |t| t["export_note"] = Value::String(forged)),
+        "the export's note: the note carries no signature by the key",
+    );
+    // The checkpoint's note, signed by the same key, pasted as the export's.
+    let checkpoint_note = trailer["trailer"]["checkpoint"]["note"].clone();
+    refused(
+        "pasted.ndjson",
+        with_trailer(&lines, |t| t["export_note"] = checkpoint_note),
+        "not the note of an export",
+    );
+    // No note at all.
+    refused(
+        "unsigned.ndjson",
+        with_trailer(&lines, |t| t["export_note"] = Value::Null),
+        "carries no signed note of the export",
+    );
+    // The header's filter widened: the digest redone, the note still says
+    // which filter CAB exported.
+    let mut widened: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    widened[0] = "{\"export\":{\"filter\":{\"action\":\"auth.login_failed\",\"outcome\":\"all\"},\"trail\":\"events\"}}\n".into();
+    let widened_refs: Vec<&str> = widened.iter().map(String::as_str).collect();
+    let redone = with_trailer(&widened_refs, |t| {
+        t["sha256"] = Value::String(hex::encode(sha2::Sha256::digest(
+            widened_refs[..5].concat().as_bytes(),
+        )));
+    });
+    refused("widened.ndjson", redone, "signed for the filter");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn exports_signed_before_and_after_a_key_rotation_verify_with_both_keys(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let auditor = app.api_login("audrey", &[Role::Auditor]).await;
+    some_events(&app, 2).await;
+    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let earlier = dir.join("earlier.ndjson");
+    export_to(&app, &auditor.token, "", &earlier).await;
+    let old_key = published_key_text(&app).await;
+    // The secret changes: another key signs from then on.
+    some_events(&app, 1).await;
+    let other = Keys::new(b"another secret key that is long enough for CAB");
+    checkpoints::sign_now(&pool, &other, NAME)
+        .await
+        .unwrap()
+        .unwrap();
+    some_events(&app, 1).await;
+    let later = dir.join("later.ndjson");
+    export_to(&app, &auditor.token, "", &later).await;
+    let keys = app.api(Method::GET, "/api/v1/audit/keys", None, None).await;
+    let listed: Vec<String> = keys
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["verifier_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(listed.len() >= 2, "{listed:?}");
+    let new_key = listed[0].clone();
+    assert_ne!(new_key, old_key);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (later_p, earlier_p) = (path(&later), path(&earlier));
+
+    // Under the new key alone, the earlier checkpoint does not open.
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &later_p,
+        "--key",
+        &new_key,
+        "--from-checkpoint",
+        &earlier_p,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--from-checkpoint: the note carries no signature by the key"),
+        "{err}"
+    );
+    // Each key given: both verify.
+    let mut args = vec![
+        "audit",
+        "verify",
+        "--export",
+        &later_p,
+        "--from-checkpoint",
+        &earlier_p,
+    ];
+    for k in &listed {
+        args.extend(["--key", k.as_str()]);
+    }
+    let (ok, out, err) = cab_offline(&args);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("it extends the earlier checkpoint at event"),
+        "{out}"
+    );
+    // The keys in a file, one a line, as `cab audit keys` prints them; or
+    // as GET /api/v1/audit/keys answers.
+    let lines_file = dir.join("keys.txt");
+    std::fs::write(&lines_file, format!("{}\n", listed.join("\n"))).unwrap();
+    let json_file = dir.join("keys.json");
+    std::fs::write(&json_file, &keys.body).unwrap();
+    for file in [&lines_file, &json_file] {
+        let (ok, out, err) = cab_offline(&[
+            "audit",
+            "verify",
+            "--export",
+            &later_p,
+            "--key",
+            &path(file),
+            "--from-checkpoint",
+            &earlier_p,
+        ]);
+        assert!(ok, "{}: {out}{err}", file.display());
+    }
+    let (ok, out) = python_verifies(&later, &path(&lines_file));
+    assert!(ok, "{out}");
+    // A key that is not a key, in a file or given itself, is named.
+    let bad_file = dir.join("bad.txt");
+    std::fs::write(&bad_file, format!("{}\nnot-a-key\n", listed[0])).unwrap();
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &later_p,
+        "--key",
+        &path(&bad_file),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("key 2: a verifier key is NAME+KEYID+KEY"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
