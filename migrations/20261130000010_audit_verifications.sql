@@ -20,7 +20,6 @@ CREATE TABLE audit_verifications (
     finding_seq  bigint,
     CHECK ((finding IS NULL) = (finding_seq IS NULL))
 );
-CREATE INDEX audit_verifications_latest ON audit_verifications (finished_at DESC, id DESC);
 
 CREATE TRIGGER audit_verifications_append_only
     BEFORE UPDATE OR DELETE ON audit_verifications

@@ -531,7 +531,7 @@ impl Reader {
                     Some(d) => match self.trailer(&pool, d.finish()).await {
                         Ok(trailer) => hand_on(&out, trailer, self.stall).await,
                         Err(e) => {
-                            let _ = out.send(Err(e)).await;
+                            let _ = tokio::time::timeout(self.stall, out.send(Err(e))).await;
                             false
                         }
                     },
@@ -542,9 +542,8 @@ impl Reader {
             Some(Ok(false)) | None => self.stop(&pool).await,
             Some(Err(e)) => {
                 tracing::error!(error = %e, "an audit export failed part-way");
-                let _ = out
-                    .send(Err(io::Error::other("the export could not be completed")))
-                    .await;
+                let failed = out.send(Err(io::Error::other("the export could not be completed")));
+                let _ = tokio::time::timeout(self.stall, failed).await;
             }
         }
         // Read only; ending it here waits out a statement just stopped, so

@@ -186,7 +186,21 @@ fn check_batch(before: &ChainHead, rows: &[PgRow], kept: Option<i64>) -> BatchCh
     let mut verifier = ChainVerifier::after(before);
     let mut at_kept = None;
     for row in rows {
-        let (record, hash) = cab_db::audit::decode_content(row)?;
+        // A row whose fields cannot be read (a NULL role, a number out of
+        // range) was written around CAB: a break, named, not a failure to
+        // check.
+        let (record, hash) = match cab_db::audit::decode_content(row) {
+            Ok(read) => read,
+            Err(e) => {
+                let seq =
+                    cab_db::audit::content_link(row).map_or(verifier.last_seq() + 1, |l| l.seq);
+                return Err(ChainBreak {
+                    seq,
+                    reason: format!("its stored fields cannot be read ({e})"),
+                }
+                .into());
+            }
+        };
         verifier.check_content(&record, &hash)?;
         if kept == Some(record.seq) {
             at_kept = Some(hash);
@@ -200,7 +214,8 @@ fn check_batch(before: &ChainHead, rows: &[PgRow], kept: Option<i64>) -> BatchCh
 /// the chain ending at `head`, and, if given, an `external` head (kept
 /// elsewhere) on the chain. The number checked.
 ///
-/// The events are read as one stream and checked in batches on worker
+/// The events are read in order, by statements of [`VERIFY_WINDOW`]
+/// events, and checked in batches on worker
 /// threads, as many at once as the machine has cores: each batch links to
 /// the stored hash of the event before it, which the batch before checks,
 /// so together they check every link exactly as one pass would. Results are
@@ -225,6 +240,17 @@ pub async fn verify_range(
         }
         Ok(())
     };
+    // A head behind where the check starts (a head row moved back around
+    // CAB, behind a signed checkpoint) is a break too.
+    if head.seq < start.seq {
+        return Err(Unverified::Broken(ChainBreak {
+            seq: head.seq + 1,
+            reason: format!(
+                "missing: the recorded head is event {} but the chain was verified up to event {}",
+                head.seq, start.seq
+            ),
+        }));
+    }
     // The stored link of the event before the next batch.
     let mut before = start.clone();
     let mut batch = Vec::with_capacity(VERIFY_BATCH);
@@ -233,13 +259,18 @@ pub async fn verify_range(
         // One statement per window of event numbers: each stays short.
         let hi = head.seq.min(lo.saturating_add(VERIFY_WINDOW));
         let mut rows = cab_db::audit::content_rows(conn, lo, hi);
+        let mut read = 0usize;
         loop {
             let row = rows.try_next().await?;
             let window_done = row.is_none();
             if let Some(row) = row {
                 batch.push(row);
+                read += 1;
             }
-            let end = window_done && hi >= head.seq;
+            // The last window, or one with no event at all: the chain stops
+            // here, short of a head that claims more (the check below names
+            // where), however far beyond a head row moved around CAB claims.
+            let end = window_done && (hi >= head.seq || read == 0);
             if batch.len() == VERIFY_BATCH || (end && !batch.is_empty()) {
                 let last = batch.last().map(cab_db::audit::content_link).transpose()?;
                 let from = std::mem::replace(&mut before, last.unwrap_or_else(|| start.clone()));
@@ -258,7 +289,7 @@ pub async fn verify_range(
             }
         }
         drop(rows);
-        if hi >= head.seq {
+        if hi >= head.seq || read == 0 {
             break;
         }
         lo = hi;
@@ -663,10 +694,14 @@ pub async fn check_whole_if_due(
 ) -> Result<Option<VerificationRow>, AppError> {
     let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::days(1));
     let mut lock = pool.begin().await?;
+    // A check dated ahead of now (a fast clock, or a row written around
+    // CAB) is not believed: it is due all the same.
     let due = cab_db::checkpoints::try_lock_whole_check(&mut lock).await?
         && cab_db::checkpoints::latest_verification(&mut lock)
             .await?
-            .is_none_or(|l| l.finished_at + every <= now);
+            .is_none_or(|l| {
+                l.finished_at + every <= now || l.finished_at > now + chrono::Duration::minutes(5)
+            });
     if !due {
         lock.rollback().await?;
         return Ok(None);
@@ -681,13 +716,18 @@ pub async fn check_whole_if_due(
             return Err(e);
         }
     };
-    match cab_db::checkpoints::record_verification(&mut lock, &row).await {
-        Ok(()) => lock.commit().await?,
-        Err(e) => {
-            lock.rollback().await?;
-            return Err(e.into());
-        }
+    // Recorded on a connection of its own: the lock's transaction sat idle
+    // through the check, and a database that ends idle transactions may
+    // have ended it; the record must not go with it.
+    let recorded = async {
+        let mut conn = pool.acquire().await?;
+        cab_db::checkpoints::record_verification(&mut conn, &row).await
     }
+    .await;
+    if let Err(e) = lock.rollback().await {
+        tracing::warn!(error = %e, "ending the whole check's lock failed");
+    }
+    recorded?;
     match &row.finding {
         None => tracing::info!(
             events = row.events,

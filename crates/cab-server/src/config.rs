@@ -135,8 +135,9 @@ pub struct ServerArgs {
     #[arg(long, env = "CAB_AUDIT_EXPORTS", default_value_t = 3)]
     pub audit_exports: usize,
 
-    /// Seconds an audit export waits for a client that takes nothing; then
-    /// it is stopped and its database connection freed.
+    /// Seconds a piece of an audit export (one batch of rows) may wait for
+    /// the client to take it; then the export is stopped and its database
+    /// connection freed.
     #[arg(long, env = "CAB_AUDIT_EXPORT_STALL_SECONDS", default_value_t = 30)]
     pub audit_export_stall_seconds: u64,
 

@@ -356,3 +356,41 @@ async fn breaks_at_the_edges_between_checked_batches_are_named(pool: PgPool) {
         1000,
     );
 }
+
+/// A head row moved far beyond the last event, around CAB: the check stops
+/// at the first window of event numbers that holds no event and names the
+/// first missing one, instead of reading empty windows up to the claimed
+/// head.
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn a_head_moved_far_beyond_the_chain_is_named_at_once(pool: PgPool) {
+    long_history(&pool, 20).await;
+    tamper(&pool, "UPDATE audit_head SET seq = 9000000000000000000").await;
+    let started = std::time::Instant::now();
+    verify_fails_at(&pool, &["audit", "verify"], 21);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+/// A field that cannot be read back (a NULL among the roles, written around
+/// CAB) is a break at that event, not a check that could not be made.
+#[sqlx::test(migrator = "cab_db::MIGRATOR")]
+async fn an_event_whose_fields_cannot_be_read_is_named(pool: PgPool) {
+    long_history(&pool, 20).await;
+    tamper(
+        &pool,
+        "UPDATE audit_events SET actor_roles = '{NULL}' WHERE seq = 5",
+    )
+    .await;
+    let (ok, _, stderr) = cab(&pool, &["audit", "verify"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("audit event 5 breaks the chain: its stored fields cannot be read"),
+        "{stderr}"
+    );
+    // And it is recorded as what the check found.
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT finding_seq FROM audit_verifications ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(found, Some(5));
+}

@@ -74,6 +74,22 @@ async fn two_servers_check_the_whole_chain_once_a_day(pool: PgPool) {
     );
     assert_eq!(a.unwrap().is_some() as u8 + b.unwrap().is_some() as u8, 1);
     assert_eq!(checks(&pool).await.len(), 2);
+    // A check dated a year ahead (a fast clock, or a row written around
+    // CAB) does not put the next one off, nor stand as the latest once a
+    // real one is made.
+    sqlx::query(
+        "INSERT INTO audit_verifications (started_at, finished_at, run_by, head_seq, events, checkpoints)
+         VALUES (now() + interval '1 year', now() + interval '1 year', 'command', 0, 0, 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let made = checkpoints::check_whole_if_due(&pool, later, WHOLE_CHECK_EVERY)
+        .await
+        .unwrap()
+        .expect("due despite a check dated ahead");
+    assert!(made.finished_at < Utc::now() + chrono::Duration::minutes(1));
+    assert_eq!(checks(&pool).await.len(), 4);
     // The record itself is append-only.
     let err = sqlx::query("DELETE FROM audit_verifications")
         .execute(&pool)
