@@ -266,24 +266,26 @@ SERVER=$!
 started=$(now_ns)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "cab serve did not become ready" >&2; exit 1; }
+# Waits up to 2 minutes for a count (SQL) to be above zero; WHAT says what
+# was awaited if it never comes.
+await_count() { # sql what
+  local n=0
+  for _ in $(seq 1 1200); do
+    n=$(psql -Atq "$PGURL/$DB" -c "$1")
+    [ "$n" -gt 0 ] && return 0
+    sleep 0.1
+  done
+  echo "the server made no $2 in 2 minutes" >&2
+  exit 1
+}
 # At start-up the server verifies the chain and signs its head (the first
 # checkpoint); wait for it, so the exports below do not wait on it.
-for _ in $(seq 1 1200); do
-  signed=$(psql -Atq "$PGURL/$DB" -c "SELECT count(*) FROM audit_checkpoints WHERE seq > $EVENTS")
-  [ "$signed" -gt 0 ] && break
-  sleep 0.1
-done
-[ "$signed" -gt 0 ] || { echo "the server signed no checkpoint in 2 minutes" >&2; exit 1; }
+await_count "SELECT count(*) FROM audit_checkpoints WHERE seq > $EVENTS" checkpoint
 FIRST_CHECKPOINT_S=$(secs "$started" "$(now_ns)")
 echo "   first checkpoint (the whole chain verified and signed by the server) ${FIRST_CHECKPOINT_S} s after start"
 # Then one server checks the whole chain (none was checked yet); wait for
 # that too, so it does not share the machine with the measures below.
-for _ in $(seq 1 1200); do
-  checked=$(psql -Atq "$PGURL/$DB" -c "SELECT count(*) FROM audit_verifications")
-  [ "$checked" -gt 0 ] && break
-  sleep 0.1
-done
-[ "$checked" -gt 0 ] || { echo "the server made no whole check in 2 minutes" >&2; exit 1; }
+await_count "SELECT count(*) FROM audit_verifications" "whole check"
 WHOLE_CHECK_S=$(secs "$started" "$(now_ns)")
 echo "   first whole check of the chain ${WHOLE_CHECK_S} s after start"
 

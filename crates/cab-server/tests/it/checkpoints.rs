@@ -43,7 +43,8 @@ async fn checkpoint_count(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-async fn some_events(app: &TestApp, n: usize) {
+/// `n` events: refused sign-ins.
+pub async fn some_events(app: &TestApp, n: usize) {
     for i in 0..n {
         app.token(&format!("nobody{i}"), "wrong-password-here")
             .await;
@@ -437,8 +438,7 @@ async fn an_export_verifies_offline_with_cab_and_with_an_independent_script(pool
     )
     .await;
     some_events(&app, 3).await;
-    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = export_dir();
     let export = |name: &str| {
         let path = dir.join(name);
         let app = &app;
@@ -687,6 +687,13 @@ async fn export_to(app: &TestApp, token: &str, query: &str, path: &std::path::Pa
     resp.body
 }
 
+/// A directory of its own for a test's exports.
+fn export_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The file's lines with its trailer changed by `edit`.
 fn with_trailer(lines: &[&str], edit: impl FnOnce(&mut Value)) -> String {
     let last = lines.len() - 1;
@@ -700,8 +707,7 @@ async fn a_filtered_export_is_signed_as_a_whole_and_verifies_offline(pool: PgPoo
     let app = TestApp::new(pool.clone()).await;
     let auditor = app.api_login("audrey", &[Role::Auditor]).await;
     some_events(&app, 4).await;
-    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = export_dir();
     let good = dir.join("filtered.ndjson");
     let text = export_to(&app, &auditor.token, "&action=auth.login_failed", &good).await;
     let key = published_key_text(&app).await;
@@ -821,8 +827,7 @@ async fn exports_signed_before_and_after_a_key_rotation_verify_with_both_keys(po
     let app = TestApp::new(pool.clone()).await;
     let auditor = app.api_login("audrey", &[Role::Auditor]).await;
     some_events(&app, 2).await;
-    let dir = std::env::temp_dir().join(format!("cab-export-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = export_dir();
     let earlier = dir.join("earlier.ndjson");
     export_to(&app, &auditor.token, "", &earlier).await;
     let old_key = published_key_text(&app).await;

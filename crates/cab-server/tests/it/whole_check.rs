@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::audit::{cab, tamper};
+use crate::checkpoints::some_events;
 use crate::common::TestApp;
 
 async fn checks(pool: &PgPool) -> Vec<(String, Option<i64>, Option<String>)> {
@@ -21,13 +22,6 @@ async fn checks(pool: &PgPool) -> Vec<(String, Option<i64>, Option<String>)> {
         .fetch_all(pool)
         .await
         .unwrap()
-}
-
-async fn some_events(app: &TestApp, n: usize) {
-    for i in 0..n {
-        app.token(&format!("nobody{i}"), "wrong-password-here")
-            .await;
-    }
 }
 
 async fn sign(app: &TestApp, token: &str) -> i64 {
