@@ -597,6 +597,13 @@ fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> std::io::Resul
     Ok(false)
 }
 
+/// Whether the oldest of the `held` batches is to be taken now: when more
+/// than twice as many as the workers are held (which bounds the memory the
+/// check takes whatever the file's size), or when the file has ended.
+fn take_now(held: usize, workers: usize, ended: bool) -> bool {
+    held > 2 * workers || (ended && held > 0)
+}
+
 type Job = (Arc<Vec<u8>>, mpsc::SyncSender<Vec<Examined>>);
 /// A batch sent to the workers, and where their findings will come.
 type Pending = (Arc<Vec<u8>>, mpsc::Receiver<Vec<Examined>>);
@@ -670,7 +677,7 @@ fn feed(
                 .map_err(|_| std::io::Error::other("the checking threads stopped"))?;
             pending.push_back((bytes, answer));
         }
-        while pending.len() > 2 * workers || (ended && !pending.is_empty()) {
+        while take_now(pending.len(), workers, ended) {
             let Some((bytes, answer)) = pending.pop_front() else {
                 break;
             };
@@ -1202,6 +1209,101 @@ mod tests {
         }
         assert!(files[0].1.is_ok());
         assert_eq!(files[1].1.as_ref().map_err(|e| e.line), Err(5));
+    }
+
+    #[test]
+    fn batches_are_held_up_to_twice_the_workers_then_all_taken_at_the_end() {
+        assert!(!take_now(0, 2, false));
+        assert!(!take_now(4, 2, false));
+        assert!(take_now(5, 2, false));
+        assert!(!take_now(2, 1, false));
+        assert!(take_now(3, 1, false));
+        assert!(take_now(1, 2, true));
+        assert!(take_now(5, 2, true));
+        assert!(!take_now(0, 2, true));
+    }
+
+    /// `lines` with the trailer's `export_note` set to `note`.
+    fn with_export_note(lines: &[String], note: Value) -> Vec<String> {
+        let mut lines = lines.to_vec();
+        let last = lines.pop().expect("a trailer");
+        let mut t: Value = serde_json::from_str(&last).expect("json");
+        t["trailer"]["export_note"] = note;
+        lines.push(format!("{t}\n"));
+        lines
+    }
+
+    #[test]
+    fn the_exports_note_must_say_of_the_file_what_it_holds() {
+        let events = chain(6);
+        let some: Vec<StoredEvent> = events.iter().step_by(2).cloned().collect();
+        let good = export(&some, json!({"actor": "erin"}), Some(&events[5]));
+        assert!(check(&good, None).expect("verifies").filtered);
+        let t: Value = serde_json::from_str(good.last().expect("trailer")).expect("json");
+        let signed = t["trailer"]["export_note"].as_str().expect("a note");
+        let right =
+            ExportNote::parse(&checkpoint::open_text(signed, &verifier()).expect("opens"))
+                .expect("reads");
+        let refused = |note: Value, words: &str| {
+            let e = check(&with_export_note(&good, note), None).expect_err("refused");
+            assert_eq!(e.line, good.len() as u64, "{e}");
+            assert!(e.reason.contains(words), "{words}: {e}");
+        };
+        let resigned = |n: ExportNote| json!(checkpoint::sign_text(&n.text(), NAME, &key()));
+        refused(Value::Null, "no signed note of the export");
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        refused(
+            json!(checkpoint::sign_text(&right.text(), NAME, &stranger)),
+            "the export's note",
+        );
+        // A checkpoint's note is not an export's.
+        refused(t["trailer"]["checkpoint"]["note"].clone(), "the export's note");
+        refused(
+            resigned(ExportNote {
+                origin: "elsewhere.example/audit".into(),
+                ..right.clone()
+            }),
+            "the export's note is of elsewhere.example/audit",
+        );
+        refused(
+            resigned(ExportNote {
+                trail: "approvals".into(),
+                ..right.clone()
+            }),
+            "not of the events",
+        );
+        refused(
+            resigned(ExportNote {
+                filter: "{}".into(),
+                ..right.clone()
+            }),
+            "signed for the filter {}",
+        );
+        refused(
+            resigned(ExportNote {
+                rows: right.rows + 1,
+                ..right.clone()
+            }),
+            "CAB signed an export of 4 rows but the file holds 3",
+        );
+        refused(
+            resigned(ExportNote {
+                sha256: "0".repeat(64),
+                ..right.clone()
+            }),
+            "differs from the one CAB signed",
+        );
+        refused(
+            resigned(ExportNote {
+                cut: ChainHead {
+                    seq: 5,
+                    hash: events[4].hash.clone(),
+                },
+                ..right.clone()
+            }),
+            "a cut at event 5, its checkpoint is at event 6",
+        );
+        assert!(check(&with_export_note(&good, resigned(right)), None).is_ok());
     }
 
     #[test]
