@@ -314,6 +314,15 @@ pub fn open_text(note: &str, key: &VerifierKey) -> Result<String, NoteError> {
 /// one of them must be there, and every one by them must verify.
 /// Signature lines by other keys are passed over.
 pub fn open_text_any(note: &str, keys: &[VerifierKey]) -> Result<String, NoteError> {
+    open_text_signed(note, keys).map(|(text, _)| text)
+}
+
+/// As [`open_text_any`], and which of `keys` signed it (their positions,
+/// in the order of the signature lines).
+pub fn open_text_signed(
+    note: &str,
+    keys: &[VerifierKey],
+) -> Result<(String, Vec<usize>), NoteError> {
     let Some((text, signatures)) = note.split_once("\n\n") else {
         return fault("a signed note is its text, an empty line, and its signatures");
     };
@@ -321,7 +330,7 @@ pub fn open_text_any(note: &str, keys: &[VerifierKey]) -> Result<String, NoteErr
     if signatures.is_empty() || !signatures.ends_with('\n') {
         return fault("the note's signatures end with a newline");
     }
-    let mut found = false;
+    let mut found = Vec::new();
     for line in signatures
         .strip_suffix('\n')
         .unwrap_or(signatures)
@@ -336,9 +345,10 @@ pub fn open_text_any(note: &str, keys: &[VerifierKey]) -> Result<String, NoteErr
         let Ok(blob) = STANDARD.decode(blob) else {
             return fault("a signature is not base64");
         };
-        let Some(key) = keys
+        let Some((at, key)) = keys
             .iter()
-            .find(|k| name == k.name && blob.len() >= 4 && blob[..4] == k.id)
+            .enumerate()
+            .find(|(_, k)| name == k.name && blob.len() >= 4 && blob[..4] == k.id)
         else {
             continue;
         };
@@ -352,9 +362,9 @@ pub fn open_text_any(note: &str, keys: &[VerifierKey]) -> Result<String, NoteErr
                 "the signature does not verify: the note was altered or signed by another key",
             );
         }
-        found = true;
+        found.push(at);
     }
-    if !found {
+    if found.is_empty() {
         let names: Vec<String> = keys
             .iter()
             .map(|k| format!("{}+{}", k.name, hex::encode(k.id)))
@@ -367,7 +377,7 @@ pub fn open_text_any(note: &str, keys: &[VerifierKey]) -> Result<String, NoteErr
             ),
         });
     }
-    Ok(text)
+    Ok((text, found))
 }
 
 #[cfg(test)]
@@ -667,6 +677,14 @@ mod tests {
         assert_eq!(open_text_any(&by_old, &keys), Ok(checkpoint().text()));
         assert_eq!(open_text_any(&by_new, &keys), Ok(checkpoint().text()));
         assert!(open_text_any(&by_new, &keys[..1]).is_err());
+        assert_eq!(
+            open_text_signed(&by_old, &keys).map(|(_, s)| s),
+            Ok(vec![0])
+        );
+        assert_eq!(
+            open_text_signed(&by_new, &keys).map(|(_, s)| s),
+            Ok(vec![1])
+        );
         // Neither key: both are named.
         let stranger = sign(&checkpoint(), name, &key(9));
         let e = open_text_any(&stranger, &keys).expect_err("refused");

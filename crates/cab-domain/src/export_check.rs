@@ -51,6 +51,9 @@ pub struct Verified {
     pub filtered: bool,
     /// The signed checkpoint the export ends at.
     pub checkpoint: Checkpoint,
+    /// Which of the keys given signed the checkpoint and the export's note
+    /// (their positions, each once).
+    pub signers: Vec<usize>,
 }
 
 /// A string of a line, borrowed from it where it holds no escape.
@@ -438,10 +441,10 @@ impl ExportVerifier {
         let Some(note) = t.checkpoint.note else {
             return self.fault("the export ends at no signed checkpoint (the chain did not verify when it was made)");
         };
-        let cp = match checkpoint::open_text_any(&note, &self.keys)
-            .and_then(|text| Checkpoint::parse(&text))
+        let (cp, mut signers) = match checkpoint::open_text_signed(&note, &self.keys)
+            .and_then(|(text, by)| Ok((Checkpoint::parse(&text)?, by)))
         {
-            Ok(cp) => cp,
+            Ok(signed) => signed,
             Err(e) => return self.fault(format!("the checkpoint: {e}")),
         };
         if cp.seq != t.checkpoint.seq
@@ -449,7 +452,9 @@ impl ExportVerifier {
         {
             return self.fault("the trailer's head differs from its signed checkpoint");
         }
-        self.signed_as_a_whole(t.export_note.as_deref(), &digest, &cp)?;
+        signers.extend(self.signed_as_a_whole(t.export_note.as_deref(), &digest, &cp)?);
+        signers.sort_unstable();
+        signers.dedup();
         if self.filtered == Some(false) {
             let reached = self.last.clone().unwrap_or(ChainHead {
                 seq: 0,
@@ -489,6 +494,7 @@ impl ExportVerifier {
             rows: self.rows,
             filtered: self.filtered == Some(true),
             checkpoint: cp,
+            signers,
         });
         Ok(())
     }
@@ -500,16 +506,16 @@ impl ExportVerifier {
         note: Option<&str>,
         digest: &str,
         cp: &Checkpoint,
-    ) -> Result<(), ExportBreak> {
+    ) -> Result<Vec<usize>, ExportBreak> {
         let Some(note) = note else {
             return self.fault(
                 "the trailer carries no signed note of the export: nothing vouches for the file as a whole",
             );
         };
-        let n = match checkpoint::open_text_any(note, &self.keys)
-            .and_then(|text| ExportNote::parse(&text))
+        let (n, signers) = match checkpoint::open_text_signed(note, &self.keys)
+            .and_then(|(text, by)| Ok((ExportNote::parse(&text)?, by)))
         {
-            Ok(n) => n,
+            Ok(signed) => signed,
             Err(e) => return self.fault(format!("the export's note: {e}")),
         };
         if n.origin != cp.origin {
@@ -545,7 +551,7 @@ impl ExportVerifier {
                 n.cut.seq, cp.seq
             ));
         }
-        Ok(())
+        Ok(signers)
     }
 
     /// Ends the check: the file must have ended with its trailer.
@@ -823,6 +829,7 @@ mod tests {
         assert_eq!(v.rows, 5);
         assert!(!v.filtered);
         assert_eq!(v.checkpoint.seq, 5);
+        assert_eq!(v.signers, vec![0]);
     }
 
     #[test]
@@ -1241,9 +1248,8 @@ mod tests {
         assert!(check(&good, None).expect("verifies").filtered);
         let t: Value = serde_json::from_str(good.last().expect("trailer")).expect("json");
         let signed = t["trailer"]["export_note"].as_str().expect("a note");
-        let right =
-            ExportNote::parse(&checkpoint::open_text(signed, &verifier()).expect("opens"))
-                .expect("reads");
+        let right = ExportNote::parse(&checkpoint::open_text(signed, &verifier()).expect("opens"))
+            .expect("reads");
         let refused = |note: Value, words: &str| {
             let e = check(&with_export_note(&good, note), None).expect_err("refused");
             assert_eq!(e.line, good.len() as u64, "{e}");
@@ -1257,7 +1263,10 @@ mod tests {
             "the export's note",
         );
         // A checkpoint's note is not an export's.
-        refused(t["trailer"]["checkpoint"]["note"].clone(), "the export's note");
+        refused(
+            t["trailer"]["checkpoint"]["note"].clone(),
+            "the export's note",
+        );
         refused(
             resigned(ExportNote {
                 origin: "elsewhere.example/audit".into(),

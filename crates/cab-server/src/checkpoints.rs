@@ -629,6 +629,11 @@ pub async fn sign_if_due(
 /// around CAB, and the page shows its outcome.
 pub const WHOLE_CHECK_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How old the latest whole check may be before the audit page says the
+/// daily check has stopped: two of its days, so one missed run (a deploy,
+/// a restart at the wrong hour) does not raise it.
+pub const WHOLE_CHECK_OVERDUE: chrono::Duration = chrono::Duration::days(2);
+
 /// Who ran a whole check.
 pub const BY_SCHEDULE: &str = "schedule";
 pub const BY_COMMAND: &str = "command";

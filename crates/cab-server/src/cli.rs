@@ -415,50 +415,104 @@ fn parse_head(s: &str) -> anyhow::Result<ChainHead> {
     })
 }
 
+/// A verifier key given to `cab audit verify --export`, and when CAB
+/// retired it, if the JSON of GET /api/v1/audit/keys said so.
+struct GivenKey {
+    key: VerifierKey,
+    retired_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl GivenKey {
+    fn named(&self) -> String {
+        format!("{}+{}", self.key.name, hex::encode(self.key.id))
+    }
+}
+
 /// The verifier keys given, each as itself or as a file holding several:
 /// one a line, or the JSON list GET /api/v1/audit/keys answers.
-fn read_keys(given: &[String]) -> anyhow::Result<Vec<VerifierKey>> {
+fn read_keys(given: &[String]) -> anyhow::Result<Vec<GivenKey>> {
     let mut keys = Vec::new();
     for one in given {
         let path = std::path::Path::new(one);
         if one.contains('+') || !path.exists() {
-            keys.push(VerifierKey::parse(one).map_err(|e| anyhow::anyhow!("--key: {e}"))?);
+            keys.push(GivenKey {
+                key: VerifierKey::parse(one).map_err(|e| anyhow::anyhow!("--key: {e}"))?,
+                retired_at: None,
+            });
             continue;
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {one}"))?;
-        let listed: Vec<String> = match serde_json::from_str::<Vec<serde_json::Value>>(&text) {
-            Ok(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    k.get("verifier_key")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned)
-                        .with_context(|| {
-                            format!("--key {one}: entry {} has no verifier_key", i + 1)
-                        })
-                })
-                .collect::<anyhow::Result<_>>()?,
-            Err(_) => text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_owned)
-                .collect(),
-        };
+        let listed: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> =
+            match serde_json::from_str::<Vec<serde_json::Value>>(&text) {
+                Ok(list) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let entry = || format!("--key {one}: entry {}", i + 1);
+                        let key = k
+                            .get("verifier_key")
+                            .and_then(serde_json::Value::as_str)
+                            .with_context(|| format!("{} has no verifier_key", entry()))?;
+                        let retired_at = match k.get("retired_at") {
+                            None | Some(serde_json::Value::Null) => None,
+                            Some(at) => {
+                                Some(serde_json::from_value(at.clone()).with_context(|| {
+                                    format!("{}: retired_at is not a time", entry())
+                                })?)
+                            }
+                        };
+                        Ok((key.to_owned(), retired_at))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                Err(_) => text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| (l.to_owned(), None))
+                    .collect(),
+            };
         if listed.is_empty() {
             anyhow::bail!("--key {one}: the file holds no key");
         }
-        for (i, k) in listed.iter().enumerate() {
-            keys.push(
-                VerifierKey::parse(k)
+        for (i, (k, retired_at)) in listed.into_iter().enumerate() {
+            keys.push(GivenKey {
+                key: VerifierKey::parse(&k)
                     .map_err(|e| anyhow::anyhow!("--key {one}: key {}: {e}", i + 1))?,
-            );
+                retired_at,
+            });
         }
     }
     if keys.is_empty() {
         anyhow::bail!("--key is needed with --export");
     }
     Ok(keys)
+}
+
+/// Which keys signed a verified export, and a warning for each one CAB had
+/// retired: a note signed by it after its retirement was made by a server
+/// still holding the old secret, or by whoever else holds it.
+fn signed_by(keys: &[GivenKey], signers: &[usize], cp: &Checkpoint) -> (String, Vec<String>) {
+    let mut names = Vec::new();
+    let mut warnings = Vec::new();
+    for k in signers.iter().filter_map(|&i| keys.get(i)) {
+        names.push(k.named());
+        let Some(retired) = k.retired_at else {
+            continue;
+        };
+        let at = retired.format("%Y-%m-%dT%H:%M:%SZ");
+        warnings.push(if cp.time > retired {
+            format!(
+                "warning: the key {} was retired at {at}, before the checkpoint's time ({}), yet it signed this export: a server still running with the old secret after the rotation does this, and so can anyone else who holds that secret; ask CAB's administrators which it was",
+                k.named(),
+                cp.time.format("%Y-%m-%dT%H:%M:%SZ")
+            )
+        } else {
+            format!(
+                "note: the key {} was retired at {at}, after this checkpoint was signed: it was CAB's key then",
+                k.named()
+            )
+        });
+    }
+    (names.join(" and "), warnings)
 }
 
 /// An earlier checkpoint: a file holding a signed note, or an earlier
@@ -493,7 +547,8 @@ fn verify_export(
     keys: &[String],
     from: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let keys = read_keys(keys)?;
+    let given = read_keys(keys)?;
+    let keys: Vec<VerifierKey> = given.iter().map(|k| k.key.clone()).collect();
     let from = from.map(|p| read_checkpoint(p, &keys)).transpose()?;
     let earlier = from.as_ref().map(|c| c.seq);
     let file =
@@ -528,6 +583,11 @@ fn verify_export(
             }
             if let Some(seq) = earlier {
                 println!("it extends the earlier checkpoint at event {seq}");
+            }
+            let (names, warnings) = signed_by(&given, &v.signers, cp);
+            println!("signed by the key {names}");
+            for w in warnings {
+                eprintln!("{w}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -75,6 +75,8 @@ pub enum WholeCheck {
         /// How many signed checkpoints, in words (` and its 3 signed
         /// checkpoints`; empty when none was signed yet).
         checkpoints: String,
+        /// Older than the daily check allows: it has stopped running.
+        overdue: bool,
     },
     Broken {
         when: String,
@@ -83,7 +85,7 @@ pub enum WholeCheck {
 }
 
 impl WholeCheck {
-    fn of(row: Option<cab_db::checkpoints::VerificationRow>) -> Self {
+    fn of(row: Option<cab_db::checkpoints::VerificationRow>, now: DateTime<Utc>) -> Self {
         let Some(row) = row else {
             return WholeCheck::Never;
         };
@@ -102,6 +104,7 @@ impl WholeCheck {
                     1 => " and its signed checkpoint".into(),
                     n => format!(" and its {n} signed checkpoints"),
                 },
+                overdue: row.finished_at + checkpoints::WHOLE_CHECK_OVERDUE < now,
             },
             Some((_, finding)) => WholeCheck::Broken { when, finding },
         }
@@ -231,7 +234,10 @@ pub async fn trail(
     let verified = checkpoints::verify_since_checkpoint(&mut snapshot).await;
     snapshot.rollback().await?;
     let mut conn = pool.acquire().await?;
-    let whole = WholeCheck::of(cab_db::checkpoints::latest_verification(&mut conn).await?);
+    let whole = WholeCheck::of(
+        cab_db::checkpoints::latest_verification(&mut conn).await?,
+        Utc::now(),
+    );
     let chain = match verified {
         Ok(v) => ChainStatus::Intact {
             checked: v.checked,

@@ -907,7 +907,55 @@ async fn exports_signed_before_and_after_a_key_rotation_verify_with_both_keys(po
             &earlier_p,
         ]);
         assert!(ok, "{}: {out}{err}", file.display());
+        assert!(out.contains("signed by the key "), "{out}");
     }
+    // Which key signed is said; one CAB had retired before the checkpoint
+    // it signed is warned of, one retired since is only noted.
+    let old_named = old_key.splitn(3, '+').take(2).collect::<Vec<_>>().join("+");
+    let retired_file = dir.join("retired.json");
+    for (retired_at, says) in [
+        ("2000-01-01T00:00:00Z", "warning: the key "),
+        ("2999-01-01T00:00:00Z", "note: the key "),
+    ] {
+        std::fs::write(
+            &retired_file,
+            serde_json::json!([{"verifier_key": old_key, "retired_at": retired_at}]).to_string(),
+        )
+        .unwrap();
+        let (ok, out, err) = cab_offline(&[
+            "audit",
+            "verify",
+            "--export",
+            &earlier_p,
+            "--key",
+            &path(&retired_file),
+        ]);
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains(&format!("signed by the key {old_named}\n")),
+            "{out}"
+        );
+        assert!(
+            err.contains(&format!("{says}{old_named}"))
+                && err.contains(&format!("retired at {retired_at}")),
+            "{err}"
+        );
+    }
+    std::fs::write(
+        &retired_file,
+        serde_json::json!([{"verifier_key": old_key, "retired_at": "last week"}]).to_string(),
+    )
+    .unwrap();
+    let (ok, _, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &earlier_p,
+        "--key",
+        &path(&retired_file),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("entry 1: retired_at is not a time"), "{err}");
     let (ok, out) = python_verifies(&later, &path(&lines_file));
     assert!(ok, "{out}");
     // A key that is not a key, in a file or given itself, is named.

@@ -208,3 +208,43 @@ async fn an_intact_whole_check_is_on_the_page(pool: PgPool) {
         page.body
     );
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_whole_check_more_than_two_days_old_is_flagged(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    some_events(&app, 2).await;
+    let auditor = app.browser_login("audrey", &[Role::Auditor]).await;
+    let record = |hours: i64| {
+        sqlx::query(
+            "INSERT INTO audit_verifications (started_at, finished_at, run_by, head_seq, events, checkpoints)
+             VALUES (now() - make_interval(hours => $1), now() - make_interval(hours => $1), 'schedule', 2, 2, 0)",
+        )
+        .bind(i32::try_from(hours).unwrap())
+        .execute(&pool)
+    };
+    // A day and a half: one run missed at most, nothing to say.
+    record(36).await.unwrap();
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(
+        page.body.contains("alert alert-ok\" id=\"whole-check\""),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("stopped running"));
+    // Over two days: the daily check has stopped, and the page says so.
+    record(49).await.unwrap();
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(
+        page.body.contains("alert alert-warn\" id=\"whole-check\"")
+            && page
+                .body
+                .contains("That is more than two days ago: the daily check has stopped running."),
+        "{}",
+        page.body
+    );
+    // A check made now puts it right.
+    let (ok, stdout, stderr) = cab(&pool, &["audit", "verify"]);
+    assert!(ok, "{stdout}{stderr}");
+    let page = app.get_page("/audit", Some(&auditor.cookie)).await;
+    assert!(!page.body.contains("stopped running"), "{}", page.body);
+}
