@@ -54,6 +54,11 @@ pub struct Verified {
     /// Which of the keys given signed the checkpoint and the export's note
     /// (their positions, each once).
     pub signers: Vec<usize>,
+    /// Whether the export carries its own signed note. Only an export of
+    /// every event may lack one (CAB made them so before it signed exports
+    /// as a whole): its chain, from event 1 to the signed checkpoint,
+    /// vouches for every event in it all the same.
+    pub noted: bool,
 }
 
 /// A string of a line, borrowed from it where it holds no escape.
@@ -452,7 +457,10 @@ impl ExportVerifier {
         {
             return self.fault("the trailer's head differs from its signed checkpoint");
         }
-        signers.extend(self.signed_as_a_whole(t.export_note.as_deref(), &digest, &cp)?);
+        let noted = t.export_note.is_some();
+        if noted || self.filtered != Some(false) {
+            signers.extend(self.signed_as_a_whole(t.export_note.as_deref(), &digest, &cp)?);
+        }
         signers.sort_unstable();
         signers.dedup();
         if self.filtered == Some(false) {
@@ -495,6 +503,7 @@ impl ExportVerifier {
             filtered: self.filtered == Some(true),
             checkpoint: cp,
             signers,
+            noted,
         });
         Ok(())
     }
@@ -830,6 +839,7 @@ mod tests {
         assert!(!v.filtered);
         assert_eq!(v.checkpoint.seq, 5);
         assert_eq!(v.signers, vec![0]);
+        assert!(v.noted);
     }
 
     #[test]
@@ -1313,6 +1323,30 @@ mod tests {
             "a cut at event 5, its checkpoint is at event 6",
         );
         assert!(check(&with_export_note(&good, resigned(right)), None).is_ok());
+    }
+
+    #[test]
+    fn a_whole_export_without_a_note_verifies_by_its_chain_alone() {
+        let events = chain(4);
+        let whole = with_export_note(&export(&events, json!({}), None), Value::Null);
+        let v = check(&whole, None).expect("verifies");
+        assert!(!v.noted && !v.filtered);
+        assert_eq!((v.rows, v.checkpoint.seq), (4, 4));
+        // Its chain must still reach the signed checkpoint.
+        let short = with_export_note(
+            &export(&events[..3], json!({}), Some(&events[3])),
+            Value::Null,
+        );
+        let e = check(&short, None).expect_err("refused");
+        assert!(e.reason.contains("the chain ends at event 3"), "{e}");
+        // And a filtered one may not lack its note.
+        let some: Vec<StoredEvent> = events.iter().step_by(2).cloned().collect();
+        let filtered = with_export_note(
+            &export(&some, json!({"actor": "erin"}), Some(&events[3])),
+            Value::Null,
+        );
+        let e = check(&filtered, None).expect_err("refused");
+        assert!(e.reason.contains("no signed note of the export"), "{e}");
     }
 
     #[test]

@@ -575,9 +575,14 @@ fn verify_export(
                     "export verified: {} events, each matching its hash, exactly the ones CAB exported for this filter (its signed note holds their number and digest), cut at {signed}; a filtered export does not show that nothing happened between its events: for that, check an export of every event",
                     v.rows
                 );
-            } else {
+            } else if v.noted {
                 println!(
                     "export verified: {} events, the chain intact from event 1 to {signed}",
+                    v.rows
+                );
+            } else {
+                println!(
+                    "export verified: {} events, the chain intact from event 1 to {signed}; the file carries no signed note of its own (CAB made exports of every event without one before it signed them as a whole), so its header and trailer are vouched for by no signature, but every event is: the chain links each one to the signed checkpoint",
                     v.rows
                 );
             }

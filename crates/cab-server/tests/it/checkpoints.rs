@@ -483,6 +483,59 @@ async fn an_export_verifies_offline_with_cab_and_with_an_independent_script(pool
     assert!(ok, "{out}");
     assert!(out.contains("chain intact"), "{out}");
 
+    // An export of every event as CAB made them before it signed exports
+    // as a whole (no export_note in the trailer) verifies by its chain,
+    // and says it carries no note of its own; its chain must still hold.
+    let text = std::fs::read_to_string(&earlier).unwrap();
+    let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
+    let mut trailer: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    trailer["trailer"]
+        .as_object_mut()
+        .unwrap()
+        .remove("export_note");
+    *lines.last_mut().unwrap() = format!("{trailer}\n");
+    let unnoted = dir.join("unnoted.ndjson");
+    std::fs::write(&unnoted, lines.concat()).unwrap();
+    let (ok, out, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&unnoted),
+        "--key",
+        &key,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("the chain intact from event 1 to the checkpoint at event")
+            && out.contains("the file carries no signed note of its own"),
+        "{out}"
+    );
+    let (ok, out) = python_verifies(&unnoted, &key);
+    assert!(
+        ok && out.contains("the export carries no note of its own"),
+        "{out}"
+    );
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replacen("\"seq\":2", "\"seq\":7", 1);
+    let digest = hex::encode(sha2::Sha256::digest(
+        edited[..edited.len() - 1].concat().as_bytes(),
+    ));
+    trailer["trailer"]["sha256"] = Value::String(digest);
+    *edited.last_mut().unwrap() = format!("{trailer}\n");
+    std::fs::write(&unnoted, edited.concat()).unwrap();
+    let (ok, out, err) = cab_offline(&[
+        "audit",
+        "verify",
+        "--export",
+        &path(&unnoted),
+        "--key",
+        &key,
+    ]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("line 3:"), "{err}");
+    let (ok, out) = python_verifies(&unnoted, &key);
+    assert!(!ok, "{out}");
+
     // A later export extends the earlier one; the key may come in a file.
     some_events(&app, 2).await;
     let later = export("later.ndjson").await;
