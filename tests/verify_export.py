@@ -212,6 +212,36 @@ def check_fields(e, canonical):
             raise Fault("event %d: its %s is not the one hashed" % (e["seq"], name))
 
 
+def _no_duplicates(pairs):
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise Fault("a line names a field twice")
+    return dict(pairs)
+
+
+def _whole(text):
+    if text.startswith("-0"):
+        raise Fault("a number is written -0")
+    return int(text)
+
+
+def _not_whole(text):
+    raise Fault("a number is not whole: %s" % text)
+
+
+def loads(raw):
+    """A line of the export: JSON with each field once and numbers whole
+    (CAB writes no other), read strictly so that what is checked is what
+    the file says."""
+    return json.loads(
+        raw,
+        object_pairs_hook=_no_duplicates,
+        parse_int=_whole,
+        parse_float=_not_whole,
+        parse_constant=_not_whole,
+    )
+
+
 def read_keys(given):
     keys = []
     for text in given:
@@ -230,11 +260,11 @@ def verify(path, key_texts):
     if lines[-1] != b"":
         raise Fault("the file does not end with a newline")
     lines = [line + b"\n" for line in lines[:-1]]
-    header = json.loads(lines[0])["export"]
+    header = loads(lines[0])["export"]
     if header["trail"] != "events":
         raise Fault("not an export of the events")
     whole = header["filter"] == {}
-    trailer = json.loads(lines[-1])["trailer"]
+    trailer = loads(lines[-1])["trailer"]
     events = lines[1:-1]
     if trailer["rows"] != len(events):
         raise Fault("the trailer's row count differs")
@@ -242,7 +272,7 @@ def verify(path, key_texts):
         raise Fault("the trailer's SHA-256 differs")
     prev, seq = bytes(32), 0
     for raw in events:
-        e = json.loads(raw)
+        e = loads(raw)
         prev_hash, hash_ = bytes.fromhex(e["prev_hash"]), bytes.fromhex(e["hash"])
         canonical = base64.b64decode(e["canonical"])
         if hashlib.sha256(prev_hash + canonical).digest() != hash_:
@@ -281,7 +311,7 @@ def verify(path, key_texts):
 if __name__ == "__main__":
     try:
         rows, at, whole, noted = verify(sys.argv[1], sys.argv[2:])
-    except (Fault, KeyError, ValueError, IndexError, OSError) as fault:
+    except (Fault, KeyError, ValueError, IndexError, TypeError, AttributeError, OSError) as fault:
         print("does not verify: %s" % fault)
         sys.exit(1)
     print(
