@@ -386,8 +386,9 @@ pub async fn unauthorized(
 }
 
 /// The checkpoints that bracket the period: the last one signed before it
-/// starts (else the first within it) and the first signed after it ends
-/// (else the last one there is).
+/// starts (none when none was: the period is then checked from the chain's
+/// first event) and the first signed after it ends (else the last one there
+/// is).
 pub async fn bracketing_checkpoints(
     conn: &mut PgConnection,
     start: DateTime<Utc>,
@@ -399,9 +400,8 @@ pub async fn bracketing_checkpoints(
     let first = sqlx::query_as!(
         crate::checkpoints::CheckpointRow,
         "SELECT seq, hash, signed_at, kid, note FROM audit_checkpoints
-         ORDER BY (signed_at < $1) DESC,
-                  CASE WHEN signed_at < $1 THEN signed_at END DESC,
-                  signed_at
+         WHERE signed_at < $1
+         ORDER BY signed_at DESC, seq DESC
          LIMIT 1",
         start
     )

@@ -32,7 +32,7 @@ use crate::error::AppError;
 use crate::request::Origin;
 use crate::state::AppState;
 use crate::words::{People, Subjects, role_labels};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// The most changes a sample holds.
 pub const MAX_SAMPLE: usize = 100;
@@ -265,6 +265,9 @@ struct Index {
     seed: u64,
     first_checkpoint: String,
     last_checkpoint: String,
+    /// No checkpoint was signed before the period: its trail is checked
+    /// from the chain's first event.
+    from_first_event: bool,
     /// Why the audit chain did not verify when the pack was made; empty
     /// when it did.
     chain_fault: String,
@@ -277,17 +280,17 @@ struct Control {
     files: Vec<(String, &'static str, usize)>,
 }
 
+/// Read on `conn`, in the pack's snapshot, so a sampled change's page
+/// tells what the populations tell.
 async fn sampled_change(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     change: &ProductionChange,
     period: &str,
     seed: u64,
 ) -> Result<Vec<u8>, AppError> {
-    let view = crate::changes::load(pool, change.id).await?;
-    let mut conn = pool.acquire().await?;
-    let events = cab_db::audit::for_change(&mut conn, &change.id.to_string()).await?;
-    let people = People::load(&mut conn).await?;
-    drop(conn);
+    let view = crate::changes::load_in(conn, change.id).await?;
+    let events = cab_db::audit::for_change(conn, &change.id.to_string()).await?;
+    let people = People::load(conn).await?;
     let subjects = Subjects::for_change(people, change.id, change.number);
     let c = &view.content;
     let page = SampledChange {
@@ -434,6 +437,19 @@ pub async fn build(
         crate::audit_trail::approvals_csv(&mut tx, &f, &mut out).await?;
         out
     };
+    // The sample, in the same snapshot.
+    let picked: Vec<&ProductionChange> =
+        sample(production.len(), request.sample_size, request.seed)
+            .into_iter()
+            .filter_map(|i| production.get(i))
+            .collect();
+    let mut sampled = Vec::with_capacity(picked.len());
+    for c in &picked {
+        sampled.push((
+            c,
+            sampled_change(&mut tx, c, &period_words, request.seed).await?,
+        ));
+    }
     tx.rollback().await?;
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
@@ -753,6 +769,7 @@ pub async fn build(
         )
     };
     let (first_words, last_words) = (describe(&first_cp), describe(&last_cp));
+    let from_first_event = first_cp.is_none();
     for (file, cp) in [
         ("audit/checkpoint-first.txt", &first_cp),
         ("audit/checkpoint-last.txt", &last_cp),
@@ -768,16 +785,9 @@ pub async fn build(
         .collect();
     files.push(("audit/keys.txt".into(), key_lines.into_bytes()));
 
-    // The sample.
-    let picked: Vec<&ProductionChange> =
-        sample(production.len(), request.sample_size, request.seed)
-            .into_iter()
-            .filter_map(|i| production.get(i))
-            .collect();
     let mut sample_links = Vec::new();
-    for c in &picked {
+    for (c, page) in sampled {
         let path = format!("sample/CHG-{}.html", c.number);
-        let page = sampled_change(pool, c, &period_words, request.seed).await?;
         files.push((path.clone(), page));
         sample_links.push((
             format!("CHG-{}.html", c.number),
@@ -796,6 +806,7 @@ pub async fn build(
         seed: request.seed,
         first_checkpoint: first_words,
         last_checkpoint: last_words,
+        from_first_event,
         chain_fault,
     };
     files.insert(

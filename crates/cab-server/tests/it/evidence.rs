@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use axum::http::{Method, StatusCode};
 use cab_domain::Role;
 use cab_domain::checkpoint::{VerifierKey, open_text};
+use chrono::Utc;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
@@ -203,6 +204,37 @@ async fn the_pack_holds_each_controls_population_and_exceptions(pool: PgPool) {
     assert!(page.contains("seed 7"));
     let index = text(&files, "index.html");
     assert!(index.contains("seed <strong>7</strong>"), "{index}");
+    // No checkpoint was signed before today: the period is checked from the
+    // chain's first event, and no later checkpoint stands in for a first.
+    assert!(!files.contains_key("audit/checkpoint-first.txt"));
+    assert!(
+        index.contains("No checkpoint was signed before the period")
+            && index.contains("<code>cab audit verify --export FILE --key KEY</code>"),
+        "{index}"
+    );
+    // Tomorrow's period starts after today's checkpoints: the latest (the
+    // pack signs one first) is its first.
+    let tomorrow = (Utc::now() + chrono::Duration::days(1)).date_naive();
+    let later = pack(&app, &auditor, &format!("?from={tomorrow}&to={tomorrow}")).await;
+    let signed: i64 = sqlx::query_scalar("SELECT max(seq) FROM audit_checkpoints")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let first = text(&later, "audit/checkpoint-first.txt");
+    let index = text(&later, "index.html");
+    assert!(
+        index.contains(&format!("the first, event {signed}, signed"))
+            && index.contains("--from-checkpoint audit/checkpoint-first.txt"),
+        "{index}"
+    );
+    let keys = text(&later, "audit/keys.txt");
+    let key = VerifierKey::parse(keys.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        cab_domain::checkpoint::open(&first, &key)
+            .expect("signed")
+            .seq,
+        signed
+    );
 }
 
 #[sqlx::test(migrations = "../../migrations")]
