@@ -286,10 +286,9 @@ def verify(path, key_texts):
     origin, signed_seq, signed_hash = open_checkpoint(cp["note"], keys)
     if (signed_seq, signed_hash.hex()) != (cp["seq"], cp["hash"]):
         raise Fault("the trailer's head differs from the signed checkpoint")
-    noted = trailer.get("export_note") is not None
-    if not noted and not whole:
+    if trailer.get("export_note") is None:
         raise Fault("the trailer carries no signed note of the export")
-    note = open_export_note(trailer["export_note"], keys) if noted else {}
+    note = open_export_note(trailer["export_note"], keys)
     said = {
         "origin": origin,
         "trail": "events",
@@ -300,26 +299,21 @@ def verify(path, key_texts):
         "sha256": hashlib.sha256(b"".join(lines[:-1])).hexdigest(),
         "cut": "%d %s" % (signed_seq, signed_hash.hex()),
     }
-    for name, value in said.items() if noted else ():
+    for name, value in said.items():
         if note[name] != value:
             raise Fault("the export's note says another %s than the file" % name)
     if whole and (signed_seq, signed_hash) != (seq, prev):
         raise Fault("the chain does not end at the signed checkpoint")
-    return len(events), signed_seq, whole, noted
+    return len(events), signed_seq, whole
 
 
 if __name__ == "__main__":
     try:
-        rows, at, whole, noted = verify(sys.argv[1], sys.argv[2:])
+        rows, at, whole = verify(sys.argv[1], sys.argv[2:])
     except (Fault, KeyError, ValueError, IndexError, TypeError, AttributeError, OSError) as fault:
         print("does not verify: %s" % fault)
         sys.exit(1)
     print(
-        "verified: %d events%s, signed checkpoint at event %d, %s"
-        % (
-            rows,
-            ", chain intact" if whole else ", exactly those exported for the filter",
-            at,
-            "the export signed as a whole" if noted else "the export carries no note of its own",
-        )
+        "verified: %d events%s, signed checkpoint at event %d, the export signed as a whole"
+        % (rows, ", chain intact" if whole else ", exactly those exported for the filter", at)
     )

@@ -51,14 +51,10 @@ pub struct Verified {
     pub filtered: bool,
     /// The signed checkpoint the export ends at.
     pub checkpoint: Checkpoint,
-    /// Which of the keys given signed the checkpoint and the export's note
-    /// (their positions, each once).
-    pub signers: Vec<usize>,
-    /// Whether the export carries its own signed note. Only an export of
-    /// every event may lack one (CAB made them so before it signed exports
-    /// as a whole): its chain, from event 1 to the signed checkpoint,
-    /// vouches for every event in it all the same.
-    pub noted: bool,
+    /// Which of the keys given signed the checkpoint (their positions).
+    pub checkpoint_signers: Vec<usize>,
+    /// Which of them signed the export's own note.
+    pub note_signers: Vec<usize>,
 }
 
 /// A string of a line, borrowed from it where it holds no escape.
@@ -446,7 +442,7 @@ impl ExportVerifier {
         let Some(note) = t.checkpoint.note else {
             return self.fault("the export ends at no signed checkpoint (the chain did not verify when it was made)");
         };
-        let (cp, mut signers) = match checkpoint::open_text_signed(&note, &self.keys)
+        let (cp, checkpoint_signers) = match checkpoint::open_text_signed(&note, &self.keys)
             .and_then(|(text, by)| Ok((Checkpoint::parse(&text)?, by)))
         {
             Ok(signed) => signed,
@@ -457,12 +453,7 @@ impl ExportVerifier {
         {
             return self.fault("the trailer's head differs from its signed checkpoint");
         }
-        let noted = t.export_note.is_some();
-        if noted || self.filtered != Some(false) {
-            signers.extend(self.signed_as_a_whole(t.export_note.as_deref(), &digest, &cp)?);
-        }
-        signers.sort_unstable();
-        signers.dedup();
+        let note_signers = self.signed_as_a_whole(t.export_note.as_deref(), &digest, &cp)?;
         if self.filtered == Some(false) {
             let reached = self.last.clone().unwrap_or(ChainHead {
                 seq: 0,
@@ -502,8 +493,8 @@ impl ExportVerifier {
             rows: self.rows,
             filtered: self.filtered == Some(true),
             checkpoint: cp,
-            signers,
-            noted,
+            checkpoint_signers,
+            note_signers,
         });
         Ok(())
     }
@@ -518,7 +509,7 @@ impl ExportVerifier {
     ) -> Result<Vec<usize>, ExportBreak> {
         let Some(note) = note else {
             return self.fault(
-                "the trailer carries no signed note of the export: nothing vouches for the file as a whole",
+                "the trailer carries no signed note of the export: nothing vouches for the file as a whole (an export made before CAB signed exports as a whole has none: export it again)",
             );
         };
         let (n, signers) = match checkpoint::open_text_signed(note, &self.keys)
@@ -838,8 +829,7 @@ mod tests {
         assert_eq!(v.rows, 5);
         assert!(!v.filtered);
         assert_eq!(v.checkpoint.seq, 5);
-        assert_eq!(v.signers, vec![0]);
-        assert!(v.noted);
+        assert_eq!((v.checkpoint_signers, v.note_signers), (vec![0], vec![0]));
     }
 
     #[test]
@@ -1323,30 +1313,6 @@ mod tests {
             "a cut at event 5, its checkpoint is at event 6",
         );
         assert!(check(&with_export_note(&good, resigned(right)), None).is_ok());
-    }
-
-    #[test]
-    fn a_whole_export_without_a_note_verifies_by_its_chain_alone() {
-        let events = chain(4);
-        let whole = with_export_note(&export(&events, json!({}), None), Value::Null);
-        let v = check(&whole, None).expect("verifies");
-        assert!(!v.noted && !v.filtered);
-        assert_eq!((v.rows, v.checkpoint.seq), (4, 4));
-        // Its chain must still reach the signed checkpoint.
-        let short = with_export_note(
-            &export(&events[..3], json!({}), Some(&events[3])),
-            Value::Null,
-        );
-        let e = check(&short, None).expect_err("refused");
-        assert!(e.reason.contains("the chain ends at event 3"), "{e}");
-        // And a filtered one may not lack its note.
-        let some: Vec<StoredEvent> = events.iter().step_by(2).cloned().collect();
-        let filtered = with_export_note(
-            &export(&some, json!({"actor": "erin"}), Some(&events[3])),
-            Value::Null,
-        );
-        let e = check(&filtered, None).expect_err("refused");
-        assert!(e.reason.contains("no signed note of the export"), "{e}");
     }
 
     #[test]

@@ -435,10 +435,8 @@ fn read_keys(given: &[String]) -> anyhow::Result<Vec<GivenKey>> {
     for one in given {
         let path = std::path::Path::new(one);
         if one.contains('+') || !path.exists() {
-            keys.push(GivenKey {
-                key: VerifierKey::parse(one).map_err(|e| anyhow::anyhow!("--key: {e}"))?,
-                retired_at: None,
-            });
+            let key = VerifierKey::parse(one).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            add_key(&mut keys, key, None);
             continue;
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {one}"))?;
@@ -474,11 +472,9 @@ fn read_keys(given: &[String]) -> anyhow::Result<Vec<GivenKey>> {
             anyhow::bail!("--key {one}: the file holds no key");
         }
         for (i, (k, retired_at)) in listed.into_iter().enumerate() {
-            keys.push(GivenKey {
-                key: VerifierKey::parse(&k)
-                    .map_err(|e| anyhow::anyhow!("--key {one}: key {}: {e}", i + 1))?,
-                retired_at,
-            });
+            let key = VerifierKey::parse(&k)
+                .map_err(|e| anyhow::anyhow!("--key {one}: key {}: {e}", i + 1))?;
+            add_key(&mut keys, key, retired_at);
         }
     }
     if keys.is_empty() {
@@ -487,32 +483,67 @@ fn read_keys(given: &[String]) -> anyhow::Result<Vec<GivenKey>> {
     Ok(keys)
 }
 
-/// Which keys signed a verified export, and a warning for each one CAB had
-/// retired: a note signed by it after its retirement was made by a server
-/// still holding the old secret, or by whoever else holds it.
-fn signed_by(keys: &[GivenKey], signers: &[usize], cp: &Checkpoint) -> (String, Vec<String>) {
-    let mut names = Vec::new();
-    let mut warnings = Vec::new();
-    for k in signers.iter().filter_map(|&i| keys.get(i)) {
-        names.push(k.named());
-        let Some(retired) = k.retired_at else {
-            continue;
-        };
-        let at = retired.format("%Y-%m-%dT%H:%M:%SZ");
-        warnings.push(if cp.time > retired {
-            format!(
-                "warning: the key {} was retired at {at}, before the checkpoint's time ({}), yet it signed this export: a server still running with the old secret after the rotation does this, and so can anyone else who holds that secret; ask CAB's administrators which it was",
-                k.named(),
-                cp.time.format("%Y-%m-%dT%H:%M:%SZ")
-            )
-        } else {
-            format!(
-                "note: the key {} was retired at {at}, after this checkpoint was signed: it was CAB's key then",
-                k.named()
-            )
-        });
+/// How far a checkpoint's time may run past its key's retirement before
+/// the signature is taken for one CAB did not make: the clocks of the
+/// server that retired the key and the one that signed may differ by this.
+const RETIREMENT_SKEW: chrono::Duration = chrono::Duration::minutes(1);
+
+/// A key given twice is one key, retired if either says so.
+fn add_key(
+    keys: &mut Vec<GivenKey>,
+    key: VerifierKey,
+    retired_at: Option<chrono::DateTime<chrono::Utc>>,
+) {
+    match keys.iter_mut().find(|g| g.key == key) {
+        Some(given) => given.retired_at = given.retired_at.or(retired_at),
+        None => keys.push(GivenKey { key, retired_at }),
     }
-    (names.join(" and "), warnings)
+}
+
+/// Who signed a verified export: a line to print, and notes for keys CAB
+/// has retired; or why the signatures are not CAB's. CAB never signs with a
+/// retired key, so a checkpoint said to be signed after its key's
+/// retirement, or an export's note (made at or after its checkpoint's time)
+/// likewise, was made by someone else holding the old key.
+fn signed_by(
+    keys: &[GivenKey],
+    v: &cab_domain::export_check::Verified,
+) -> Result<(String, Vec<String>), String> {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let claimed = time(v.checkpoint.time);
+    let mut notes = Vec::new();
+    let mut names = |which: &str, signers: &[usize]| -> Result<String, String> {
+        let mut named = Vec::new();
+        for k in signers.iter().filter_map(|&i| keys.get(i)) {
+            named.push(k.named());
+            let Some(retired) = k.retired_at else {
+                continue;
+            };
+            if v.checkpoint.time > retired + RETIREMENT_SKEW {
+                return Err(format!(
+                    "{which} is signed by the key {}, which CAB retired at {}, but the checkpoint says it was signed at {claimed}, after that: CAB signs nothing with a retired key, so whoever made this signature holds the old key",
+                    k.named(),
+                    time(retired)
+                ));
+            }
+            notes.push(format!(
+                "note: {which} is signed by the key {}, retired since, at {}; the checkpoint says it was signed at {claimed}, before that (a time the signer writes: trust it as far as the old key was kept safe)",
+                k.named(),
+                time(retired)
+            ));
+        }
+        Ok(named.join(" and "))
+    };
+    let checkpoint = names("the checkpoint", &v.checkpoint_signers)?;
+    let note = names("the export's note", &v.note_signers)?;
+    let line = if checkpoint == note {
+        format!("signed by the key {checkpoint}")
+    } else {
+        format!(
+            "the checkpoint signed by the key {checkpoint}, the export's note by the key {note}"
+        )
+    };
+    Ok((line, notes))
 }
 
 /// An earlier checkpoint: a file holding a signed note, or an earlier
@@ -575,26 +606,28 @@ fn verify_export(
                     "export verified: {} events, each matching its hash, exactly the ones CAB exported for this filter (its signed note holds their number and digest), cut at {signed}; a filtered export does not show that nothing happened between its events: for that, check an export of every event",
                     v.rows
                 );
-            } else if v.noted {
-                println!(
-                    "export verified: {} events, the chain intact from event 1 to {signed}",
-                    v.rows
-                );
             } else {
                 println!(
-                    "export verified: {} events, the chain intact from event 1 to {signed}; the file carries no signed note of its own (CAB made exports of every event without one before it signed them as a whole), so its header and trailer are vouched for by no signature, but every event is: the chain links each one to the signed checkpoint",
+                    "export verified: {} events, the chain intact from event 1 to {signed}",
                     v.rows
                 );
             }
             if let Some(seq) = earlier {
                 println!("it extends the earlier checkpoint at event {seq}");
             }
-            let (names, warnings) = signed_by(&given, &v.signers, cp);
-            println!("signed by the key {names}");
-            for w in warnings {
-                eprintln!("{w}");
+            match signed_by(&given, &v) {
+                Ok((line, notes)) => {
+                    println!("{line}");
+                    for n in notes {
+                        eprintln!("{n}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    eprintln!("export does not verify: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Ok(ExitCode::SUCCESS)
         }
         Err(b) => {
             eprintln!("export does not verify: {b}");

@@ -268,6 +268,8 @@ struct Index {
     /// No checkpoint was signed before the period: its trail is checked
     /// from the chain's first event.
     from_first_event: bool,
+    /// No checkpoint was ever signed: nothing to check the trail against.
+    unsigned: bool,
     /// Why the audit chain did not verify when the pack was made; empty
     /// when it did.
     chain_fault: String,
@@ -770,6 +772,7 @@ pub async fn build(
     };
     let (first_words, last_words) = (describe(&first_cp), describe(&last_cp));
     let from_first_event = first_cp.is_none();
+    let unsigned = last_cp.is_none();
     for (file, cp) in [
         ("audit/checkpoint-first.txt", &first_cp),
         ("audit/checkpoint-last.txt", &last_cp),
@@ -807,6 +810,7 @@ pub async fn build(
         first_checkpoint: first_words,
         last_checkpoint: last_words,
         from_first_event,
+        unsigned,
         chain_fault,
     };
     files.insert(

@@ -419,3 +419,25 @@ async fn the_command_line_writes_the_same_pack(pool: PgPool) {
     assert!(!ok);
     assert!(err.contains("YYYY-MM-DD"), "{err}");
 }
+
+#[sqlx::test(migrations = "../../migrations")]
+async fn a_pack_of_a_chain_that_does_not_verify_says_so_and_points_to_no_checkpoint(pool: PgPool) {
+    let app = TestApp::new(pool.clone()).await;
+    let auditor = period_of_work(&app).await;
+    // Edited around CAB before any checkpoint was signed.
+    crate::audit::tamper(
+        &pool,
+        "UPDATE audit_events SET action = 'change.approved' WHERE seq = 2",
+    )
+    .await;
+    let files = pack(&app, &auditor, "").await;
+    let index = text(&files, "index.html");
+    assert!(
+        index.contains("The audit chain did not verify when this pack was made")
+            && index.contains("No checkpoint has been signed")
+            && !index.contains("audit/checkpoint-last.txt"),
+        "{index}"
+    );
+    assert!(!files.contains_key("audit/checkpoint-last.txt"));
+    assert!(!files.contains_key("audit/checkpoint-first.txt"));
+}
