@@ -594,6 +594,13 @@ fn verify_export(
     .with_context(|| format!("cannot read {}", export.display()))?;
     match outcome {
         Ok(v) => {
+            let (signers, notes) = match signed_by(&given, &v) {
+                Ok(said) => said,
+                Err(why) => {
+                    eprintln!("export does not verify: {why}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             let cp = &v.checkpoint;
             let signed = format!(
                 "the checkpoint at event {} signed {} by {}",
@@ -615,19 +622,11 @@ fn verify_export(
             if let Some(seq) = earlier {
                 println!("it extends the earlier checkpoint at event {seq}");
             }
-            match signed_by(&given, &v) {
-                Ok((line, notes)) => {
-                    println!("{line}");
-                    for n in notes {
-                        eprintln!("{n}");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(why) => {
-                    eprintln!("export does not verify: {why}");
-                    Ok(ExitCode::FAILURE)
-                }
+            println!("{signers}");
+            for n in notes {
+                eprintln!("{n}");
             }
+            Ok(ExitCode::SUCCESS)
         }
         Err(b) => {
             eprintln!("export does not verify: {b}");
