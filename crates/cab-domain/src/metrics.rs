@@ -106,14 +106,14 @@ pub fn bucket_of(d: NaiveDate, bucket: Bucket) -> NaiveDate {
     }
 }
 
-/// The first day of the bucket after the one starting on `start`.
+/// The first day of the bucket after the one starting on `start`; the
+/// last day there is when that is beyond the calendar.
 pub fn next_bucket(start: NaiveDate, bucket: Bucket) -> NaiveDate {
     match bucket {
-        Bucket::Week => start + Duration::days(7),
-        Bucket::Month => start
-            .checked_add_months(chrono::Months::new(1))
-            .unwrap_or(start + Duration::days(31)),
+        Bucket::Week => start.checked_add_signed(Duration::days(7)),
+        Bucket::Month => start.checked_add_months(chrono::Months::new(1)),
     }
+    .unwrap_or(NaiveDate::MAX)
 }
 
 /// `part` of `whole`, between 0 and 1; `None` when there is no whole.
@@ -189,6 +189,18 @@ mod tests {
             next_bucket(day("2026-12-01"), Bucket::Month),
             day("2027-01-01")
         );
+        assert_eq!(
+            next_bucket(day("2026-11-23"), Bucket::Week),
+            day("2026-11-30")
+        );
+    }
+
+    #[test]
+    fn the_bucket_after_the_last_one_is_the_last_day() {
+        let last_month = NaiveDate::MAX.with_day(1).expect("a day");
+        assert_eq!(next_bucket(last_month, Bucket::Month), NaiveDate::MAX);
+        let last_week = NaiveDate::MAX - Duration::days(3);
+        assert_eq!(next_bucket(last_week, Bucket::Week), NaiveDate::MAX);
     }
 
     #[test]
