@@ -249,6 +249,11 @@ pub struct VerifierKey {
 }
 
 impl VerifierKey {
+    /// The key's name and id, `NAME+KEYID`: which key, without the key.
+    pub fn named(&self) -> String {
+        format!("{}+{}", self.name, hex::encode(self.id))
+    }
+
     pub fn parse(s: &str) -> Result<VerifierKey, NoteError> {
         let s = s.trim();
         // The key's base64 may itself hold a `+`.
@@ -365,10 +370,7 @@ pub fn open_text_signed(
         found.push(at);
     }
     if found.is_empty() {
-        let names: Vec<String> = keys
-            .iter()
-            .map(|k| format!("{}+{}", k.name, hex::encode(k.id)))
-            .collect();
+        let names: Vec<String> = keys.iter().map(VerifierKey::named).collect();
         return fault(match keys {
             [one] => format!("the note carries no signature by the key {}", one.name),
             _ => format!(

@@ -422,12 +422,6 @@ struct GivenKey {
     retired_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-impl GivenKey {
-    fn named(&self) -> String {
-        format!("{}+{}", self.key.name, hex::encode(self.key.id))
-    }
-}
-
 /// The verifier keys given, each as itself or as a file holding several:
 /// one a line, or the JSON list GET /api/v1/audit/keys answers.
 fn read_keys(given: &[String]) -> anyhow::Result<Vec<GivenKey>> {
@@ -483,6 +477,11 @@ fn read_keys(given: &[String]) -> anyhow::Result<Vec<GivenKey>> {
     Ok(keys)
 }
 
+/// A time as the checkpoints write it: UTC, to the second.
+fn utc_second(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// How far a checkpoint's time may run past its key's retirement before
 /// the signature is taken for one CAB did not make: the clocks of the
 /// server that retired the key and the one that signed may differ by this.
@@ -509,27 +508,26 @@ fn signed_by(
     keys: &[GivenKey],
     v: &cab_domain::export_check::Verified,
 ) -> Result<(String, Vec<String>), String> {
-    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let claimed = time(v.checkpoint.time);
+    let claimed = utc_second(v.checkpoint.time);
     let mut notes = Vec::new();
     let mut names = |which: &str, signers: &[usize]| -> Result<String, String> {
         let mut named = Vec::new();
         for k in signers.iter().filter_map(|&i| keys.get(i)) {
-            named.push(k.named());
+            named.push(k.key.named());
             let Some(retired) = k.retired_at else {
                 continue;
             };
             if v.checkpoint.time > retired + RETIREMENT_SKEW {
                 return Err(format!(
                     "{which} is signed by the key {}, which CAB retired at {}, but the checkpoint says it was signed at {claimed}, after that: CAB signs nothing with a retired key, so whoever made this signature holds the old key",
-                    k.named(),
-                    time(retired)
+                    k.key.named(),
+                    utc_second(retired)
                 ));
             }
             notes.push(format!(
                 "note: {which} is signed by the key {}, retired since, at {}; the checkpoint says it was signed at {claimed}, before that (a time the signer writes: trust it as far as the old key was kept safe)",
-                k.named(),
-                time(retired)
+                k.key.named(),
+                utc_second(retired)
             ));
         }
         Ok(named.join(" and "))
@@ -605,7 +603,7 @@ fn verify_export(
             let signed = format!(
                 "the checkpoint at event {} signed {} by {}",
                 cp.seq,
-                cp.time.format("%Y-%m-%dT%H:%M:%SZ"),
+                utc_second(cp.time),
                 cp.origin
             );
             if v.filtered {

@@ -488,15 +488,12 @@ async fn an_export_verifies_offline_with_cab_and_with_an_independent_script(pool
     // vouches for the hashed fields, but nothing for the names shown beside
     // them, its header or where it was cut.
     let text = std::fs::read_to_string(&earlier).unwrap();
-    let mut lines: Vec<String> = text.lines().map(|l| format!("{l}\n")).collect();
-    let mut trailer: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
-    trailer["trailer"]
-        .as_object_mut()
-        .unwrap()
-        .remove("export_note");
-    *lines.last_mut().unwrap() = format!("{trailer}\n");
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let unnoted = dir.join("unnoted.ndjson");
-    std::fs::write(&unnoted, lines.concat()).unwrap();
+    let stripped = with_trailer(&lines, |t| {
+        t.as_object_mut().unwrap().remove("export_note");
+    });
+    std::fs::write(&unnoted, stripped).unwrap();
     let (ok, out, err) = cab_offline(&[
         "audit",
         "verify",
